@@ -1,0 +1,36 @@
+# Set-up and the two README commands. `make demo` runs the main job on the built-in synthetic
+# data; `make test` runs lint, types and the test suite (what CI runs through .ci/run).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DATA   ?= data/synth
+# On these machines `pip install torch==2.13.0` takes the CPU wheel that lies on disk; see the
+# README ("GPU install") for a CUDA machine.
+TORCH  ?= torch==2.13.0
+
+.PHONY: venv demo test lint clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# pip >= 25.1 understands [dependency-groups] (--group dev).
+	$(BIN)/pip install --quiet --upgrade "pip>=25.1"
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e . --group dev
+	touch $@
+
+venv: $(BIN)/.installed
+
+demo: venv
+	$(BIN)/nodule-index synth --out $(DATA) --overwrite
+	$(BIN)/nodule-index describe --data $(DATA)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""nodule-search HTTP service (FastAPI). Never imports ``indexer``."""

@@ -1,0 +1,132 @@
+"""Benchmark: one patch by region read vs the usual whole-volume path.
+
+The usual path (LUNA16 tutorials, many repositories): read the whole volume, resample the whole
+volume to 1 mm, crop the patch, window. Ours: read the header, read only the slab the patch
+touches (SimpleITK streamed region read), sample only the patch grid (trilinear).
+
+Run: ``.venv/bin/python bench/bench_patch.py [--repeats N] [--out bench/results/patch.json]``.
+Writes the medians, their ratio, the machine and the date to the results file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from model.ct import open_volume
+from model.preprocessing import PatchSpec, extract_patch
+
+logger = logging.getLogger("bench_patch")
+
+SHAPE_ZYX = (300, 512, 512)
+SPACING_XYZ = (0.7, 0.7, 1.25)
+ORIGIN_XYZ = (-180.0, -180.0, -350.0)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def write_volume(folder: Path) -> Path:
+    rng = np.random.default_rng(0)
+    hu = rng.normal(-700, 150, size=SHAPE_ZYX).astype(np.int16)
+    image = sitk.GetImageFromArray(hu)
+    image.SetSpacing(SPACING_XYZ)
+    image.SetOrigin(ORIGIN_XYZ)
+    path = folder / "bench.mhd"
+    sitk.WriteImage(image, str(path), useCompression=False)
+    return path
+
+
+def usual_path(path: Path, center_xyz: tuple[float, float, float], spec: PatchSpec) -> np.ndarray:
+    """Whole read, whole resample to the spec spacing, crop, window (the common approach)."""
+    image = sitk.ReadImage(str(path))
+    s = spec.spacing_mm
+    size = [round(n * sp / s) for n, sp in zip(image.GetSize(), image.GetSpacing(), strict=True)]
+    resampled = sitk.Resample(
+        image, size, sitk.Transform(), sitk.sitkLinear, image.GetOrigin(), (s, s, s),
+        image.GetDirection(), -1000.0, sitk.sitkFloat32,
+    )  # fmt: skip
+    array = sitk.GetArrayFromImage(resampled)
+    index_xyz = resampled.TransformPhysicalPointToIndex(center_xyz)
+    d, h, w = spec.patch_shape_zyx
+    z0, y0, x0 = index_xyz[2] - d // 2, index_xyz[1] - h // 2, index_xyz[0] - w // 2
+    crop = array[z0 : z0 + d, y0 : y0 + h, x0 : x0 + w]
+    low, high = spec.hu_window
+    return np.asarray((np.clip(crop, low, high) - low) / (high - low), dtype=np.float32)
+
+
+def region_path(path: Path, center_xyz: tuple[float, float, float], spec: PatchSpec) -> np.ndarray:
+    """The project's path: header, region read, patch-grid sampling."""
+    return extract_patch(open_volume(path), center_xyz, spec)
+
+
+def timed(fn: Callable[[], object], repeats: int) -> list[float]:
+    fn()  # warm-up: page cache and imports, the same for both paths
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=5, help="repeats of the usual path")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/patch_region_read.json"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    spec = PatchSpec()
+    center_xyz = (10.0, -20.0, -160.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_volume(Path(tmp))
+        whole = timed(lambda: usual_path(path, center_xyz, spec), args.repeats)
+        region = timed(lambda: region_path(path, center_xyz, spec), args.repeats * 10)
+        usual, ours = usual_path(path, center_xyz, spec), region_path(path, center_xyz, spec)
+        diff = float(np.abs(usual - ours).mean())
+    result = {
+        "benchmark": "one 48^3 patch at 1 mm from a 512x512x300 int16 .mhd (0.7x0.7x1.25 mm)",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+            "simpleitk": sitk.Version_VersionString(), "numpy": np.__version__,
+        },
+        "usual_whole_volume_s": {"median": statistics.median(whole), "runs": whole},
+        "region_read_s": {"median": statistics.median(region), "runs": region},
+        "speedup": statistics.median(whole) / statistics.median(region),
+        "goal_speedup": 50.0,
+        "mean_abs_difference_between_paths": diff,
+    }  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    logger.info(
+        "usual %.3f s, region %.4f s, speedup %.0fx -> %s",
+        result["usual_whole_volume_s"]["median"],  # type: ignore[index]
+        result["region_read_s"]["median"],  # type: ignore[index]
+        result["speedup"],
+        args.out,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

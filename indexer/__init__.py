@@ -1,0 +1,1 @@
+"""The offline batch job (``nodule-index``): synthetic data, labels, training, index builds."""

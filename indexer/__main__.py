@@ -1,0 +1,5 @@
+"""``python -m indexer`` is ``nodule-index``."""
+
+from indexer.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,169 @@
+"""``nodule-index``: the offline batch job's command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from indexer.describe import describe
+from indexer.luna import LunaLayoutError
+from indexer.settings import IndexerSettings
+from indexer.synth.generate import SynthConfig, generate
+from indexer.synth.lidc_table import LidcTableError
+from model.card import CardError, read_patch_spec
+from model.ct import open_volume
+from model.preprocessing import DEFAULT_SPEC, CoordinateOutsideVolumeError, extract_patch
+from model.volume import VolumeReadError
+
+logger = logging.getLogger("nodule-index")
+
+
+def parse_center_xyz(text: str) -> tuple[float, float, float]:
+    """Parse ``X,Y,Z`` (world mm, LPS) into a tuple of 3 finite floats."""
+    parts = [p for p in text.replace(" ", ",").split(",") if p]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--center must be X,Y,Z in mm, got {text!r}") from None
+    if len(values) != 3 or not all(np.isfinite(values)):
+        raise argparse.ArgumentTypeError(f"--center must be 3 finite numbers X,Y,Z, got {text!r}")
+    return (values[0], values[1], values[2])
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nodule-index", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    synth = sub.add_parser("synth", help="write a synthetic data set in the LUNA16 layout")
+    synth.add_argument("--out", type=Path, required=True, help="output folder")
+    synth.add_argument("--scans", type=int, default=40, help="number of CT scans (default 40)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth.add_argument("--subsets", type=int, default=10, help="LUNA16-style subsets (default 10)")
+    synth.add_argument(
+        "--matrix",
+        type=int,
+        default=192,
+        help="in-plane voxels per axis (default 192; 512 = full size)",
+    )
+    synth.add_argument("--dicom-scans", type=int, default=2, help="scans also written as DICOM")
+    synth.add_argument("--lidc-table", type=Path, default=None, help="DePaul LIDC table (CSV)")
+    synth.add_argument(
+        "--workers", type=int, default=min(2, os.cpu_count() or 1), help="parallel processes"
+    )
+    synth.add_argument("--overwrite", action="store_true", help="replace an earlier synthetic set")
+
+    patch = sub.add_parser("patch", help="write the exact patch the model sees around a point")
+    patch.add_argument(
+        "--volume", type=Path, required=True, help=".mhd/.mha/.nii(.gz) or DICOM folder"
+    )
+    patch.add_argument(
+        "--center", type=parse_center_xyz, required=True, help="X,Y,Z world mm (LPS, as LUNA16)"
+    )
+    patch.add_argument("--model", type=Path, default=None, help="model dir (its card's spec)")
+    patch.add_argument("--series-uid", default=None, help="which CT series of a DICOM folder")
+    patch.add_argument("--out", type=Path, required=True, help="output .npy (float32, D,H,W)")
+
+    desc = sub.add_parser("describe", help="check a LUNA16-layout folder and its annotations")
+    desc.add_argument("--data", type=Path, required=True, help="LUNA16-layout folder")
+    desc.add_argument("--model", type=Path, default=None, help="model dir (its card's spec)")
+    return parser
+
+
+def _cmd_describe(args: argparse.Namespace) -> int:
+    try:
+        spec = read_patch_spec(args.model) if args.model is not None else DEFAULT_SPEC
+        summary = describe(args.data, spec)
+    except (LunaLayoutError, CardError) as e:
+        logger.error("%s", e)
+        return 2
+    q1, q2, q3 = summary.diameter_quartiles_mm
+    logger.info(
+        "%s: %d series, %d annotated nodules (diameter quartiles %.1f / %.1f / %.1f mm), "
+        "candidates by class %s, median HU at nodule centres %.0f",
+        args.data, summary.n_series, summary.n_annotations, q1, q2, q3,
+        dict(sorted(summary.n_candidates.items())), summary.center_hu_median,
+    )  # fmt: skip
+    for problem in summary.problems:
+        logger.error("%s", problem)
+    return 1 if summary.problems else 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    settings = IndexerSettings()
+    config = SynthConfig(
+        out=args.out,
+        lidc_table=args.lidc_table or settings.resolved_lidc_table(),
+        n_scans=args.scans,
+        seed=args.seed,
+        n_subsets=args.subsets,
+        matrix=args.matrix,
+        dicom_scans=args.dicom_scans,
+        workers=max(1, args.workers),
+    )
+    if not 32 <= config.matrix <= 1024:
+        logger.error("--matrix must be between 32 and 1024")
+        return 2
+    try:
+        summary = generate(config, overwrite=args.overwrite)
+    except (LidcTableError, FileExistsError, ValueError) as e:
+        logger.error("%s", e)
+        return 2
+    counts = summary["counts"]
+    logger.info(
+        "synthetic LUNA16 set in %s: %d scans, %d annotated nodules, %d candidates, %d reads",
+        args.out, counts["scans"], counts["annotations"], counts["candidates"], counts["reads"],
+    )  # fmt: skip
+    return 0
+
+
+def _cmd_patch(args: argparse.Namespace) -> int:
+    try:
+        spec = read_patch_spec(args.model) if args.model is not None else DEFAULT_SPEC
+        source = open_volume(args.volume, args.series_uid)
+        patch = extract_patch(source, args.center, spec)
+    except (VolumeReadError, CoordinateOutsideVolumeError, CardError, ValueError) as e:
+        logger.error("%s", e)
+        return 2
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(args.out, patch)
+    logger.info("wrote %s: shape %s, spacing %.2f mm", args.out, patch.shape, spec.spacing_mm)
+    return 0
+
+
+def _join_negative_values(argv: Sequence[str]) -> list[str]:
+    # "--center -128.7,-175.3,-298.4" would be read as an option; glue it to its flag.
+    out: list[str] = []
+    tokens = list(argv)
+    i = 0
+    while i < len(tokens):
+        if tokens[i] == "--center" and i + 1 < len(tokens):
+            out.append(f"--center={tokens[i + 1]}")
+            i += 2
+        else:
+            out.append(tokens[i])
+            i += 1
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``nodule-index``; returns the process exit code."""
+    import sys
+
+    try:
+        args = _build_parser().parse_args(
+            _join_negative_values(sys.argv[1:] if argv is None else argv)
+        )
+    except SystemExit as e:  # argparse has printed usage or help; report its code, don't exit
+        return e.code if isinstance(e.code, int) else 2
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    commands = {"synth": _cmd_synth, "patch": _cmd_patch, "describe": _cmd_describe}
+    return commands[args.command](args)

@@ -1,0 +1,494 @@
+"""``nodule-index synth``: a synthetic data set in the real LUNA16 layout.
+
+Output (``DIR``)::
+
+    subset0..K/<seriesuid>.mhd + .raw   int16 HU volumes, as LUNA16 ships them
+    annotations.csv                     seriesuid,coordX,coordY,coordZ,diameter_mm (>= 3 readers)
+    annotations_excluded.csv            the rest of what readers marked (diameter -1 for non-nodules
+                                        and nodules < 3 mm), as in LUNA16's evaluation script
+    candidates_V2.csv                   seriesuid,coordX,coordY,coordZ,class (1 nodule, 0 not)
+    seriesuids.csv                      every series uid, no header (LUNA16 evaluation script)
+    reads.csv                           LIDC-style reads: one row per reader per mark
+    patients.csv                        seriesuid,patient_id,study_uid
+    nodules_truth.csv                   generator ground truth (morphology, readers) per nodule
+    dicom/<seriesuid>/*.dcm             a few scans also exported as DICOM series
+    synth.json                          parameters, counts and the LIDC table checksum
+
+All coordinates are world mm in the ITK/LPS frame. The data set is a deterministic function of
+(seed, number of scans, matrix, the LIDC table).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import SimpleITK as sitk
+from pydicom.uid import generate_uid
+
+from indexer.synth.dicom_export import write_dicom_series
+from indexer.synth.lidc_table import CHARACTERISTICS, NoduleProfile, load_profiles
+from indexer.synth.nodules import NoduleDesign, design_nodule, render_nodule
+from indexer.synth.phantom import (
+    F64,
+    SOFT_TISSUE_HU,
+    Anatomy,
+    Canvas,
+    design_anatomy,
+    finish,
+    render_anatomy,
+    soft_step,
+)
+from model.geometry import Geometry
+from model.volume import CTVolume
+
+logger = logging.getLogger(__name__)
+
+GENERATOR_VERSION = "1"
+#: UID root of pydicom's generate_uid; synthetic UIDs never collide with real LIDC ones.
+UID_PREFIX = "1.2.826.0.1.3680043.8.498."
+SLICE_SPACINGS_MM = (0.625, 0.7, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5)
+#: Fraction of scans with flipped axes in the direction matrix, and the flips used.
+FLIPPED_FRACTION = 0.3
+FLIPS = ((1.0, 1.0, -1.0), (-1.0, -1.0, 1.0), (1.0, -1.0, -1.0))
+READERS = ("R1", "R2", "R3", "R4")
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Parameters of one synthetic data set."""
+
+    out: Path
+    lidc_table: Path
+    n_scans: int = 40
+    seed: int = 0
+    n_subsets: int = 10
+    matrix: int = 192
+    dicom_scans: int = 2
+    workers: int = 2
+
+
+@dataclass
+class ScanJob:
+    """What one worker needs to render one scan (all randomness derives from seed and index)."""
+
+    index: int
+    seed: int
+    series_uid: str
+    study_uid: str
+    patient_id: str
+    subset: int
+    matrix: int
+    profiles: list[NoduleProfile]
+    small_marks: int
+    export_dicom: bool
+    out: Path
+
+
+@dataclass
+class ScanResult:
+    """Rows one scan contributes to the data set's tables."""
+
+    series_uid: str
+    annotations: list[list[Any]] = field(default_factory=list)
+    excluded: list[list[Any]] = field(default_factory=list)
+    candidates: list[list[Any]] = field(default_factory=list)
+    reads: list[dict[str, Any]] = field(default_factory=list)
+    truth: list[dict[str, Any]] = field(default_factory=list)
+    geometry: dict[str, Any] = field(default_factory=dict)
+
+
+def _uid(seed: int, *parts: object) -> str:
+    return str(
+        generate_uid(
+            prefix=UID_PREFIX, entropy_srcs=["nodule-search-synth", str(seed), *map(str, parts)]
+        )
+    )
+
+
+def _geometry(rng: np.random.Generator, matrix: int) -> Geometry:
+    spacing_xy = float(np.round(rng.uniform(0.5, 0.95), 4))
+    spacing_z = float(rng.choice(SLICE_SPACINGS_MM))
+    fov_xy = matrix * spacing_xy
+    extent_z = fov_xy * rng.uniform(0.6, 0.8)
+    nz = max(round(extent_z / spacing_z), 8)
+    flips = (
+        FLIPS[int(rng.integers(len(FLIPS)))] if rng.random() < FLIPPED_FRACTION else (1.0, 1.0, 1.0)
+    )
+    # Where the centre of the scan lies in the world (table position differs between scans).
+    center = np.array([rng.uniform(-30, 30), rng.uniform(-200, -120), rng.uniform(-300, -60)])
+    size = np.array([matrix, matrix, nz])
+    spacing = np.array([spacing_xy, spacing_xy, spacing_z])
+    origin = center - np.asarray(flips) * (size - 1) / 2.0 * spacing
+    direction = np.diag(flips).reshape(-1)
+    return Geometry.from_itk(np.round(origin, 3), spacing, direction.tolist(), size.tolist())
+
+
+def _place_nodule(
+    anatomy: Anatomy,
+    geometry: Geometry,
+    radius: float,
+    taken: list[tuple[F64, float]],
+    juxta: bool,
+    rng: np.random.Generator,
+) -> F64 | None:
+    """A centre inside a lung (or against its wall) that keeps clear of other nodules."""
+    for _ in range(200):
+        lung = anatomy.lungs[int(rng.integers(2))]
+        if juxta:
+            u = rng.normal(size=3)
+            u[2] *= 0.3
+            # Lateral or posterior wall, away from the mediastinum.
+            u[0] = abs(u[0]) * np.sign(lung.center_xyz[0] - anatomy.body_center_xyz[0])
+            wall = lung.wall_point(u)
+            center = wall - u / np.linalg.norm(u) * radius * 0.6
+        else:
+            center = lung.center_xyz + rng.uniform(-1, 1, size=3) * lung.semi_axes_xyz
+            if not lung.contains(center, margin_mm=radius + 2.0):
+                continue
+        index = geometry.world_to_index_zyx(center)
+        margin = np.array([radius / s for s in geometry.spacing_xyz[::-1]]) + 1
+        if np.any(index < margin) or np.any(index > np.array(geometry.shape_zyx) - 1 - margin):
+            continue
+        if all(np.linalg.norm(center - c) > radius + r + 4.0 for c, r in taken):
+            return np.asarray(center)
+    return None
+
+
+def _lung_point(anatomy: Anatomy, geometry: Geometry, rng: np.random.Generator) -> F64:
+    for _ in range(500):
+        lung = anatomy.lungs[int(rng.integers(2))]
+        p = lung.center_xyz + rng.uniform(-1, 1, size=3) * lung.semi_axes_xyz
+        if lung.contains(p, margin_mm=3.0) and geometry.contains_world(p):
+            return np.asarray(p)
+    raise RuntimeError("no lung voxel inside the scan; the phantom layout is broken")
+
+
+def _xyz(p: npt.ArrayLike) -> list[float]:
+    return [round(float(v), 3) for v in np.asarray(p, dtype=np.float64).reshape(3)]
+
+
+def _ball(radius_mm: float, edge_mm: float) -> Callable[[F64, F64, F64], F64]:
+    """Membership of a soft-edged ball, for ``Canvas.paint`` (offsets in mm)."""
+
+    def membership(dz: F64, dy: F64, dx: F64) -> F64:
+        return soft_step(radius_mm - np.sqrt(dx * dx + dy * dy + dz * dz), edge_mm)
+
+    return membership
+
+
+def render_scan(job: ScanJob) -> ScanResult:
+    """Render one scan, write its .mhd/.raw (and DICOM), return its table rows."""
+    rng = np.random.default_rng([job.seed, job.index])
+    geometry = _geometry(rng, job.matrix)
+    anatomy = design_anatomy(geometry, rng)
+    canvas = Canvas.blank(geometry)
+    render_anatomy(canvas, anatomy, rng)
+    result = ScanResult(series_uid=job.series_uid)
+    uid = job.series_uid
+
+    # False-positive look-alikes: chest-wall bumps and faint blobs (candidates of class 0).
+    for _ in range(int(rng.integers(4, 9))):
+        lung = anatomy.lungs[int(rng.integers(2))]
+        u = rng.normal(size=3)
+        u[2] *= 0.3
+        wall = lung.wall_point(u)
+        r = rng.uniform(1.5, 4.0)
+        canvas.paint(
+            wall,
+            r + 2,
+            _ball(r, 0.4),
+            SOFT_TISSUE_HU,
+        )
+        inner = wall - u / np.linalg.norm(u) * r * 0.5
+        if geometry.contains_world(inner):
+            result.candidates.append([uid, *_xyz(inner), 0])
+    blobs = [_lung_point(anatomy, geometry, rng) for _ in range(int(rng.integers(4, 9)))]
+    for p in blobs:
+        r, blob_hu = rng.uniform(1.0, 2.5), float(rng.uniform(-550, -250))
+        canvas.paint(
+            p,
+            r + 2,
+            _ball(r, 0.5),
+            blob_hu,
+        )
+        result.candidates.append([uid, *_xyz(p), 0])
+
+    # Nodules, with their readers' marks.
+    taken: list[tuple[F64, float]] = []
+    designs: list[tuple[NoduleDesign, NoduleProfile, str]] = []
+    for k, profile in enumerate(job.profiles):
+        radius = profile.diameter_mm / 2.0
+        juxta = rng.random() < 0.2
+        center = _place_nodule(anatomy, geometry, radius, taken, juxta, rng)
+        if center is None:
+            logger.debug("no room for a %.1f mm nodule in scan %d", profile.diameter_mm, job.index)
+            continue
+        taken.append((center, radius))
+        design = design_nodule(profile, center, juxta, rng)
+        render_nodule(canvas, design)
+        designs.append((design, profile, f"{job.index:04d}-{k:02d}"))
+    for design, profile, nodule_id in designs:
+        readers = rng.permutation(READERS)[: len(profile.readers)]
+        n_readers = len(profile.readers)
+        accepted = n_readers >= 3
+        center = design.center_xyz
+        row = [uid, *_xyz(center), round(design.diameter_mm, 3)]
+        (result.annotations if accepted else result.excluded).append(row)
+        result.truth.append(
+            {
+                "synthetic_nodule_id": nodule_id,
+                "seriesuid": uid,
+                "coordX": row[1],
+                "coordY": row[2],
+                "coordZ": row[3],
+                "diameter_mm": row[4],
+                "morphology": design.morphology,
+                "n_readers": n_readers,
+                "in_annotations": int(accepted),
+                "lidc_source_id": profile.source_id,
+            }
+        )
+        for reader, ratings in zip(readers, profile.readers, strict=True):
+            # Each reader's outline centre and size differ a little from the truth.
+            jitter = rng.normal(0.0, 0.06 * design.diameter_mm + 0.2, size=3)
+            read = {
+                "seriesuid": uid,
+                "reader_id": reader,
+                "kind": "nodule",
+                "coordX": _xyz(center + jitter)[0],
+                "coordY": _xyz(center + jitter)[1],
+                "coordZ": _xyz(center + jitter)[2],
+                "diameter_mm": round(design.diameter_mm * float(np.exp(rng.normal(0, 0.1))), 3),
+                **ratings.as_dict(),
+                "synthetic_nodule_id": nodule_id,
+            }
+            result.reads.append(read)
+        for _ in range(int(rng.integers(1, 4)) if accepted else 0):
+            jitter = rng.normal(0.0, design.diameter_mm / 8.0, size=3)
+            result.candidates.append([uid, *_xyz(center + jitter), 1])
+        if not accepted:
+            result.candidates.append([uid, *_xyz(center), 0])
+
+    # Marks readers made that LUNA16 excludes: nodules < 3 mm and non-nodules.
+    for m in range(job.small_marks):
+        p = _lung_point(anatomy, geometry, rng)
+        small = m % 2 == 0
+        if small:
+            r = rng.uniform(0.9, 1.4)
+            canvas.paint(
+                p,
+                r + 2,
+                _ball(r, 0.3),
+                30.0,
+            )
+        result.excluded.append([uid, *_xyz(p), -1])
+        result.candidates.append([uid, *_xyz(p), 0])
+        for reader in rng.permutation(READERS)[: int(rng.integers(1, 4))]:
+            result.reads.append(
+                {
+                    "seriesuid": uid,
+                    "reader_id": reader,
+                    "kind": "small_nodule" if small else "non_nodule",
+                    "coordX": _xyz(p)[0],
+                    "coordY": _xyz(p)[1],
+                    "coordZ": _xyz(p)[2],
+                    "diameter_mm": "",
+                    **dict.fromkeys(CHARACTERISTICS, ""),
+                    "synthetic_nodule_id": f"{job.index:04d}-m{m}",
+                }
+            )
+
+    # Vessels and their branchings are the classic false positives.
+    for vessel in rng.permutation(len(anatomy.vessels))[:30]:
+        v = anatomy.vessels[int(vessel)]
+        p = v.start_xyz + rng.uniform(0.2, 0.8) * (v.end_xyz - v.start_xyz)
+        if geometry.contains_world(p):
+            result.candidates.append([uid, *_xyz(p), 0])
+    for p in rng.permutation(np.asarray(anatomy.branch_points_xyz))[:20]:
+        if geometry.contains_world(p):
+            result.candidates.append([uid, *_xyz(p), 0])
+    for _ in range(15):
+        result.candidates.append([uid, *_xyz(_lung_point(anatomy, geometry, rng)), 0])
+
+    hu = finish(
+        canvas, rng, noise_hu=float(rng.uniform(12, 30)), psf_mm=float(rng.uniform(0.5, 0.8))
+    )
+    _write_mhd(hu, geometry, job.out / f"subset{job.subset}" / f"{uid}.mhd")
+    if job.export_dicom:
+        volume = CTVolume(hu_zyx=hu, geometry=geometry, series_uid=uid)
+        write_dicom_series(
+            volume,
+            job.out / "dicom" / uid,
+            series_uid=uid,
+            study_uid=job.study_uid,
+            patient_id=job.patient_id,
+            shuffle_names_seed=job.index,
+        )
+    result.geometry = {
+        "seriesuid": uid,
+        "subset": job.subset,
+        "size_xyz": list(geometry.size_xyz),
+        "spacing_xyz": list(geometry.spacing_xyz),
+        "origin_xyz": list(geometry.origin_xyz),
+        "direction": list(geometry.direction),
+    }
+    return result
+
+
+def _write_mhd(hu: np.ndarray, geometry: Geometry, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = sitk.GetImageFromArray(hu.astype(np.int16))
+    image.SetOrigin(geometry.origin_xyz)
+    image.SetSpacing(geometry.spacing_xyz)
+    image.SetDirection(geometry.direction)
+    sitk.WriteImage(image, str(path), useCompression=False)
+
+
+def _write_csv(path: Path, header: Sequence[str] | None, rows: Iterable[Sequence[Any]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        if header is not None:
+            writer.writerow(header)
+        writer.writerows(rows)
+
+
+def _write_dicts(path: Path, rows: list[dict[str, Any]], header: Sequence[str]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(header), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plan_jobs(config: SynthConfig, profiles: list[NoduleProfile]) -> list[ScanJob]:
+    """Decide every scan's ids, subset, patient and nodules up front (deterministic)."""
+    rng = np.random.default_rng([config.seed, 10**6])
+    jobs = []
+    patient = 0
+    for i in range(config.n_scans):
+        # About one patient in eight has a second scan (as some LIDC patients do).
+        if i == 0 or rng.random() >= 0.125:
+            patient += 1
+        n_nodules = int(rng.integers(3, 10))
+        picks = rng.choice(len(profiles), size=min(n_nodules, len(profiles)), replace=False)
+        jobs.append(
+            ScanJob(
+                index=i,
+                seed=config.seed,
+                series_uid=_uid(config.seed, "series", i),
+                study_uid=_uid(config.seed, "study", i),
+                patient_id=f"SYN-{patient:04d}",
+                subset=i % max(1, min(config.n_subsets, config.n_scans)),
+                matrix=config.matrix,
+                profiles=[profiles[int(p)] for p in picks],
+                small_marks=int(rng.integers(0, 4)),
+                export_dicom=i < config.dicom_scans,
+                out=config.out,
+            )
+        )
+    return jobs
+
+
+def prepare_out(out: Path, overwrite: bool) -> None:
+    """Refuse to write over anything that is not an earlier synthetic set."""
+    if out.exists() and any(out.iterdir()):
+        if not (out / "synth.json").is_file():
+            raise FileExistsError(f"{out} is not empty and holds no synth.json; refusing to write")
+        if not overwrite:
+            raise FileExistsError(f"{out} already holds a synthetic set; pass --overwrite")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    # Marks the folder as ours at once, so a run killed half-way can be overwritten later.
+    (out / "synth.json").write_text(json.dumps({"status": "incomplete"}), encoding="utf-8")
+
+
+def generate(config: SynthConfig, overwrite: bool = False) -> dict[str, Any]:
+    """Write the whole synthetic data set; returns the summary written to ``synth.json``."""
+    if config.n_scans < 1:
+        raise ValueError("--scans must be at least 1")
+    profiles = load_profiles(config.lidc_table)
+    prepare_out(config.out, overwrite)
+    jobs = plan_jobs(config, profiles)
+    if config.workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=config.workers) as pool:
+            results = list(pool.map(render_scan, jobs))
+    else:
+        results = [render_scan(job) for job in jobs]
+    out = config.out
+    luna_header = ["seriesuid", "coordX", "coordY", "coordZ"]
+    _write_csv(
+        out / "annotations.csv",
+        [*luna_header, "diameter_mm"],
+        (r for s in results for r in s.annotations),
+    )
+    _write_csv(
+        out / "annotations_excluded.csv",
+        [*luna_header, "diameter_mm"],
+        (r for s in results for r in s.excluded),
+    )
+    _write_csv(
+        out / "candidates_V2.csv",
+        [*luna_header, "class"],
+        (r for s in results for r in s.candidates),
+    )
+    _write_csv(out / "seriesuids.csv", None, ([s.series_uid] for s in results))
+    read_header = [
+        "seriesuid",
+        "reader_id",
+        "kind",
+        "coordX",
+        "coordY",
+        "coordZ",
+        "diameter_mm",
+        *CHARACTERISTICS,
+        "synthetic_nodule_id",
+    ]
+    _write_dicts(out / "reads.csv", [r for s in results for r in s.reads], read_header)
+    _write_csv(
+        out / "patients.csv",
+        ["seriesuid", "patient_id", "study_uid"],
+        ([j.series_uid, j.patient_id, j.study_uid] for j in jobs),
+    )
+    truth = [t for s in results for t in s.truth]
+    _write_dicts(
+        out / "nodules_truth.csv", truth, list(truth[0]) if truth else ["synthetic_nodule_id"]
+    )
+    summary = {
+        "generator": "nodule-search synth",
+        "generator_version": GENERATOR_VERSION,
+        "config": {
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in asdict(config).items()
+            if k not in ("out", "workers")
+        },
+        "lidc_table_sha256": hashlib.sha256(config.lidc_table.read_bytes()).hexdigest(),
+        "counts": {
+            "scans": len(results),
+            "patients": len({j.patient_id for j in jobs}),
+            "annotations": sum(len(s.annotations) for s in results),
+            "excluded": sum(len(s.excluded) for s in results),
+            "candidates": sum(len(s.candidates) for s in results),
+            "candidates_class1": sum(1 for s in results for c in s.candidates if c[-1] == 1),
+            "reads": sum(len(s.reads) for s in results),
+            "dicom_series": sum(j.export_dicom for j in jobs),
+            "flipped_scans": sum(
+                1
+                for s in results
+                if s.geometry["direction"] != [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+            ),
+        },
+        "scans": [s.geometry for s in results],
+    }
+    (out / "synth.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    logger.info("wrote %s", json.dumps(summary["counts"]))
+    return summary
