@@ -19,9 +19,9 @@ class IndexerSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="NODULE_", extra="ignore")
 
-    shared_data_dir: Path = _default_shared_data()
+    shared_data: Path = _default_shared_data()
     lidc_table: Path | None = None
 
     def resolved_lidc_table(self) -> Path:
         """The LIDC characteristics table the synthetic generator draws reads from."""
-        return self.lidc_table or self.shared_data_dir / "lidc_maxslice" / TABLE_NAME
+        return self.lidc_table or self.shared_data / "lidc_maxslice" / TABLE_NAME

@@ -16,11 +16,12 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 
-from model.geometry import Geometry, GeometryError, itk_index_xyz
+from model.geometry import Geometry, GeometryError
 from model.volume import CTVolume, F32Array, VolumeReadError, check_box
 
 logger = logging.getLogger(__name__)
@@ -34,10 +35,11 @@ MAX_VOXELS = 2**29
 #: Bytes of a MetaImage header we are willing to scan for keys.
 _MAX_HEADER_BYTES = 1 << 16
 
-_MET_TYPES: dict[str, int] = {
-    "MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2,
-    "MET_INT": 4, "MET_UINT": 4, "MET_LONG": 8, "MET_ULONG": 8,
-    "MET_FLOAT": 4, "MET_DOUBLE": 8,
+#: MetaImage element types and their numpy dtypes (byte order set from the header).
+_MET_TYPES: dict[str, str] = {
+    "MET_CHAR": "i1", "MET_UCHAR": "u1", "MET_SHORT": "i2", "MET_USHORT": "u2",
+    "MET_INT": "i4", "MET_UINT": "u4", "MET_LONG": "i8", "MET_ULONG": "u8",
+    "MET_FLOAT": "f4", "MET_DOUBLE": "f8",
 }  # fmt: skip
 
 METAIMAGE_SUFFIXES = (".mhd", ".mha")
@@ -57,15 +59,21 @@ class MetaHeader:
     size_xyz: tuple[int, int, int]
     element_type: str
     compressed: bool
+    big_endian: bool
     data_path: Path
     data_offset: int
     """Byte offset of the voxel data in ``data_path`` (after the header for ``LOCAL`` data)."""
 
     @property
+    def dtype(self) -> np.dtype[Any]:
+        """The numpy dtype of one stored voxel, with the header's byte order."""
+        return np.dtype((">" if self.big_endian else "<") + _MET_TYPES[self.element_type])
+
+    @property
     def data_bytes(self) -> int:
         """Bytes of uncompressed voxel data the header promises."""
         nx, ny, nz = self.size_xyz
-        return nx * ny * nz * _MET_TYPES[self.element_type]
+        return nx * ny * nz * self.dtype.itemsize
 
 
 def _parse_ints(path: Path, key: str, value: str, count: int) -> list[int]:
@@ -151,12 +159,14 @@ def read_meta_header(path: Path) -> MetaHeader:
         header_size = _parse_ints(path, "HeaderSize", fields.get("HeaderSize", "0"), 1)[0]
         data_offset = max(header_size, 0)
         if header_size == -1 and not compressed:
-            nbytes = int(np.prod(size)) * _MET_TYPES[element_type]
+            nbytes = int(np.prod(size)) * np.dtype(_MET_TYPES[element_type]).itemsize
             data_offset = max(data_path.stat().st_size - nbytes, 0)
+    msb = fields.get("BinaryDataByteOrderMSB", fields.get("ElementByteOrderMSB", "False"))
     header = MetaHeader(
         size_xyz=(size[0], size[1], size[2]),
         element_type=element_type,
         compressed=compressed,
+        big_endian=msb.lower() == "true",
         data_path=data_path,
         data_offset=data_offset,
     )
@@ -252,11 +262,12 @@ def _geometry_of(reader: sitk.ImageFileReader, path: Path) -> Geometry:
         raise VolumeReadError(f"{path.name}: {e}") from None
 
 
-def _info_reader(path: Path) -> tuple[sitk.ImageFileReader, Geometry]:
+def _info_reader(path: Path, *, validated: bool = False) -> tuple[sitk.ImageFileReader, Geometry]:
+    """SimpleITK's header reader and the geometry, after our own validation (unless done)."""
     suffix = suffix_of(path)
-    if suffix in METAIMAGE_SUFFIXES:
+    if not validated and suffix in METAIMAGE_SUFFIXES:
         read_meta_header(path)
-    elif suffix in NIFTI_SUFFIXES:
+    elif not validated and suffix in NIFTI_SUFFIXES:
         check_nifti(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
@@ -299,38 +310,58 @@ def _uid_from_name(path: Path) -> str:
 class MetaImageRegionSource:
     """Reads boxes of an uncompressed MetaImage file without loading the whole volume.
 
-    Uses SimpleITK's streamed region read (``SetExtractIndex``/``SetExtractSize``), which reads only
-    the requested slab from the raw file. The header is validated on construction.
+    The raw voxel block is memory-mapped (read-only) at the offset the validated header gives, so
+    a box read touches only the bytes of that box. Geometry comes from SimpleITK's header reader,
+    the same one the whole-volume read uses.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, header: MetaHeader | None = None) -> None:
         self.path = path
-        self._reader, self._geometry = _info_reader(path)
+        self._header = header or read_meta_header(path)
+        if self._header.compressed:
+            raise VolumeReadError(f"{path.name}: compressed data cannot be region-read")
+        _, self._geometry = _info_reader(path, validated=True)
+        if self._geometry.size_xyz != self._header.size_xyz:
+            raise VolumeReadError(f"{path.name}: header sizes disagree")
         self.series_uid = _uid_from_name(path)
+        self._voxels: np.memmap[Any, np.dtype[Any]] | None = None
 
     @property
     def geometry(self) -> Geometry:
         """Geometry of the whole volume."""
         return self._geometry
 
+    def _mapped(self) -> np.memmap[Any, np.dtype[Any]]:
+        if self._voxels is None:
+            try:
+                self._voxels = np.memmap(
+                    self._header.data_path,
+                    dtype=self._header.dtype,
+                    mode="r",
+                    offset=self._header.data_offset,
+                    shape=self._geometry.shape_zyx,
+                )
+            except (OSError, ValueError):
+                raise VolumeReadError(f"{self.path.name}: voxel data cannot be mapped") from None
+        return self._voxels
+
     def read_box(self, start_zyx: Sequence[int], stop_zyx: Sequence[int]) -> F32Array:
         """HU float32 of voxels ``start_zyx <= index < stop_zyx``."""
         check_box(self._geometry, start_zyx, stop_zyx)
-        size_zyx = [int(b) - int(a) for a, b in zip(start_zyx, stop_zyx, strict=True)]
-        # A fresh reader per call: ImageFileReader keeps state and we may be called from threads.
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(self.path))
-        reader.SetExtractIndex(itk_index_xyz(start_zyx))
-        reader.SetExtractSize(itk_index_xyz(size_zyx))
+        (z0, y0, x0), (z1, y1, x1) = (int(v) for v in start_zyx), (int(v) for v in stop_zyx)
         try:
-            image = reader.Execute()
-        except RuntimeError:
+            box = np.array(self._mapped()[z0:z1, y0:y1, x0:x1], dtype=np.float32)
+        except OSError:  # the file shrank under us (SIGBUS is not catchable; EIO is)
             raise VolumeReadError(f"{self.path.name}: voxel data cannot be read") from None
-        return _as_hu(image, self.path)
+        if not np.all(np.isfinite(box)):
+            raise VolumeReadError(f"{self.path.name}: voxel data contains NaN or infinite values")
+        return box
 
 
 def open_itk_source(path: Path) -> CTVolume | MetaImageRegionSource:
     """A region source for uncompressed MetaImage, otherwise the whole volume in memory."""
-    if suffix_of(path) in METAIMAGE_SUFFIXES and not read_meta_header(path).compressed:
-        return MetaImageRegionSource(path)
+    if suffix_of(path) in METAIMAGE_SUFFIXES:
+        header = read_meta_header(path)
+        if not header.compressed:
+            return MetaImageRegionSource(path, header)
     return load_itk_volume(path)

@@ -236,3 +236,26 @@ def test_padding_is_clipped_before_interpolation() -> None:
     np.testing.assert_allclose(hu_patch[:, :, 1], -500.0, atol=1e-4)
     np.testing.assert_allclose(hu_patch[:, :, 0], -1000.0, atol=1e-4)
     np.testing.assert_allclose(hu_patch[:, :, 2:], 0.0, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("msb", "dtype", "element"), [("True", ">i2", "MET_SHORT"), ("False", "<f4", "MET_FLOAT")]
+)
+def test_region_read_honours_byte_order_and_type(
+    tmp_path: Path, msb: str, dtype: str, element: str
+) -> None:
+    values = np.random.default_rng(5).integers(-1000, 1000, (6, 8, 10)).astype(dtype)
+    (tmp_path / "ct.raw").write_bytes(values.tobytes())
+    (tmp_path / "ct.mhd").write_text(
+        "ObjectType = Image\nNDims = 3\nBinaryData = True\n"
+        f"BinaryDataByteOrderMSB = {msb}\nCompressedData = False\n"
+        "TransformMatrix = 1 0 0 0 -1 0 0 0 1\nOffset = -5 7 -100\n"
+        f"ElementSpacing = 0.7 0.8 2\nDimSize = 10 8 6\nElementType = {element}\n"
+        "ElementDataFile = ct.raw\n"
+    )
+    region = open_volume(tmp_path / "ct.mhd")
+    whole = load_volume(tmp_path / "ct.mhd")
+    np.testing.assert_array_equal(whole.hu_zyx, values.astype(np.float32))
+    np.testing.assert_array_equal(
+        region.read_box((1, 2, 3), (5, 7, 9)), whole.hu_zyx[1:5, 2:7, 3:9]
+    )
