@@ -22,6 +22,8 @@ venv: $(BIN)/.installed
 
 demo: venv
 	$(BIN)/nodule-index synth --out $(DATA) --overwrite
+	$(BIN)/nodule-index labels --annotations $(DATA)/annotations.csv --synthetic $(DATA) \
+		--out $(DATA)/labels.csv
 	$(BIN)/nodule-index describe --data $(DATA)
 
 lint: venv

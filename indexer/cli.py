@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.describe import describe
+from indexer.labels import command as labels_command
 from indexer.luna import LunaLayoutError
 from indexer.settings import IndexerSettings
 from indexer.synth.generate import SynthConfig, generate
@@ -68,6 +69,8 @@ def _build_parser() -> argparse.ArgumentParser:
     patch.add_argument("--model", type=Path, default=None, help="model dir (its card's spec)")
     patch.add_argument("--series-uid", default=None, help="which CT series of a DICOM folder")
     patch.add_argument("--out", type=Path, required=True, help="output .npy (float32, D,H,W)")
+
+    labels_command.add_parser(sub)
 
     desc = sub.add_parser("describe", help="check a LUNA16-layout folder and its annotations")
     desc.add_argument("--data", type=Path, required=True, help="LUNA16-layout folder")
@@ -165,5 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    commands = {"synth": _cmd_synth, "patch": _cmd_patch, "describe": _cmd_describe}
+    commands = {
+        "synth": _cmd_synth,
+        "patch": _cmd_patch,
+        "describe": _cmd_describe,
+        "labels": labels_command.run,
+    }
     return commands[args.command](args)

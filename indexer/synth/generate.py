@@ -37,7 +37,7 @@ import SimpleITK as sitk
 from pydicom.uid import generate_uid
 
 from indexer.synth.dicom_export import write_dicom_series
-from indexer.synth.lidc_table import CHARACTERISTICS, NoduleProfile, load_profiles
+from indexer.synth.lidc_table import NoduleProfile, load_profiles
 from indexer.synth.nodules import NoduleDesign, design_nodule, render_nodule
 from indexer.synth.phantom import (
     F64,
@@ -50,6 +50,7 @@ from indexer.synth.phantom import (
     soft_step,
 )
 from model.geometry import Geometry
+from model.labels import CHARACTERISTICS
 from model.volume import CTVolume
 
 logger = logging.getLogger(__name__)
@@ -270,7 +271,7 @@ def render_scan(job: ScanJob) -> ScanResult:
                 "coordY": _xyz(center + jitter)[1],
                 "coordZ": _xyz(center + jitter)[2],
                 "diameter_mm": round(design.diameter_mm * float(np.exp(rng.normal(0, 0.1))), 3),
-                **ratings.as_dict(),
+                **ratings.ratings.as_dict(),
                 "synthetic_nodule_id": nodule_id,
             }
             result.reads.append(read)

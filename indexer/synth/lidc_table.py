@@ -16,18 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-#: The 9 LIDC characteristics, in the order of the LIDC XML ``characteristics`` element.
-CHARACTERISTICS = (
-    "subtlety",
-    "internalStructure",
-    "calcification",
-    "sphericity",
-    "margin",
-    "lobulation",
-    "spiculation",
-    "texture",
-    "malignancy",
-)
+from model.labels import CHARACTERISTICS, Characteristics
 
 TABLE_NAME = "LIDC_20130817_AllFeatures2D_MaxSlicePerNodule_inLineRatings.csv"
 
@@ -42,23 +31,11 @@ class LidcTableError(ValueError):
 
 @dataclass(frozen=True)
 class ReaderRatings:
-    """One radiologist's 9 characteristics of one nodule (LIDC integer scales)."""
+    """One radiologist's 9 characteristics of one nodule, with the table's reader slot."""
 
     reader: int
     """Reader slot 1..4 of the source row (LIDC reader identities are not global)."""
-    subtlety: int
-    internalStructure: int
-    calcification: int
-    sphericity: int
-    margin: int
-    lobulation: int
-    spiculation: int
-    texture: int
-    malignancy: int
-
-    def as_dict(self) -> dict[str, int]:
-        """The 9 characteristics by LIDC name."""
-        return {name: int(getattr(self, name)) for name in CHARACTERISTICS}
+    ratings: Characteristics
 
 
 @dataclass(frozen=True)
@@ -73,7 +50,7 @@ class NoduleProfile:
 
     def consensus(self, name: str) -> float:
         """Median of the readers' ratings of one characteristic."""
-        values = sorted(getattr(r, name) for r in self.readers)
+        values = sorted(getattr(r.ratings, name) for r in self.readers)
         mid = len(values) // 2
         return float(values[mid]) if len(values) % 2 else (values[mid - 1] + values[mid]) / 2.0
 
@@ -101,9 +78,12 @@ def parse_rows(rows: Sequence[dict[str, str]]) -> list[NoduleProfile]:
             values = {
                 name: _int(row, f"{name[0].upper()}{name[1:]}_{slot}") for name in CHARACTERISTICS
             }
-            # 0 means "no read in this slot"; a partial read is dropped rather than guessed.
-            if all(v > 0 for v in values.values()):
-                readers.append(ReaderRatings(reader=slot, **values))
+            # 0 means "no read in this slot"; a partial or out-of-range read is dropped rather
+            # than guessed.
+            try:
+                readers.append(ReaderRatings(slot, Characteristics.from_mapping(values)))
+            except ValueError:
+                continue
         if readers:
             profiles.append(
                 NoduleProfile(

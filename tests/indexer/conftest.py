@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from indexer.synth.generate import SynthConfig, generate
-from indexer.synth.lidc_table import CHARACTERISTICS
+from model.labels import CHARACTERISTICS
 
 #: (noduleID, diameter mm, per reader: the 9 characteristics in LIDC order; [] = no read).
 #: Subtlety, internalStructure, calcification, sphericity, margin, lobulation, spiculation,

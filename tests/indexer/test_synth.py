@@ -14,9 +14,10 @@ import pytest
 from indexer.describe import describe
 from indexer.luna import find_series, read_annotations, read_candidates
 from indexer.synth.generate import generate
-from indexer.synth.lidc_table import CHARACTERISTICS, TABLE_NAME, load_profiles
+from indexer.synth.lidc_table import TABLE_NAME, load_profiles
 from indexer.synth.nodules import design_nodule
 from model.ct import load_volume, open_volume
+from model.labels import CHARACTERISTICS, Characteristics
 from model.preprocessing import DEFAULT_SPEC, PatchSpec, extract_patch, patch_hu
 from tests.indexer.conftest import small_config
 
@@ -207,7 +208,7 @@ def test_describe_finds_no_problem(synth_set: Path) -> None:
 def test_morphology_follows_consensus(ratings: list[int], morphology: str) -> None:
     from indexer.synth.lidc_table import NoduleProfile, ReaderRatings
 
-    readers = tuple(ReaderRatings(slot, *ratings) for slot in (1, 2, 3))
+    readers = tuple(ReaderRatings(slot, Characteristics(*ratings)) for slot in (1, 2, 3))
     design = design_nodule(
         NoduleProfile("x", 8.0, readers), np.zeros(3), False, np.random.default_rng(0)
     )
@@ -232,7 +233,7 @@ def test_real_lidc_table_drives_the_reads(shared_data: Path) -> None:
     assert counts[1:].min() > 400, "every number of readers 1..4 is well represented"
     # Reader disagreement is real: many nodules with >= 2 readers have a malignancy spread.
     spread = [
-        max(r.malignancy for r in p.readers) - min(r.malignancy for r in p.readers)
+        max(r.ratings.malignancy for r in p.readers) - min(r.ratings.malignancy for r in p.readers)
         for p in profiles
         if len(p.readers) >= 2
     ]
