@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 DATA   ?= data/synth
+MODEL  ?= models/demo
 # On these machines `pip install torch==2.13.0` takes the CPU wheel that lies on disk; see the
 # README ("GPU install") for a CUDA machine.
 TORCH  ?= torch==2.13.0
@@ -25,6 +26,8 @@ demo: venv
 	$(BIN)/nodule-index labels --annotations $(DATA)/annotations.csv --synthetic $(DATA) \
 		--out $(DATA)/labels.csv
 	$(BIN)/nodule-index describe --data $(DATA)
+	# Trains the FP-reduction network, or reuses the one trained before on the same data.
+	$(BIN)/nodule-index train --data $(DATA) --out $(MODEL)
 
 lint: venv
 	$(BIN)/ruff check .
@@ -35,4 +38,4 @@ test: lint
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) data models .mypy_cache .ruff_cache .pytest_cache

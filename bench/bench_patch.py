@@ -62,9 +62,16 @@ def usual_path(path: Path, center_xyz: tuple[float, float, float], spec: PatchSp
     s = spec.spacing_mm
     size = [round(n * sp / s) for n, sp in zip(image.GetSize(), image.GetSpacing(), strict=True)]
     resampled = sitk.Resample(
-        image, size, sitk.Transform(), sitk.sitkLinear, image.GetOrigin(), (s, s, s),
-        image.GetDirection(), -1000.0, sitk.sitkFloat32,
-    )  # fmt: skip
+        image,
+        size,
+        sitk.Transform(),
+        sitk.sitkLinear,
+        image.GetOrigin(),
+        (s, s, s),
+        image.GetDirection(),
+        -1000.0,
+        sitk.sitkFloat32,
+    )
     array = sitk.GetArrayFromImage(resampled)
     index_xyz = resampled.TransformPhysicalPointToIndex(center_xyz)
     d, h, w = spec.patch_shape_zyx
@@ -107,8 +114,11 @@ def main() -> int:
         "benchmark": "one 48^3 patch at 1 mm from a 512x512x300 int16 .mhd (0.7x0.7x1.25 mm)",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {
-            "cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
-            "simpleitk": sitk.Version_VersionString(), "numpy": np.__version__,
+            "cpu": _cpu_model(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "simpleitk": sitk.Version_VersionString(),
+            "numpy": np.__version__,
         },
         "usual_whole_volume_s": {"median": statistics.median(whole), "runs": whole},
         "region_read_s": {"median": statistics.median(region), "runs": region},
@@ -117,7 +127,7 @@ def main() -> int:
         "notes": "file in page cache for both paths (one warm-up run each); the region path "
         "includes opening and validating the header on every run",
         "mean_abs_difference_between_paths": diff,
-    }  # fmt: skip
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     logger.info(

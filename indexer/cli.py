@@ -16,6 +16,7 @@ from indexer.luna import LunaLayoutError
 from indexer.settings import IndexerSettings
 from indexer.synth.generate import SynthConfig, generate
 from indexer.synth.lidc_table import LidcTableError
+from indexer.train import command as train_command
 from model.card import CardError, read_patch_spec
 from model.ct import open_volume
 from model.preprocessing import DEFAULT_SPEC, CoordinateOutsideVolumeError, extract_patch
@@ -71,6 +72,7 @@ def _build_parser() -> argparse.ArgumentParser:
     patch.add_argument("--out", type=Path, required=True, help="output .npy (float32, D,H,W)")
 
     labels_command.add_parser(sub)
+    train_command.add_parser(sub)
 
     desc = sub.add_parser("describe", help="check a LUNA16-layout folder and its annotations")
     desc.add_argument("--data", type=Path, required=True, help="LUNA16-layout folder")
@@ -89,9 +91,15 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     logger.info(
         "%s: %d series, %d annotated nodules (diameter quartiles %.1f / %.1f / %.1f mm), "
         "candidates by class %s, median HU at nodule centres %.0f",
-        args.data, summary.n_series, summary.n_annotations, q1, q2, q3,
-        dict(sorted(summary.n_candidates.items())), summary.center_hu_median,
-    )  # fmt: skip
+        args.data,
+        summary.n_series,
+        summary.n_annotations,
+        q1,
+        q2,
+        q3,
+        dict(sorted(summary.n_candidates.items())),
+        summary.center_hu_median,
+    )
     for problem in summary.problems:
         logger.error("%s", problem)
     return 1 if summary.problems else 0
@@ -120,8 +128,12 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     counts = summary["counts"]
     logger.info(
         "synthetic LUNA16 set in %s: %d scans, %d annotated nodules, %d candidates, %d reads",
-        args.out, counts["scans"], counts["annotations"], counts["candidates"], counts["reads"],
-    )  # fmt: skip
+        args.out,
+        counts["scans"],
+        counts["annotations"],
+        counts["candidates"],
+        counts["reads"],
+    )
     return 0
 
 
@@ -173,5 +185,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "patch": _cmd_patch,
         "describe": _cmd_describe,
         "labels": labels_command.run,
+        "train": train_command.run,
     }
     return commands[args.command](args)

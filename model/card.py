@@ -1,27 +1,165 @@
 """The model card: what is stored beside the weights so every user of a model agrees with it.
 
-For now this reads the preprocessing spec (the one patch function's parameters) out of
-``MODEL_DIR/card.json``; the full card (architecture, fingerprints, metrics) builds on it.
+``MODEL_DIR/card.json`` holds the architecture and its parameters, the preprocessing spec of the
+one patch function, the embedding size, the training record (data fingerprint, seed, metrics,
+FROC) and the code version; ``MODEL_DIR/weights.pt`` holds the state dict. The card's
+``fingerprint`` hashes (weights, preprocessing, architecture): the index records it, and a card
+whose preprocessing was changed after training no longer matches it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from model.network import NetworkConfig
 from model.preprocessing import PatchSpec
 
 CARD_FILE = "card.json"
+WEIGHTS_FILE = "weights.pt"
+CARD_FORMAT = 1
 
 
 class CardError(ValueError):
-    """A model card is missing or invalid."""
+    """A model card is missing, invalid, or does not match its weights."""
+
+
+class FrocResult(BaseModel):
+    """LUNA16 FROC: sensitivity at fixed false positives per scan, and their mean (CPM)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    fp_per_scan: tuple[float, ...]
+    sensitivity: tuple[float, ...]
+    cpm: float
+    n_scans: int
+    n_nodules: int
+
+
+class TrainingRecord(BaseModel):
+    """How the weights were made and how well they separate nodules from candidates."""
+
+    model_config = ConfigDict(frozen=True)
+
+    data_fingerprint: str
+    seed: int
+    epochs: int
+    best_epoch: int
+    device: str
+    train_time_s: float
+    train_subsets: tuple[str, ...]
+    val_subsets: tuple[str, ...]
+    n_train_samples: int
+    n_val_samples: int
+    metrics: dict[str, float] = Field(default_factory=dict)
+    froc: FrocResult | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    history: tuple[dict[str, float], ...] = ()
+    """Per-epoch metrics of the whole run."""
+
+
+def compute_fingerprint(weights_sha256: str, preprocessing: PatchSpec, arch: NetworkConfig) -> str:
+    """sha256 over the weights hash and the canonical JSON of preprocessing and architecture."""
+    payload = json.dumps(
+        {
+            "weights_sha256": weights_sha256,
+            "preprocessing": preprocessing.model_dump(mode="json"),
+            "arch": arch.model_dump(mode="json"),
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class ModelCard(BaseModel):
+    """``card.json``: everything needed to rebuild, feed and trust the network."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format_version: int = CARD_FORMAT
+    arch: NetworkConfig
+    preprocessing: PatchSpec
+    embedding_dim: int
+    weights_file: str = WEIGHTS_FILE
+    weights_sha256: str
+    fingerprint: str
+    code_version: str
+    created_at: datetime
+    training: TrainingRecord | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelCard:
+        if self.embedding_dim != self.arch.embedding_dim:
+            raise ValueError(
+                f"embedding_dim {self.embedding_dim} != architecture's {self.arch.embedding_dim}"
+            )
+        step = 2**self.arch.levels
+        if any(n % step for n in self.preprocessing.patch_shape_zyx):
+            raise ValueError(
+                f"patch shape {self.preprocessing.patch_shape_zyx} must be divisible by {step}"
+            )
+        return self
+
+    def expected_fingerprint(self) -> str:
+        """The fingerprint the card's own weights hash, preprocessing and architecture give."""
+        return compute_fingerprint(self.weights_sha256, self.preprocessing, self.arch)
+
+    def summary(self) -> dict[str, Any]:
+        """A short description for logs and the service's index endpoint."""
+        froc = self.training.froc if self.training else None
+        return {
+            "arch": self.arch.name,
+            "width": self.arch.width,
+            "embedding_dim": self.embedding_dim,
+            "patch_shape_zyx": list(self.preprocessing.patch_shape_zyx),
+            "spacing_mm": self.preprocessing.spacing_mm,
+            "hu_window": list(self.preprocessing.hu_window),
+            "fingerprint": self.fingerprint,
+            "val_auc": self.training.metrics.get("val_auc") if self.training else None,
+            "cpm": froc.cpm if froc else None,
+            "code_version": self.code_version,
+        }
+
+
+def read_card(model_dir: Path) -> ModelCard:
+    """Read and validate ``model_dir/card.json`` (not the weights)."""
+    path = model_dir / CARD_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CardError(f"no {CARD_FILE} in {model_dir}") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise CardError(f"{path}: cannot read model card ({e})") from None
+    try:
+        card = ModelCard.model_validate(data)
+    except ValidationError as e:
+        raise CardError(f"{path}: invalid model card: {e}") from None
+    if card.fingerprint != card.expected_fingerprint():
+        raise CardError(
+            f"{path}: the card's preprocessing or architecture differs from what its weights were "
+            "trained with (fingerprint mismatch); re-train or restore the original card"
+        )
+    return card
+
+
+def write_card(model_dir: Path, card: ModelCard) -> None:
+    """Write ``card.json`` atomically (temp file, then rename)."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    tmp = model_dir / f".{CARD_FILE}.tmp"
+    tmp.write_text(card.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    tmp.replace(model_dir / CARD_FILE)
 
 
 def read_patch_spec(model_dir: Path) -> PatchSpec:
-    """The preprocessing spec recorded in ``model_dir/card.json`` (key ``preprocessing``)."""
+    """The preprocessing spec recorded in ``model_dir/card.json`` (key ``preprocessing``).
+
+    Reads only that section, so it also works on a card whose weights are not at hand.
+    """
     path = model_dir / CARD_FILE
     try:
         card = json.loads(path.read_text(encoding="utf-8"))

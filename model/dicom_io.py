@@ -239,8 +239,16 @@ class DicomSeriesSource:
             ds = pydicom.dcmread(header.path)
             stored = ds.pixel_array
             hu = np.asarray(apply_modality_lut(stored, ds), dtype=np.float32)
-        except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError,
-                RuntimeError, NotImplementedError) as e:  # fmt: skip
+        except (
+            InvalidDicomError,
+            OSError,
+            EOFError,
+            ValueError,
+            TypeError,
+            AttributeError,
+            RuntimeError,
+            NotImplementedError,
+        ) as e:
             raise VolumeReadError(
                 f"{header.path.name}: pixel data cannot be decoded ({type(e).__name__})"
             ) from None

@@ -37,10 +37,17 @@ _MAX_HEADER_BYTES = 1 << 16
 
 #: MetaImage element types and their numpy dtypes (byte order set from the header).
 _MET_TYPES: dict[str, str] = {
-    "MET_CHAR": "i1", "MET_UCHAR": "u1", "MET_SHORT": "i2", "MET_USHORT": "u2",
-    "MET_INT": "i4", "MET_UINT": "u4", "MET_LONG": "i8", "MET_ULONG": "u8",
-    "MET_FLOAT": "f4", "MET_DOUBLE": "f8",
-}  # fmt: skip
+    "MET_CHAR": "i1",
+    "MET_UCHAR": "u1",
+    "MET_SHORT": "i2",
+    "MET_USHORT": "u2",
+    "MET_INT": "i4",
+    "MET_UINT": "u4",
+    "MET_LONG": "i8",
+    "MET_ULONG": "u8",
+    "MET_FLOAT": "f4",
+    "MET_DOUBLE": "f8",
+}
 
 METAIMAGE_SUFFIXES = (".mhd", ".mha")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")

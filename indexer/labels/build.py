@@ -99,11 +99,19 @@ def write_labels(path: Path, labels: Sequence[NoduleLabel]) -> None:
         writer.writerow(LABELS_CSV_COLUMNS)
         for n in labels:
             d = n.label
-            writer.writerow([
-                n.series_uid, n.patient_id or "", *(f"{v:.6f}" for v in n.center_xyz),
-                f"{n.diameter_mm:.6f}", d.n_readers, json.dumps(list(d.ratings)),
-                _fmt(d.mean_malignancy), _fmt(d.label_binary), _fmt(d.label_4class),
-            ])  # fmt: skip
+            writer.writerow(
+                [
+                    n.series_uid,
+                    n.patient_id or "",
+                    *(f"{v:.6f}" for v in n.center_xyz),
+                    f"{n.diameter_mm:.6f}",
+                    d.n_readers,
+                    json.dumps(list(d.ratings)),
+                    _fmt(d.mean_malignancy),
+                    _fmt(d.label_binary),
+                    _fmt(d.label_4class),
+                ]
+            )
     tmp.replace(path)
 
 
@@ -154,7 +162,15 @@ def log_counts(counts: LabelCounts, rule: LabelRule) -> None:
     logger.info(
         "labels: %d LUNA16 nodules, %d matched to reads (%d unmatched), %d with >= %d readers, "
         "%d kept after excluding 3 (rule %s): %d benign / %d malignant; 4-class %s; excluded %s",
-        counts.nodules, counts.matched, counts.unmatched, counts.at_least_min_readers,
-        rule.min_readers, counts.kept, rule.exclude_three.value, counts.benign, counts.malignant,
-        counts.four_class, counts.excluded,
-    )  # fmt: skip
+        counts.nodules,
+        counts.matched,
+        counts.unmatched,
+        counts.at_least_min_readers,
+        rule.min_readers,
+        counts.kept,
+        rule.exclude_three.value,
+        counts.benign,
+        counts.malignant,
+        counts.four_class,
+        counts.excluded,
+    )

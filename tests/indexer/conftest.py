@@ -60,9 +60,15 @@ def tiny_table(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def small_config(out: Path, table: Path, *, seed: int = 3, scans: int = 4) -> SynthConfig:
     return SynthConfig(
-        out=out, lidc_table=table, n_scans=scans, seed=seed, n_subsets=3, matrix=112,
-        dicom_scans=1, workers=1,
-    )  # fmt: skip
+        out=out,
+        lidc_table=table,
+        n_scans=scans,
+        seed=seed,
+        n_subsets=3,
+        matrix=112,
+        dicom_scans=1,
+        workers=1,
+    )
 
 
 @pytest.fixture(scope="session")

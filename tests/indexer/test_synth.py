@@ -47,11 +47,19 @@ def test_layout_is_luna16(synth_set: Path) -> None:
         assert "ElementType = MET_SHORT" in header
         assert f"ElementDataFile = {path.stem}.raw" in header
     assert _rows(synth_set / "annotations.csv")[0].keys() == {
-        "seriesuid", "coordX", "coordY", "coordZ", "diameter_mm"
-    }  # fmt: skip
+        "seriesuid",
+        "coordX",
+        "coordY",
+        "coordZ",
+        "diameter_mm",
+    }
     assert list(_rows(synth_set / "candidates_V2.csv")[0]) == [
-        "seriesuid", "coordX", "coordY", "coordZ", "class"
-    ]  # fmt: skip
+        "seriesuid",
+        "coordX",
+        "coordY",
+        "coordZ",
+        "class",
+    ]
     listed = (synth_set / "seriesuids.csv").read_text().split()
     assert sorted(listed) == sorted(series)
     assert {r["seriesuid"] for r in _rows(synth_set / "patients.csv")} == set(series)
@@ -132,9 +140,11 @@ def test_candidates_have_both_classes_near_truth(synth_set: Path) -> None:
     assert len(negatives) > 10 * len(positives) > 0
     for c in positives:
         near = [
-            a for a in annotations if a.series_uid == c.series_uid
+            a
+            for a in annotations
+            if a.series_uid == c.series_uid
             and np.linalg.norm(np.subtract(a.center_xyz, c.center_xyz)) <= (a.diameter_mm or 0) / 2
-        ]  # fmt: skip
+        ]
         assert near, "a class-1 candidate must hit an annotated nodule (LUNA16 hit rule)"
     series = find_series(synth_set)
     for c in negatives[:40]:

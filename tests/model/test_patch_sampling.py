@@ -32,9 +32,13 @@ def reference_patch_hu(volume: CTVolume, center_xyz: np.ndarray, spec: PatchSpec
     index = volume.geometry.world_to_index_zyx(patch_grid_xyz(center_xyz, spec))
     clipped = np.clip(volume.hu_zyx, *spec.hu_window)
     sampled = ndimage.map_coordinates(
-        clipped, index.reshape(-1, 3).T, order=1, mode="grid-constant", cval=-1000.0,
+        clipped,
+        index.reshape(-1, 3).T,
+        order=1,
+        mode="grid-constant",
+        cval=-1000.0,
         prefilter=False,
-    )  # fmt: skip
+    )
     return sampled.reshape(spec.patch_shape_zyx)
 
 

@@ -1,0 +1,1 @@
+"""Training of the FP-reduction network (``nodule-index train``)."""

@@ -1,0 +1,217 @@
+"""Training samples from ``candidates_V2.csv``, the scan/patient split, and the on-disk patch cache.
+
+Every candidate patch is cut once, through the one patch function with region reads, and kept in
+a float16 memory-mapped array a little larger than the model's patch (the margin allows the small
+shifts of augmentation); epochs then read the cache, never the CT.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from tqdm import tqdm
+
+from indexer.labels.geometry_sources import read_patient_map
+from indexer.luna import candidates_path, find_series, read_candidates
+from model.ct import open_volume
+from model.preprocessing import PatchSpec, extract_patch
+
+logger = logging.getLogger(__name__)
+
+F32 = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One candidate: a world point in a scan and whether it is a nodule.
+
+    Attributes:
+        series_uid: LUNA16 ``seriesuid``.
+        center_xyz: world mm (LPS).
+        label: 1 nodule, 0 not a nodule (``candidates_V2.csv`` ``class``).
+        subset: the LUNA16 subset folder holding the scan (the fold).
+    """
+
+    series_uid: str
+    center_xyz: tuple[float, float, float]
+    label: int
+    subset: str
+
+
+def data_fingerprint(data_dir: Path) -> str:
+    """sha256 over the candidate and annotation tables and the list of scans with their sizes."""
+    digest = hashlib.sha256()
+    for name in ("annotations.csv", candidates_path(data_dir).name):
+        path = data_dir / name
+        digest.update(name.encode())
+        digest.update(path.read_bytes() if path.is_file() else b"")
+    for uid, path in sorted(find_series(data_dir).items()):
+        raw = path.with_suffix(".raw")
+        size = raw.stat().st_size if raw.is_file() else path.stat().st_size
+        digest.update(f"{uid}:{path.parent.name}:{size}".encode())
+    return digest.hexdigest()
+
+
+def select_samples(data_dir: Path, max_negatives_per_scan: int, seed: int) -> list[Sample]:
+    """All positives and up to ``max_negatives_per_scan`` random negatives of every scan present.
+
+    Real LUNA16 has ~750k candidates (~850 a scan); a sample of the negatives keeps the cache and
+    the epochs bounded. The sample is a deterministic function of ``seed``.
+    """
+    series = find_series(data_dir)
+    rng = np.random.default_rng(seed)
+    by_scan: dict[str, list[Sample]] = defaultdict(list)
+    for c in read_candidates(candidates_path(data_dir)):
+        if c.series_uid in series:
+            label = 1 if c.label == 1 else 0
+            by_scan[c.series_uid].append(
+                Sample(c.series_uid, c.center_xyz, label, series[c.series_uid].parent.name)
+            )
+    samples: list[Sample] = []
+    for uid in sorted(by_scan):
+        scan = by_scan[uid]
+        negatives = [s for s in scan if s.label == 0]
+        if len(negatives) > max_negatives_per_scan:
+            keep = set(rng.choice(len(negatives), max_negatives_per_scan, replace=False).tolist())
+            negatives = [s for i, s in enumerate(negatives) if i in keep]
+        samples.extend([s for s in scan if s.label == 1] + negatives)
+    return samples
+
+
+def split_by_subset(
+    samples: Sequence[Sample], val_subsets: Sequence[str], patients: dict[str, str] | None = None
+) -> tuple[list[int], list[int]]:
+    """Indices of training and validation samples; no scan or patient is on both sides.
+
+    Validation takes the scans of ``val_subsets``; training the others, minus scans of patients
+    that also have a validation scan.
+    """
+    val = {i for i, s in enumerate(samples) if s.subset in set(val_subsets)}
+    if not val:
+        raise ValueError(f"no candidates in validation subsets {list(val_subsets)}")
+    patients = patients or {}
+    val_patients = {
+        patients[samples[i].series_uid] for i in val if samples[i].series_uid in patients
+    }
+    train = [
+        i
+        for i, s in enumerate(samples)
+        if i not in val and patients.get(s.series_uid, f"scan:{s.series_uid}") not in val_patients
+    ]
+    if not train:
+        raise ValueError("no training candidates left outside the validation subsets")
+    return train, sorted(val)
+
+
+def load_patients(data_dir: Path) -> dict[str, str]:
+    """Series -> patient from ``patients.csv`` when the data set has one (synthetic sets do)."""
+    path = data_dir / "patients.csv"
+    return read_patient_map(path) if path.is_file() else {}
+
+
+def _cut_scan(
+    job: tuple[Path, list[tuple[int, tuple[float, float, float]]], PatchSpec],
+) -> tuple[list[int], np.ndarray]:
+    path, items, spec = job
+    source = open_volume(path)
+    patches = np.stack([extract_patch(source, center, spec) for _, center in items])
+    return [i for i, _ in items], patches.astype(np.float16)
+
+
+class PatchCache:
+    """Float16 patches of every sample, ``margin`` voxels larger than the model's on each side."""
+
+    def __init__(self, folder: Path, spec: PatchSpec, margin: int) -> None:
+        self.folder = folder
+        self.spec = spec
+        self.margin = margin
+        self.patches: np.ndarray = np.load(folder / "patches.npy", mmap_mode="r")
+
+    @staticmethod
+    def cache_spec(spec: PatchSpec, margin: int) -> PatchSpec:
+        """The spec of the stored (larger) patches: same spacing and window, same centre."""
+        return spec.model_copy(
+            update={"patch_shape_zyx": tuple(n + 2 * margin for n in spec.patch_shape_zyx)}
+        )
+
+    @classmethod
+    def build_or_open(
+        cls,
+        cache_root: Path,
+        data_dir: Path,
+        samples: Sequence[Sample],
+        spec: PatchSpec,
+        margin: int,
+        fingerprint: str,
+        workers: int = 1,
+        progress: bool = True,
+    ) -> PatchCache:
+        """Open the cache for (data, samples, spec) or cut every patch once and store it."""
+        key_text = json.dumps(
+            {
+                "data": fingerprint,
+                "spec": cls.cache_spec(spec, margin).model_dump(mode="json"),
+                "samples": hashlib.sha256(
+                    repr([(s.series_uid, s.center_xyz, s.label) for s in samples]).encode()
+                ).hexdigest(),
+            },
+            sort_keys=True,
+        )
+        key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
+        folder = cache_root / key
+        if (folder / "meta.json").is_file():
+            return cls(folder, spec, margin)
+        shutil.rmtree(folder, ignore_errors=True)  # a build killed half-way
+        folder.mkdir(parents=True)
+        cut = cls.cache_spec(spec, margin)
+        series = find_series(data_dir)
+        jobs_by_scan: dict[str, list[tuple[int, tuple[float, float, float]]]] = defaultdict(list)
+        for i, s in enumerate(samples):
+            jobs_by_scan[s.series_uid].append((i, s.center_xyz))
+        jobs = [(series[uid], items, cut) for uid, items in sorted(jobs_by_scan.items())]
+        out = np.lib.format.open_memmap(
+            folder / "patches.npy",
+            mode="w+",
+            dtype=np.float16,
+            shape=(len(samples), *cut.patch_shape_zyx),
+        )
+        bar = tqdm(
+            total=len(samples),
+            desc="cutting patches",
+            unit="patch",
+            leave=False,
+            disable=not progress,
+        )
+        if workers > 1 and len(jobs) > 1:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for indices, patches in pool.map(_cut_scan, jobs):
+                    out[indices] = patches
+                    bar.update(len(indices))
+        else:
+            for job in jobs:
+                indices, patches = _cut_scan(job)
+                out[indices] = patches
+                bar.update(len(indices))
+        bar.close()
+        out.flush()
+        del out
+        (folder / "meta.json").write_text(key_text, encoding="utf-8")
+        logger.info("cached %d patches in %s", len(samples), folder)
+        return cls(folder, spec, margin)
+
+    def crop(self, index: int, shift_zyx: tuple[int, int, int] = (0, 0, 0)) -> F32:
+        """The model-sized patch of sample ``index``, shifted by whole voxels (up to the margin)."""
+        m = self.margin
+        d, h, w = self.spec.patch_shape_zyx
+        z, y, x = (m + s for s in shift_zyx)
+        return np.asarray(self.patches[index, z : z + d, y : y + h, x : x + w], dtype=np.float32)

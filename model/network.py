@@ -1,0 +1,106 @@
+"""The false-positive-reduction network (encoder-decoder 3-D FCN); its bottleneck is the embedding.
+
+After the seed paper's Figure 1 (Park et al.) and Dou et al. 2017: a 3-D encoder (conv blocks and
+downsampling) to a bottleneck, a decoder that upsamples with skip connections, and a fully
+convolutional head that scores every location of the decoder's map as nodule vs non-nodule; the
+patch score is the mean of that map. The network is trained only for that task; its bottleneck
+(the mid-layer feature), pooled over space and L2-normalised, is the embedding used for search.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+ARCH_NAME: Literal["fpr-unet3d"] = "fpr-unet3d"
+
+
+class NetworkConfig(BaseModel):
+    """Architecture parameters, stored in the model card.
+
+    Attributes:
+        width: channels of the first encoder block; each level doubles it.
+        levels: number of downsampling steps (the bottleneck runs at 1 / 2**levels resolution).
+        embedding_pool: how the bottleneck map becomes a vector.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Literal["fpr-unet3d"] = ARCH_NAME
+    width: int = Field(default=16, ge=4, le=128)
+    levels: int = Field(default=3, ge=1, le=5)
+    embedding_pool: Literal["avg"] = "avg"
+
+    @property
+    def embedding_dim(self) -> int:
+        """Channels of the bottleneck = length of the embedding vector."""
+        return int(self.width * 2**self.levels)
+
+
+def _block(c_in: int, c_out: int) -> nn.Sequential:
+    """Two 3x3x3 conv + batch norm + ReLU layers."""
+    return nn.Sequential(
+        nn.Conv3d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm3d(c_out),
+        nn.ReLU(inplace=True),
+        nn.Conv3d(c_out, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm3d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class NoduleNet(nn.Module):
+    """Encoder-decoder 3-D FCN for nodule vs non-nodule; ``embed`` gives the search vector.
+
+    Input: (N, 1, D, H, W) patches from ``model.preprocessing.extract_patch`` (values in [0, 1]);
+    D, H and W must be divisible by ``2**levels``.
+    """
+
+    def __init__(self, config: NetworkConfig) -> None:
+        super().__init__()
+        self.config = config
+        widths = [config.width * 2**i for i in range(config.levels + 1)]
+        self.encoder = nn.ModuleList(
+            [_block(1, widths[0])]
+            + [_block(widths[i], widths[i + 1]) for i in range(config.levels)]
+        )
+        self.decoder = nn.ModuleList(
+            _block(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(1, config.levels))
+        )
+        # Scores every voxel of the decoder's finest map (fully convolutional head).
+        self.head = nn.Conv3d(widths[1] if config.levels > 1 else widths[-1], 1, kernel_size=1)
+
+    def _encode(self, x: Tensor) -> list[Tensor]:
+        """Feature maps of every encoder level; the last one is the bottleneck."""
+        skips = []
+        for i, block in enumerate(self.encoder):
+            x = block(x if i == 0 else F.max_pool3d(x, 2))
+            skips.append(x)
+        return skips
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """The bottleneck (mid-layer) feature map, (N, embedding_dim, D/2**L, H/2**L, W/2**L)."""
+        return self._encode(x)[-1]
+
+    def score_map(self, x: Tensor) -> Tensor:
+        """Nodule logit of every location of the decoder's map, (N, 1, d, h, w)."""
+        skips = self._encode(x)
+        y = skips[-1]
+        for block, skip in zip(self.decoder, reversed(skips[1:-1]), strict=True):
+            y = F.interpolate(y, size=skip.shape[2:], mode="trilinear", align_corners=False)
+            y = block(torch.cat([y, skip], dim=1))
+        scores: Tensor = self.head(y)
+        return scores
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Nodule logits, (N,): the mean of the score map."""
+        return self.score_map(x).mean(dim=(1, 2, 3, 4))
+
+    def embed(self, x: Tensor) -> Tensor:
+        """L2-normalised pooled bottleneck feature, (N, embedding_dim), float32."""
+        pooled = self.forward_features(x).mean(dim=(2, 3, 4))
+        return F.normalize(pooled.float(), dim=1)
