@@ -5,6 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DATA   ?= data/synth
 MODEL  ?= models/demo
+INDEX  ?= index/demo
 # On these machines `pip install torch==2.13.0` takes the CPU wheel that lies on disk; see the
 # README ("GPU install") for a CUDA machine.
 TORCH  ?= torch==2.13.0
@@ -28,6 +29,9 @@ demo: venv
 	$(BIN)/nodule-index describe --data $(DATA)
 	# Trains the FP-reduction network, or reuses the one trained before on the same data.
 	$(BIN)/nodule-index train --data $(DATA) --out $(MODEL)
+	# A new catalogue version (vectors of unchanged nodules are reused), then its check.
+	$(BIN)/nodule-index build --data $(DATA) --model $(MODEL) --index $(INDEX)
+	$(BIN)/nodule-index verify --index $(INDEX)
 
 lint: venv
 	$(BIN)/ruff check .
@@ -38,4 +42,4 @@ test: lint
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) data models .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) data models index .mypy_cache .ruff_cache .pytest_cache

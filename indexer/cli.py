@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.build import command as build_command
 from indexer.describe import describe
 from indexer.labels import command as labels_command
 from indexer.luna import LunaLayoutError
@@ -73,6 +74,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     labels_command.add_parser(sub)
     train_command.add_parser(sub)
+    build_command.add_parsers(sub)
 
     desc = sub.add_parser("describe", help="check a LUNA16-layout folder and its annotations")
     desc.add_argument("--data", type=Path, required=True, help="LUNA16-layout folder")
@@ -186,5 +188,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "describe": _cmd_describe,
         "labels": labels_command.run,
         "train": train_command.run,
+        **build_command.COMMANDS,
     }
     return commands[args.command](args)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from indexer.labels.errors import LabelSourceError
-from indexer.labels.grouping import Mark, group_reads, match_annotations
+from indexer.labels.grouping import Mark, ReadGroup, group_reads, match_annotations
 from indexer.luna import LunaPoint
 from model.labels import (
     LABELS_CSV_COLUMNS,
@@ -48,6 +48,17 @@ def label_nodules(
     rule: LabelRule,
 ) -> tuple[list[NoduleLabel], LabelCounts]:
     """Group reads into nodules, match LUNA16 annotations, derive each nodule's labels."""
+    labels, _, counts = label_nodules_with_reads(annotations, reads, patients, rule)
+    return labels, counts
+
+
+def label_nodules_with_reads(
+    annotations: Sequence[LunaPoint],
+    reads: Sequence[Mark | Read],
+    patients: dict[str, str],
+    rule: LabelRule,
+) -> tuple[list[NoduleLabel], list[ReadGroup | None], LabelCounts]:
+    """As ``label_nodules``, also returning each annotation's matched read group (or None)."""
     groups = group_reads(reads)
     matched = match_annotations(annotations, groups)
     labels = []
@@ -81,7 +92,7 @@ def label_nodules(
         )
     counts.four_class = dict(sorted(four.items()))
     counts.excluded = dict(sorted(excluded.items()))
-    return labels, counts
+    return labels, matched, counts
 
 
 def _fmt(value: float | int | None) -> str:

@@ -190,7 +190,7 @@ class PatchCache:
             desc="cutting patches",
             unit="patch",
             leave=False,
-            disable=not progress,
+            disable=None if progress else True,
         )
         if workers > 1 and len(jobs) > 1:
             with ProcessPoolExecutor(max_workers=workers) as pool:

@@ -304,7 +304,7 @@ def train(
             batches,
             desc=f"epoch {epoch + 1}/{config.epochs}",
             unit="batch",
-            disable=not progress,
+            disable=None if progress else True,
             leave=False,
         )
         for indices in bar:

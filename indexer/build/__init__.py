@@ -1,0 +1,1 @@
+"""Catalogue builds: ``nodule-index build|add|verify|versions|rollback``."""

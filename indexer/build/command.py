@@ -1,0 +1,219 @@
+"""``nodule-index build | add | verify | versions | rollback``.
+
+Exit codes a cron job can rely on: 0 success; 1 the catalogue does not verify; 2 bad input
+(missing data, a model that does not match the index, an unreadable scan with
+``--on-error fail``), nothing published; 3 another build holds the index folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+from indexer.build.builder import (
+    BuildError,
+    BuildLockedError,
+    BuildResult,
+    build_catalog,
+    rollback,
+)
+from indexer.build.sources import collect_current, collect_data
+from indexer.labels.errors import LabelSourceError
+from indexer.luna import LunaLayoutError
+from indexer.train.samples import data_fingerprint
+from model.card import CardError, read_card
+from model.labels import LabelRule
+from model.store.catalog import verify_version
+from model.store.layout import IndexLayout, LayoutError
+from model.store.vector_index import INDEX_TYPES
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_BAD_INPUT, EXIT_LOCKED = 0, 1, 2, 3
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the catalogue commands on the CLI."""
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--index", type=Path, required=True, help="INDEX_DIR")
+        p.add_argument("--index-type", choices=INDEX_TYPES, default="exact")
+        p.add_argument("--keep", type=int, default=5, help="versions kept (older ones pruned)")
+        p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+        p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+        p.add_argument(
+            "--on-error",
+            choices=("fail", "skip"),
+            default="fail",
+            help="an unreadable scan fails the build (default) or is skipped and reported",
+        )
+        p.add_argument("--no-progress", action="store_true")
+
+    b = sub.add_parser("build", help="embed every annotated nodule into a new catalogue version")
+    b.add_argument("--data", type=Path, required=True, help="LUNA16-layout folder")
+    b.add_argument("--model", type=Path, required=True, help="MODEL_DIR (card.json, weights.pt)")
+    b.add_argument(
+        "--labels", type=Path, default=None, help="labels.csv from `nodule-index labels`"
+    )
+    common(b)
+    a = sub.add_parser("add", help="index the scans of DIR not yet in the catalogue (new version)")
+    a.add_argument("--data", type=Path, required=True)
+    a.add_argument("--model", type=Path, default=None, help="default: the index's own model")
+    a.add_argument("--labels", type=Path, default=None)
+    common(a)
+    v = sub.add_parser("verify", help="check a catalogue version (default: CURRENT)")
+    v.add_argument("--index", type=Path, required=True)
+    v.add_argument("--version", default=None)
+    v.add_argument("--model", type=Path, default=None, help="also check it was built with this")
+    ls = sub.add_parser("versions", help="list the catalogue versions")
+    ls.add_argument("--index", type=Path, required=True)
+    r = sub.add_parser("rollback", help="make an earlier version CURRENT again")
+    r.add_argument("version")
+    r.add_argument("--index", type=Path, required=True)
+
+
+def _log_result(result: BuildResult) -> None:
+    logger.info(
+        "published %s: %d nodules in %d scans (%d embedded, %d reused) in %.1f s%s",
+        result.version,
+        result.n_nodules,
+        result.n_scans,
+        result.n_embedded,
+        result.n_reused,
+        result.timings_s.get("total_s", 0.0),
+        f"; {len(result.failed_scans)} scans failed and were skipped"
+        if result.failed_scans
+        else "",
+    )
+    for failure in result.failed_scans:
+        logger.warning("  failed %s: %s", failure["series_uid"], failure["error"])
+
+
+def run_build(args: argparse.Namespace) -> int:
+    """``build`` and ``add``."""
+    try:
+        if args.command == "build":
+            scans, nodes = collect_data(args.data, args.labels, LabelRule())
+            model_dir = args.model
+            fingerprint = data_fingerprint(args.data)
+        else:
+            old_scans, old_nodes, manifest = collect_current(args.index)
+            model_dir = args.model or Path(str(manifest["model_dir"]))
+            card = read_card(model_dir)
+            if card.fingerprint != manifest["model_fingerprint"]:
+                logger.error(
+                    "model %s (%s) does not match the index, built with %s; run `build` to "
+                    "rebuild everything with it",
+                    model_dir,
+                    card.fingerprint[:12],
+                    str(manifest["model_fingerprint"])[:12],
+                )
+                return EXIT_BAD_INPUT
+            new_scans, new_nodes = collect_data(args.data, args.labels, LabelRule())
+            added = [n for n in new_nodes if n.series_uid not in old_scans]
+            scans = {**new_scans, **old_scans}
+            nodes = old_nodes + added
+            logger.info(
+                "adding %d nodules of %d new scans", len(added), len({n.series_uid for n in added})
+            )
+            fingerprint = hashlib.sha256(
+                f"{manifest['data_fingerprint']}+{data_fingerprint(args.data)}".encode()
+            ).hexdigest()
+        result = build_catalog(
+            index_dir=args.index,
+            model_dir=model_dir,
+            scans=scans,
+            nodes=nodes,
+            data_fingerprint=fingerprint,
+            index_type=args.index_type,
+            keep=args.keep,
+            workers=max(1, args.workers),
+            on_error=args.on_error,
+            device=args.device,
+            progress=not args.no_progress,
+        )
+    except BuildLockedError as e:
+        logger.error("%s", e)
+        return EXIT_LOCKED
+    except (BuildError, LunaLayoutError, LabelSourceError, CardError, LayoutError, ValueError) as e:
+        logger.error("%s", e)
+        return EXIT_BAD_INPUT
+    _log_result(result)
+    return EXIT_OK
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    """``verify``: 0 when sound, 1 with the problems listed."""
+    layout = IndexLayout(args.index)
+    try:
+        version = args.version or layout.current()
+        expected = read_card(args.model).fingerprint if args.model else None
+    except (LayoutError, CardError) as e:
+        logger.error("%s", e)
+        return EXIT_BAD_INPUT
+    if version is None:
+        logger.error("%s: no catalogue built yet", args.index)
+        return EXIT_BAD_INPUT
+    problems = verify_version(args.index, version, expected)
+    for problem in problems:
+        logger.error("%s", problem)
+    if problems:
+        return EXIT_PROBLEMS
+    manifest = layout.manifest(version)
+    logger.info(
+        "%s verifies: %d nodules, dim %d, %s index, model %s",
+        version,
+        manifest["n_nodules"],
+        manifest["dim"],
+        manifest["index_type"],
+        str(manifest["model_fingerprint"])[:12],
+    )
+    return EXIT_OK
+
+
+def run_versions(args: argparse.Namespace) -> int:
+    """``versions``: one line per complete version, the current one marked."""
+    layout = IndexLayout(args.index)
+    try:
+        current = layout.current()
+        for version in layout.versions():
+            m = layout.manifest(version)
+            logger.info(
+                "%s %s  %6d nodules  %-5s  model %s  parent %s",
+                "*" if version == current else " ",
+                version,
+                m.get("n_nodules", 0),
+                m.get("index_type", "?"),
+                str(m.get("model_fingerprint", ""))[:12],
+                m.get("parent_version") or "-",
+            )
+    except LayoutError as e:
+        logger.error("%s", e)
+        return EXIT_BAD_INPUT
+    return EXIT_OK
+
+
+def run_rollback(args: argparse.Namespace) -> int:
+    """``rollback VERSION``."""
+    try:
+        rollback(args.index, args.version)
+    except BuildLockedError as e:
+        logger.error("%s", e)
+        return EXIT_LOCKED
+    except (LayoutError, BuildError) as e:
+        logger.error("%s", e)
+        return EXIT_BAD_INPUT
+    logger.info("CURRENT is now %s", args.version)
+    return EXIT_OK
+
+
+COMMANDS = {
+    "build": run_build,
+    "add": run_build,
+    "verify": run_verify,
+    "versions": run_versions,
+    "rollback": run_rollback,
+}

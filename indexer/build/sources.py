@@ -1,0 +1,141 @@
+"""What a build indexes: the annotated nodules of a data folder, or those of the current version."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from indexer.build.builder import NoduleEntry, ScanEntry
+from indexer.labels.build import label_nodules_with_reads, read_labels
+from indexer.labels.synthetic_reads import READS_FILE, read_synthetic_reads
+from indexer.luna import LunaLayoutError, find_series, read_annotations
+from indexer.train.samples import load_patients
+from model.geometry import Geometry
+from model.labels import CHARACTERISTICS, Characteristics, DerivedLabel, LabelRule, Read, ReadKind
+from model.store.catalog import Catalog
+from model.store.tables import Nodule, Scan
+
+logger = logging.getLogger(__name__)
+
+
+def _key(series_uid: str, center_xyz: tuple[float, float, float]) -> tuple[str, tuple[float, ...]]:
+    return (series_uid, tuple(round(float(v), 3) for v in center_xyz))
+
+
+def collect_data(
+    data_dir: Path, labels_csv: Path | None, rule: LabelRule
+) -> tuple[dict[str, ScanEntry], list[NoduleEntry]]:
+    """Scans and annotated nodules of a LUNA16-layout folder, with labels and reads.
+
+    Labels come from ``labels_csv`` (the ``labels`` command's output) when given, else from the
+    reads the folder carries (``reads.csv`` of a synthetic set), else they are left empty.
+
+    Raises:
+        LunaLayoutError: no scans or no ``annotations.csv``.
+    """
+    series = find_series(data_dir)
+    annotations_path = data_dir / "annotations.csv"
+    if not annotations_path.is_file():
+        raise LunaLayoutError(f"{data_dir}: no annotations.csv; nothing to index")
+    annotations = read_annotations(annotations_path)
+    patients = load_patients(data_dir)
+    missing = sorted({a.series_uid for a in annotations} - set(series))
+    if missing:
+        logger.warning(
+            "%d annotated scans are not in %s; their nodules are skipped", len(missing), data_dir
+        )
+    annotations = [a for a in annotations if a.series_uid in series]
+    nodes = [
+        NoduleEntry(
+            a.series_uid, a.center_xyz, float(a.diameter_mm or 0.0), f"annotations:{data_dir.name}"
+        )
+        for a in annotations
+    ]
+    if labels_csv is not None:
+        by_key = {_key(n.series_uid, n.center_xyz): n for n in read_labels(labels_csv)}
+        for node in nodes:
+            found = by_key.get(_key(node.series_uid, node.center_xyz))
+            if found is not None:
+                node.label = found.label
+                node.ratings_only = found.label.ratings
+                if found.patient_id:
+                    patients.setdefault(node.series_uid, found.patient_id)
+    elif (data_dir / READS_FILE).is_file():
+        labels, groups, _ = label_nodules_with_reads(
+            annotations, read_synthetic_reads(data_dir), patients, rule
+        )
+        for node, label, group in zip(nodes, labels, groups, strict=True):
+            node.label = label.label
+            node.reads = list(group.reads) if group is not None else []
+    scans = {uid: ScanEntry(uid, path, patients.get(uid)) for uid, path in series.items()}
+    return scans, nodes
+
+
+def collect_current(
+    index_dir: Path,
+) -> tuple[dict[str, ScanEntry], list[NoduleEntry], dict[str, object]]:
+    """Scans and nodules of the current version (for ``add``), and its manifest."""
+    catalog = Catalog.open(index_dir)
+    try:
+        with catalog.sessions() as session:
+            scans = {}
+            for s in session.execute(select(Scan)).scalars():
+                geometry = Geometry.from_itk(s.origin_xyz, s.spacing_xyz, s.direction, s.size_xyz)
+                scans[s.series_uid] = ScanEntry(
+                    s.series_uid, Path(s.source_path), s.patient_id, geometry
+                )
+            nodes = []
+            query = select(Nodule).options(selectinload(Nodule.label), selectinload(Nodule.reads))
+            for n in session.execute(query.order_by(Nodule.id)).scalars():
+                label = None
+                if n.label is not None:
+                    lab = n.label
+                    label = DerivedLabel(
+                        lab.n_readers,
+                        tuple(lab.ratings),
+                        lab.mean_malignancy,
+                        lab.label_binary,  # type: ignore[arg-type]
+                        lab.label_4class,  # type: ignore[arg-type]
+                        None,
+                    )
+                reads: list[Read] = []
+                ratings_only: list[int] = []
+                for r in n.reads:
+                    values = {
+                        k: getattr(r, "internal_structure" if k == "internalStructure" else k)
+                        for k in CHARACTERISTICS
+                    }
+                    if all(v is not None for v in values.values()):
+                        characteristics = Characteristics.from_mapping(values)
+                        reads.append(
+                            Read(
+                                n.series_uid,
+                                r.reader_id,
+                                ReadKind.NODULE,
+                                n.center_xyz,
+                                None,
+                                characteristics,
+                                "catalogue",
+                            )
+                        )
+                    elif r.malignancy is not None:
+                        ratings_only.append(r.malignancy)
+                nodes.append(
+                    NoduleEntry(
+                        n.series_uid,
+                        n.center_xyz,
+                        n.diameter_mm,
+                        n.source,
+                        label,
+                        reads,
+                        tuple(ratings_only),
+                        n.id,
+                        None,
+                    )
+                )
+        return scans, nodes, catalog.manifest
+    finally:
+        catalog.close()

@@ -1,0 +1,1 @@
+"""The catalogue store: SQLite tables, the FAISS index, the versioned layout."""

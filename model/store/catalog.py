@@ -1,0 +1,183 @@
+"""Reading and verifying a catalogue version (what the service opens, what ``verify`` checks)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import Engine, create_engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from model.store.layout import (
+    CATALOG_FILE,
+    EMBEDDINGS_FILE,
+    INDEX_FILE,
+    MANIFEST,
+    IndexLayout,
+    LayoutError,
+)
+from model.store.tables import Build, Nodule
+from model.store.vector_index import load_index, search
+
+logger = logging.getLogger(__name__)
+
+DATA_FILES = (INDEX_FILE, CATALOG_FILE, EMBEDDINGS_FILE)
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sqlite_engine(path: Path, *, readonly: bool) -> Engine:
+    """An engine on a catalogue file; read-only opens never create or change it."""
+    if readonly:
+        return create_engine(
+            f"sqlite:///file:{path}?mode=ro&uri=true", connect_args={"check_same_thread": False}
+        )
+    return create_engine(f"sqlite:///{path}", connect_args={"check_same_thread": False})
+
+
+@dataclass
+class Catalog:
+    """One opened catalogue version: FAISS index, SQLite rows and the raw embeddings."""
+
+    version: str
+    folder: Path
+    manifest: dict[str, Any]
+    index: Any
+    engine: Engine
+    sessions: sessionmaker[Session]
+    embeddings: npt.NDArray[np.float32]
+
+    @classmethod
+    def open(cls, index_dir: Path, version: str | None = None) -> Catalog:
+        """Open ``version`` (default: the one ``CURRENT`` names)."""
+        layout = IndexLayout(index_dir)
+        version = version or layout.current()
+        if version is None:
+            raise LayoutError(f"{index_dir}: no catalogue built yet (no CURRENT)")
+        folder = layout.version_dir(version)
+        manifest = layout.manifest(version)
+        index = load_index(folder / INDEX_FILE, manifest.get("index_params", {}))
+        engine = sqlite_engine(folder / CATALOG_FILE, readonly=True)
+        embeddings = np.load(folder / EMBEDDINGS_FILE, mmap_mode="r")
+        return cls(version, folder, manifest, index, engine, sessionmaker(engine), embeddings)
+
+    @property
+    def model_fingerprint(self) -> str:
+        """Fingerprint of the model the vectors were made with."""
+        return str(self.manifest["model_fingerprint"])
+
+    @property
+    def dim(self) -> int:
+        """Vector length."""
+        return int(self.index.d)
+
+    def search(
+        self, queries: npt.ArrayLike, k: int
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """Top-``k`` similarities and nodule ids for (n, d) float32 unit queries."""
+        return search(self.index, queries, k)
+
+    def vector_of(self, nodule_id: int) -> npt.NDArray[np.float32]:
+        """The stored embedding of one nodule."""
+        with self.sessions() as session:
+            row = session.get(Nodule, nodule_id)
+            if row is None:
+                raise KeyError(nodule_id)
+            return np.asarray(self.embeddings[row.embedding_row], dtype=np.float32)
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+
+def verify_version(
+    index_dir: Path, version: str, expected_model_fingerprint: str | None = None
+) -> list[str]:
+    """Every problem of a catalogue version; an empty list means it is sound.
+
+    Checks: the manifest's file checksums; FAISS ids == catalogue rows; vector count and
+    dimension agree across index, embeddings, database and manifest; every stored vector is in
+    the index under its nodule's id; the model fingerprint (and, when given, that it is the
+    expected one).
+    """
+    layout = IndexLayout(index_dir)
+    problems: list[str] = []
+    try:
+        folder = layout.version_dir(version)
+        manifest = layout.manifest(version)
+    except LayoutError as e:
+        return [str(e)]
+    for name in DATA_FILES:
+        path = folder / name
+        if not path.is_file():
+            problems.append(f"{version}: {name} is missing")
+        elif sha256_file(path) != manifest.get("files", {}).get(name):
+            problems.append(f"{version}: {name} does not match its manifest checksum")
+    if problems:
+        return problems
+    try:
+        catalog = Catalog.open(index_dir, version)
+    except (LayoutError, OSError, RuntimeError, ValueError) as e:
+        return [f"{version}: cannot open ({e})"]
+    try:
+        with catalog.sessions() as session:
+            rows = session.execute(
+                select(Nodule.id, Nodule.embedding_row).order_by(Nodule.id)
+            ).all()
+            builds = session.execute(select(Build)).scalars().all()
+            n_rows = session.scalar(select(func.count()).select_from(Nodule)) or 0
+    except SQLAlchemyError as e:
+        catalog.close()
+        return [f"{version}: catalogue database unreadable ({type(e).__name__})"]
+    index, embeddings = catalog.index, catalog.embeddings
+    n, dim = int(manifest.get("n_nodules", -1)), int(manifest.get("dim", -1))
+    if not (index.ntotal == n_rows == len(embeddings) == n):
+        problems.append(
+            f"{version}: counts disagree: index {index.ntotal}, catalogue {n_rows}, "
+            f"embeddings {len(embeddings)}, manifest {n}"
+        )
+    if index.d != dim or (embeddings.ndim == 2 and embeddings.shape[1] != dim):
+        problems.append(f"{version}: dimension disagrees (index {index.d}, manifest {dim})")
+    ids = np.array([r[0] for r in rows], dtype=np.int64)
+    index_ids = np.sort(
+        np.asarray([index.id_map.at(i) for i in range(index.ntotal)], dtype=np.int64)
+    )
+    if not np.array_equal(ids, index_ids):
+        problems.append(f"{version}: FAISS ids differ from the catalogue's nodule ids")
+    elif len(rows) and not problems:
+        order = np.array([r[1] for r in rows])
+        stored = np.asarray(embeddings[order], dtype=np.float32)
+        _, found = search(index, stored, 1)
+        exact = manifest.get("index_type") == "exact"
+        hits = float(np.mean(found[:, 0] == ids))
+        # Exact search must return every vector as its own nearest neighbour; approximate
+        # indexes may miss a few (duplicates, graph/list misses).
+        if (exact and hits < 1.0) or hits < 0.95:
+            problems.append(f"{version}: only {hits:.1%} of stored vectors find themselves first")
+        norms = np.linalg.norm(stored, axis=1)
+        if not np.allclose(norms, 1.0, atol=1e-3):
+            problems.append(f"{version}: stored vectors are not unit length")
+    if len(builds) != 1 or builds[0].model_fingerprint != manifest.get("model_fingerprint"):
+        problems.append(f"{version}: build record and manifest disagree on the model")
+    if (
+        expected_model_fingerprint
+        and manifest.get("model_fingerprint") != expected_model_fingerprint
+    ):
+        problems.append(f"{version}: built with another model than the one expected")
+    catalog.close()
+    if not (folder / MANIFEST).is_file():
+        problems.append(f"{version}: manifest vanished")
+    return problems
