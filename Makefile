@@ -10,7 +10,7 @@ INDEX  ?= index/demo
 # README ("GPU install") for a CUDA machine.
 TORCH  ?= torch==2.13.0
 
-.PHONY: venv demo test lint clean
+.PHONY: venv demo serve test lint clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ demo: venv
 	# A new catalogue version (vectors of unchanged nodules are reused), then its check.
 	$(BIN)/nodule-index build --data $(DATA) --model $(MODEL) --index $(INDEX)
 	$(BIN)/nodule-index verify --index $(INDEX)
+
+# The service on the demo catalogue (http://127.0.0.1:8000/docs); Ctrl-C stops it.
+serve: venv
+	NODULE_INDEX_DIR=$(INDEX) NODULE_DATA_DIR=$(DATA) $(BIN)/nodule-api --host 127.0.0.1 --port 8000
 
 lint: venv
 	$(BIN)/ruff check .

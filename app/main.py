@@ -3,23 +3,68 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 
+from app.retrieval import NotFoundError
+from app.routers import health, nodules, search
 from app.settings import AppSettings
+from app.state import State, load_retriever
+from model.embedder import EmbeddingInputError
+from model.preprocessing import CoordinateOutsideVolumeError
+from model.volume import VolumeReadError
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(settings: AppSettings | None = None) -> FastAPI:
-    """Build the application; nothing heavy happens at import or here."""
+    """Build the application; the model and the catalogue load in the lifespan, not here."""
     settings = settings or AppSettings()
-    app = FastAPI(title="nodule-search", version="0.1.0")
 
-    @app.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, str]:
-        """Liveness: the process is up and serving HTTP."""
-        return {"status": "ok"}
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[State]:
+        retriever = load_retriever(settings)
+        try:
+            yield {"retriever": retriever, "settings": settings}
+        finally:
+            retriever.catalog.close()
 
+    app = FastAPI(
+        title="nodule-search",
+        version="0.1.0",
+        description="Similar-case search for lung nodules in chest CT. Coordinates are world "
+        "millimetres in the ITK/LPS frame (LUNA16 coordX, coordY, coordZ). Results are decision "
+        "support from similar cases, not a diagnosis.",
+        lifespan=lifespan,
+    )
+
+    async def not_found(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=404, content={"detail": str(exc)})
+
+    async def unprocessable(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": str(exc)})
+
+    async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+        # FastAPI's default echoes the input, which may hold NaN (not valid JSON) or patient data.
+        assert isinstance(exc, RequestValidationError)
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "request"
+            problems.append(f"{where}: {error.get('msg', '')}")
+        return JSONResponse(status_code=422, content={"detail": "; ".join(problems)})
+
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(NotFoundError, not_found)
+    for error in (VolumeReadError, CoordinateOutsideVolumeError, EmbeddingInputError):
+        app.add_exception_handler(error, unprocessable)
+    app.include_router(health.router)
+    app.include_router(search.router)
+    app.include_router(nodules.router)
     return app
 
 
@@ -33,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=settings.port)
     args = parser.parse_args(argv)
     settings = settings.model_copy(update={"host": args.host, "port": args.port})
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level
     )

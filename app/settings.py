@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class AppSettings(BaseSettings):
-    """Service settings; ``create_app`` takes an instance, tests pass their own."""
+    """Service settings; ``create_app`` takes an instance, tests pass their own.
+
+    Attributes:
+        index_dir: the catalogue (``INDEX_DIR`` with ``CURRENT``).
+        model_dir: the model; default: the one the current catalogue version was built with.
+        data_dir: a root of stored CTs (``.mhd`` files or DICOM series folders named by series
+            UID) for series the catalogue does not hold.
+        device: where the network runs.
+        torch_threads / faiss_threads: CPU threads per request (one query is faster on one
+            thread than on two: OpenMP start-up dominates).
+    """
 
     model_config = SettingsConfigDict(env_prefix="NODULE_", extra="ignore")
 
+    index_dir: Path = Path("index/demo")
+    model_dir: Path | None = None
+    data_dir: Path | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_upload_mb: int = Field(default=200, ge=1, le=4096)
+    api_key: SecretStr | None = None
+    max_k: int = Field(default=50, ge=1, le=1000)
+    torch_threads: int = Field(default=1, ge=1, le=256)
+    faiss_threads: int = Field(default=1, ge=1, le=256)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "info"

@@ -1,35 +1,23 @@
 """Benchmark: catalogue build time and nodules/s on a data set, fresh and over unchanged data.
 
-Run: ``.venv/bin/python bench/bench_build.py --data data/synth --model models/demo``.
+Run: ``.venv/bin/python -m bench.bench_build --data data/synth --model models/demo``.
 Writes ``bench/results/build_synthetic.json`` with the machine and the date.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import logging
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
+from bench.common import cpu_model, now_utc, write_results
 from indexer.cli import main as nodule_index
 from model.store.layout import IndexLayout
 
 logger = logging.getLogger("bench_build")
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> int:
@@ -72,13 +60,12 @@ def main() -> int:
             logger.info("%s", runs[-1])
     record = {
         "benchmark": "nodule-index build (exact index), wall time including model load",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "workers": args.workers},
+        "date": now_utc(),
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "workers": args.workers},
         "data": str(args.data),
         "runs": runs,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_results(args.out, record)
     logger.info("-> %s", args.out)
     return 0
 

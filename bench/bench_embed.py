@@ -4,17 +4,14 @@ Measures patches/s at batch 1 and 64 for torch's default CPU path (``NoduleNet.e
 the ``Embedder`` (oneDNN on CPU, bfloat16 autocast on CUDA), checks both give the same vectors,
 and writes the results with the machine and the date.
 
-Run: ``.venv/bin/python bench/bench_embed.py [--threads 2] [--device auto]``.
+Run: ``.venv/bin/python -m bench.bench_embed [--threads 2] [--device auto]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import logging
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -25,22 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.common import cpu_model, now_utc, write_results
 from indexer.train.trainer import TrainConfig
 from model.checkpoint import save_model
 from model.embedder import Embedder
 from model.network import NetworkConfig, NoduleNet
 
 logger = logging.getLogger("bench_embed")
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def per_patch_ms(fn: Callable[[], object], n_patches: int, repeats: int) -> float:
@@ -98,9 +86,9 @@ def main() -> int:
         device = str(embedder.device)
     record = {
         "benchmark": f"embedding {shape} patches, NoduleNet width {config.width}, {params} params",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "date": now_utc(),
         "machine": {
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
             "cores": os.cpu_count(),
             "torch_threads": args.threads,
             "device": device,
@@ -109,8 +97,7 @@ def main() -> int:
         },
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_results(args.out, record)
     logger.info("-> %s", args.out)
     return 0
 

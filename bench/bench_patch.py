@@ -4,15 +4,13 @@ The usual path (LUNA16 tutorials, many repositories): read the whole volume, res
 volume to 1 mm, crop the patch, window. Ours: read the header, read only the slab the patch
 touches (SimpleITK streamed region read), sample only the patch grid (trilinear).
 
-Run: ``.venv/bin/python bench/bench_patch.py [--repeats N] [--out bench/results/patch.json]``.
+Run: ``.venv/bin/python -m bench.bench_patch [--repeats N] [--out bench/results/patch.json]``.
 Writes the medians, their ratio, the machine and the date to the results file.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import logging
 import os
 import platform
@@ -25,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from bench.common import cpu_model, now_utc, write_results
 from model.ct import open_volume
 from model.preprocessing import PatchSpec, extract_patch
 
@@ -33,16 +32,6 @@ logger = logging.getLogger("bench_patch")
 SHAPE_ZYX = (300, 512, 512)
 SPACING_XYZ = (0.7, 0.7, 1.25)
 ORIGIN_XYZ = (-180.0, -180.0, -350.0)
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def write_volume(folder: Path) -> Path:
@@ -112,9 +101,9 @@ def main() -> int:
         diff = float(np.abs(usual - ours).mean())
     result = {
         "benchmark": "one 48^3 patch at 1 mm from a 512x512x300 int16 .mhd (0.7x0.7x1.25 mm)",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "date": now_utc(),
         "machine": {
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
             "cores": os.cpu_count(),
             "python": platform.python_version(),
             "simpleitk": sitk.Version_VersionString(),
@@ -128,8 +117,7 @@ def main() -> int:
         "includes opening and validating the header on every run",
         "mean_abs_difference_between_paths": diff,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_results(args.out, result)
     logger.info(
         "usual %.3f s, region %.4f s, speedup %.0fx -> %s",
         result["usual_whole_volume_s"]["median"],  # type: ignore[index]

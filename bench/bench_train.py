@@ -1,37 +1,26 @@
 """Benchmark: train the default model on a synthetic set and record time, AUC and FROC.
 
-Run: ``.venv/bin/python bench/bench_train.py --data data/synth [--out-model /tmp/bench-model]``.
+Run: ``.venv/bin/python -m bench.bench_train --data data/synth [--out-model /tmp/bench-model]``.
 Writes ``bench/results/train_synthetic.json`` with the machine and the date.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import logging
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from bench.common import cpu_model, now_utc, write_results
 from indexer.cli import main as nodule_index
 from model.card import read_card
 
 logger = logging.getLogger("bench_train")
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> int:
@@ -64,9 +53,9 @@ def main() -> int:
     synth = args.data / "synth.json"
     record = {
         "benchmark": "nodule-index train with default options",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "date": now_utc(),
         "machine": {
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
             "cores": os.cpu_count(),
             "device": training.device,
             "torch": torch.__version__,
@@ -83,8 +72,7 @@ def main() -> int:
         "froc": training.froc.model_dump() if training.froc else None,
         "card": card.summary(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_results(args.out, record)
     logger.info("-> %s", args.out)
     return 0
 

@@ -127,3 +127,8 @@ def search(
         raise IndexShapeError("k must be at least 1")
     scores, ids = index.search(q, min(k, max(int(index.ntotal), 1)))
     return np.asarray(scores, dtype=np.float32), np.asarray(ids, dtype=np.int64)
+
+
+def set_search_threads(n: int) -> None:
+    """OpenMP threads FAISS uses in this thread (one query runs faster on one thread)."""
+    faiss.omp_set_num_threads(max(1, n))

@@ -24,7 +24,7 @@ from model.preprocessing import PatchSpec
 from model.store.catalog import Catalog, verify_version
 from model.store.layout import IndexLayout
 from model.store.tables import Label, Nodule, NoduleRead
-from tests.indexer.conftest import small_config
+from tests.conftest import small_config
 
 SPEC = PatchSpec(patch_shape_zyx=(16, 16, 16), spacing_mm=2.5)
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ from indexer.synth.nodules import design_nodule
 from model.ct import load_volume, open_volume
 from model.labels import CHARACTERISTICS, Characteristics
 from model.preprocessing import DEFAULT_SPEC, PatchSpec, extract_patch, patch_hu
-from tests.indexer.conftest import small_config
+from tests.conftest import small_config
 
 SMALL = PatchSpec(patch_shape_zyx=(4, 4, 4), spacing_mm=0.5)
 

@@ -1,0 +1,238 @@
+"""Similar-nodule search: patch -> embedding -> neighbours -> labels and a vote.
+
+No FastAPI here: the routers call this, and tests may call it directly. Stored CTs are found by
+series UID: first where the catalogue recorded them, then under the configured data root.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from app.schemas import Filters, LabelOut, Neighbor, NoduleOut, QueryInfo, SearchResponse, Vote
+from model.ct import open_volume
+from model.embedder import Embedder
+from model.preprocessing import extract_patch
+from model.store.catalog import Catalog
+from model.store.tables import Nodule, Scan
+from model.volume import VolumeSource
+
+logger = logging.getLogger(__name__)
+
+
+class NotFoundError(KeyError):
+    """An unknown series or nodule id."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "not found"
+
+
+@dataclass(frozen=True)
+class _Row:
+    nodule: NoduleOut
+    labelled: bool
+
+
+def _label_out(nodule: Nodule) -> LabelOut | None:
+    if nodule.label is None:
+        return None
+    label = nodule.label
+    return LabelOut(
+        ratings=list(label.ratings),
+        n_readers=label.n_readers,
+        mean=label.mean_malignancy,
+        label_binary=label.label_binary,
+        label_4class=label.label_4class,
+    )
+
+
+def _nodule_out(nodule: Nodule) -> NoduleOut:
+    return NoduleOut(
+        id=nodule.id,
+        series_uid=nodule.series_uid,
+        patient_id=nodule.scan.patient_id,
+        center_xyz=nodule.center_xyz,
+        diameter_mm=nodule.diameter_mm,
+        labels=_label_out(nodule),
+    )
+
+
+def vote(neighbors: list[Neighbor]) -> Vote:
+    """Similarity-weighted malignancy vote over the labelled neighbours."""
+    labelled = [n for n in neighbors if n.labels is not None and n.labels.label_binary is not None]
+    if not labelled:
+        return Vote(malignant_probability=None, binary=None, four_class={}, n_labelled=0)
+    weights = np.array([max(n.similarity, 0.0) for n in labelled]) + 1e-9
+    malignant = np.array([n.labels.label_binary for n in labelled if n.labels], dtype=float)
+    probability = float((weights * malignant).sum() / weights.sum())
+    counts = Counter(int(n.labels.label_4class or 0) for n in labelled if n.labels)
+    binary = (
+        1 if malignant.mean() > 0.5 else 0 if malignant.mean() < 0.5 else int(probability >= 0.5)
+    )
+    four = {str(r): counts.get(r, 0) / len(labelled) for r in (1, 2, 4, 5)}
+    return Vote(
+        malignant_probability=probability, binary=binary, four_class=four, n_labelled=len(labelled)
+    )
+
+
+class Retriever:
+    """Owns the embedder and the opened catalogue version."""
+
+    def __init__(
+        self, embedder: Embedder, catalog: Catalog, data_dir: Path | None, max_k: int
+    ) -> None:
+        self.embedder = embedder
+        self.catalog = catalog
+        self.data_dir = data_dir
+        self.max_k = max_k
+
+    @property
+    def ready(self) -> bool:
+        """Model and index agree (the index was built with this model)."""
+        return self.embedder.card.fingerprint == self.catalog.model_fingerprint
+
+    def open_series(self, series_uid: str) -> VolumeSource:
+        """The stored CT of a series, for region reads.
+
+        Raises:
+            NotFoundError: the series is neither in the catalogue nor under the data root.
+        """
+        with self.catalog.sessions() as session:
+            scan = session.execute(
+                select(Scan).where(Scan.series_uid == series_uid)
+            ).scalar_one_or_none()
+            path = Path(scan.source_path) if scan is not None else None
+        if path is None or not path.exists():
+            path = self._find_in_data_dir(series_uid)
+        if path is None:
+            raise NotFoundError(f"series {series_uid} is not a stored CT")
+        return open_volume(path, series_uid if path.is_dir() else None)
+
+    def _find_in_data_dir(self, series_uid: str) -> Path | None:
+        if self.data_dir is None or not self.data_dir.is_dir() or "/" in series_uid:
+            return None
+        for candidate in (self.data_dir / f"{series_uid}.mhd", self.data_dir / series_uid):
+            if candidate.exists():
+                return candidate
+        found = next(iter(sorted(self.data_dir.glob(f"subset*/{series_uid}.mhd"))), None)
+        return found
+
+    def embed_point(
+        self, source: VolumeSource, center_xyz: tuple[float, float, float]
+    ) -> npt.NDArray[np.float32]:
+        """Embedding of the patch around a world point (the one patch function)."""
+        patch = extract_patch(source, center_xyz, self.embedder.card.preprocessing)
+        vector: npt.NDArray[np.float32] = self.embedder.embed_patches(patch[None])[0]
+        return vector
+
+    def _rows(self, ids: list[int]) -> dict[int, _Row]:
+        with self.catalog.sessions() as session:
+            query = (
+                select(Nodule)
+                .where(Nodule.id.in_(ids))
+                .options(selectinload(Nodule.label), selectinload(Nodule.scan))
+            )
+            return {
+                n.id: _Row(_nodule_out(n), n.label is not None and n.label.label_binary is not None)
+                for n in session.execute(query).scalars()
+            }
+
+    @staticmethod
+    def _passes(row: _Row, filters: Filters) -> bool:
+        n = row.nodule
+        if filters.exclude_patient_id is not None and n.patient_id == filters.exclude_patient_id:
+            return False
+        if filters.min_diameter_mm is not None and n.diameter_mm < filters.min_diameter_mm:
+            return False
+        if filters.max_diameter_mm is not None and n.diameter_mm > filters.max_diameter_mm:
+            return False
+        return not (filters.labelled_only and not row.labelled)
+
+    def neighbours(
+        self,
+        vector: npt.NDArray[np.float32],
+        k: int,
+        filters: Filters,
+        exclude_ids: frozenset[int] = frozenset(),
+    ) -> list[Neighbor]:
+        """The ``k`` most similar catalogue nodules that pass the filters."""
+        k = min(k, self.max_k)
+        total = int(self.catalog.index.ntotal)
+        fetch = min(total, k + len(exclude_ids) + 16)
+        while True:
+            scores, ids = self.catalog.search(vector[None].astype(np.float32), max(fetch, 1))
+            pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+            rows = self._rows([i for i, _ in pairs])
+            out = [
+                Neighbor(**rows[i].nodule.model_dump(), similarity=s)
+                for i, s in pairs
+                if i in rows and i not in exclude_ids and self._passes(rows[i], filters)
+            ]
+            if len(out) >= k or fetch >= total:
+                return out[:k]
+            fetch = min(total, fetch * 4)
+
+    def respond(
+        self,
+        vector: npt.NDArray[np.float32],
+        k: int,
+        filters: Filters,
+        query: dict[str, Any],
+        exclude_ids: frozenset[int] = frozenset(),
+    ) -> SearchResponse:
+        """Neighbours and vote as the API returns them."""
+        neighbors = self.neighbours(vector, k, filters, exclude_ids)
+        return SearchResponse(
+            query=QueryInfo(index_version=self.catalog.version, **query),
+            neighbors=neighbors,
+            vote=vote(neighbors),
+        )
+
+    def search_coordinate(
+        self, series_uid: str, center_xyz: tuple[float, float, float], k: int, filters: Filters
+    ) -> SearchResponse:
+        """Search by a world point in a stored CT series."""
+        source = self.open_series(series_uid)
+        vector = self.embed_point(source, center_xyz)
+        index_zyx = tuple(float(v) for v in source.geometry.world_to_index_zyx(center_xyz))
+        return self.respond(
+            vector,
+            k,
+            filters,
+            {"center_xyz": center_xyz, "index_zyx": index_zyx, "series_uid": series_uid},
+        )
+
+    def nodule(self, nodule_id: int) -> NoduleOut:
+        """One catalogue nodule.
+
+        Raises:
+            NotFoundError: no such id.
+        """
+        rows = self._rows([nodule_id])
+        if nodule_id not in rows:
+            raise NotFoundError(f"nodule {nodule_id} is not in the catalogue")
+        return rows[nodule_id].nodule
+
+    def similar_to(self, nodule_id: int, k: int, filters: Filters) -> SearchResponse:
+        """Neighbours of an indexed nodule (itself excluded), from its stored vector."""
+        nodule = self.nodule(nodule_id)
+        vector = self.catalog.vector_of(nodule_id)
+        return self.respond(
+            vector,
+            k,
+            filters,
+            {
+                "center_xyz": nodule.center_xyz,
+                "series_uid": nodule.series_uid,
+                "nodule_id": nodule_id,
+            },
+            exclude_ids=frozenset({nodule_id}),
+        )

@@ -1,0 +1,1 @@
+"""HTTP routes; thin: validation here, logic in ``app.retrieval``."""

@@ -1,0 +1,33 @@
+"""Catalogue nodules and their neighbours."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from app.routers.deps import RetrieverDep
+from app.schemas import ErrorOut, Filters, NoduleOut, SearchResponse
+
+router = APIRouter(prefix="/v1/nodules", tags=["nodules"])
+
+
+@router.get("/{nodule_id}", response_model=NoduleOut, responses={404: {"model": ErrorOut}})
+def get_nodule(nodule_id: int, retriever: RetrieverDep) -> NoduleOut:
+    """One catalogue nodule with its readers' ratings and labels."""
+    return retriever.nodule(nodule_id)
+
+
+@router.get(
+    "/{nodule_id}/similar", response_model=SearchResponse, responses={404: {"model": ErrorOut}}
+)
+def similar(
+    nodule_id: int,
+    retriever: RetrieverDep,
+    k: Annotated[int, Query(ge=1)] = 5,
+    exclude_patient_id: str | None = None,
+    labelled_only: bool = False,
+) -> SearchResponse:
+    """The nodules most similar to an indexed one (itself excluded)."""
+    filters = Filters(exclude_patient_id=exclude_patient_id, labelled_only=labelled_only)
+    return retriever.similar_to(nodule_id, k, filters)

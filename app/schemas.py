@@ -1,0 +1,112 @@
+"""The API contract (pydantic), separate from the catalogue tables."""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+XYZ = tuple[float, float, float]
+
+
+class Filters(BaseModel):
+    """Which catalogue nodules may be returned."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exclude_patient_id: str | None = Field(default=None, description="drop this patient's nodules")
+    min_diameter_mm: float | None = Field(default=None, ge=0)
+    max_diameter_mm: float | None = Field(default=None, ge=0)
+    labelled_only: bool = False
+
+
+class CoordinateQuery(BaseModel):
+    """A point in a stored CT series."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    series_uid: str = Field(min_length=1, max_length=128)
+    center_xyz: XYZ = Field(description="world mm, ITK/LPS frame (LUNA16 coordX, coordY, coordZ)")
+    k: int = Field(default=5, ge=1)
+    filters: Filters = Filters()
+
+    @field_validator("center_xyz")
+    @classmethod
+    def _finite(cls, value: XYZ) -> XYZ:
+        if not all(math.isfinite(v) for v in value):
+            raise ValueError("center_xyz must be finite numbers (mm)")
+        return value
+
+
+class QueryInfo(BaseModel):
+    """Where the query was taken."""
+
+    center_xyz: XYZ | None = None
+    index_zyx: XYZ | None = None
+    series_uid: str | None = None
+    nodule_id: int | None = None
+    index_version: str
+
+
+class LabelOut(BaseModel):
+    """Radiologists' ratings of a catalogue nodule and the labels derived from them."""
+
+    ratings: list[int]
+    n_readers: int
+    mean: float | None
+    label_binary: int | None = Field(description="0 benign (1-2), 1 malignant (4-5)")
+    label_4class: int | None = Field(description="rounded mean rating: 1, 2, 4 or 5")
+
+
+class NoduleOut(BaseModel):
+    """A catalogue nodule."""
+
+    id: int
+    series_uid: str
+    patient_id: str | None
+    center_xyz: XYZ
+    diameter_mm: float
+    labels: LabelOut | None
+
+
+class Neighbor(NoduleOut):
+    """A similar nodule with its cosine similarity to the query."""
+
+    similarity: float
+
+
+class Vote(BaseModel):
+    """Decision support from the labelled neighbours; not a diagnosis."""
+
+    malignant_probability: float | None = Field(
+        description="similarity-weighted share of malignant labelled neighbours"
+    )
+    binary: int | None = Field(description="majority label of the labelled neighbours")
+    four_class: dict[str, float] = Field(description="distribution over ratings 1, 2, 4, 5")
+    n_labelled: int
+
+
+class SearchResponse(BaseModel):
+    """The answer to every search."""
+
+    query: QueryInfo
+    neighbors: list[Neighbor]
+    vote: Vote
+
+
+class IndexInfo(BaseModel):
+    """The catalogue version being served."""
+
+    version: str
+    n_nodules: int
+    n_scans: int
+    n_labelled: int
+    index_type: str
+    created_at: str
+    model: dict[str, object]
+
+
+class ErrorOut(BaseModel):
+    """Every error body."""
+
+    detail: str

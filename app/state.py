@@ -1,0 +1,42 @@
+"""What the lifespan loads and the routes read: typed, built once per process."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TypedDict
+
+import torch
+
+from app.retrieval import Retriever
+from app.settings import AppSettings
+from model.embedder import Embedder
+from model.store.catalog import Catalog
+from model.store.vector_index import set_search_threads
+
+logger = logging.getLogger(__name__)
+
+
+class State(TypedDict):
+    """Lifespan state (Starlette copies it into every request's ``request.state``)."""
+
+    retriever: Retriever
+    settings: AppSettings
+
+
+def load_retriever(settings: AppSettings) -> Retriever:
+    """Open the current catalogue version and its model (or the configured one)."""
+    torch.set_num_threads(settings.torch_threads)
+    set_search_threads(settings.faiss_threads)
+    catalog = Catalog.open(settings.index_dir)
+    model_dir = settings.model_dir or Path(str(catalog.manifest["model_dir"]))
+    embedder = Embedder.from_model_dir(model_dir, settings.device, batch_size=64)
+    retriever = Retriever(embedder, catalog, settings.data_dir, settings.max_k)
+    logger.info(
+        "serving catalogue %s (%s nodules), model %s, ready=%s",
+        catalog.version,
+        catalog.manifest.get("n_nodules"),
+        embedder.card.fingerprint[:12],
+        retriever.ready,
+    )
+    return retriever
