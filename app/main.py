@@ -12,11 +12,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from app.retrieval import NotFoundError
-from app.routers import health, nodules, search
+from app.routers import health, nodules, search, upload
 from app.settings import AppSettings
 from app.state import State, load_retriever
+from app.uploads import UploadLimitMiddleware, UploadParser
 from model.embedder import EmbeddingInputError
 from model.preprocessing import CoordinateOutsideVolumeError
+from model.uploads import UnsupportedUploadError, UploadContentError
 from model.volume import VolumeReadError
 
 logger = logging.getLogger(__name__)
@@ -29,9 +31,11 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
         retriever = load_retriever(settings)
+        parser = UploadParser(settings.parser_memory_mb, settings.parser_timeout_s)
         try:
-            yield {"retriever": retriever, "settings": settings}
+            yield {"retriever": retriever, "settings": settings, "parser": parser}
         finally:
+            parser.close()
             retriever.catalog.close()
 
     app = FastAPI(
@@ -59,11 +63,25 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         return JSONResponse(status_code=422, content={"detail": "; ".join(problems)})
 
     app.add_exception_handler(RequestValidationError, invalid_request)
+
+    async def unsupported(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=415, content={"detail": str(exc)})
+
     app.add_exception_handler(NotFoundError, not_found)
-    for error in (VolumeReadError, CoordinateOutsideVolumeError, EmbeddingInputError):
+    app.add_exception_handler(UnsupportedUploadError, unsupported)
+    for error in (
+        VolumeReadError,
+        CoordinateOutsideVolumeError,
+        EmbeddingInputError,
+        UploadContentError,
+    ):
         app.add_exception_handler(error, unprocessable)
+    app.add_middleware(
+        UploadLimitMiddleware, max_mb=settings.max_upload_mb, paths=(upload.UPLOAD_PATH,)
+    )
     app.include_router(health.router)
     app.include_router(search.router)
+    app.include_router(upload.router)
     app.include_router(nodules.router)
     return app
 

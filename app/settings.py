@@ -29,6 +29,9 @@ class AppSettings(BaseSettings):
     data_dir: Path | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_upload_mb: int = Field(default=200, ge=1, le=4096)
+    parser_memory_mb: int = Field(default=4096, ge=256)
+    """Address-space limit of the upload parser process."""
+    parser_timeout_s: float = Field(default=60.0, gt=0)
     api_key: SecretStr | None = None
     max_k: int = Field(default=50, ge=1, le=1000)
     torch_threads: int = Field(default=1, ge=1, le=256)

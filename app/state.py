@@ -10,6 +10,7 @@ import torch
 
 from app.retrieval import Retriever
 from app.settings import AppSettings
+from app.uploads import UploadParser
 from model.embedder import Embedder
 from model.store.catalog import Catalog
 from model.store.vector_index import set_search_threads
@@ -22,13 +23,14 @@ class State(TypedDict):
 
     retriever: Retriever
     settings: AppSettings
+    parser: UploadParser
 
 
 def load_retriever(settings: AppSettings) -> Retriever:
     """Open the current catalogue version and its model (or the configured one)."""
     torch.set_num_threads(settings.torch_threads)
     set_search_threads(settings.faiss_threads)
-    catalog = Catalog.open(settings.index_dir)
+    catalog = Catalog.open(settings.index_dir, gpu=settings.device != "cpu")
     model_dir = settings.model_dir or Path(str(catalog.manifest["model_dir"]))
     embedder = Embedder.from_model_dir(model_dir, settings.device, batch_size=64)
     retriever = Retriever(embedder, catalog, settings.data_dir, settings.max_k)

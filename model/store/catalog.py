@@ -23,7 +23,7 @@ from model.store.layout import (
     LayoutError,
 )
 from model.store.tables import Build, Nodule
-from model.store.vector_index import load_index, search
+from model.store.vector_index import load_index, search, to_gpu_if_available
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +61,11 @@ class Catalog:
     embeddings: npt.NDArray[np.float32]
 
     @classmethod
-    def open(cls, index_dir: Path, version: str | None = None) -> Catalog:
-        """Open ``version`` (default: the one ``CURRENT`` names)."""
+    def open(cls, index_dir: Path, version: str | None = None, *, gpu: bool = False) -> Catalog:
+        """Open ``version`` (default: the one ``CURRENT`` names).
+
+        With ``gpu``, searches run on a GPU copy of the index when faiss-gpu and a GPU are present.
+        """
         layout = IndexLayout(index_dir)
         version = version or layout.current()
         if version is None:
@@ -70,6 +73,8 @@ class Catalog:
         folder = layout.version_dir(version)
         manifest = layout.manifest(version)
         index = load_index(folder / INDEX_FILE, manifest.get("index_params", {}))
+        if gpu:
+            index = to_gpu_if_available(index)
         engine = sqlite_engine(folder / CATALOG_FILE, readonly=True)
         embeddings = np.load(folder / EMBEDDINGS_FILE, mmap_mode="r")
         return cls(version, folder, manifest, index, engine, sessionmaker(engine), embeddings)

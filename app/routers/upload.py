@@ -1,0 +1,96 @@
+"""Search by an uploaded volume or patch."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+
+from app.retrieval import Retriever
+from app.routers.deps import RetrieverDep
+from app.schemas import ErrorOut, Filters, SearchResponse
+from app.uploads import UploadParser
+from model.uploads import UploadContentError, upload_kind
+
+router = APIRouter(prefix="/v1/search", tags=["search"])
+UPLOAD_PATH = "/v1/search/upload"
+
+
+def _numbers(text: str | None, name: str) -> list[float] | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        values = [
+            float(v)
+            for v in text.replace("[", "").replace("]", "").replace(" ", ",").split(",")
+            if v
+        ]
+    except ValueError:
+        raise UploadContentError(f"{name} must be 3 numbers, got {text[:60]!r}") from None
+    if len(values) != 3 or not all(math.isfinite(v) for v in values):
+        raise UploadContentError(f"{name} must be 3 finite numbers, got {text[:60]!r}")
+    return values
+
+
+@router.post(
+    "/upload",
+    response_model=SearchResponse,
+    responses={413: {"model": ErrorOut}, 415: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+)
+def search_upload(
+    request: Request,
+    retriever: RetrieverDep,
+    file: Annotated[
+        UploadFile, File(description=".npy/.npz, .nii(.gz), .mha, or .zip (DICOM or .mhd+.raw)")
+    ],
+    center_xyz: Annotated[
+        str | None, Form(description="x,y,z world mm (LPS); default: volume centre")
+    ] = None,
+    spacing_zyx: Annotated[str | None, Form(description="z,y,x mm; required for arrays")] = None,
+    k: Annotated[int, Form(ge=1)] = 5,
+    exclude_patient_id: Annotated[str | None, Form()] = None,
+    labelled_only: Annotated[bool, Form()] = False,
+) -> SearchResponse:
+    """Similar nodules to the one at ``center_xyz`` in an uploaded volume."""
+    kind = upload_kind(file.filename or "")
+    center = _numbers(center_xyz, "center_xyz")
+    spacing = _numbers(spacing_zyx, "spacing_zyx")
+    parser: UploadParser = request.state.parser
+    with tempfile.TemporaryDirectory(prefix="nodule-upload-") as tmp:
+        # Keep only the suffix of the client's name: nothing of it reaches a path otherwise.
+        name = PurePosixPath(file.filename or "upload").name
+        suffix = (
+            ".nii.gz" if name.lower().endswith(".nii.gz") else PurePosixPath(name).suffix.lower()
+        )
+        path = Path(tmp) / f"upload{suffix}"
+        with path.open("wb") as out:
+            while chunk := file.file.read(1 << 20):
+                out.write(chunk)
+        cut = parser.parse(
+            path, kind, retriever.embedder.card.preprocessing, center, spacing, Path(tmp)
+        )
+    return _respond(
+        retriever,
+        cut.patch,
+        cut.center_xyz,
+        cut.index_zyx,
+        k,
+        Filters(exclude_patient_id=exclude_patient_id, labelled_only=labelled_only),
+    )
+
+
+def _respond(
+    retriever: Retriever,
+    patch: object,
+    center: tuple[float, float, float],
+    index: tuple[float, float, float],
+    k: int,
+    filters: Filters,
+) -> SearchResponse:
+    import numpy as np
+
+    vector = retriever.embedder.embed_patches(np.asarray(patch)[None])[0]
+    return retriever.respond(vector, k, filters, {"center_xyz": center, "index_zyx": index})
