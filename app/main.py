@@ -12,9 +12,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from app.retrieval import NotFoundError
-from app.routers import health, nodules, search, upload
+from app.routers import admin, health, nodules, search, upload
 from app.settings import AppSettings
-from app.state import State, load_retriever
+from app.state import Serving, State
 from app.uploads import UploadLimitMiddleware, UploadParser
 from model.embedder import EmbeddingInputError
 from model.preprocessing import CoordinateOutsideVolumeError
@@ -30,13 +30,13 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
-        retriever = load_retriever(settings)
+        serving = Serving(settings)
         parser = UploadParser(settings.parser_memory_mb, settings.parser_timeout_s)
         try:
-            yield {"retriever": retriever, "settings": settings, "parser": parser}
+            yield {"serving": serving, "settings": settings, "parser": parser}
         finally:
             parser.close()
-            retriever.catalog.close()
+            serving.current.catalog.close()
 
     app = FastAPI(
         title="nodule-search",
@@ -83,6 +83,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     app.include_router(search.router)
     app.include_router(upload.router)
     app.include_router(nodules.router)
+    app.include_router(admin.router)
     return app
 
 

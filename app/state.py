@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import TypedDict
 
@@ -18,10 +19,31 @@ from model.store.vector_index import set_search_threads
 logger = logging.getLogger(__name__)
 
 
+class Serving:
+    """The retriever being served; ``reload`` swaps it in one assignment.
+
+    A request takes ``current`` once and keeps that retriever for its whole life, so requests in
+    flight during a reload finish on the old version. The old catalogue is not closed by the swap
+    (its connections are released when the last request holding it drops it).
+    """
+
+    def __init__(self, settings: AppSettings) -> None:
+        self.settings = settings
+        self.current = load_retriever(settings)
+        self._lock = threading.Lock()
+
+    def reload(self) -> Retriever:
+        """Open the version ``CURRENT`` names now and start serving it."""
+        with self._lock:
+            fresh = load_retriever(self.settings)
+            self.current = fresh
+            return fresh
+
+
 class State(TypedDict):
     """Lifespan state (Starlette copies it into every request's ``request.state``)."""
 
-    retriever: Retriever
+    serving: Serving
     settings: AppSettings
     parser: UploadParser
 

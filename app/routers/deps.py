@@ -8,12 +8,19 @@ from fastapi import Depends, Request
 
 from app.retrieval import Retriever
 from app.settings import AppSettings
+from app.state import Serving
 
 
 async def get_retriever(request: Request) -> Retriever:
-    """The retriever the lifespan loaded."""
-    retriever: Retriever = request.state.retriever
-    return retriever
+    """The retriever being served when the request arrived (kept for the whole request)."""
+    serving: Serving = request.state.serving
+    return serving.current
+
+
+async def get_serving(request: Request) -> Serving:
+    """The holder of the served retriever (for reloads)."""
+    serving: Serving = request.state.serving
+    return serving
 
 
 async def get_settings(request: Request) -> AppSettings:
@@ -23,4 +30,5 @@ async def get_settings(request: Request) -> AppSettings:
 
 
 RetrieverDep = Annotated[Retriever, Depends(get_retriever)]
+ServingDep = Annotated[Serving, Depends(get_serving)]
 SettingsDep = Annotated[AppSettings, Depends(get_settings)]
