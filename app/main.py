@@ -9,8 +9,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
+from app.metrics import Metrics
 from app.retrieval import NotFoundError
 from app.routers import admin, health, nodules, search, upload
 from app.settings import AppSettings
@@ -79,6 +80,17 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     app.add_middleware(
         UploadLimitMiddleware, max_mb=settings.max_upload_mb, paths=(upload.UPLOAD_PATH,)
     )
+    metrics = Metrics()
+    app.state.metrics = metrics
+    app.middleware("http")(metrics.middleware)
+
+    @app.get("/metrics", tags=["health"], include_in_schema=True)
+    async def metrics_endpoint(request: Request) -> Response:
+        """Prometheus text format: requests and latencies per route, catalogue size."""
+        serving = request.state.serving
+        metrics.nodules.set(int(serving.current.catalog.index.ntotal))
+        return metrics.render()
+
     app.include_router(health.router)
     app.include_router(search.router)
     app.include_router(upload.router)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
+from app.preview import preview_png
 from app.routers.deps import RetrieverDep
 from app.schemas import ErrorOut, Filters, NoduleOut, SearchResponse
 
@@ -16,6 +17,18 @@ router = APIRouter(prefix="/v1/nodules", tags=["nodules"])
 def get_nodule(nodule_id: int, retriever: RetrieverDep) -> NoduleOut:
     """One catalogue nodule with its readers' ratings and labels."""
     return retriever.nodule(nodule_id)
+
+
+@router.get(
+    "/{nodule_id}/preview.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}, 404: {"model": ErrorOut}},
+)
+def preview(nodule_id: int, retriever: RetrieverDep) -> Response:
+    """Axial, coronal and sagittal slices (64 mm, lung window) through the nodule's centre."""
+    nodule = retriever.nodule(nodule_id)
+    source = retriever.open_series(nodule.series_uid)
+    return Response(preview_png(source, nodule.center_xyz), media_type="image/png")
 
 
 @router.get(

@@ -155,3 +155,30 @@ def test_nan_is_refused(client: TestClient) -> None:
         headers={"content-type": "application/json"},
     )
     assert response.status_code == 422
+
+
+def test_preview_png(client: TestClient, app_index: Path) -> None:
+    import io
+
+    from PIL import Image
+
+    nodule_id, *_ = _first_nodule(app_index)
+    response = client.get(f"/v1/nodules/{nodule_id}/preview.png")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/png"
+    image = Image.open(io.BytesIO(response.content))
+    assert image.size == (384, 128)
+    pixels = np.asarray(image)
+    # The nodule is at the centre of each view and brighter than the lung around it.
+    assert pixels[60:68, 60:68].mean() > pixels[:16, :16].mean()
+    assert client.get("/v1/nodules/999999/preview.png").status_code == 404
+
+
+def test_metrics(client: TestClient) -> None:
+    client.get("/healthz")
+    client.get("/v1/nodules/999999")
+    text = client.get("/metrics").text
+    assert 'nodule_requests_total{method="GET",route="/healthz",status="200"}' in text
+    assert 'route="/v1/nodules/{nodule_id}",status="404"' in text
+    assert "nodule_catalogue_nodules" in text
+    assert "nodule_request_seconds_bucket" in text
