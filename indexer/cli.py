@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer import bootstrap
 from indexer.build import command as build_command
 from indexer.describe import describe
 from indexer.labels import command as labels_command
@@ -75,6 +76,7 @@ def _build_parser() -> argparse.ArgumentParser:
     labels_command.add_parser(sub)
     train_command.add_parser(sub)
     build_command.add_parsers(sub)
+    bootstrap.add_parser(sub)
 
     desc = sub.add_parser("describe", help="check a LUNA16-layout folder and its annotations")
     desc.add_argument("--data", type=Path, required=True, help="LUNA16-layout folder")
@@ -168,6 +170,10 @@ def _join_negative_values(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def _cmd_bootstrap(args: argparse.Namespace) -> int:
+    return bootstrap.run(args, main)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``nodule-index``; returns the process exit code."""
     import sys
@@ -189,5 +195,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "labels": labels_command.run,
         "train": train_command.run,
         **build_command.COMMANDS,
+        "bootstrap": _cmd_bootstrap,
     }
     return commands[args.command](args)
