@@ -1,0 +1,5 @@
+"""``python -m app`` is ``nodule-api``."""
+
+from app.main import main
+
+raise SystemExit(main())
