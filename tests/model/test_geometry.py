@@ -12,13 +12,14 @@ from hypothesis import strategies as st
 
 from model.geometry import Geometry, GeometryError, itk_index_xyz, spacing_zyx
 
-SETTINGS = settings(max_examples=100, deadline=None)
+# Derandomized: CI runs the same 100 examples every time (a fresh clone has no example database).
+SETTINGS = settings(max_examples=100, deadline=None, derandomize=True)
 
-spacings = st.tuples(*[st.floats(0.3, 5.0)] * 3)
-origins = st.tuples(*[st.floats(-500.0, 500.0)] * 3)
+spacings = st.tuples(*[st.floats(0.3, 5.0, allow_subnormal=False)] * 3)
+origins = st.tuples(*[st.floats(-500.0, 500.0, allow_subnormal=False)] * 3)
 shapes = st.tuples(*[st.integers(1, 600)] * 3)
-indices_zyx = st.tuples(*[st.floats(-50.0, 650.0)] * 3)
-worlds_xyz = st.tuples(*[st.floats(-1500.0, 1500.0)] * 3)
+indices_zyx = st.tuples(*[st.floats(-50.0, 650.0, allow_subnormal=False)] * 3)
+worlds_xyz = st.tuples(*[st.floats(-1500.0, 1500.0, allow_subnormal=False)] * 3)
 
 
 @st.composite
@@ -35,7 +36,9 @@ def signed_permutations(draw: st.DrawFn) -> tuple[float, ...]:
 @st.composite
 def rotations(draw: st.DrawFn) -> tuple[float, ...]:
     """Random orthonormal matrices (proper and improper) from the QR of a random matrix."""
-    m = np.array(draw(st.lists(st.floats(-1.0, 1.0), min_size=9, max_size=9))).reshape(3, 3)
+    m = np.array(
+        draw(st.lists(st.floats(-1.0, 1.0, allow_subnormal=False), min_size=9, max_size=9))
+    ).reshape(3, 3)
     assume(abs(np.linalg.det(m)) > 0.05)
     q, _ = np.linalg.qr(m)
     return tuple(float(v) for v in q.reshape(-1))
