@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from bench.common import cpu_model, now_utc, write_results
+from bench.common import cpu_model, now_utc, whole_volume_patch, write_results
 from model.ct import open_volume
 from model.preprocessing import PatchSpec, extract_patch
 
@@ -47,27 +47,7 @@ def write_volume(folder: Path) -> Path:
 
 def usual_path(path: Path, center_xyz: tuple[float, float, float], spec: PatchSpec) -> np.ndarray:
     """Whole read, whole resample to the spec spacing, crop, window (the common approach)."""
-    image = sitk.ReadImage(str(path))
-    s = spec.spacing_mm
-    size = [round(n * sp / s) for n, sp in zip(image.GetSize(), image.GetSpacing(), strict=True)]
-    resampled = sitk.Resample(
-        image,
-        size,
-        sitk.Transform(),
-        sitk.sitkLinear,
-        image.GetOrigin(),
-        (s, s, s),
-        image.GetDirection(),
-        -1000.0,
-        sitk.sitkFloat32,
-    )
-    array = sitk.GetArrayFromImage(resampled)
-    index_xyz = resampled.TransformPhysicalPointToIndex(center_xyz)
-    d, h, w = spec.patch_shape_zyx
-    z0, y0, x0 = index_xyz[2] - d // 2, index_xyz[1] - h // 2, index_xyz[0] - w // 2
-    crop = array[z0 : z0 + d, y0 : y0 + h, x0 : x0 + w]
-    low, high = spec.hu_window
-    return np.asarray((np.clip(crop, low, high) - low) / (high - low), dtype=np.float32)
+    return whole_volume_patch(path, center_xyz, spec)
 
 
 def region_path(path: Path, center_xyz: tuple[float, float, float], spec: PatchSpec) -> np.ndarray:

@@ -25,12 +25,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 
 from app.schemas import Filters
 from app.settings import AppSettings
 from app.state import load_retriever
-from bench.common import cpu_model, now_utc, write_results
+from bench.common import cpu_model, now_utc, whole_volume_patch, write_results
 from model.store.tables import Nodule
 
 logger = logging.getLogger("bench_service")
@@ -55,31 +54,8 @@ def baseline_ms(retriever: object, mhd: Path, center: tuple[float, float, float]
     from app.retrieval import Retriever
 
     assert isinstance(retriever, Retriever)
-    spec = retriever.embedder.card.preprocessing
     t0 = time.perf_counter()
-    image = sitk.ReadImage(str(mhd))
-    s = spec.spacing_mm
-    size = [round(n * sp / s) for n, sp in zip(image.GetSize(), image.GetSpacing(), strict=True)]
-    resampled = sitk.Resample(
-        image,
-        size,
-        sitk.Transform(),
-        sitk.sitkLinear,
-        image.GetOrigin(),
-        (s, s, s),
-        image.GetDirection(),
-        -1000.0,
-        sitk.sitkFloat32,
-    )
-    array = sitk.GetArrayFromImage(resampled)
-    ix, iy, iz = resampled.TransformPhysicalPointToIndex(center)
-    d, h, w = spec.patch_shape_zyx
-    crop = np.full((d, h, w), -1000.0, np.float32)
-    z0, y0, x0 = iz - d // 2, iy - h // 2, ix - w // 2
-    src = array[max(z0, 0) : z0 + d, max(y0, 0) : y0 + h, max(x0, 0) : x0 + w]
-    crop[: src.shape[0], : src.shape[1], : src.shape[2]] = src
-    low, high = spec.hu_window
-    patch = (np.clip(crop, low, high) - low) / (high - low)
+    patch = whole_volume_patch(mhd, center, retriever.embedder.card.preprocessing)
     vector = retriever.embedder.embed_patches(patch[None].astype(np.float32))[0]
     retriever.neighbours(vector, 5, Filters())
     return (time.perf_counter() - t0) * 1000.0

@@ -126,15 +126,20 @@ class ModelCard(BaseModel):
         }
 
 
-def read_card(model_dir: Path) -> ModelCard:
-    """Read and validate ``model_dir/card.json`` (not the weights)."""
+def _card_json(model_dir: Path) -> tuple[Path, Any]:
+    """The parsed ``card.json`` of a model folder and its path."""
     path = model_dir / CARD_FILE
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return path, json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CardError(f"no {CARD_FILE} in {model_dir}") from None
     except (OSError, json.JSONDecodeError) as e:
         raise CardError(f"{path}: cannot read model card ({e})") from None
+
+
+def read_card(model_dir: Path) -> ModelCard:
+    """Read and validate ``model_dir/card.json`` (not the weights)."""
+    path, data = _card_json(model_dir)
     try:
         card = ModelCard.model_validate(data)
     except ValidationError as e:
@@ -160,13 +165,7 @@ def read_patch_spec(model_dir: Path) -> PatchSpec:
 
     Reads only that section, so it also works on a card whose weights are not at hand.
     """
-    path = model_dir / CARD_FILE
-    try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CardError(f"no {CARD_FILE} in {model_dir}") from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise CardError(f"{path}: cannot read model card ({e})") from None
+    path, card = _card_json(model_dir)
     if not isinstance(card, dict) or "preprocessing" not in card:
         raise CardError(f"{path}: model card has no 'preprocessing' section")
     try:
