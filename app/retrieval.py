@@ -23,6 +23,7 @@ from model.embedder import Embedder
 from model.preprocessing import extract_patch
 from model.store.catalog import Catalog
 from model.store.tables import Nodule, Scan
+from model.store.vector_index import set_search_threads
 from model.volume import VolumeSource
 
 logger = logging.getLogger(__name__)
@@ -87,12 +88,18 @@ class Retriever:
     """Owns the embedder and the opened catalogue version."""
 
     def __init__(
-        self, embedder: Embedder, catalog: Catalog, data_dir: Path | None, max_k: int
+        self,
+        embedder: Embedder,
+        catalog: Catalog,
+        data_dir: Path | None,
+        max_k: int,
+        faiss_threads: int = 1,
     ) -> None:
         self.embedder = embedder
         self.catalog = catalog
         self.data_dir = data_dir
         self.max_k = max_k
+        self.faiss_threads = faiss_threads
 
     @property
     def ready(self) -> bool:
@@ -167,6 +174,9 @@ class Retriever:
         k = min(k, self.max_k)
         total = int(self.catalog.index.ntotal)
         fetch = min(total, k + len(exclude_ids) + 16)
+        # OpenMP thread counts are per thread: set it in the worker thread that searches, or
+        # FAISS starts one thread per core for every concurrent request.
+        set_search_threads(self.faiss_threads)
         while True:
             scores, ids = self.catalog.search(vector[None].astype(np.float32), max(fetch, 1))
             pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]

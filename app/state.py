@@ -55,7 +55,9 @@ def load_retriever(settings: AppSettings) -> Retriever:
     catalog = Catalog.open(settings.index_dir, gpu=settings.device != "cpu")
     model_dir = settings.model_dir or Path(str(catalog.manifest["model_dir"]))
     embedder = Embedder.from_model_dir(model_dir, settings.device, batch_size=64)
-    retriever = Retriever(embedder, catalog, settings.data_dir, settings.max_k)
+    retriever = Retriever(
+        embedder, catalog, settings.data_dir, settings.max_k, faiss_threads=settings.faiss_threads
+    )
     logger.info(
         "serving catalogue %s (%s nodules), model %s, ready=%s",
         catalog.version,
