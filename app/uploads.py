@@ -1,25 +1,25 @@
 """Receiving uploads: a size limit enforced while the body streams in, and a parser subprocess.
 
 The parser runs in a separate process with an address-space limit and a time limit: a crash or a
-memory bomb while reading an untrusted file kills that worker (-> 422), never the service.
+memory bomb while reading an untrusted file ends that process (-> 422), never the service.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
-import resource
+import os
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable, MutableMapping
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from threading import Lock
 from typing import Any
 
+import numpy as np
+
 from model.preprocessing import PatchSpec
-from model.uploads import UploadContentError, UploadPatch, cut_upload
+from model.upload_worker import EXIT_UNUSABLE, MEMORY_ENV
+from model.uploads import UploadContentError, UploadPatch
 
 logger = logging.getLogger(__name__)
 
@@ -106,32 +106,17 @@ class UploadLimitMiddleware:
             await self._refuse(send)
 
 
-def _limit_memory(max_bytes: int) -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
-
-
 class UploadParser:
-    """A one-process pool that parses uploads; rebuilt after a crash or a time-out."""
+    """Parses each upload in a fresh ``python -m model.upload_worker`` process.
+
+    The child gets an address-space limit, no core dumps, one BLAS/OpenMP thread and a time
+    limit; it imports only the readers (never the service's modules). A crash, a memory bomb or
+    a time-out is reported as an unusable upload (422), and the service carries on.
+    """
 
     def __init__(self, memory_mb: int, timeout_s: float) -> None:
         self.memory_bytes = memory_mb * 1024 * 1024
         self.timeout_s = timeout_s
-        self._lock = Lock()
-        self._pool = self._new_pool()
-
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=1,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_limit_memory,
-            initargs=(self.memory_bytes,),
-        )
-
-    def _reset(self) -> None:
-        for process in list(getattr(self._pool, "_processes", {}).values()):
-            process.kill()
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._pool = self._new_pool()
 
     def parse(
         self,
@@ -142,24 +127,58 @@ class UploadParser:
         spacing_zyx: list[float] | None,
         workdir: Path,
     ) -> UploadPatch:
-        """Parse in the worker; a crash, a memory bomb or a time-out is an UploadContentError."""
-        with self._lock:
-            future = self._pool.submit(
-                cut_upload, path, kind, spec, center_xyz, spacing_zyx, workdir
+        """Run the worker; its patch, or an UploadContentError saying what went wrong."""
+        out = workdir / "patch.npz"
+        request = {
+            "path": str(path),
+            "kind": kind,
+            "spec": spec.model_dump(mode="json"),
+            "center_xyz": center_xyz,
+            "spacing_zyx": spacing_zyx,
+            "workdir": str(workdir),
+            "out": str(out),
+        }
+        env = {
+            **os.environ,
+            MEMORY_ENV: str(self.memory_bytes),
+            "OPENBLAS_NUM_THREADS": "1",
+            "OMP_NUM_THREADS": "1",
+        }
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "model.upload_worker"],
+                input=json.dumps(request),
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=self.timeout_s,
+                check=False,
             )
+        except subprocess.TimeoutExpired:
+            raise UploadContentError(
+                f"parsing the file took longer than {self.timeout_s:g} s"
+            ) from None
+        if done.returncode == EXIT_UNUSABLE:
             try:
-                return future.result(timeout=self.timeout_s)
-            except FutureTimeout:
-                self._reset()
-                raise UploadContentError(
-                    f"parsing the file took longer than {self.timeout_s:.0f} s"
-                ) from None
-            except (BrokenProcessPool, MemoryError):
-                self._reset()
-                raise UploadContentError(
-                    "the file could not be parsed (the parser ran out of memory or crashed)"
-                ) from None
+                detail = str(json.loads(done.stdout)["detail"])
+            except (ValueError, KeyError):
+                detail = "the file content is unusable"
+            raise UploadContentError(detail)
+        if done.returncode != 0 or not out.is_file():
+            logger.warning(
+                "upload parser exited with status %s: %s", done.returncode, done.stderr[-300:]
+            )
+            raise UploadContentError(
+                "the file could not be parsed (the parser ran out of memory or crashed)"
+            )
+        with np.load(out) as result:
+            center = tuple(float(v) for v in result["center_xyz"])
+            index = tuple(float(v) for v in result["index_zyx"])
+            return UploadPatch(
+                patch=np.asarray(result["patch"], dtype=np.float32),
+                center_xyz=(center[0], center[1], center[2]),
+                index_zyx=(index[0], index[1], index[2]),
+            )
 
     def close(self) -> None:
-        """Stop the worker."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Nothing is kept between uploads."""

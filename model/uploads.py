@@ -84,15 +84,30 @@ def read_array(path: Path, spacing_zyx: Sequence[float] | None) -> CTVolume:
     if len(spacing) != 3 or not all(np.isfinite(spacing)) or min(spacing) <= 0:
         raise UploadContentError(f"spacing_zyx must be 3 positive numbers, got {list(spacing_zyx)}")
     try:
-        loaded = np.load(path, allow_pickle=False, mmap_mode=None)
+        loaded = np.load(path, allow_pickle=False, mmap_mode="r")
         if isinstance(loaded, np.lib.npyio.NpzFile):
-            names = loaded.files
-            if not names:
-                raise UploadContentError("the .npz holds no array")
-            array = loaded[names[0]]
+            with loaded:
+                names = loaded.files
+                if not names:
+                    raise UploadContentError("the .npz holds no array")
+                # The member's declared shape is checked before anything is decompressed.
+                archive = loaded.zip
+                if archive is None:
+                    raise UploadContentError("the .npz cannot be read")
+                with archive.open(f"{names[0]}.npy") as member:
+                    major, _ = np.lib.format.read_magic(member)
+                    read_header = (
+                        np.lib.format.read_array_header_1_0
+                        if major == 1
+                        else np.lib.format.read_array_header_2_0
+                    )
+                    shape, _, _ = read_header(member)
+                if len(shape) != 3 or int(np.prod(shape)) > MAX_VOXELS:
+                    raise UploadContentError(f"array shape {shape} is outside the accepted range")
+                array = loaded[names[0]]
         else:
-            array = loaded
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+            array = loaded  # memory-mapped: nothing is read before the checks below
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as e:
         raise UploadContentError(f"not a readable numpy file ({type(e).__name__})") from None
     if array.ndim != 3:
         raise UploadContentError(f"the array must be 3-D (z, y, x), got shape {array.shape}")

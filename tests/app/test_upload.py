@@ -239,3 +239,47 @@ def test_real_lidc_dicom_upload_logs_no_patient_identifier(
     )
     for identifier in ("LIDC-IDRI-0001", "LIDC^IDRI", "PatientName"):
         assert identifier not in caplog.text
+
+
+def _memory_bomb() -> bytes:
+    """A 4.3 GB float64 array of zeros deflated to a few MB, within the accepted shape: reading
+    it and turning it into float32 HU needs about 6.4 GB, more than the parser's 4 GB."""
+    shape = (536, 1000, 1000)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": shape}
+    )
+    chunk = bytes(8 * 1000 * 1000)
+    buffer = io.BytesIO()
+    with (
+        zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive,
+        archive.open("ct.npy", "w", force_zip64=True) as member,
+    ):
+        member.write(header.getvalue())
+        for _ in range(shape[0]):
+            member.write(chunk)
+    return buffer.getvalue()
+
+
+def test_parser_memory_bomb_and_timeout_are_422_and_the_service_lives(
+    app_index: Path, synth_set: Path
+) -> None:
+    bomb = _memory_bomb()
+    settings = AppSettings(
+        index_dir=app_index, data_dir=synth_set, device="cpu", parser_memory_mb=4096
+    )
+    with TestClient(create_app(settings)) as limited:
+        status, body = _post(limited, "bomb.npz", bomb, spacing_zyx="1,1,1")
+        assert status == 422
+        assert "could not be parsed" in body["detail"]
+        assert limited.get("/healthz").status_code == 200
+        # The parser is rebuilt: the next upload is parsed normally.
+        status, body = _post(limited, "ok.npy", _npy(HU), spacing_zyx="1,1,1")
+        assert status == 200, body
+    slow = AppSettings(
+        index_dir=app_index, data_dir=synth_set, device="cpu", parser_timeout_s=0.001
+    )
+    with TestClient(create_app(slow)) as impatient:
+        status, body = _post(impatient, "ok.npy", _npy(HU), spacing_zyx="1,1,1")
+        assert status == 422
+        assert "took longer" in body["detail"]
