@@ -9,7 +9,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 
-from app.retrieval import Retriever
 from app.routers.deps import RetrieverDep
 from app.schemas import ErrorOut, Filters, SearchResponse
 from app.uploads import UploadParser
@@ -72,25 +71,7 @@ def search_upload(
         cut = parser.parse(
             path, kind, retriever.embedder.card.preprocessing, center, spacing, Path(tmp)
         )
-    return _respond(
-        retriever,
-        cut.patch,
-        cut.center_xyz,
-        cut.index_zyx,
-        k,
-        Filters(exclude_patient_id=exclude_patient_id, labelled_only=labelled_only),
-    )
-
-
-def _respond(
-    retriever: Retriever,
-    patch: object,
-    center: tuple[float, float, float],
-    index: tuple[float, float, float],
-    k: int,
-    filters: Filters,
-) -> SearchResponse:
-    import numpy as np
-
-    vector = retriever.embedder.embed_patches(np.asarray(patch)[None])[0]
-    return retriever.respond(vector, k, filters, {"center_xyz": center, "index_zyx": index})
+    vector = retriever.embedder.embed_patches(cut.patch[None])[0]
+    filters = Filters(exclude_patient_id=exclude_patient_id, labelled_only=labelled_only)
+    query = {"center_xyz": cut.center_xyz, "index_zyx": cut.index_zyx}
+    return retriever.respond(vector, k, filters, query)

@@ -17,7 +17,6 @@ import shutil
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,12 +30,12 @@ from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from indexer import failpoints
+from indexer.patches import ScanJob, iter_scan_patches
 from indexer.version import code_version
 from model.ct import open_volume
 from model.embedder import Embedder
 from model.geometry import Geometry
 from model.labels import CHARACTERISTICS, DerivedLabel, Read
-from model.preprocessing import CoordinateOutsideVolumeError, PatchSpec, extract_patch
 from model.store.catalog import Catalog, sha256_file, sqlite_engine, verify_version
 from model.store.layout import (
     CATALOG_FILE,
@@ -50,7 +49,6 @@ from model.store.layout import (
 )
 from model.store.tables import Base, Build, Label, Nodule, NoduleRead, Scan
 from model.store.vector_index import IndexType, build_index, default_params, save_index
-from model.volume import VolumeReadError
 
 logger = logging.getLogger(__name__)
 
@@ -128,19 +126,6 @@ def build_lock(index_dir: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _cut(
-    job: tuple[str, Path, list[tuple[float, float, float]], PatchSpec],
-) -> tuple[str, np.ndarray | None, str | None]:
-    """Patches of one scan (run in a worker): (series uid, (n, D, H, W) or None, error or None)."""
-    uid, path, centers, spec = job
-    try:
-        source = open_volume(path)
-        patches = np.stack([extract_patch(source, c, spec) for c in centers])
-    except (VolumeReadError, CoordinateOutsideVolumeError, ValueError, OSError) as e:
-        return uid, None, f"{type(e).__name__}: {e}"
-    return uid, patches, None
-
-
 def _reusable(
     layout: IndexLayout, parent: str | None, fingerprint: str
 ) -> tuple[dict[Any, tuple[int, np.ndarray]], int]:
@@ -174,7 +159,7 @@ def _embed_missing(
     """Cut and embed the nodules without a vector; returns (count, failed scans)."""
     spec = embedder.card.preprocessing
     jobs = [
-        (uid, scans[uid].path, [n.center_xyz for n in nodes], spec)
+        ScanJob(uid, scans[uid].path, [n.center_xyz for n in nodes], spec)
         for uid, nodes in sorted(todo.items())
     ]
     failed: list[dict[str, str]] = []
@@ -187,35 +172,22 @@ def _embed_missing(
         disable=None if progress else True,
     )
 
-    def consume(uid: str, patches: np.ndarray | None, error: str | None) -> None:
-        nonlocal embedded
-        if patches is None:
+    for result in iter_scan_patches(jobs, workers):
+        uid = result.key
+        if result.patches is None:
             if on_error == "fail":
-                raise BuildError(f"scan {uid} cannot be read ({error}); nothing was published")
-            logger.warning("skipping scan %s: %s", uid, error)
-            failed.append({"series_uid": uid, "error": error or ""})
-            return
-        vectors = embedder.embed_patches(patches)
+                raise BuildError(
+                    f"scan {uid} cannot be read ({result.error}); nothing was published"
+                )
+            logger.warning("skipping scan %s: %s", uid, result.error)
+            failed.append({"series_uid": uid, "error": result.error or ""})
+            continue
+        vectors = embedder.embed_patches(result.patches)
         for node, vector in zip(todo[uid], vectors, strict=True):
             node.vector = vector
         embedded += len(vectors)
         bar.update(len(vectors))
         failpoints.reached("embedding")
-
-    if workers > 1 and len(jobs) > 1:
-        # A bounded window of scans in flight keeps memory flat however many scans there are.
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            window: list[Future[tuple[str, np.ndarray | None, str | None]]] = []
-            pending = iter(jobs)
-            for job in pending:
-                window.append(pool.submit(_cut, job))
-                if len(window) >= 2 * workers:
-                    consume(*window.pop(0).result())
-            for future in window:
-                consume(*future.result())
-    else:
-        for job in jobs:
-            consume(*_cut(job))
     bar.close()
     return embedded, failed
 

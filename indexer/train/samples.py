@@ -13,7 +13,6 @@ import logging
 import shutil
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +22,8 @@ from tqdm import tqdm
 
 from indexer.labels.geometry_sources import read_patient_map
 from indexer.luna import candidates_path, find_series, read_candidates
-from model.ct import open_volume
-from model.preprocessing import PatchSpec, extract_patch
+from indexer.patches import ScanJob, iter_scan_patches
+from model.preprocessing import PatchSpec
 
 logger = logging.getLogger(__name__)
 
@@ -119,15 +118,6 @@ def load_patients(data_dir: Path) -> dict[str, str]:
     return read_patient_map(path) if path.is_file() else {}
 
 
-def _cut_scan(
-    job: tuple[Path, list[tuple[int, tuple[float, float, float]]], PatchSpec],
-) -> tuple[list[int], np.ndarray]:
-    path, items, spec = job
-    source = open_volume(path)
-    patches = np.stack([extract_patch(source, center, spec) for _, center in items])
-    return [i for i, _ in items], patches.astype(np.float16)
-
-
 class PatchCache:
     """Float16 patches of every sample, ``margin`` voxels larger than the model's on each side."""
 
@@ -175,10 +165,13 @@ class PatchCache:
         folder.mkdir(parents=True)
         cut = cls.cache_spec(spec, margin)
         series = find_series(data_dir)
-        jobs_by_scan: dict[str, list[tuple[int, tuple[float, float, float]]]] = defaultdict(list)
+        indices_by_scan: dict[str, list[int]] = defaultdict(list)
         for i, s in enumerate(samples):
-            jobs_by_scan[s.series_uid].append((i, s.center_xyz))
-        jobs = [(series[uid], items, cut) for uid, items in sorted(jobs_by_scan.items())]
+            indices_by_scan[s.series_uid].append(i)
+        jobs = [
+            ScanJob(uid, series[uid], [samples[i].center_xyz for i in indices], cut)
+            for uid, indices in sorted(indices_by_scan.items())
+        ]
         out = np.lib.format.open_memmap(
             folder / "patches.npy",
             mode="w+",
@@ -192,16 +185,12 @@ class PatchCache:
             leave=False,
             disable=None if progress else True,
         )
-        if workers > 1 and len(jobs) > 1:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for indices, patches in pool.map(_cut_scan, jobs):
-                    out[indices] = patches
-                    bar.update(len(indices))
-        else:
-            for job in jobs:
-                indices, patches = _cut_scan(job)
-                out[indices] = patches
-                bar.update(len(indices))
+        for result in iter_scan_patches(jobs, workers):
+            if result.patches is None:
+                raise ValueError(f"scan {result.key} cannot be cut: {result.error}")
+            indices = indices_by_scan[result.key]
+            out[indices] = result.patches.astype(np.float16)
+            bar.update(len(indices))
         bar.close()
         out.flush()
         del out

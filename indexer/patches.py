@@ -1,0 +1,63 @@
+"""Cutting the patches of many scans: one region-read pass per scan, in a worker pool.
+
+Shared by the training patch cache and the catalogue build. A bounded window of scans is in
+flight, so memory stays flat however many scans a data root holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from model.ct import open_volume
+from model.preprocessing import CoordinateOutsideVolumeError, PatchSpec, extract_patch
+from model.volume import VolumeReadError
+
+
+@dataclass(frozen=True)
+class ScanJob:
+    """The patches wanted from one scan: centres (world mm, LPS) and the spec."""
+
+    key: str
+    path: Path
+    centers_xyz: Sequence[tuple[float, float, float]]
+    spec: PatchSpec
+
+
+@dataclass(frozen=True)
+class ScanPatches:
+    """The outcome of one job: (n, D, H, W) float32 patches, or the reason there are none."""
+
+    key: str
+    patches: npt.NDArray[np.float32] | None
+    error: str | None
+
+
+def cut_scan(job: ScanJob) -> ScanPatches:
+    """Open the scan once and cut all its patches (runs in a worker process)."""
+    try:
+        source = open_volume(job.path)
+        patches = np.stack([extract_patch(source, c, job.spec) for c in job.centers_xyz])
+    except (VolumeReadError, CoordinateOutsideVolumeError, ValueError, OSError) as e:
+        return ScanPatches(job.key, None, f"{type(e).__name__}: {e}")
+    return ScanPatches(job.key, patches, None)
+
+
+def iter_scan_patches(jobs: Sequence[ScanJob], workers: int) -> Iterator[ScanPatches]:
+    """Results in job order; with ``workers > 1`` at most ``2 * workers`` scans are in flight."""
+    if workers <= 1 or len(jobs) <= 1:
+        yield from (cut_scan(job) for job in jobs)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        window: list[Future[ScanPatches]] = []
+        for job in jobs:
+            window.append(pool.submit(cut_scan, job))
+            if len(window) >= 2 * workers:
+                yield window.pop(0).result()
+        for future in window:
+            yield future.result()
