@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from app.schemas import Filters, LabelOut, Neighbor, NoduleOut, QueryInfo, SearchResponse, Vote
-from model.ct import open_volume
+from app.series import OpenSources, SeriesLocator
 from model.embedder import Embedder
 from model.preprocessing import extract_patch
 from model.store.catalog import Catalog
@@ -91,13 +91,15 @@ class Retriever:
         self,
         embedder: Embedder,
         catalog: Catalog,
-        data_dir: Path | None,
+        locator: SeriesLocator,
         max_k: int,
         faiss_threads: int = 1,
+        sources: OpenSources | None = None,
     ) -> None:
         self.embedder = embedder
         self.catalog = catalog
-        self.data_dir = data_dir
+        self.locator = locator
+        self.sources = sources or OpenSources(capacity=0)
         self.max_k = max_k
         self.faiss_threads = faiss_threads
 
@@ -118,19 +120,10 @@ class Retriever:
             ).scalar_one_or_none()
             path = Path(scan.source_path) if scan is not None else None
         if path is None or not path.exists():
-            path = self._find_in_data_dir(series_uid)
+            path = self.locator.find(series_uid)
         if path is None:
             raise NotFoundError(f"series {series_uid} is not a stored CT")
-        return open_volume(path, series_uid if path.is_dir() else None)
-
-    def _find_in_data_dir(self, series_uid: str) -> Path | None:
-        if self.data_dir is None or not self.data_dir.is_dir() or "/" in series_uid:
-            return None
-        for candidate in (self.data_dir / f"{series_uid}.mhd", self.data_dir / series_uid):
-            if candidate.exists():
-                return candidate
-        found = next(iter(sorted(self.data_dir.glob(f"subset*/{series_uid}.mhd"))), None)
-        return found
+        return self.sources.open(path, series_uid if path.is_dir() else None)
 
     def embed_point(
         self, source: VolumeSource, center_xyz: tuple[float, float, float]

@@ -15,8 +15,13 @@ class AppSettings(BaseSettings):
     Attributes:
         index_dir: the catalogue (``INDEX_DIR`` with ``CURRENT``).
         model_dir: the model; default: the one the current catalogue version was built with.
-        data_dir: a root of stored CTs (``.mhd`` files or DICOM series folders named by series
-            UID) for series the catalogue does not hold.
+        data_dir: a root of stored CTs for series the catalogue does not hold: ``.mhd``/``.mha``/
+            NIfTI files named ``<uid>``, LUNA16 ``subset*/<uid>.mhd``, or DICOM series in any
+            folder layout (found by their SeriesInstanceUID headers).
+        dicom_rescan_s: a miss rebuilds the DICOM header lookup at most this often.
+        open_volumes: opened stored CTs kept for repeated queries.
+        log_hash_key: key of the hash that stands for series/study UIDs in logs (default: a
+            key made per process, so hashes match only within one run).
         device: where the network runs.
         torch_threads / faiss_threads: CPU threads per request (one query is faster on one
             thread than on two: OpenMP start-up dominates).
@@ -27,12 +32,15 @@ class AppSettings(BaseSettings):
     index_dir: Path = Path("index/demo")
     model_dir: Path | None = None
     data_dir: Path | None = None
+    dicom_rescan_s: float = Field(default=60.0, ge=0)
+    open_volumes: int = Field(default=16, ge=0, le=1024)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_upload_mb: int = Field(default=200, ge=1, le=4096)
     parser_memory_mb: int = Field(default=4096, ge=256)
     """Address-space limit of the upload parser process."""
     parser_timeout_s: float = Field(default=60.0, gt=0)
     api_key: SecretStr | None = None
+    log_hash_key: SecretStr | None = None
     max_k: int = Field(default=50, ge=1, le=1000)
     torch_threads: int = Field(default=1, ge=1, le=256)
     faiss_threads: int = Field(default=1, ge=1, le=256)
@@ -40,7 +48,7 @@ class AppSettings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "info"
 
-    @field_validator("api_key")
+    @field_validator("api_key", "log_hash_key")
     @classmethod
     def _empty_key_is_none(cls, value: SecretStr | None) -> SecretStr | None:
         # compose passes NODULE_API_KEY="" when unset: that must disable admin, not open it.

@@ -9,7 +9,9 @@ from typing import TypedDict
 
 import torch
 
+from app.privacy import UidHasher
 from app.retrieval import Retriever
+from app.series import OpenSources, SeriesLocator
 from app.settings import AppSettings
 from app.uploads import UploadParser
 from model.embedder import Embedder
@@ -29,13 +31,18 @@ class Serving:
 
     def __init__(self, settings: AppSettings) -> None:
         self.settings = settings
-        self.current = load_retriever(settings)
+        # Shared by every version served: where stored CTs lie does not change with the index.
+        self.locator = SeriesLocator(settings.data_dir, settings.dicom_rescan_s)
+        self.sources = OpenSources(settings.open_volumes)
+        key = settings.log_hash_key
+        self.hash_uid = UidHasher(key.get_secret_value().encode() if key is not None else None)
+        self.current = load_retriever(settings, self.locator, self.sources)
         self._lock = threading.Lock()
 
     def reload(self) -> Retriever:
         """Open the version ``CURRENT`` names now and start serving it."""
         with self._lock:
-            fresh = load_retriever(self.settings)
+            fresh = load_retriever(self.settings, self.locator, self.sources)
             self.current = fresh
             return fresh
 
@@ -48,7 +55,11 @@ class State(TypedDict):
     parser: UploadParser
 
 
-def load_retriever(settings: AppSettings) -> Retriever:
+def load_retriever(
+    settings: AppSettings,
+    locator: SeriesLocator | None = None,
+    sources: OpenSources | None = None,
+) -> Retriever:
     """Open the current catalogue version and its model (or the configured one)."""
     torch.set_num_threads(settings.torch_threads)
     set_search_threads(settings.faiss_threads)
@@ -56,7 +67,12 @@ def load_retriever(settings: AppSettings) -> Retriever:
     model_dir = settings.model_dir or Path(str(catalog.manifest["model_dir"]))
     embedder = Embedder.from_model_dir(model_dir, settings.device, batch_size=64)
     retriever = Retriever(
-        embedder, catalog, settings.data_dir, settings.max_k, faiss_threads=settings.faiss_threads
+        embedder,
+        catalog,
+        locator or SeriesLocator(settings.data_dir, settings.dicom_rescan_s),
+        settings.max_k,
+        faiss_threads=settings.faiss_threads,
+        sources=sources or OpenSources(settings.open_volumes),
     )
     logger.info(
         "serving catalogue %s (%s nodules), model %s, ready=%s",

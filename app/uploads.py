@@ -165,8 +165,12 @@ class UploadParser:
                 detail = "the file content is unusable"
             raise UploadContentError(detail)
         if done.returncode != 0 or not out.is_file():
+            # Only the status and the exception's type: the parser's own text could quote
+            # header values of the upload (patient data).
             logger.warning(
-                "upload parser exited with status %s: %s", done.returncode, done.stderr[-300:]
+                "upload parser exited with status %s (%s)",
+                done.returncode,
+                _exception_type(done.stderr),
             )
             raise UploadContentError(
                 "the file could not be parsed (the parser ran out of memory or crashed)"
@@ -182,3 +186,13 @@ class UploadParser:
 
     def close(self) -> None:
         """Nothing is kept between uploads."""
+
+
+def _exception_type(stderr: str) -> str:
+    """The exception class on a traceback's last line ("MemoryError"), or "no traceback"."""
+    lines = stderr.strip().splitlines()
+    if lines:
+        name = lines[-1].split(":", 1)[0].strip()
+        if name and all(part.isidentifier() for part in name.split(".")):
+            return name.rsplit(".", 1)[-1]
+    return "no traceback"

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.privacy import UidHasher
 from app.retrieval import Retriever
 from app.settings import AppSettings
 from app.state import Serving
@@ -23,6 +24,12 @@ async def get_serving(request: Request) -> Serving:
     return serving
 
 
+async def get_uid_hasher(request: Request) -> UidHasher:
+    """The keyed hash that stands for UIDs in log lines."""
+    serving: Serving = request.state.serving
+    return serving.hash_uid
+
+
 async def get_settings(request: Request) -> AppSettings:
     """The settings the app was created with."""
     settings: AppSettings = request.state.settings
@@ -31,4 +38,5 @@ async def get_settings(request: Request) -> AppSettings:
 
 RetrieverDep = Annotated[Retriever, Depends(get_retriever)]
 ServingDep = Annotated[Serving, Depends(get_serving)]
+UidHasherDep = Annotated[UidHasher, Depends(get_uid_hasher)]
 SettingsDep = Annotated[AppSettings, Depends(get_settings)]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
 from fastapi import APIRouter
 
-from app.routers.deps import RetrieverDep
+from app.routers.deps import RetrieverDep, UidHasherDep
 from app.schemas import CoordinateQuery, ErrorOut, SearchResponse
 
+logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/search", tags=["search"])
 
 
@@ -15,9 +19,30 @@ router = APIRouter(prefix="/v1/search", tags=["search"])
     response_model=SearchResponse,
     responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
 )
-def search_coordinate(query: CoordinateQuery, retriever: RetrieverDep) -> SearchResponse:
+def search_coordinate(
+    query: CoordinateQuery, retriever: RetrieverDep, hash_uid: UidHasherDep
+) -> SearchResponse:
     """Similar nodules to the one at ``center_xyz`` (world mm, LPS) in stored series ``series_uid``.
 
     A plain ``def``: reading, the network and FAISS are CPU-bound and run in the threadpool.
     """
-    return retriever.search_coordinate(query.series_uid, query.center_xyz, query.k, query.filters)
+    started = time.perf_counter()
+    try:
+        response = retriever.search_coordinate(
+            query.series_uid, query.center_xyz, query.k, query.filters
+        )
+    except Exception as error:
+        logger.info(
+            "coordinate search on series %s refused: %s",
+            hash_uid(query.series_uid),
+            type(error).__name__,
+        )
+        raise
+    logger.info(
+        "coordinate search on series %s: %d neighbours, %d labelled, %.1f ms",
+        hash_uid(query.series_uid),
+        len(response.neighbors),
+        response.vote.n_labelled,
+        (time.perf_counter() - started) * 1000.0,
+    )
+    return response

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -14,6 +15,7 @@ from app.schemas import ErrorOut, Filters, SearchResponse
 from app.uploads import UploadParser
 from model.uploads import UploadContentError, upload_kind
 
+logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/search", tags=["search"])
 UPLOAD_PATH = "/v1/search/upload"
 
@@ -65,13 +67,23 @@ def search_upload(
             ".nii.gz" if name.lower().endswith(".nii.gz") else PurePosixPath(name).suffix.lower()
         )
         path = Path(tmp) / f"upload{suffix}"
+        size = 0
         with path.open("wb") as out:
             while chunk := file.file.read(1 << 20):
                 out.write(chunk)
+                size += len(chunk)
         cut = parser.parse(
             path, kind, retriever.embedder.card.preprocessing, center, spacing, Path(tmp)
         )
     vector = retriever.embedder.embed_patches(cut.patch[None])[0]
     filters = Filters(exclude_patient_id=exclude_patient_id, labelled_only=labelled_only)
     query = {"center_xyz": cut.center_xyz, "index_zyx": cut.index_zyx}
-    return retriever.respond(vector, k, filters, query)
+    response = retriever.respond(vector, k, filters, query)
+    logger.info(
+        "upload search (%s, %.1f MB): %d neighbours, %d labelled",
+        kind,
+        size / 1e6,
+        len(response.neighbors),
+        response.vote.n_labelled,
+    )
+    return response
