@@ -6,6 +6,7 @@ BIN    := $(VENV)/bin
 DATA   ?= data/synth
 MODEL  ?= models/demo
 INDEX  ?= index/demo
+REPORT ?= reports/demo
 # On these machines `pip install torch==2.13.0` takes the CPU wheel that lies on disk; see the
 # README ("GPU install") for a CUDA machine.
 TORCH  ?= torch==2.13.0
@@ -32,6 +33,8 @@ demo: venv
 	# A new catalogue version (vectors of unchanged nodules are reused), then its check.
 	$(BIN)/nodule-index build --data $(DATA) --model $(MODEL) --index $(INDEX)
 	$(BIN)/nodule-index verify --index $(INDEX)
+	# Leave-one-out retrieval vs both baselines; ends by printing the report's tables.
+	$(BIN)/nodule-index evaluate --index $(INDEX) --out $(REPORT)
 
 # The service on the demo catalogue (http://127.0.0.1:8000/docs); Ctrl-C stops it.
 serve: venv
@@ -46,4 +49,4 @@ test: lint
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) data models index .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) data models index reports .mypy_cache .ruff_cache .pytest_cache

@@ -7,7 +7,8 @@ series UID: first where the catalogue recorded them, then under the configured d
 from __future__ import annotations
 
 import logging
-from collections import Counter
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,12 @@ from model.store.catalog import Catalog
 from model.store.tables import Nodule, Scan
 from model.store.vector_index import set_search_threads
 from model.volume import VolumeSource
+from model.vote import four_class_shares, majority, malignant_probability
 
 logger = logging.getLogger(__name__)
+
+#: Catalogue rows kept in memory per served version (a few hundred bytes each).
+ROWS_CACHED = 100_000
 
 
 class NotFoundError(KeyError):
@@ -67,20 +72,18 @@ def _nodule_out(nodule: Nodule) -> NoduleOut:
 
 
 def vote(neighbors: list[Neighbor]) -> Vote:
-    """Similarity-weighted malignancy vote over the labelled neighbours."""
-    labelled = [n for n in neighbors if n.labels is not None and n.labels.label_binary is not None]
+    """Similarity-weighted malignancy vote over the labelled neighbours (``model.vote``)."""
+    labelled = [n.labels for n in neighbors if n.labels and n.labels.label_binary is not None]
     if not labelled:
         return Vote(malignant_probability=None, binary=None, four_class={}, n_labelled=0)
-    weights = np.array([max(n.similarity, 0.0) for n in labelled]) + 1e-9
-    malignant = np.array([n.labels.label_binary for n in labelled if n.labels], dtype=float)
-    probability = float((weights * malignant).sum() / weights.sum())
-    counts = Counter(int(n.labels.label_4class or 0) for n in labelled if n.labels)
-    binary = (
-        1 if malignant.mean() > 0.5 else 0 if malignant.mean() < 0.5 else int(probability >= 0.5)
-    )
-    four = {str(r): counts.get(r, 0) / len(labelled) for r in (1, 2, 4, 5)}
+    sims = [n.similarity for n in neighbors if n.labels and n.labels.label_binary is not None]
+    binary = [float(label.label_binary or 0) for label in labelled]
+    probability = float(malignant_probability(sims, binary))
     return Vote(
-        malignant_probability=probability, binary=binary, four_class=four, n_labelled=len(labelled)
+        malignant_probability=probability,
+        binary=int(majority(binary, probability)),
+        four_class=four_class_shares([int(label.label_4class or 0) for label in labelled]),
+        n_labelled=len(labelled),
     )
 
 
@@ -102,6 +105,12 @@ class Retriever:
         self.sources = sources or OpenSources(capacity=0)
         self.max_k = max_k
         self.faiss_threads = faiss_threads
+        # A catalogue version never changes once published, so its rows can be kept: a query
+        # then costs no SQL at all for the neighbours it has seen before.
+        self._rows_cache: OrderedDict[int, _Row] = OrderedDict()
+        self._rows_capacity = ROWS_CACHED
+        self._scan_paths: dict[str, Path | None] = {}
+        self._cache_lock = threading.Lock()
 
     @property
     def ready(self) -> bool:
@@ -114,11 +123,17 @@ class Retriever:
         Raises:
             NotFoundError: the series is neither in the catalogue nor under the data root.
         """
-        with self.catalog.sessions() as session:
-            scan = session.execute(
-                select(Scan).where(Scan.series_uid == series_uid)
-            ).scalar_one_or_none()
-            path = Path(scan.source_path) if scan is not None else None
+        if series_uid in self._scan_paths:
+            path = self._scan_paths[series_uid]
+        else:
+            with self.catalog.sessions() as session:
+                scan = session.execute(
+                    select(Scan).where(Scan.series_uid == series_uid)
+                ).scalar_one_or_none()
+                path = Path(scan.source_path) if scan is not None else None
+            if path is not None:  # unknown UIDs are not remembered: they are unbounded
+                with self._cache_lock:
+                    self._scan_paths[series_uid] = path
         if path is None or not path.exists():
             path = self.locator.find(series_uid)
         if path is None:
@@ -134,16 +149,33 @@ class Retriever:
         return vector
 
     def _rows(self, ids: list[int]) -> dict[int, _Row]:
+        """Rows of catalogue nodules by id (ids not in the catalogue are absent)."""
+        found: dict[int, _Row] = {}
+        with self._cache_lock:
+            for i in ids:
+                row = self._rows_cache.get(i)
+                if row is not None:
+                    self._rows_cache.move_to_end(i)
+                    found[i] = row
+        missing = [i for i in ids if i not in found]
+        if not missing:
+            return found
         with self.catalog.sessions() as session:
             query = (
                 select(Nodule)
-                .where(Nodule.id.in_(ids))
+                .where(Nodule.id.in_(missing))
                 .options(selectinload(Nodule.label), selectinload(Nodule.scan))
             )
-            return {
+            fetched = {
                 n.id: _Row(_nodule_out(n), n.label is not None and n.label.label_binary is not None)
                 for n in session.execute(query).scalars()
             }
+        with self._cache_lock:
+            for i, row in fetched.items():
+                self._rows_cache[i] = row
+            while len(self._rows_cache) > self._rows_capacity:
+                self._rows_cache.popitem(last=False)
+        return {**found, **fetched}
 
     @staticmethod
     def _passes(row: _Row, filters: Filters) -> bool:

@@ -13,6 +13,7 @@ import numpy as np
 from indexer import bootstrap
 from indexer.build import command as build_command
 from indexer.describe import describe
+from indexer.evaluate import command as evaluate_command
 from indexer.labels import command as labels_command
 from indexer.luna import LunaLayoutError
 from indexer.settings import IndexerSettings
@@ -77,6 +78,7 @@ def _build_parser() -> argparse.ArgumentParser:
     train_command.add_parser(sub)
     build_command.add_parsers(sub)
     bootstrap.add_parser(sub)
+    evaluate_command.add_parser(sub)
 
     desc = sub.add_parser("describe", help="check a LUNA16-layout folder and its annotations")
     desc.add_argument("--data", type=Path, required=True, help="LUNA16-layout folder")
@@ -196,5 +198,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train": train_command.run,
         **build_command.COMMANDS,
         "bootstrap": _cmd_bootstrap,
+        "evaluate": evaluate_command.run,
     }
     return commands[args.command](args)

@@ -69,7 +69,12 @@ def compute_fingerprint(weights_sha256: str, preprocessing: PatchSpec, arch: Net
         {
             "weights_sha256": weights_sha256,
             "preprocessing": preprocessing.model_dump(mode="json"),
-            "arch": arch.model_dump(mode="json"),
+            "arch": arch.model_dump(
+                mode="json",
+                # Irrelevant to whole-map pooling, and absent from the cards written before it
+                # existed: leaving it out keeps those cards' fingerprints valid.
+                exclude={"embedding_center_fraction"} if arch.embedding_pool == "avg" else None,
+            ),
         },
         sort_keys=True,
     )

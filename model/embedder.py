@@ -22,7 +22,7 @@ from torch.utils import mkldnn
 
 from model.card import ModelCard
 from model.checkpoint import load_model, resolve_device
-from model.network import NoduleNet
+from model.network import NoduleNet, pool_embedding
 
 logger = logging.getLogger(__name__)
 
@@ -86,11 +86,15 @@ class Embedder:
 
     def _embed_batch(self, x: Tensor) -> Tensor:
         if self._mkldnn_encoder is not None and len(x) < MKLDNN_MAX_BATCH:
+            config = self.network.config
             y = x.to_mkldnn()
+            maps = []
             for i, block in enumerate(self._mkldnn_encoder):
                 y = block(y if i == 0 else F.max_pool3d(y, 2))
-            pooled = y.to_dense().mean(dim=(2, 3, 4))
-            return F.normalize(pooled, dim=1)
+                # Only the maps the pooling reads are turned back into dense tensors.
+                if config.embedding_pool != "avg" or i == len(self._mkldnn_encoder) - 1:
+                    maps.append(y.to_dense())
+            return pool_embedding(maps, config)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             return self.network.embed(x.contiguous(memory_format=torch.channels_last_3d))
 

@@ -3,8 +3,18 @@
 After the seed paper's Figure 1 (Park et al.) and Dou et al. 2017: a 3-D encoder (conv blocks and
 downsampling) to a bottleneck, a decoder that upsamples with skip connections, and a fully
 convolutional head that scores every location of the decoder's map as nodule vs non-nodule; the
-patch score is the mean of that map. The network is trained only for that task; its bottleneck
-(the mid-layer feature), pooled over space and L2-normalised, is the embedding used for search.
+patch score is the mean of that map. The network is trained only for that task; its encoder's
+feature maps are the embedding used for search.
+
+Embedding (``embedding_pool``):
+
+* ``center-multiscale`` (default): every encoder level's map averaged over the central part of
+  the patch (``embedding_center_fraction`` of each side, 1/4 = a 10 mm cube at 32 voxels of
+  1.25 mm), each level L2-normalised, concatenated, L2-normalised again. The nodule sits at the
+  patch centre; averaging the whole map mixes in vessels, pleura and background, and the finest
+  levels carry the density and margin that radiologists rate. Chosen on a second synthetic set
+  (seed 1), not on the set the demo reports: binary Recall@1 0.90 there vs 0.59 for ``avg``.
+* ``avg``: the bottleneck averaged over the whole map (the first design; older cards use it).
 """
 
 from __future__ import annotations
@@ -25,7 +35,8 @@ class NetworkConfig(BaseModel):
     Attributes:
         width: channels of the first encoder block; each level doubles it.
         levels: number of downsampling steps (the bottleneck runs at 1 / 2**levels resolution).
-        embedding_pool: how the bottleneck map becomes a vector.
+        embedding_pool: how the encoder's maps become a vector (see the module docstring).
+        embedding_center_fraction: with ``center-multiscale``, the share of each side pooled.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -33,12 +44,45 @@ class NetworkConfig(BaseModel):
     name: Literal["fpr-unet3d"] = ARCH_NAME
     width: int = Field(default=16, ge=4, le=128)
     levels: int = Field(default=3, ge=1, le=5)
-    embedding_pool: Literal["avg"] = "avg"
+    embedding_pool: Literal["center-multiscale", "avg"] = "center-multiscale"
+    embedding_center_fraction: float = Field(default=0.25, gt=0.0, le=1.0)
 
     @property
     def embedding_dim(self) -> int:
-        """Channels of the bottleneck = length of the embedding vector."""
-        return int(self.width * 2**self.levels)
+        """Length of the embedding vector: bottleneck channels, or all levels' channels."""
+        if self.embedding_pool == "avg":
+            return int(self.width * 2**self.levels)
+        return int(sum(self.width * 2**i for i in range(self.levels + 1)))
+
+
+def _central(feature: Tensor, fraction: float) -> Tensor:
+    """The central cube of a (N, C, D, H, W) map.
+
+    ``fraction`` of each side, at least 1 voxel, with the parity of the side so the cube is
+    centred exactly.
+    """
+    out = []
+    for axis, size in zip((2, 3, 4), feature.shape[2:], strict=True):
+        keep = max(1, round(size * fraction))
+        if (size - keep) % 2:
+            keep += 1
+        out.append((axis, (size - keep) // 2, keep))
+    for axis, start, keep in out:
+        feature = feature.narrow(axis, start, keep)
+    return feature
+
+
+def pool_embedding(feature_maps: list[Tensor], config: NetworkConfig) -> Tensor:
+    """The L2-normalised embedding (N, embedding_dim) from every encoder level's dense map."""
+    if config.embedding_pool == "avg":
+        return F.normalize(feature_maps[-1].float().mean(dim=(2, 3, 4)), dim=1)
+    parts = [
+        F.normalize(
+            _central(f.float(), config.embedding_center_fraction).mean(dim=(2, 3, 4)), dim=1
+        )
+        for f in feature_maps
+    ]
+    return F.normalize(torch.cat(parts, dim=1), dim=1)
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:
@@ -101,6 +145,5 @@ class NoduleNet(nn.Module):
         return self.score_map(x).mean(dim=(1, 2, 3, 4))
 
     def embed(self, x: Tensor) -> Tensor:
-        """L2-normalised pooled bottleneck feature, (N, embedding_dim), float32."""
-        pooled = self.forward_features(x).mean(dim=(2, 3, 4))
-        return F.normalize(pooled.float(), dim=1)
+        """The search vector, (N, embedding_dim), float32, unit L2 norm (``pool_embedding``)."""
+        return pool_embedding(self._encode(x), self.config)

@@ -11,9 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
+from indexer.cli import main as nodule_index
 from indexer.synth.generate import SynthConfig, generate
+from model.checkpoint import save_model
 from model.labels import CHARACTERISTICS
+from model.network import NetworkConfig, NoduleNet
+from model.preprocessing import PatchSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -161,3 +166,27 @@ def synth_set(tmp_path_factory: pytest.TempPathFactory, tiny_table: Path) -> Pat
     out = tmp_path_factory.mktemp("synth") / "set"
     generate(small_config(out, tiny_table))
     return out
+
+
+# --- a tiny untrained model and a catalogue of the synthetic set built with it ----------
+APP_SPEC = PatchSpec(patch_shape_zyx=(16, 16, 16), spacing_mm=2.5)
+
+
+@pytest.fixture(scope="session")
+def app_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    network = NoduleNet(NetworkConfig(width=4, levels=3))
+    network.train()
+    with torch.no_grad():
+        network(torch.rand(4, 1, 16, 16, 16))
+    path = tmp_path_factory.mktemp("app_model") / "m"
+    save_model(path, network.eval(), APP_SPEC, code_version="test")
+    return path
+
+
+@pytest.fixture(scope="session")
+def app_index(synth_set: Path, app_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    index = tmp_path_factory.mktemp("app_index") / "index"
+    args = ["build", "--data", str(synth_set), "--model", str(app_model), "--index", str(index)]
+    assert nodule_index([*args, "--no-progress", "--workers", "1"]) == 0
+    return index

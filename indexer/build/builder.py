@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from indexer import failpoints
+from indexer.maps import embedding_map
 from indexer.patches import ScanJob, iter_scan_patches
 from indexer.version import code_version
 from model.ct import open_volume
@@ -199,6 +200,7 @@ def _write_catalog(
     scans: dict[str, ScanEntry],
     nodes: Sequence[NoduleEntry],
     build_row: dict[str, Any],
+    map_xy: npt.NDArray[np.float64] | None,
 ) -> None:
     engine = sqlite_engine(path, readonly=False)
     try:
@@ -236,6 +238,8 @@ def _write_catalog(
                         diameter_mm=n.diameter_mm,
                         source=n.source,
                         embedding_row=row,
+                        map_x=float(map_xy[row, 0]) if map_xy is not None else None,
+                        map_y=float(map_xy[row, 1]) if map_xy is not None else None,
                     )
                 )
                 if n.label is not None:
@@ -352,7 +356,10 @@ def build_catalog(
                 "created_at": created_at,
                 "status": "published",
             }
-            _write_catalog(folder / CATALOG_FILE, version, parent, scans, kept, build_row)
+            t_map = time.perf_counter()
+            map_xy = embedding_map(vectors)
+            timings["map_s"] = time.perf_counter() - t_map
+            _write_catalog(folder / CATALOG_FILE, version, parent, scans, kept, build_row, map_xy)
             manifest = {
                 "version": version,
                 "parent_version": parent,

@@ -32,6 +32,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--samples-per-epoch", type=int, default=TrainConfig().samples_per_epoch)
     p.add_argument("--width", type=int, default=TrainConfig().width, help="channels of level 1")
     p.add_argument(
+        "--embedding-pool",
+        choices=("center-multiscale", "avg"),
+        default=TrainConfig().embedding_pool,
+        help="search vector: all encoder levels pooled at the patch centre (default), or the "
+        "bottleneck averaged over the whole patch",
+    )
+    p.add_argument(
         "--max-negatives-per-scan", type=int, default=TrainConfig().max_negatives_per_scan
     )
     p.add_argument("--seed", type=int, default=0)
@@ -83,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             samples_per_epoch=args.samples_per_epoch,
             width=args.width,
+            embedding_pool=args.embedding_pool,
             max_negatives_per_scan=args.max_negatives_per_scan,
             seed=args.seed,
         )

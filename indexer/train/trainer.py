@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -73,6 +73,10 @@ class TrainConfig(BaseModel):
     filter_floor: float = Field(default=0.3, ge=0, le=1)
     width: int = Field(default=12, ge=4, le=128)
     levels: int = Field(default=3, ge=1, le=5)
+    # How the encoder's maps become the search vector; no effect on training itself, but part of
+    # the model (its card and fingerprint), so a change makes a new model.
+    embedding_pool: Literal["center-multiscale", "avg"] = "center-multiscale"
+    embedding_center_fraction: float = Field(default=0.25, gt=0.0, le=1.0)
     patch: PatchSpec = DEFAULT_MODEL_SPEC
     margin: int = Field(default=2, ge=0, le=8)
     max_negatives_per_scan: int = Field(default=300, ge=1)
@@ -262,7 +266,14 @@ def train(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     # channels-last 3-D memory format: about 25% faster convolutions on CPU (oneDNN) and GPU.
-    network = NoduleNet(NetworkConfig(width=config.width, levels=config.levels))
+    network = NoduleNet(
+        NetworkConfig(
+            width=config.width,
+            levels=config.levels,
+            embedding_pool=config.embedding_pool,
+            embedding_center_fraction=config.embedding_center_fraction,
+        )
+    )
     network.to(device, memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     optimizer = torch.optim.AdamW(
         network.parameters(), lr=config.lr, weight_decay=config.weight_decay

@@ -57,7 +57,7 @@ class Nodule(Base):
     embedding_row: Mapped[int] = mapped_column(Integer)
     """Row of this nodule's vector in the version's ``embeddings.npy``."""
     map_x: Mapped[float | None]
-    """2-D map (t-SNE) coordinates, filled by the evaluation."""
+    """2-D map (t-SNE of the embeddings) coordinates, computed at build time (None: no map)."""
     map_y: Mapped[float | None]
 
     scan: Mapped[Scan] = relationship(back_populates="nodules")

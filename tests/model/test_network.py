@@ -14,7 +14,7 @@ from model.card import CardError, read_card
 from model.checkpoint import load_model, save_model
 from model.embedder import Embedder, EmbeddingInputError
 from model.loss import hard_mining_loss
-from model.network import NetworkConfig, NoduleNet
+from model.network import NetworkConfig, NoduleNet, _central
 from model.preprocessing import PatchSpec
 
 SPEC = PatchSpec(patch_shape_zyx=(16, 16, 16), spacing_mm=2.0)
@@ -42,7 +42,7 @@ def test_shapes() -> None:
     net = _trained_like()
     x = torch.rand(5, 1, 16, 16, 16)
     assert net(x).shape == (5,)
-    assert net.forward_features(x).shape == (5, CONFIG.embedding_dim, 2, 2, 2)
+    assert net.forward_features(x).shape == (5, 4 * 2**3, 2, 2, 2)  # the bottleneck
     assert net.score_map(x).shape == (5, 1, 8, 8, 8)
     e = net.embed(x)
     assert e.shape == (5, CONFIG.embedding_dim)
@@ -60,7 +60,21 @@ def test_embed_is_deterministic_and_per_sample() -> None:
     torch.testing.assert_close(a[2:3], single, rtol=0, atol=1e-6)
 
 
-def test_embedder_matches_the_network_and_ignores_batch_size(model_dir: Path) -> None:
+def test_embedding_sizes_and_the_central_cube() -> None:
+    assert NetworkConfig(width=12, levels=3, embedding_pool="avg").embedding_dim == 96
+    assert NetworkConfig(width=12, levels=3).embedding_dim == 12 + 24 + 48 + 96
+    ramp = torch.arange(32.0).reshape(1, 1, 32, 1, 1).expand(1, 1, 32, 4, 5)
+    cube = _central(ramp, 0.25)
+    # 32 -> voxels 12..19 (8 = a quarter), 4 -> 1..2 (1 rounds up to 2 to stay centred), 5 -> 2.
+    assert tuple(cube.shape[2:]) == (8, 2, 1)
+    assert cube[0, 0, :, 0, 0].tolist() == [float(v) for v in range(12, 20)]
+
+
+@pytest.mark.parametrize("pool", ["center-multiscale", "avg"])
+def test_embedder_matches_the_network_and_ignores_batch_size(tmp_path: Path, pool: str) -> None:
+    config = NetworkConfig(width=4, levels=3, embedding_pool=pool)
+    model_dir = tmp_path / "m"
+    save_model(model_dir, _trained_like(config=config), SPEC, code_version="test")
     patches = np.random.default_rng(0).random((7, 16, 16, 16), dtype=np.float32)
     network, _ = load_model(model_dir)
     with torch.no_grad():
@@ -70,7 +84,7 @@ def test_embedder_matches_the_network_and_ignores_batch_size(model_dir: Path) ->
             patches
         )
         assert vectors.dtype == np.float32
-        assert vectors.shape == (7, CONFIG.embedding_dim)
+        assert vectors.shape == (7, config.embedding_dim)
         np.testing.assert_allclose(vectors, reference, atol=1e-5)
     with_channel = Embedder.from_model_dir(model_dir, "cpu").embed_patches(patches[:, None])
     np.testing.assert_allclose(with_channel, reference, atol=1e-5)
@@ -109,7 +123,7 @@ def test_weights_that_do_not_fit_the_card_are_refused(tmp_path: Path) -> None:
     # Even with hashes made consistent, a width-8 state dict does not fit a width-4 card.
     card = json.loads((other / "card.json").read_text())
     card["arch"]["width"] = 4
-    card["embedding_dim"] = 32
+    card["embedding_dim"] = NetworkConfig(width=4, levels=3).embedding_dim
     from model.card import compute_fingerprint
 
     card["fingerprint"] = compute_fingerprint(
@@ -160,3 +174,15 @@ def test_hard_mining_keeps_positives_and_hardest_negatives() -> None:
     assert full.item() == pytest.approx(
         F.binary_cross_entropy_with_logits(logits.detach(), labels).item()
     )
+
+
+def test_cards_written_before_center_pooling_still_load(tmp_path: Path) -> None:
+    """A card from before ``embedding_center_fraction`` existed keeps its fingerprint."""
+    config = NetworkConfig(width=4, levels=3, embedding_pool="avg")
+    save_model(tmp_path / "m", _trained_like(config=config), SPEC, code_version="t")
+    card = json.loads((tmp_path / "m" / "card.json").read_text())
+    del card["arch"]["embedding_center_fraction"]
+    (tmp_path / "m" / "card.json").write_text(json.dumps(card))
+    network, loaded = load_model(tmp_path / "m")
+    assert loaded.arch.embedding_pool == "avg"
+    assert network.embed(torch.rand(2, 1, 16, 16, 16)).shape == (2, 32)

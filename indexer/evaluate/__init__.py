@@ -1,0 +1,1 @@
+"""Evaluation of a catalogue: the paper's Table 1 protocol, baselines, figures (``evaluate``)."""

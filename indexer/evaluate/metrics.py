@@ -1,0 +1,160 @@
+"""Retrieval metrics of the paper's Table 1, on plain arrays (no catalogue, no files).
+
+Leave-one-out: every labelled nodule queries all the other labelled nodules by cosine similarity.
+Recall@k is the share of queries with at least one of the k nearest neighbours carrying the
+query's label (the usual metric-learning Recall@K, which rises with k as the paper's table does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from indexer.metrics import roc_auc
+from model.vote import majority, malignant_probability
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """Leave-one-out neighbours: ``index[q, j]`` is the j-th nearest of query q (-1: none left)."""
+
+    index: I64
+    """``(n, k)`` rows into the evaluated set, nearest first."""
+    similarity: F64
+    """``(n, k)`` cosine similarity; -inf where ``index`` is -1."""
+
+
+def normalise(vectors: npt.ArrayLike) -> F64:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    v = np.asarray(vectors, dtype=np.float64)
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return v / np.where(norms > 0, norms, 1.0)
+
+
+def loo_neighbours(
+    vectors: npt.ArrayLike, k: int, patient_ids: Sequence[str | None] | None = None
+) -> Neighbours:
+    """The ``k`` most similar other rows of each row (exact cosine search).
+
+    Args:
+        vectors: ``(n, d)`` embeddings (normalised here).
+        k: neighbours per query.
+        patient_ids: when given, rows of the query's own patient are excluded too. Unknown
+            patients (None) never match one another.
+    """
+    v = normalise(vectors)
+    n = v.shape[0]
+    sims = v @ v.T
+    np.fill_diagonal(sims, -np.inf)
+    if patient_ids is not None:
+        if len(patient_ids) != n:
+            raise ValueError(f"{len(patient_ids)} patient ids for {n} vectors")
+        ids = np.array([p if p is not None else f"\0{i}" for i, p in enumerate(patient_ids)])
+        sims[ids[:, None] == ids[None, :]] = -np.inf
+    k_eff = min(k, max(n - 1, 0))
+    # A stable sort on (-similarity) keeps ties in row order: results do not depend on numpy's
+    # partition algorithm.
+    order = np.argsort(-sims, axis=1, kind="stable")[:, :k_eff]
+    top = np.take_along_axis(sims, order, axis=1)
+    index = np.where(np.isfinite(top), order, -1).astype(np.int64)
+    if k_eff < k:
+        index = np.pad(index, ((0, 0), (0, k - k_eff)), constant_values=-1)
+        top = np.pad(top, ((0, 0), (0, k - k_eff)), constant_values=-np.inf)
+    return Neighbours(index=index, similarity=top)
+
+
+def neighbour_labels(labels: npt.ArrayLike, neighbours: Neighbours) -> F64:
+    """``(n, k)`` labels of the neighbours; NaN where there is no neighbour."""
+    y = np.asarray(labels, dtype=np.float64)
+    picked = y[np.clip(neighbours.index, 0, None)]
+    return np.where(neighbours.index >= 0, picked, np.nan)
+
+
+@dataclass(frozen=True)
+class Hits:
+    """Hits out of queries, as the paper prints them."""
+
+    hits: int
+    queries: int
+
+    @property
+    def value(self) -> float:
+        """Hits / queries (NaN without queries)."""
+        return self.hits / self.queries if self.queries else float("nan")
+
+
+def recall_at_k(
+    labels: npt.ArrayLike, neighbours: Neighbours, ks: Sequence[int]
+) -> dict[int, Hits]:
+    """Recall@k for each k: a query hits when one of its k nearest has its label."""
+    y = np.asarray(labels, dtype=np.float64)
+    same = neighbour_labels(y, neighbours) == y[:, None]
+    return {k: Hits(int(same[:, :k].any(axis=1).sum()), len(y)) for k in ks}
+
+
+@dataclass(frozen=True)
+class VoteScores:
+    """kNN vote of each query: weighted malignant probability and majority label."""
+
+    probability: F64
+    majority: F64
+
+
+def knn_vote(labels_binary: npt.ArrayLike, neighbours: Neighbours, k: int) -> VoteScores:
+    """The service's vote (``model.vote``) over each query's k nearest neighbours."""
+    neighbour_y = neighbour_labels(labels_binary, neighbours)[:, :k]
+    sims = np.where(neighbours.index[:, :k] >= 0, neighbours.similarity[:, :k], 0.0)
+    probability = malignant_probability(sims, neighbour_y)
+    return VoteScores(probability=probability, majority=majority(neighbour_y, probability))
+
+
+def vote_accuracy(labels_binary: npt.ArrayLike, votes: VoteScores) -> float:
+    """Share of queries whose majority vote equals their label (no vote counts as wrong)."""
+    y = np.asarray(labels_binary, dtype=np.float64)
+    return float(np.mean(votes.majority == y)) if len(y) else float("nan")
+
+
+def vote_auc(labels_binary: npt.ArrayLike, votes: VoteScores) -> float:
+    """ROC AUC of the weighted probability (a query without a vote scores 0.5)."""
+    probability = np.where(np.isnan(votes.probability), 0.5, votes.probability)
+    return roc_auc(np.asarray(labels_binary), probability)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A value with its bootstrap confidence interval."""
+
+    value: float
+    low: float
+    high: float
+
+
+def bootstrap(
+    statistic: Callable[[I64], float],
+    n: int,
+    *,
+    replicates: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """Percentile bootstrap over queries: ``statistic(rows)`` on resampled query rows.
+
+    Replicates where the statistic is undefined (NaN, e.g. an AUC of one class) are dropped.
+    """
+    value = statistic(np.arange(n, dtype=np.int64))
+    if n == 0:
+        return Interval(value, float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    draws = np.array([statistic(rng.integers(0, n, size=n)) for _ in range(replicates)])
+    draws = draws[~np.isnan(draws)]
+    if draws.size == 0:
+        return Interval(value, float("nan"), float("nan"))
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.percentile(draws, [tail, 100.0 - tail])
+    return Interval(value, float(low), float(high))

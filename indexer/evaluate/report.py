@@ -1,0 +1,548 @@
+"""``nodule-index evaluate``: the paper's Table 1 protocol on a catalogue version, with baselines.
+
+What is measured (``../shared/docs/protocol.md``):
+
+* leave-one-out search over the labelled nodules of the catalogue (each queries all the others,
+  exact cosine search on the stored vectors — the vectors the service searches);
+* Recall@1..4 for the binary (1-2 vs 4-5) and 4-class (1/2/4/5) labels, with hits / queries;
+* the service's kNN vote (``model.vote``): majority accuracy and the AUC of the similarity-weighted
+  malignant probability, with percentile-bootstrap 95% intervals over queries;
+* all of it again with neighbours of the query's own patient excluded;
+* the same numbers for two baselines on the same nodules in the same run: raw intensities (the
+  windowed patch from the one patch function, 2x average-pooled, flattened, L2-normalised) and
+  the same architecture with random weights;
+* the FP-reduction FROC / CPM recorded in the model card.
+
+Files: ``report.json``, ``report.md`` (the tables beside the paper's values), ``tsne.png`` (the
+catalogue's 2-D map coloured by malignancy) and ``neighbors.png`` (queries and their top 4).
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from indexer.evaluate import figures
+from indexer.evaluate.metrics import (
+    Neighbours,
+    bootstrap,
+    knn_vote,
+    loo_neighbours,
+    normalise,
+    recall_at_k,
+    vote_accuracy,
+    vote_auc,
+)
+from indexer.maps import embedding_map
+from indexer.patches import ScanJob, iter_scan_patches
+from indexer.version import code_version
+from model.checkpoint import load_model
+from model.embedder import Embedder
+from model.labels import LabelRule, derive_label
+from model.network import NoduleNet
+from model.store.catalog import Catalog
+from model.store.layout import write_json_atomic
+from model.store.tables import Nodule
+
+logger = logging.getLogger(__name__)
+
+KS = (1, 2, 3, 4)
+#: Table 1 of Park et al. (real LUNA16, 679 nodules), Recall@1..4.
+PAPER_RECALL = {
+    "binary": {1: 0.844, 2: 0.909, 3: 0.946, 4: 0.954},
+    "four_class": {1: 0.627, 2: 0.784, 3: 0.850, 4: 0.884},
+}
+LABEL_KINDS = ("binary", "four_class")
+BASELINES = ("raw", "random_init")
+
+
+class EvaluationError(RuntimeError):
+    """The catalogue cannot be evaluated (no labelled nodules, unreadable scans, ...)."""
+
+
+@dataclass(frozen=True)
+class EvaluateOptions:
+    """Options of one evaluation run."""
+
+    exclude_same_patient: bool = False
+    """Headline numbers without neighbours of the query's own patient (both are reported)."""
+    label_rule: LabelRule | None = None
+    """Re-derive labels from the stored ratings with this rule; None: the catalogue's labels."""
+    vote_k: int = 5
+    bootstrap_replicates: int = 1000
+    seed: int = 0
+    workers: int = 1
+    device: str = "auto"
+    montage_queries: int = 6
+
+
+@dataclass
+class CatalogNodules:
+    """Every nodule of a catalogue version, in ``embedding_row`` order."""
+
+    ids: npt.NDArray[np.int64]
+    series_uid: list[str]
+    source_path: dict[str, Path]
+    patient_id: list[str | None]
+    center_xyz: list[tuple[float, float, float]]
+    diameter_mm: npt.NDArray[np.float64]
+    ratings: list[tuple[int, ...]]
+    mean_malignancy: list[float | None]
+    label_binary: npt.NDArray[np.float64]
+    """0/1, NaN where unlabelled."""
+    label_4class: npt.NDArray[np.float64]
+    """1/2/4/5, NaN where unlabelled."""
+    vectors: npt.NDArray[np.float32]
+    map_xy: npt.NDArray[np.float64] | None
+
+    @property
+    def labelled(self) -> npt.NDArray[np.int64]:
+        """Rows with a binary (and so a 4-class) label."""
+        return np.flatnonzero(~np.isnan(self.label_binary)).astype(np.int64)
+
+
+def load_nodules(catalog: Catalog, rule: LabelRule | None) -> CatalogNodules:
+    """Nodules, labels and stored vectors of an opened catalogue version."""
+    with catalog.sessions() as session:
+        rows = list(
+            session.execute(
+                select(Nodule)
+                .order_by(Nodule.embedding_row)
+                .options(selectinload(Nodule.label), selectinload(Nodule.scan))
+            ).scalars()
+        )
+        binary, four, ratings, means = [], [], [], []
+        for n in rows:
+            label = n.label
+            values = tuple(label.ratings) if label is not None else ()
+            b: int | None
+            f: int | None
+            if rule is not None:
+                derived = derive_label(values, rule) if values else None
+                b = derived.label_binary if derived else None
+                f = derived.label_4class if derived else None
+            else:
+                b = label.label_binary if label else None
+                f = label.label_4class if label else None
+            binary.append(np.nan if b is None else float(b))
+            four.append(np.nan if f is None else float(f))
+            ratings.append(values)
+            means.append(label.mean_malignancy if label else None)
+        has_map = bool(rows) and all(n.map_x is not None and n.map_y is not None for n in rows)
+        out = CatalogNodules(
+            ids=np.array([n.id for n in rows], dtype=np.int64),
+            series_uid=[n.series_uid for n in rows],
+            source_path={n.series_uid: Path(n.scan.source_path) for n in rows},
+            patient_id=[n.scan.patient_id for n in rows],
+            center_xyz=[n.center_xyz for n in rows],
+            diameter_mm=np.array([n.diameter_mm for n in rows], dtype=np.float64),
+            ratings=ratings,
+            mean_malignancy=means,
+            label_binary=np.array(binary, dtype=np.float64),
+            label_4class=np.array(four, dtype=np.float64),
+            vectors=np.asarray(catalog.embeddings[[n.embedding_row for n in rows]], np.float32),
+            map_xy=(
+                np.array([[n.map_x, n.map_y] for n in rows], dtype=np.float64) if has_map else None
+            ),
+        )
+    return out
+
+
+def cut_patches(
+    nodules: CatalogNodules, rows: npt.NDArray[np.int64], embedder: Embedder, workers: int
+) -> npt.NDArray[np.float32]:
+    """The model's patches of ``rows`` (one region-read pass per scan), in ``rows`` order."""
+    by_scan: dict[str, list[int]] = defaultdict(list)
+    for r in rows.tolist():
+        by_scan[nodules.series_uid[r]].append(r)
+    spec = embedder.card.preprocessing
+    jobs = [
+        ScanJob(uid, nodules.source_path[uid], [nodules.center_xyz[r] for r in members], spec)
+        for uid, members in sorted(by_scan.items())
+    ]
+    shape = tuple(spec.patch_shape_zyx)
+    patches = np.zeros((len(rows), *shape), dtype=np.float32)
+    position = {r: i for i, r in enumerate(rows.tolist())}
+    for result in iter_scan_patches(jobs, workers):
+        if result.patches is None:
+            raise EvaluationError(
+                f"scan {result.key} cannot be read for the baselines ({result.error}); is the "
+                "data folder the catalogue was built from still there?"
+            )
+        for r, patch in zip(by_scan[result.key], result.patches, strict=True):
+            patches[position[r]] = patch
+    return patches
+
+
+def raw_features(patches: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Raw-intensity baseline: windowed patches 2x average-pooled, flattened, L2-normalised."""
+    x = torch.from_numpy(patches[:, None])
+    pooled = torch.nn.functional.avg_pool3d(x, 2).flatten(1).numpy()
+    return normalise(pooled).astype(np.float32)
+
+
+def random_init_features(
+    embedder: Embedder, patches: npt.NDArray[np.float32], seed: int
+) -> npt.NDArray[np.float32]:
+    """The same architecture, random weights (PyTorch's default initialisation, seeded)."""
+    torch.manual_seed(seed)
+    network = NoduleNet(embedder.card.arch)
+    random = Embedder(network, embedder.card, str(embedder.device), batch_size=64)
+    return random.embed_patches(patches)
+
+
+def _section(
+    vectors: npt.ArrayLike,
+    nodules: CatalogNodules,
+    rows: npt.NDArray[np.int64],
+    exclude_same_patient: bool,
+    options: EvaluateOptions,
+) -> tuple[dict[str, Any], Neighbours]:
+    """Recall@k, vote accuracy and AUC (with intervals) of one set of features."""
+    patients = [nodules.patient_id[r] for r in rows.tolist()] if exclude_same_patient else None
+    k_max = max(max(KS), options.vote_k)
+    neighbours = loo_neighbours(vectors, k_max, patients)
+    out: dict[str, Any] = {"recall_at_k": {}, "recall_counts": {}}
+    for kind, labels in (
+        ("binary", nodules.label_binary[rows]),
+        ("four_class", nodules.label_4class[rows]),
+    ):
+        recall = recall_at_k(labels, neighbours, KS)
+        out["recall_at_k"][kind] = {str(k): h.value for k, h in recall.items()}
+        out["recall_counts"][kind] = {
+            str(k): {"hits": h.hits, "queries": h.queries} for k, h in recall.items()
+        }
+    y = nodules.label_binary[rows]
+    votes = knn_vote(y, neighbours, options.vote_k)
+
+    def accuracy(sample: npt.NDArray[np.int64]) -> float:
+        chosen = knn_vote(y, _take(neighbours, sample), options.vote_k)
+        return vote_accuracy(y[sample], chosen)
+
+    def auc(sample: npt.NDArray[np.int64]) -> float:
+        chosen = knn_vote(y, _take(neighbours, sample), options.vote_k)
+        return vote_auc(y[sample], chosen)
+
+    n = len(rows)
+    reps, seed = options.bootstrap_replicates, options.seed
+    acc = bootstrap(accuracy, n, replicates=reps, seed=seed)
+    area = bootstrap(auc, n, replicates=reps, seed=seed)
+    out["vote_k"] = options.vote_k
+    out["vote_accuracy"] = acc.value
+    out["vote_accuracy_ci95"] = [acc.low, acc.high]
+    out["auc"] = area.value
+    out["auc_ci95"] = [area.low, area.high]
+    out["n_without_vote"] = int(np.isnan(votes.majority).sum())
+    return out, neighbours
+
+
+def _take(neighbours: Neighbours, sample: npt.NDArray[np.int64]) -> Neighbours:
+    return Neighbours(neighbours.index[sample], neighbours.similarity[sample])
+
+
+def _evaluate_features(
+    vectors: npt.ArrayLike,
+    nodules: CatalogNodules,
+    rows: npt.NDArray[np.int64],
+    options: EvaluateOptions,
+) -> tuple[dict[str, Any], Neighbours]:
+    """Headline section (per the option) with the other patient mode nested inside."""
+    head, neighbours = _section(vectors, nodules, rows, options.exclude_same_patient, options)
+    other, _ = _section(vectors, nodules, rows, not options.exclude_same_patient, options)
+    key = "same_patient_included" if options.exclude_same_patient else "same_patient_excluded"
+    head[key] = other
+    return head, neighbours
+
+
+def _counts(values: npt.NDArray[np.float64]) -> dict[str, int]:
+    known = values[~np.isnan(values)].astype(int)
+    return {str(v): int((known == v).sum()) for v in sorted(set(known.tolist()))}
+
+
+def _caption(nodules: CatalogNodules, r: int, prefix: str) -> str:
+    four = nodules.label_4class[r]
+    mean = nodules.mean_malignancy[r]
+    ratings = "/".join(str(v) for v in nodules.ratings[r]) or "-"
+    label = "unlabelled" if np.isnan(four) else f"class {int(four)}"
+    mean_text = f"{mean:.1f}" if mean is not None else "-"
+    return f"{prefix}#{int(nodules.ids[r])} {label}\nmean {mean_text} ({ratings})"
+
+
+def _montage_rows(
+    nodules: CatalogNodules,
+    rows: npt.NDArray[np.int64],
+    patches: npt.NDArray[np.float32],
+    neighbours: Neighbours,
+    count: int,
+) -> list[list[figures.Panel]]:
+    """Queries spread over benign and malignant, each with its 4 nearest neighbours."""
+    y = nodules.label_binary[rows]
+    picks: list[int] = []
+    for cls in (0.0, 1.0):
+        members = np.flatnonzero(y == cls)
+        want = (count + 1) // 2 if cls == 0.0 else count - len(picks)
+        if len(members):
+            step = max(1, len(members) // max(1, want))
+            picks.extend(members[::step][:want].tolist())
+    centre = patches.shape[1] // 2
+    out = []
+    for q in picks:
+        r = int(rows[q])
+        panels = [
+            figures.Panel(patches[q, centre], _caption(nodules, r, "query "), _as_class(nodules, r))
+        ]
+        for j, s in zip(neighbours.index[q, :4], neighbours.similarity[q, :4], strict=True):
+            if j < 0:
+                continue
+            nr = int(rows[j])
+            panels.append(
+                figures.Panel(
+                    patches[j, centre],
+                    _caption(nodules, nr, f"sim {s:.2f} "),
+                    _as_class(nodules, nr),
+                )
+            )
+        out.append(panels)
+    return out
+
+
+def _as_class(nodules: CatalogNodules, r: int) -> int | None:
+    value = nodules.label_4class[r]
+    return None if np.isnan(value) else int(value)
+
+
+def evaluate(
+    index_dir: Path,
+    out_dir: Path,
+    version: str | None = None,
+    options: EvaluateOptions | None = None,
+) -> dict[str, Any]:
+    """Evaluate a catalogue version; writes the report files and returns ``report.json``'s dict.
+
+    Raises:
+        EvaluationError: fewer than 2 labelled nodules, unreadable scans, a missing model.
+    """
+    options = options or EvaluateOptions()
+    t0 = time.perf_counter()
+    catalog = Catalog.open(index_dir, version)
+    try:
+        nodules = load_nodules(catalog, options.label_rule)
+        manifest = dict(catalog.manifest)
+        version = catalog.version
+    finally:
+        catalog.close()
+    rows = nodules.labelled
+    if len(rows) < 2:
+        raise EvaluationError(
+            f"catalogue {version} has {len(rows)} labelled nodules; leave-one-out needs 2 or more"
+        )
+    model_dir = Path(str(manifest["model_dir"]))
+    network, card = load_model(model_dir, "cpu")
+    if card.fingerprint != manifest["model_fingerprint"]:
+        raise EvaluationError(
+            f"the model in {model_dir} ({card.fingerprint[:12]}) is not the one catalogue "
+            f"{version} was built with ({str(manifest['model_fingerprint'])[:12]})"
+        )
+    embedder = Embedder(network, card, options.device, batch_size=64)
+    logger.info("evaluating %s: %d labelled of %d nodules", version, len(rows), len(nodules.ids))
+
+    patches = cut_patches(nodules, rows, embedder, options.workers)
+    stored = nodules.vectors[rows]
+    # The stored vectors must be what the model gives for these patches today; a drift would
+    # mean the catalogue and the model (or the data) no longer belong together.
+    fresh = embedder.embed_patches(patches)
+    drift = float(np.abs(fresh - stored).max()) if len(stored) else 0.0
+
+    network_section, neighbours = _evaluate_features(stored, nodules, rows, options)
+    baselines = {
+        "raw": _evaluate_features(raw_features(patches), nodules, rows, options)[0],
+        "random_init": _evaluate_features(
+            random_init_features(embedder, patches, options.seed), nodules, rows, options
+        )[0],
+    }
+    training = card.training
+    froc = training.froc.model_dump(mode="json") if training and training.froc else None
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    map_xy, map_source = nodules.map_xy, "catalogue"
+    if map_xy is None:
+        map_xy, map_source = embedding_map(nodules.vectors, seed=options.seed), "computed"
+    if map_xy is not None:
+        figures.tsne_png(
+            map_xy,
+            [None if np.isnan(v) else int(v) for v in nodules.label_4class],
+            out_dir / "tsne.png",
+            f"t-SNE of {len(nodules.ids)} nodule embeddings ({version})",
+        )
+    montage = _montage_rows(nodules, rows, patches, neighbours, options.montage_queries)
+    figures.montage_png(
+        montage,
+        out_dir / "neighbors.png",
+        "queries (left) and their 4 nearest neighbours; frame colour: malignancy 1 2 4 5",
+    )
+
+    r1 = "1"
+    beats = {
+        name: network_section["recall_at_k"]["binary"][r1]
+        > baselines[name]["recall_at_k"]["binary"][r1]
+        for name in BASELINES
+    }
+    rule = options.label_rule
+    report: dict[str, Any] = {
+        "index_version": version,
+        "model_fingerprint": card.fingerprint,
+        "created_at": datetime.now(UTC).isoformat(),
+        "code_version": code_version(),
+        "machine": {"platform": platform.platform(), "python": platform.python_version()},
+        "protocol": "leave-one-out over the labelled nodules, exact cosine search",
+        "exclude_same_patient": options.exclude_same_patient,
+        "label_rule": rule.model_dump(mode="json") if rule else "as stored in the catalogue",
+        "n_nodules": len(nodules.ids),
+        "n_queries": len(rows),
+        "n_patients": len({nodules.patient_id[r] for r in rows.tolist()}),
+        "class_counts": {
+            "binary": _counts(nodules.label_binary[rows]),
+            "four_class": _counts(nodules.label_4class[rows]),
+        },
+        **network_section,
+        "baselines": baselines,
+        "network_beats_baselines_binary_recall_at_1": beats,
+        "paper": {kind: {str(k): v for k, v in PAPER_RECALL[kind].items()} for kind in LABEL_KINDS},
+        "fp_reduction": {
+            "val_auc": training.metrics.get("val_auc") if training else None,
+            "froc": froc,
+            "source": "model card (held-out subsets of training)",
+        },
+        "stored_vectors_max_abs_diff": drift,
+        "map": {"source": map_source if map_xy is not None else "none"},
+        "files": ["report.json", "report.md", "neighbors.png"]
+        + (["tsne.png"] if map_xy is not None else []),
+        "data_fingerprint": manifest.get("data_fingerprint"),
+        "elapsed_s": time.perf_counter() - t0,
+    }
+    write_json_atomic(out_dir / "report.json", report)
+    (out_dir / "report.md").write_text(render_markdown(report), encoding="utf-8")
+    logger.info("report in %s (%.1f s)", out_dir, report["elapsed_s"])
+    return report
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _recall_rows(section: dict[str, Any], kind: str, name: str) -> str:
+    cells = []
+    for k in KS:
+        counts = section["recall_counts"][kind][str(k)]
+        value = section["recall_at_k"][kind][str(k)]
+        cells.append(f"{_fmt(value)} ({counts['hits']}/{counts['queries']})")
+    return f"| {name} | " + " | ".join(cells) + " |"
+
+
+def _vote_row(section: dict[str, Any], name: str) -> str:
+    acc, (al, ah) = section["vote_accuracy"], section["vote_accuracy_ci95"]
+    auc, (ul, uh) = section["auc"], section["auc_ci95"]
+    return (
+        f"| {name} | {_fmt(acc)} [{_fmt(al)}, {_fmt(ah)}] | {_fmt(auc)} [{_fmt(ul)}, {_fmt(uh)}] |"
+    )
+
+
+def _tables(report: dict[str, Any], head: dict[str, Any], bases: dict[str, Any]) -> list[str]:
+    lines = []
+    for kind, title in (("binary", "binary (1-2 vs 4-5)"), ("four_class", "4-class (1/2/4/5)")):
+        lines += [
+            f"**Recall@k, {title}** — value (hits/queries)",
+            "",
+            "| features | k=1 | k=2 | k=3 | k=4 |",
+            "|---|---|---|---|---|",
+            _recall_rows(head, kind, "FP-reduction network"),
+            _recall_rows(bases["raw"], kind, "raw intensities"),
+            _recall_rows(bases["random_init"], kind, "same network, random weights"),
+            "| paper (real LUNA16, 679 nodules) | "
+            + " | ".join(f"{report['paper'][kind][str(k)]:.3f}" for k in KS)
+            + " |",
+            "",
+        ]
+    lines += [
+        f"**kNN vote (k={head['vote_k']})** — value [bootstrap 95% interval]",
+        "",
+        "| features | majority accuracy | AUC of weighted probability |",
+        "|---|---|---|",
+        _vote_row(head, "FP-reduction network"),
+        _vote_row(bases["raw"], "raw intensities"),
+        _vote_row(bases["random_init"], "same network, random weights"),
+        "",
+    ]
+    return lines
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """``report.md``: the tables beside the paper's values, then the run's facts."""
+    headline = "excluded" if report["exclude_same_patient"] else "included"
+    other_key = (
+        "same_patient_included" if report["exclude_same_patient"] else "same_patient_excluded"
+    )
+    other = "included" if report["exclude_same_patient"] else "excluded"
+    bases = report["baselines"]
+    lines = [
+        f"# Similar-nodule retrieval — catalogue {report['index_version']}",
+        "",
+        f"{report['n_queries']} labelled nodules of {report['n_nodules']} "
+        f"({report['n_patients']} patients), leave-one-out; neighbours of the same patient "
+        f"{headline}. Label counts: binary {report['class_counts']['binary']}, 4-class "
+        f"{report['class_counts']['four_class']}. Model {report['model_fingerprint'][:12]}.",
+        "",
+    ]
+    lines += _tables(report, report, bases)
+    lines += [f"## Same-patient neighbours {other}", ""]
+    lines += _tables(
+        report,
+        report[other_key],
+        {name: bases[name][other_key] for name in BASELINES},
+    )
+    fpr = report["fp_reduction"]
+    froc = fpr["froc"]
+    lines += ["## FP reduction (model card)", ""]
+    if froc:
+        rates = " | ".join(f"{r:g}" for r in froc["fp_per_scan"])
+        sens = " | ".join(_fmt(s) for s in froc["sensitivity"])
+        lines += [
+            f"Validation AUC {_fmt(fpr['val_auc'])}; FROC on {froc['n_scans']} held-out scans "
+            f"({froc['n_nodules']} nodules), CPM **{_fmt(froc['cpm'])}**.",
+            "",
+            f"| FPs/scan | {rates} |",
+            "|---" * (len(froc["fp_per_scan"]) + 1) + "|",
+            f"| sensitivity | {sens} |",
+            "",
+        ]
+    else:
+        lines += ["The model card records no FROC.", ""]
+    beats = report["network_beats_baselines_binary_recall_at_1"]
+    verdict = (
+        "beats both baselines"
+        if all(beats.values())
+        else "does NOT beat "
+        + " and ".join(name.replace("_", " ") for name, ok in beats.items() if not ok)
+    )
+    lines += [
+        f"On binary Recall@1 the network {verdict}. The paper's values come from real LUNA16; "
+        "on a synthetic set they are a reference, not a target.",
+        "",
+        f"Stored vectors vs re-embedded now: max |diff| "
+        f"{report['stored_vectors_max_abs_diff']:.2e}. Figures: `tsne.png` (map: "
+        f"{report['map']['source']}), `neighbors.png`.",
+        "",
+    ]
+    return "\n".join(lines)
