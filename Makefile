@@ -11,7 +11,7 @@ REPORT ?= reports/demo
 # README ("GPU install") for a CUDA machine.
 TORCH  ?= torch==2.13.0
 
-.PHONY: venv demo serve test lint clean
+.PHONY: venv demo serve test lint browser clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,7 +45,14 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# The viewer's end-to-end test drives Debian's Chromium through Playwright (nothing downloads a
+# browser); install the package when it is missing (root, or sudo).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+test: lint browser
 	$(BIN)/python -m pytest
 
 clean:

@@ -6,14 +6,17 @@ import argparse
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 
+from app.errors import InputError
 from app.metrics import Metrics
 from app.retrieval import NotFoundError
-from app.routers import admin, health, nodules, search, upload
+from app.routers import admin, health, nodules, scans, search, upload
 from app.settings import AppSettings
 from app.state import Serving, State
 from app.uploads import UploadLimitMiddleware, UploadParser
@@ -23,6 +26,8 @@ from model.uploads import UnsupportedUploadError, UploadContentError
 from model.volume import VolumeReadError
 
 logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
 
 
 def create_app(settings: AppSettings | None = None) -> FastAPI:
@@ -75,6 +80,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         CoordinateOutsideVolumeError,
         EmbeddingInputError,
         UploadContentError,
+        InputError,
     ):
         app.add_exception_handler(error, unprocessable)
     app.add_middleware(
@@ -96,6 +102,14 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     app.include_router(upload.router)
     app.include_router(nodules.router)
     app.include_router(admin.router)
+    app.include_router(scans.router)
+    # The viewer: files shipped inside the package, nothing fetched from elsewhere at runtime.
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def viewer() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
     return app
 
 

@@ -15,10 +15,23 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from app.schemas import Filters, LabelOut, Neighbor, NoduleOut, QueryInfo, SearchResponse, Vote
+from app.schemas import (
+    Filters,
+    LabelOut,
+    MapOut,
+    MapPoint,
+    Neighbor,
+    NoduleOut,
+    QueryInfo,
+    ScanList,
+    ScanOut,
+    ScanSummary,
+    SearchResponse,
+    Vote,
+)
 from app.series import OpenSources, SeriesLocator
 from model.embedder import Embedder
 from model.preprocessing import extract_patch
@@ -111,6 +124,7 @@ class Retriever:
         self._rows_capacity = ROWS_CACHED
         self._scan_paths: dict[str, Path | None] = {}
         self._cache_lock = threading.Lock()
+        self._map: MapOut | None = None
 
     @property
     def ready(self) -> bool:
@@ -271,3 +285,79 @@ class Retriever:
             },
             exclude_ids=frozenset({nodule_id}),
         )
+
+    def scans(self, limit: int, offset: int) -> ScanList:
+        """A page of the catalogue's scans, by series UID."""
+        with self.catalog.sessions() as session:
+            total = session.scalar(select(func.count()).select_from(Scan)) or 0
+            counts = (
+                select(Scan, func.count(Nodule.id))
+                .outerjoin(Nodule, Nodule.scan_id == Scan.id)
+                .group_by(Scan.id)
+                .order_by(Scan.series_uid)
+                .limit(limit)
+                .offset(offset)
+            )
+            rows = [
+                ScanSummary(series_uid=scan.series_uid, patient_id=scan.patient_id, n_nodules=n)
+                for scan, n in session.execute(counts).all()
+            ]
+        return ScanList(total=int(total), scans=rows)
+
+    def scan(self, series_uid: str) -> ScanOut:
+        """A stored series' geometry and its catalogue nodules.
+
+        Raises:
+            NotFoundError: the series is neither in the catalogue nor under the data root.
+        """
+        source = self.open_series(series_uid)
+        with self.catalog.sessions() as session:
+            ids = list(
+                session.execute(
+                    select(Nodule.id).where(Nodule.series_uid == series_uid).order_by(Nodule.id)
+                ).scalars()
+            )
+            scan = session.execute(
+                select(Scan).where(Scan.series_uid == series_uid)
+            ).scalar_one_or_none()
+            patient = scan.patient_id if scan is not None else None
+        rows = self._rows(ids)
+        g = source.geometry
+        low, high = g.extent_world_xyz()
+        return ScanOut(
+            series_uid=series_uid,
+            patient_id=patient,
+            extent_min_xyz=(float(low[0]), float(low[1]), float(low[2])),
+            extent_max_xyz=(float(high[0]), float(high[1]), float(high[2])),
+            spacing_xyz=(
+                float(g.spacing_xyz[0]),
+                float(g.spacing_xyz[1]),
+                float(g.spacing_xyz[2]),
+            ),
+            size_xyz=(int(g.size_xyz[0]), int(g.size_xyz[1]), int(g.size_xyz[2])),
+            nodules=[rows[i].nodule for i in ids if i in rows],
+        )
+
+    def map_points(self) -> MapOut:
+        """Every nodule's 2-D map position (none when the version has no map)."""
+        if self._map is None:
+            with self.catalog.sessions() as session:
+                query = (
+                    select(Nodule)
+                    .where(Nodule.map_x.is_not(None))
+                    .options(selectinload(Nodule.label))
+                    .order_by(Nodule.id)
+                )
+                points = [
+                    MapPoint(
+                        id=n.id,
+                        x=float(n.map_x or 0.0),
+                        y=float(n.map_y or 0.0),
+                        diameter_mm=n.diameter_mm,
+                        label_binary=n.label.label_binary if n.label else None,
+                        label_4class=n.label.label_4class if n.label else None,
+                    )
+                    for n in session.execute(query).scalars()
+                ]
+            self._map = MapOut(index_version=self.catalog.version, points=points)
+        return self._map

@@ -46,6 +46,11 @@ class QueryInfo(BaseModel):
     series_uid: str | None = None
     nodule_id: int | None = None
     index_version: str
+    preview_png_base64: str | None = Field(
+        default=None,
+        description="uploads with preview=true: axial, coronal and sagittal slices of the query "
+        "patch as a base64 PNG",
+    )
 
 
 class LabelOut(BaseModel):
@@ -110,3 +115,52 @@ class ErrorOut(BaseModel):
     """Every error body."""
 
     detail: str
+
+
+class ScanSummary(BaseModel):
+    """A CT series of the catalogue."""
+
+    series_uid: str
+    patient_id: str | None
+    n_nodules: int
+
+
+class ScanList(BaseModel):
+    """A page of the catalogue's scans."""
+
+    total: int
+    scans: list[ScanSummary]
+
+
+class ScanOut(BaseModel):
+    """A stored CT series: its world extent and the catalogue nodules in it.
+
+    ``extent_min_xyz``/``extent_max_xyz`` bound the voxel centres (world mm, LPS); axial slices
+    from ``/v1/scans/{series_uid}/axial.png`` are drawn on that box.
+    """
+
+    series_uid: str
+    patient_id: str | None
+    extent_min_xyz: XYZ
+    extent_max_xyz: XYZ
+    spacing_xyz: XYZ
+    size_xyz: tuple[int, int, int]
+    nodules: list[NoduleOut]
+
+
+class MapPoint(BaseModel):
+    """A nodule on the catalogue's 2-D map (t-SNE of the embeddings, computed at build time)."""
+
+    id: int
+    x: float
+    y: float
+    diameter_mm: float
+    label_binary: int | None
+    label_4class: int | None
+
+
+class MapOut(BaseModel):
+    """The catalogue's 2-D map; empty when the version has none (too few or too many nodules)."""
+
+    index_version: str
+    points: list[MapPoint]

@@ -2,38 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import logging
-import math
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 
+from app.errors import parse_triple
+from app.preview import patch_preview_png
 from app.routers.deps import RetrieverDep
 from app.schemas import ErrorOut, Filters, SearchResponse
 from app.uploads import UploadParser
-from model.uploads import UploadContentError, upload_kind
+from model.uploads import upload_kind
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/search", tags=["search"])
 UPLOAD_PATH = "/v1/search/upload"
-
-
-def _numbers(text: str | None, name: str) -> list[float] | None:
-    if text is None or not text.strip():
-        return None
-    try:
-        values = [
-            float(v)
-            for v in text.replace("[", "").replace("]", "").replace(" ", ",").split(",")
-            if v
-        ]
-    except ValueError:
-        raise UploadContentError(f"{name} must be 3 numbers, got {text[:60]!r}") from None
-    if len(values) != 3 or not all(math.isfinite(v) for v in values):
-        raise UploadContentError(f"{name} must be 3 finite numbers, got {text[:60]!r}")
-    return values
 
 
 @router.post(
@@ -54,11 +40,14 @@ def search_upload(
     k: Annotated[int, Form(ge=1)] = 5,
     exclude_patient_id: Annotated[str | None, Form()] = None,
     labelled_only: Annotated[bool, Form()] = False,
+    preview: Annotated[
+        bool, Form(description="also return the query patch's slices (query.preview_png_base64)")
+    ] = False,
 ) -> SearchResponse:
     """Similar nodules to the one at ``center_xyz`` in an uploaded volume."""
     kind = upload_kind(file.filename or "")
-    center = _numbers(center_xyz, "center_xyz")
-    spacing = _numbers(spacing_zyx, "spacing_zyx")
+    center = parse_triple(center_xyz, "center_xyz")
+    spacing = parse_triple(spacing_zyx, "spacing_zyx")
     parser: UploadParser = request.state.parser
     with tempfile.TemporaryDirectory(prefix="nodule-upload-") as tmp:
         # Keep only the suffix of the client's name: nothing of it reaches a path otherwise.
@@ -77,7 +66,9 @@ def search_upload(
         )
     vector = retriever.embedder.embed_patches(cut.patch[None])[0]
     filters = Filters(exclude_patient_id=exclude_patient_id, labelled_only=labelled_only)
-    query = {"center_xyz": cut.center_xyz, "index_zyx": cut.index_zyx}
+    query: dict[str, Any] = {"center_xyz": cut.center_xyz, "index_zyx": cut.index_zyx}
+    if preview:
+        query["preview_png_base64"] = base64.b64encode(patch_preview_png(cut.patch)).decode()
     response = retriever.respond(vector, k, filters, query)
     logger.info(
         "upload search (%s, %.1f MB): %d neighbours, %d labelled",

@@ -1,0 +1,76 @@
+"""Stored scans and the catalogue map, for the viewer page (and any other client)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from app.errors import InputError, parse_triple
+from app.preview import axial_view_png, preview_png
+from app.routers.deps import RetrieverDep
+from app.schemas import ErrorOut, MapOut, ScanList, ScanOut
+
+router = APIRouter(prefix="/v1", tags=["scans"])
+
+PNG: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {}}},
+    404: {"model": ErrorOut},
+    422: {"model": ErrorOut},
+}
+
+
+@router.get("/scans", response_model=ScanList)
+def list_scans(
+    retriever: RetrieverDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> ScanList:
+    """The catalogue's scans (series UID, patient, number of indexed nodules), by series UID."""
+    return retriever.scans(limit, offset)
+
+
+@router.get("/scans/{series_uid}", response_model=ScanOut, responses={404: {"model": ErrorOut}})
+def get_scan(series_uid: str, retriever: RetrieverDep) -> ScanOut:
+    """A stored series: its world extent (mm, LPS), voxel size and the catalogue nodules in it."""
+    return retriever.scan(series_uid)
+
+
+@router.get("/scans/{series_uid}/axial.png", response_class=Response, responses=PNG)
+def axial_view(
+    series_uid: str,
+    retriever: RetrieverDep,
+    z: Annotated[float, Query(description="world z, mm (LPS)")],
+    pixel_mm: Annotated[
+        float | None, Query(gt=0.1, le=10.0, description="pixel size; default: 256 px a side")
+    ] = None,
+) -> Response:
+    """A world-aligned axial plane over the scan's x-y extent, lung window.
+
+    Pixel (row r, column c) is world (extent_min_x + c * p, extent_min_y + r * p, z) with p the
+    ``X-Pixel-MM`` header; at most 256 pixels a side.
+    """
+    source = retriever.open_series(series_uid)
+    png, pixel = axial_view_png(source, z, pixel_mm)
+    return Response(png, media_type="image/png", headers={"X-Pixel-MM": repr(pixel)})
+
+
+@router.get("/scans/{series_uid}/preview.png", response_class=Response, responses=PNG)
+def point_preview(
+    series_uid: str,
+    retriever: RetrieverDep,
+    center_xyz: Annotated[str, Query(description="x,y,z world mm (LPS)", max_length=100)],
+) -> Response:
+    """Axial, coronal and sagittal slices (64 mm, lung window) through a point of a scan."""
+    center = parse_triple(center_xyz, "center_xyz")
+    if center is None:
+        raise InputError("center_xyz is required (x,y,z in mm)")
+    source = retriever.open_series(series_uid)
+    png = preview_png(source, (center[0], center[1], center[2]))
+    return Response(png, media_type="image/png")
+
+
+@router.get("/map", response_model=MapOut)
+def catalogue_map(retriever: RetrieverDep) -> MapOut:
+    """Every nodule's position on the catalogue's 2-D map (t-SNE computed at build time)."""
+    return retriever.map_points()
