@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import torch
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
@@ -111,6 +112,7 @@ class Retriever:
         max_k: int,
         faiss_threads: int = 1,
         sources: OpenSources | None = None,
+        torch_threads: int = 1,
     ) -> None:
         self.embedder = embedder
         self.catalog = catalog
@@ -118,6 +120,7 @@ class Retriever:
         self.sources = sources or OpenSources(capacity=0)
         self.max_k = max_k
         self.faiss_threads = faiss_threads
+        self.torch_threads = torch_threads
         # A catalogue version never changes once published, so its rows can be kept: a query
         # then costs no SQL at all for the neighbours it has seen before.
         self._rows_cache: OrderedDict[int, _Row] = OrderedDict()
@@ -218,6 +221,9 @@ class Retriever:
         set_search_threads(self.faiss_threads)
         while True:
             scores, ids = self.catalog.search(vector[None].astype(np.float32), max(fetch, 1))
+            # torch's oneDNN and FAISS share one OpenMP runtime, so FAISS's setting just became
+            # torch's too in this thread: give torch its own count back.
+            torch.set_num_threads(self.torch_threads)
             pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
             rows = self._rows([i for i, _ in pairs])
             out = [

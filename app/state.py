@@ -72,6 +72,7 @@ def load_retriever(
         locator or SeriesLocator(settings.data_dir, settings.dicom_rescan_s),
         settings.max_k,
         faiss_threads=settings.faiss_threads,
+        torch_threads=settings.torch_threads,
         sources=sources or OpenSources(settings.open_volumes),
     )
     logger.info(
