@@ -20,6 +20,7 @@ from app.routers import admin, health, nodules, scans, search, upload
 from app.settings import AppSettings
 from app.state import Serving, State
 from app.uploads import UploadLimitMiddleware, UploadParser
+from model.dicomweb import PacsUnavailableError, SeriesNotInPacsError
 from model.embedder import EmbeddingInputError
 from model.preprocessing import CoordinateOutsideVolumeError
 from model.uploads import UnsupportedUploadError, UploadContentError
@@ -73,7 +74,12 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     async def unsupported(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(status_code=415, content={"detail": str(exc)})
 
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=503, content={"detail": str(exc)})
+
     app.add_exception_handler(NotFoundError, not_found)
+    app.add_exception_handler(SeriesNotInPacsError, not_found)
+    app.add_exception_handler(PacsUnavailableError, unavailable)
     app.add_exception_handler(UnsupportedUploadError, unsupported)
     for error in (
         VolumeReadError,

@@ -19,6 +19,7 @@ import torch
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
+from app.errors import InputError
 from app.schemas import (
     Filters,
     LabelOut,
@@ -34,6 +35,7 @@ from app.schemas import (
     Vote,
 )
 from app.series import OpenSources, SeriesLocator
+from model.dicomweb import DicomwebSeriesSource, Pacs
 from model.embedder import Embedder
 from model.preprocessing import extract_patch
 from model.store.catalog import Catalog
@@ -113,6 +115,7 @@ class Retriever:
         faiss_threads: int = 1,
         sources: OpenSources | None = None,
         torch_threads: int = 1,
+        pacs: Pacs | None = None,
     ) -> None:
         self.embedder = embedder
         self.catalog = catalog
@@ -121,6 +124,7 @@ class Retriever:
         self.max_k = max_k
         self.faiss_threads = faiss_threads
         self.torch_threads = torch_threads
+        self.pacs = pacs
         # A catalogue version never changes once published, so its rows can be kept: a query
         # then costs no SQL at all for the neighbours it has seen before.
         self._rows_cache: OrderedDict[int, _Row] = OrderedDict()
@@ -134,12 +138,23 @@ class Retriever:
         """Model and index agree (the index was built with this model)."""
         return self.embedder.card.fingerprint == self.catalog.model_fingerprint
 
-    def open_series(self, series_uid: str) -> VolumeSource:
-        """The stored CT of a series, for region reads.
+    def open_series(self, series_uid: str, study_uid: str | None = None) -> VolumeSource:
+        """The CT of a series, for region reads.
+
+        With ``study_uid`` the series is read from the configured PACS. Without, from the path the
+        catalogue recorded, then the data root, then (when one is configured) the PACS.
 
         Raises:
-            NotFoundError: the series is neither in the catalogue nor under the data root.
+            NotFoundError: the series is nowhere to be found.
+            InputError: a study UID without a configured PACS.
+            SeriesNotInPacsError / PacsUnavailableError: from the PACS.
         """
+        if study_uid is not None:
+            if self.pacs is None:
+                raise InputError(
+                    "study_uid names a PACS study, but no PACS is configured (NODULE_DICOMWEB_URL)"
+                )
+            return DicomwebSeriesSource(self.pacs, study_uid, series_uid)
         if series_uid in self._scan_paths:
             path = self._scan_paths[series_uid]
         else:
@@ -153,9 +168,11 @@ class Retriever:
                     self._scan_paths[series_uid] = path
         if path is None or not path.exists():
             path = self.locator.find(series_uid)
-        if path is None:
-            raise NotFoundError(f"series {series_uid} is not a stored CT")
-        return self.sources.open(path, series_uid if path.is_dir() else None)
+        if path is not None:
+            return self.sources.open(path, series_uid if path.is_dir() else None)
+        if self.pacs is not None:
+            return DicomwebSeriesSource(self.pacs, None, series_uid)
+        raise NotFoundError(f"series {series_uid} is not a stored CT")
 
     def embed_point(
         self, source: VolumeSource, center_xyz: tuple[float, float, float]
@@ -252,10 +269,15 @@ class Retriever:
         )
 
     def search_coordinate(
-        self, series_uid: str, center_xyz: tuple[float, float, float], k: int, filters: Filters
+        self,
+        series_uid: str,
+        center_xyz: tuple[float, float, float],
+        k: int,
+        filters: Filters,
+        study_uid: str | None = None,
     ) -> SearchResponse:
-        """Search by a world point in a stored CT series."""
-        source = self.open_series(series_uid)
+        """Search by a world point in a stored CT series (or one in the PACS)."""
+        source = self.open_series(series_uid, study_uid)
         vector = self.embed_point(source, center_xyz)
         index_zyx = tuple(float(v) for v in source.geometry.world_to_index_zyx(center_xyz))
         return self.respond(

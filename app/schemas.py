@@ -26,6 +26,13 @@ class CoordinateQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     series_uid: str = Field(min_length=1, max_length=128)
+    study_uid: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="with a configured PACS (NODULE_DICOMWEB_URL): read the series from the "
+        "PACS over DICOMweb",
+    )
     center_xyz: XYZ = Field(description="world mm, ITK/LPS frame (LUNA16 coordX, coordY, coordZ)")
     k: int = Field(default=5, ge=1)
     filters: Filters = Filters()

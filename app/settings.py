@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from model.dicomweb import PacsConfig
+
 
 class AppSettings(BaseSettings):
     """Service settings; ``create_app`` takes an instance, tests pass their own.
@@ -20,6 +22,10 @@ class AppSettings(BaseSettings):
             folder layout (found by their SeriesInstanceUID headers).
         dicom_rescan_s: a miss rebuilds the DICOM header lookup at most this often.
         open_volumes: opened stored CTs kept for repeated queries.
+        dicomweb_url: a PACS's DICOMweb root; coordinate queries with a ``study_uid`` (and series
+            found nowhere else) are read from it. Credentials: ``dicomweb_user`` and
+            ``dicomweb_password`` (basic) or ``dicomweb_token`` (bearer); never logged.
+        dicomweb_timeout_s / dicomweb_max_attempts: per request; 429/503/504 are retried.
         log_hash_key: key of the hash that stands for series/study UIDs in logs (default: a
             key made per process, so hashes match only within one run).
         device: where the network runs.
@@ -41,6 +47,12 @@ class AppSettings(BaseSettings):
     parser_timeout_s: float = Field(default=60.0, gt=0)
     api_key: SecretStr | None = None
     log_hash_key: SecretStr | None = None
+    dicomweb_url: str | None = None
+    dicomweb_user: str | None = None
+    dicomweb_password: SecretStr | None = None
+    dicomweb_token: SecretStr | None = None
+    dicomweb_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    dicomweb_max_attempts: int = Field(default=2, ge=1, le=10)
     max_k: int = Field(default=50, ge=1, le=1000)
     torch_threads: int = Field(default=1, ge=1, le=256)
     faiss_threads: int = Field(default=1, ge=1, le=256)
@@ -48,8 +60,27 @@ class AppSettings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "info"
 
-    @field_validator("api_key", "log_hash_key")
+    @field_validator("api_key", "log_hash_key", "dicomweb_password", "dicomweb_token")
     @classmethod
     def _empty_key_is_none(cls, value: SecretStr | None) -> SecretStr | None:
         # compose passes NODULE_API_KEY="" when unset: that must disable admin, not open it.
         return value if value is not None and value.get_secret_value().strip() else None
+
+    @field_validator("dicomweb_url")
+    @classmethod
+    def _empty_url_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    def pacs_config(self) -> PacsConfig | None:
+        """The PACS to read from, or None when none is configured."""
+        if self.dicomweb_url is None:
+            return None
+        password, token = self.dicomweb_password, self.dicomweb_token
+        return PacsConfig(
+            url=self.dicomweb_url,
+            user=self.dicomweb_user,
+            password=password.get_secret_value() if password else None,
+            token=token.get_secret_value() if token else None,
+            timeout_s=self.dicomweb_timeout_s,
+            max_attempts=self.dicomweb_max_attempts,
+        )

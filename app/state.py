@@ -14,6 +14,7 @@ from app.retrieval import Retriever
 from app.series import OpenSources, SeriesLocator
 from app.settings import AppSettings
 from app.uploads import UploadParser
+from model.dicomweb import Pacs
 from model.embedder import Embedder
 from model.store.catalog import Catalog
 from model.store.vector_index import set_search_threads
@@ -34,15 +35,17 @@ class Serving:
         # Shared by every version served: where stored CTs lie does not change with the index.
         self.locator = SeriesLocator(settings.data_dir, settings.dicom_rescan_s)
         self.sources = OpenSources(settings.open_volumes)
+        pacs = settings.pacs_config()
+        self.pacs = Pacs(pacs) if pacs is not None else None
         key = settings.log_hash_key
         self.hash_uid = UidHasher(key.get_secret_value().encode() if key is not None else None)
-        self.current = load_retriever(settings, self.locator, self.sources)
+        self.current = load_retriever(settings, self.locator, self.sources, self.pacs)
         self._lock = threading.Lock()
 
     def reload(self) -> Retriever:
         """Open the version ``CURRENT`` names now and start serving it."""
         with self._lock:
-            fresh = load_retriever(self.settings, self.locator, self.sources)
+            fresh = load_retriever(self.settings, self.locator, self.sources, self.pacs)
             self.current = fresh
             return fresh
 
@@ -59,6 +62,7 @@ def load_retriever(
     settings: AppSettings,
     locator: SeriesLocator | None = None,
     sources: OpenSources | None = None,
+    pacs: Pacs | None = None,
 ) -> Retriever:
     """Open the current catalogue version and its model (or the configured one)."""
     torch.set_num_threads(settings.torch_threads)
@@ -74,6 +78,7 @@ def load_retriever(
         faiss_threads=settings.faiss_threads,
         torch_threads=settings.torch_threads,
         sources=sources or OpenSources(settings.open_volumes),
+        pacs=pacs,
     )
     logger.info(
         "serving catalogue %s (%s nodules), model %s, ready=%s",

@@ -46,6 +46,7 @@ class SliceHeader:
     """The geometry-relevant header fields of one DICOM image file (no patient data)."""
 
     path: Path
+    """The file, or for slices of a DICOMweb server the SOP Instance UID (as a name)."""
     series_uid: str
     modality: str
     is_localizer: bool
@@ -74,6 +75,18 @@ def _read_header(path: Path) -> SliceHeader | None:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
     except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError):
         return None
+    return header_from_dataset(ds, path)
+
+
+def header_from_dataset(ds: Dataset, path: Path) -> SliceHeader | None:
+    """The slice header of a parsed dataset (a file's, or DICOMweb metadata).
+
+    None when it is not an image; ``path`` names the slice in messages (a file, or a SOP
+    Instance UID).
+
+    Raises:
+        VolumeReadError: a CT image without position/orientation, or malformed spacing.
+    """
     if "SeriesInstanceUID" not in ds or "Rows" not in ds or "Columns" not in ds:
         return None  # DICOMDIR, structured reports, presentation states, ...
     image_type = {str(v).upper() for v in ds.get("ImageType", [])}
@@ -158,12 +171,15 @@ def _check_consistent(headers: Sequence[SliceHeader], name: str) -> None:
 
 
 @dataclass(frozen=True)
-class _Layout:
+class SeriesLayout:
+    """The slices of a series sorted along the normal, and the volume geometry they make."""
+
     headers: list[SliceHeader]
     geometry: Geometry
 
 
-def _layout(headers: list[SliceHeader], name: str) -> _Layout:
+def layout_series(headers: list[SliceHeader], name: str) -> SeriesLayout:
+    """Sort the slices along the normal and derive the geometry; refuse gaps and mixtures."""
     if len(headers) < 2:
         raise VolumeReadError(f"{name}: a CT volume needs at least 2 slices, found {len(headers)}")
     _check_consistent(headers, name)
@@ -209,7 +225,7 @@ def _layout(headers: list[SliceHeader], name: str) -> _Layout:
         )
     except GeometryError as e:
         raise VolumeReadError(f"{name}: {e}") from None
-    return _Layout(headers=order, geometry=geometry)
+    return SeriesLayout(headers=order, geometry=geometry)
 
 
 class DicomSeriesSource:
@@ -226,7 +242,7 @@ class DicomSeriesSource:
                 raise VolumeReadError(f"{folder.name}: series {series_uid} is not a CT series")
         else:
             headers = pick_ct_series(series, folder.name)
-        self._layout = _layout(headers, folder.name)
+        self._layout = layout_series(headers, folder.name)
         self.series_uid = headers[0].series_uid
 
     @property

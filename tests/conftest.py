@@ -19,6 +19,7 @@ from model.checkpoint import save_model
 from model.labels import CHARACTERISTICS
 from model.network import NetworkConfig, NoduleNet
 from model.preprocessing import PatchSpec
+from tests.orthanc import Orthanc
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -190,3 +191,22 @@ def app_index(synth_set: Path, app_model: Path, tmp_path_factory: pytest.TempPat
     args = ["build", "--data", str(synth_set), "--model", str(app_model), "--index", str(index)]
     assert nodule_index([*args, "--no-progress", "--workers", "1"]) == 0
     return index
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+    """A running Orthanc (DICOMweb) for the session; tests that stop it must start it again."""
+    server = Orthanc(tmp_path_factory.mktemp("orthanc"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def pacs_lidc(orthanc: Orthanc, real_series: RealSeries) -> tuple[str, str, Path]:
+    """LIDC-IDRI-0001 stored in the test PACS: (study UID, series UID, its local folder)."""
+    folder = real_series["LIDC-IDRI-0001"]
+    study, series = orthanc.store(folder)
+    return study, series, folder

@@ -17,24 +17,28 @@ router = APIRouter(prefix="/v1/search", tags=["search"])
 @router.post(
     "/coordinate",
     response_model=SearchResponse,
-    responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+    responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
 )
 def search_coordinate(
     query: CoordinateQuery, retriever: RetrieverDep, hash_uid: UidHasherDep
 ) -> SearchResponse:
-    """Similar nodules to the one at ``center_xyz`` (world mm, LPS) in stored series ``series_uid``.
+    """Similar nodules to the one at ``center_xyz`` (world mm, LPS) in series ``series_uid``.
+
+    With ``study_uid`` the series is read from the configured PACS over DICOMweb (only the slices
+    the patch needs); a series not in the PACS is a 404, an unreachable PACS a 503.
 
     A plain ``def``: reading, the network and FAISS are CPU-bound and run in the threadpool.
     """
     started = time.perf_counter()
     try:
         response = retriever.search_coordinate(
-            query.series_uid, query.center_xyz, query.k, query.filters
+            query.series_uid, query.center_xyz, query.k, query.filters, query.study_uid
         )
     except Exception as error:
         logger.info(
-            "coordinate search on series %s refused: %s",
+            "coordinate search on series %s (study %s) refused: %s",
             hash_uid(query.series_uid),
+            hash_uid(query.study_uid),
             type(error).__name__,
         )
         raise
