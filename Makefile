@@ -11,7 +11,7 @@ REPORT ?= reports/demo
 # README ("GPU install") for a CUDA machine.
 TORCH  ?= torch==2.13.0
 
-.PHONY: venv demo serve test lint browser clean
+.PHONY: venv demo serve test lint system-deps clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,14 +45,22 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# The viewer's end-to-end test drives Debian's Chromium through Playwright (nothing downloads a
-# browser); install the package when it is missing (root, or sudo).
-browser:
-	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
-		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+# System packages the tests drive for real: Debian's Chromium (the viewer's end-to-end test,
+# through Playwright; nothing downloads a browser) and Orthanc with its DICOMweb plugin (the PACS
+# tests). Installed when missing (root, or sudo).
+SYSTEM_PACKAGES := chromium orthanc orthanc-dicomweb
 
-test: lint browser
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing="$$missing chromium"; \
+	[ -x /usr/sbin/Orthanc ] || missing="$$missing orthanc"; \
+	[ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing="$$missing orthanc-dicomweb"; \
+	if [ -n "$$missing" ]; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+test: lint system-deps
 	$(BIN)/python -m pytest
 
 clean:

@@ -35,7 +35,7 @@ from app.schemas import (
     Vote,
 )
 from app.series import OpenSources, SeriesLocator
-from model.dicomweb import DicomwebSeriesSource, Pacs
+from model.dicomweb import DicomwebSeriesSource, Pacs, parse_pacs_address
 from model.embedder import Embedder
 from model.preprocessing import extract_patch
 from model.store.catalog import Catalog
@@ -166,6 +166,9 @@ class Retriever:
             if path is not None:  # unknown UIDs are not remembered: they are unbounded
                 with self._cache_lock:
                     self._scan_paths[series_uid] = path
+        address = parse_pacs_address(str(path)) if path is not None else None
+        if address is not None and self.pacs is not None:
+            return DicomwebSeriesSource(self.pacs, address[0], address[1])
         if path is None or not path.exists():
             path = self.locator.find(series_uid)
         if path is not None:

@@ -66,9 +66,10 @@ class AppSettings(BaseSettings):
         # compose passes NODULE_API_KEY="" when unset: that must disable admin, not open it.
         return value if value is not None and value.get_secret_value().strip() else None
 
-    @field_validator("dicomweb_url")
+    @field_validator("dicomweb_url", "dicomweb_user")
     @classmethod
-    def _empty_url_is_none(cls, value: str | None) -> str | None:
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        # compose passes "" for unset variables: that means "none", not an empty user.
         return value.strip() or None if value is not None else None
 
     def pacs_config(self) -> PacsConfig | None:

@@ -15,8 +15,15 @@ import numpy as np
 import numpy.typing as npt
 
 from model.ct import open_volume
+from model.dicomweb import (
+    DicomwebSeriesSource,
+    Pacs,
+    PacsConfig,
+    PacsError,
+    parse_pacs_address,
+)
 from model.preprocessing import CoordinateOutsideVolumeError, PatchSpec, extract_patch
-from model.volume import VolumeReadError
+from model.volume import VolumeReadError, VolumeSource
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,22 @@ class ScanJob:
     path: Path
     centers_xyz: Sequence[tuple[float, float, float]]
     spec: PatchSpec
+    pacs: PacsConfig | None = None
+    """Where ``dicomweb:`` paths are read from (each worker opens its own connection)."""
+
+
+def open_scan(path: Path | str, pacs: PacsConfig | None = None) -> VolumeSource:
+    """A scan for region reads: a file or DICOM folder, or a ``dicomweb:`` series of ``pacs``.
+
+    Raises:
+        VolumeReadError: unreadable, or a ``dicomweb:`` address without a PACS.
+    """
+    address = parse_pacs_address(str(path))
+    if address is None:
+        return open_volume(Path(path))
+    if pacs is None:
+        raise VolumeReadError(f"{path}: a PACS series, but no PACS is configured")
+    return DicomwebSeriesSource(Pacs(pacs), address[0], address[1])
 
 
 @dataclass(frozen=True)
@@ -41,9 +64,9 @@ class ScanPatches:
 def cut_scan(job: ScanJob) -> ScanPatches:
     """Open the scan once and cut all its patches (runs in a worker process)."""
     try:
-        source = open_volume(job.path)
+        source = open_scan(job.path, job.pacs)
         patches = np.stack([extract_patch(source, c, job.spec) for c in job.centers_xyz])
-    except (VolumeReadError, CoordinateOutsideVolumeError, ValueError, OSError) as e:
+    except (VolumeReadError, CoordinateOutsideVolumeError, PacsError, ValueError, OSError) as e:
         return ScanPatches(job.key, None, f"{type(e).__name__}: {e}")
     return ScanPatches(job.key, patches, None)
 

@@ -24,6 +24,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,23 @@ for _noisy in ("dicomweb_client", "urllib3"):
 #: cost on our side (Orthanc refuses dicomweb-client's default frame media type).
 FRAME_MEDIA_TYPES = (("application/octet-stream", "1.2.840.10008.1.2.1"),)
 _PIXEL_TAGS = ("Rows", "Columns", "BitsAllocated", "PixelRepresentation")
+
+
+#: How a catalogue records a scan read from a PACS: ``dicomweb:<study UID>/<series UID>``.
+ADDRESS_PREFIX = "dicomweb:"
+
+
+def pacs_address(study_uid: str, series_uid: str) -> str:
+    """The catalogue's ``source_path`` of a series held by a PACS."""
+    return f"{ADDRESS_PREFIX}{study_uid}/{series_uid}"
+
+
+def parse_pacs_address(text: str) -> tuple[str, str] | None:
+    """(study UID, series UID) of a ``dicomweb:`` address, or None for file paths."""
+    if not text.startswith(ADDRESS_PREFIX):
+        return None
+    study, _, series = text[len(ADDRESS_PREFIX) :].partition("/")
+    return (study, series) if study and series else None
 
 
 class PacsError(RuntimeError):
@@ -75,6 +93,7 @@ class PacsConfig:
         max_attempts: tries per request on 429/503/504 answers (exponential back-off from
             ``backoff_ms``); connection errors and timeouts are not retried.
         metadata_cache: series whose metadata is kept.
+        parallel_frames: frame requests of one read in flight at once.
     """
 
     url: str
@@ -85,6 +104,8 @@ class PacsConfig:
     max_attempts: int = 2
     backoff_ms: int = 200
     metadata_cache: int = 32
+    parallel_frames: int = 4
+    """Frame requests in flight at once for one patch (a PACS answers them concurrently)."""
 
     def __repr__(self) -> str:
         # Never print a credential, even by accident in a traceback or a log line.
@@ -130,6 +151,7 @@ class Pacs:
             session.auth = (config.user, config.password or "")
         # Servers gzip single frames unless told otherwise (Orthanc: ~10x slower).
         session.headers["Accept-Encoding"] = "identity"
+        self.session = session
         self.client = DICOMwebClient(
             config.url.rstrip("/"), session=session, timeout=config.timeout_s
         )
@@ -144,7 +166,8 @@ class Pacs:
         """Requests sent (for tests and benchmarks: only the needed frames are fetched)."""
 
     def _call(self, what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
-        self.requests += 1
+        with self._lock:
+            self.requests += 1
         try:
             return function(*args, **kwargs)
         except RetryError:
@@ -305,6 +328,10 @@ class DicomwebSeriesSource:
         check_box(self.geometry, start_zyx, stop_zyx)
         (z0, y0, x0), (z1, y1, x1) = (int(v) for v in start_zyx), (int(v) for v in stop_zyx)
         out = np.empty((z1 - z0, y1 - y0, x1 - x0), dtype=np.float32)
-        for k, header in enumerate(self.metadata.layout.headers[z0:z1]):
-            out[k] = self.pacs.frame_hu(self.metadata, header)[y0:y1, x0:x1]
+        headers = self.metadata.layout.headers[z0:z1]
+        workers = max(1, min(self.pacs.config.parallel_frames, len(headers)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            slices = pool.map(lambda h: self.pacs.frame_hu(self.metadata, h), headers)
+            for k, hu in enumerate(slices):
+                out[k] = hu[y0:y1, x0:x1]
         return out

@@ -31,9 +31,9 @@ from tqdm import tqdm
 
 from indexer import failpoints
 from indexer.maps import embedding_map
-from indexer.patches import ScanJob, iter_scan_patches
+from indexer.patches import ScanJob, iter_scan_patches, open_scan
 from indexer.version import code_version
-from model.ct import open_volume
+from model.dicomweb import PacsConfig, parse_pacs_address
 from model.embedder import Embedder
 from model.geometry import Geometry
 from model.labels import CHARACTERISTICS, DerivedLabel, Read
@@ -156,11 +156,12 @@ def _embed_missing(
     workers: int,
     on_error: OnError,
     progress: bool,
+    pacs: PacsConfig | None = None,
 ) -> tuple[int, list[dict[str, str]]]:
     """Cut and embed the nodules without a vector; returns (count, failed scans)."""
     spec = embedder.card.preprocessing
     jobs = [
-        ScanJob(uid, scans[uid].path, [n.center_xyz for n in nodes], spec)
+        ScanJob(uid, scans[uid].path, [n.center_xyz for n in nodes], spec, pacs)
         for uid, nodes in sorted(todo.items())
     ]
     failed: list[dict[str, str]] = []
@@ -201,6 +202,7 @@ def _write_catalog(
     nodes: Sequence[NoduleEntry],
     build_row: dict[str, Any],
     map_xy: npt.NDArray[np.float64] | None,
+    pacs: PacsConfig | None = None,
 ) -> None:
     engine = sqlite_engine(path, readonly=False)
     try:
@@ -209,8 +211,13 @@ def _write_catalog(
             scan_ids: dict[str, int] = {}
             for i, uid in enumerate(sorted({n.series_uid for n in nodes})):
                 entry = scans[uid]
-                g = entry.geometry or open_volume(entry.path).geometry
-                kind = "dicom" if entry.path.is_dir() else entry.path.suffix.lstrip(".").lower()
+                g = entry.geometry or open_scan(entry.path, pacs).geometry
+                if parse_pacs_address(str(entry.path)) is not None:
+                    kind = "dicomweb"
+                elif entry.path.is_dir():
+                    kind = "dicom"
+                else:
+                    kind = entry.path.suffix.lstrip(".").lower()
                 session.add(
                     Scan(
                         id=i + 1,
@@ -291,8 +298,11 @@ def build_catalog(
     on_error: OnError = "fail",
     device: str = "auto",
     progress: bool = True,
+    pacs: PacsConfig | None = None,
 ) -> BuildResult:
     """Write, verify and publish a new catalogue version of ``nodes``.
+
+    Scans whose path is a ``dicomweb:`` address are read from ``pacs``.
 
     Raises:
         BuildLockedError: another build runs on ``index_dir``.
@@ -319,7 +329,7 @@ def build_catalog(
                 next_id += 1
                 todo[n.series_uid].append(n)
         t_embed = time.perf_counter()
-        embedded, failed = _embed_missing(embedder, scans, todo, workers, on_error, progress)
+        embedded, failed = _embed_missing(embedder, scans, todo, workers, on_error, progress, pacs)
         embed_s = time.perf_counter() - t_embed
         kept = [n for n in nodes if n.vector is not None]
         if not kept:
@@ -359,7 +369,9 @@ def build_catalog(
             t_map = time.perf_counter()
             map_xy = embedding_map(vectors)
             timings["map_s"] = time.perf_counter() - t_map
-            _write_catalog(folder / CATALOG_FILE, version, parent, scans, kept, build_row, map_xy)
+            _write_catalog(
+                folder / CATALOG_FILE, version, parent, scans, kept, build_row, map_xy, pacs
+            )
             manifest = {
                 "version": version,
                 "parent_version": parent,

@@ -20,9 +20,10 @@ from indexer.build.builder import (
     build_catalog,
     rollback,
 )
-from indexer.build.sources import collect_current, collect_data
+from indexer.build.sources import collect_current, collect_data, collect_pacs
 from indexer.labels.errors import LabelSourceError
 from indexer.luna import LunaLayoutError
+from indexer.settings import IndexerSettings
 from indexer.train.samples import data_fingerprint
 from model.card import CardError, read_card
 from model.labels import LabelRule
@@ -53,7 +54,20 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         p.add_argument("--no-progress", action="store_true")
 
     b = sub.add_parser("build", help="embed every annotated nodule into a new catalogue version")
-    b.add_argument("--data", type=Path, required=True, help="LUNA16-layout folder")
+    where = b.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data", type=Path, help="LUNA16-layout folder")
+    where.add_argument(
+        "--series-list",
+        type=Path,
+        help="CSV of PACS series and nodules (study_uid, series_uid, coordX, coordY, coordZ, "
+        "diameter_mm[, patient_id]) read over DICOMweb from --dicomweb-url",
+    )
+    b.add_argument(
+        "--dicomweb-url",
+        default=None,
+        help="the PACS's DICOMweb root (credentials from NODULE_DICOMWEB_USER/_PASSWORD or "
+        "NODULE_DICOMWEB_TOKEN, never on the command line)",
+    )
     b.add_argument("--model", type=Path, required=True, help="MODEL_DIR (card.json, weights.pt)")
     b.add_argument(
         "--labels", type=Path, default=None, help="labels.csv from `nodule-index labels`"
@@ -95,7 +109,18 @@ def _log_result(result: BuildResult) -> None:
 def run_build(args: argparse.Namespace) -> int:
     """``build`` and ``add``."""
     try:
-        if args.command == "build":
+        pacs = None
+        if args.command == "build" and args.series_list is not None:
+            if not args.dicomweb_url:
+                logger.error("--series-list needs --dicomweb-url (the PACS to read from)")
+                return EXIT_BAD_INPUT
+            pacs = IndexerSettings().pacs_config(args.dicomweb_url)
+            scans, nodes = collect_pacs(args.series_list, args.labels)
+            model_dir = args.model
+            fingerprint = hashlib.sha256(
+                args.dicomweb_url.encode() + args.series_list.read_bytes()
+            ).hexdigest()
+        elif args.command == "build":
             scans, nodes = collect_data(args.data, args.labels, LabelRule())
             model_dir = args.model
             fingerprint = data_fingerprint(args.data)
@@ -134,6 +159,7 @@ def run_build(args: argparse.Namespace) -> int:
             on_error=args.on_error,
             device=args.device,
             progress=not args.no_progress,
+            pacs=pacs,
         )
     except BuildLockedError as e:
         logger.error("%s", e)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 from pathlib import Path
 
@@ -13,10 +14,12 @@ from indexer.labels.build import label_nodules_with_reads, read_labels
 from indexer.labels.synthetic_reads import READS_FILE, read_synthetic_reads
 from indexer.luna import LunaLayoutError, find_series, read_annotations
 from indexer.train.samples import load_patients
+from model.dicomweb import check_uid, pacs_address
 from model.geometry import Geometry
 from model.labels import CHARACTERISTICS, Characteristics, DerivedLabel, LabelRule, Read, ReadKind
 from model.store.catalog import Catalog
 from model.store.tables import Nodule, Scan
+from model.volume import VolumeReadError
 
 logger = logging.getLogger(__name__)
 
@@ -139,3 +142,55 @@ def collect_current(
         return scans, nodes, catalog.manifest
     finally:
         catalog.close()
+
+
+#: Columns of a PACS series list (``build --series-list``); ``patient_id`` is optional.
+SERIES_LIST_COLUMNS = ("study_uid", "series_uid", "coordX", "coordY", "coordZ", "diameter_mm")
+
+
+def collect_pacs(
+    series_list: Path, labels_csv: Path | None
+) -> tuple[dict[str, ScanEntry], list[NoduleEntry]]:
+    """Scans (``dicomweb:`` addresses) and nodules of a CSV listing PACS series and points.
+
+    One row per nodule: ``study_uid, series_uid, coordX, coordY, coordZ`` (world mm, LPS, as
+    LUNA16), ``diameter_mm`` and optionally ``patient_id``. Labels come from ``labels_csv``
+    (matched on series UID and centre, as for folders).
+
+    Raises:
+        LunaLayoutError: the file is missing, lacks a column, or holds a malformed row.
+    """
+    try:
+        with series_list.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in SERIES_LIST_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise LunaLayoutError(f"{series_list}: missing column(s) {', '.join(missing)}")
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError) as e:
+        raise LunaLayoutError(f"{series_list}: cannot be read ({type(e).__name__})") from None
+    scans: dict[str, ScanEntry] = {}
+    nodes: list[NoduleEntry] = []
+    for line, row in enumerate(rows, start=2):
+        try:
+            study, series = (
+                check_uid(row["study_uid"], "study_uid"),
+                check_uid(row["series_uid"], "series_uid"),
+            )
+            center = (float(row["coordX"]), float(row["coordY"]), float(row["coordZ"]))
+            diameter = float(row["diameter_mm"] or 0.0)
+        except (VolumeReadError, ValueError) as e:
+            raise LunaLayoutError(f"{series_list}, line {line}: {e}") from None
+        patient = (row.get("patient_id") or "").strip() or None
+        scans.setdefault(series, ScanEntry(series, Path(pacs_address(study, series)), patient))
+        nodes.append(NoduleEntry(series, center, diameter, f"pacs:{series_list.name}"))
+    if not nodes:
+        raise LunaLayoutError(f"{series_list}: no rows; nothing to index")
+    if labels_csv is not None:
+        by_key = {_key(n.series_uid, n.center_xyz): n for n in read_labels(labels_csv)}
+        for node in nodes:
+            found = by_key.get(_key(node.series_uid, node.center_xyz))
+            if found is not None:
+                node.label = found.label
+                node.ratings_only = found.label.ratings
+    return scans, nodes
