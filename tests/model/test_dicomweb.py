@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -99,3 +100,24 @@ def test_unreachable_pacs_and_bad_credentials(orthanc: Orthanc) -> None:
         Pacs(wrong).find_study("1.2.3")
     assert "not-the-password" not in str(caught.value)
     assert "not-the-password" not in repr(wrong)
+
+
+def test_geometry_missing_from_series_metadata_is_fetched_from_the_instances(
+    orthanc: Orthanc, pacs_lidc: tuple[str, str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some servers leave position/orientation out of series metadata; instances have them."""
+    study, series, folder = pacs_lidc
+    pacs = _pacs(orthanc)
+    original = pacs.client.retrieve_series_metadata
+
+    def stripped(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = original(*args, **kwargs)
+        for item in items[:5]:  # five slices lose their geometry
+            for tag in ("00200032", "00200037"):  # ImagePositionPatient, ImageOrientationPatient
+                item.pop(tag, None)
+        return items
+
+    monkeypatch.setattr(pacs.client, "retrieve_series_metadata", stripped)
+    source = DicomwebSeriesSource(pacs, study, series)
+    assert source.geometry == DicomSeriesSource(folder).geometry
+    assert pacs.requests == 1 + 5  # the series metadata, then one instance metadata per gap
