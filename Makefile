@@ -18,7 +18,8 @@ $(BIN)/.installed: pyproject.toml
 	# pip >= 25.1 understands [dependency-groups] (--group dev).
 	$(BIN)/pip install --quiet --upgrade "pip>=25.1"
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e . --group dev
+	# The ray extra too: its executor is tested for real (the core install stays without it).
+	$(BIN)/pip install --quiet -e ".[ray]" --group dev
 	touch $@
 
 venv: $(BIN)/.installed

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +34,9 @@ from indexer.maps import embedding_map
 from indexer.patches import ScanJob, iter_scan_patches, open_scan
 from indexer.version import code_version
 from model.dicomweb import PacsConfig, parse_pacs_address
+
+if TYPE_CHECKING:
+    from indexer.build.ray_executor import RayOptions
 from model.embedder import Embedder
 from model.geometry import Geometry
 from model.labels import CHARACTERISTICS, DerivedLabel, Read
@@ -299,10 +302,14 @@ def build_catalog(
     device: str = "auto",
     progress: bool = True,
     pacs: PacsConfig | None = None,
+    ray: RayOptions | None = None,
+    max_failed_scans: int | None = None,
 ) -> BuildResult:
     """Write, verify and publish a new catalogue version of ``nodes``.
 
-    Scans whose path is a ``dicomweb:`` address are read from ``pacs``.
+    Scans whose path is a ``dicomweb:`` address are read from ``pacs``. With ``ray`` the nodules
+    are embedded on a Ray cluster (``indexer.build.ray_executor``), else by local processes.
+    ``max_failed_scans``: with ``on_error="skip"``, more failures than this fail the build.
 
     Raises:
         BuildLockedError: another build runs on ``index_dir``.
@@ -329,7 +336,30 @@ def build_catalog(
                 next_id += 1
                 todo[n.series_uid].append(n)
         t_embed = time.perf_counter()
-        embedded, failed = _embed_missing(embedder, scans, todo, workers, on_error, progress, pacs)
+        work: Path | None = None
+        if ray is not None:
+            from indexer.build.ray_executor import embed_with_ray
+
+            embedded, failed, work = embed_with_ray(
+                index_dir=index_dir,
+                model_dir=model_dir,
+                embedder=embedder,
+                scans=scans,
+                todo=todo,
+                device=device,
+                options=ray,
+                pacs=pacs,
+                progress=progress,
+            )
+        else:
+            embedded, failed = _embed_missing(
+                embedder, scans, todo, workers, on_error, progress, pacs
+            )
+            if max_failed_scans is not None and len(failed) > max_failed_scans:
+                raise BuildError(
+                    f"{len(failed)} scans failed, more than --max-failed-scans "
+                    f"{max_failed_scans}; nothing was published"
+                )
         embed_s = time.perf_counter() - t_embed
         kept = [n for n in nodes if n.vector is not None]
         if not kept:
@@ -407,6 +437,8 @@ def build_catalog(
             # Never leave a half version behind that could be mistaken for a complete one.
             shutil.rmtree(folder, ignore_errors=True)
             raise
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)  # published: the shards are done with
         pruned = layout.prune(keep)
         timings["total_s"] = time.perf_counter() - t0
         return BuildResult(

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from indexer.build.builder import (
     BuildError,
@@ -31,9 +32,26 @@ from model.store.catalog import verify_version
 from model.store.layout import IndexLayout, LayoutError
 from model.store.vector_index import INDEX_TYPES
 
+if TYPE_CHECKING:
+    from indexer.build.ray_executor import RayOptions
+
 logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_BAD_INPUT, EXIT_LOCKED = 0, 1, 2, 3
+
+
+def _actor_range(text: str) -> tuple[int, int]:
+    """``MIN[:MAX]`` -> (min, max) with 1 <= min <= max."""
+    low, _, high = text.partition(":")
+    try:
+        bounds = (int(low), int(high or low))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--embed-actors must be MIN[:MAX], got {text!r}"
+        ) from None
+    if not 1 <= bounds[0] <= bounds[1]:
+        raise argparse.ArgumentTypeError(f"--embed-actors needs 1 <= MIN <= MAX, got {text!r}")
+    return bounds
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -52,6 +70,44 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
             help="an unreadable scan fails the build (default) or is skipped and reported",
         )
         p.add_argument("--no-progress", action="store_true")
+        p.add_argument(
+            "--executor",
+            choices=("local", "ray"),
+            default="local",
+            help="local worker processes (default), or a Ray cluster (pip install '.[ray]')",
+        )
+        p.add_argument(
+            "--address",
+            default=None,
+            help="ray: 'auto' or HOST:PORT of a running cluster (default: start a local one)",
+        )
+        p.add_argument(
+            "--embed-actors",
+            type=_actor_range,
+            default=(1, 1),
+            help="ray: embed actor pool size MIN[:MAX] (default 1)",
+        )
+        p.add_argument(
+            "--gpus-per-actor", type=float, default=0.0, help="ray: GPUs per embed actor"
+        )
+        p.add_argument(
+            "--max-retries",
+            type=int,
+            default=2,
+            help="ray: retries of a crashed crop task / restarts of an embed actor (default 2)",
+        )
+        p.add_argument(
+            "--max-failed-scans",
+            type=int,
+            default=None,
+            help="more failed scans than this fail the build, nothing published (ray default "
+            "10; local: with --on-error skip, default unlimited)",
+        )
+        p.add_argument(
+            "--resume",
+            action="store_true",
+            help="ray: keep the scans an interrupted run of the same build finished",
+        )
 
     b = sub.add_parser("build", help="embed every annotated nodule into a new catalogue version")
     where = b.add_mutually_exclusive_group(required=True)
@@ -104,6 +160,21 @@ def _log_result(result: BuildResult) -> None:
     )
     for failure in result.failed_scans:
         logger.warning("  failed %s: %s", failure["series_uid"], failure["error"])
+
+
+def _ray_options(args: argparse.Namespace) -> RayOptions | None:
+    if args.executor != "ray":
+        return None
+    from indexer.build.ray_executor import RayOptions
+
+    return RayOptions(
+        address=args.address,
+        embed_actors=args.embed_actors,
+        gpus_per_actor=max(0.0, args.gpus_per_actor),
+        max_retries=max(0, args.max_retries),
+        max_failed_scans=10 if args.max_failed_scans is None else max(0, args.max_failed_scans),
+        resume=args.resume,
+    )
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -160,6 +231,8 @@ def run_build(args: argparse.Namespace) -> int:
             device=args.device,
             progress=not args.no_progress,
             pacs=pacs,
+            ray=_ray_options(args),
+            max_failed_scans=args.max_failed_scans,
         )
     except BuildLockedError as e:
         logger.error("%s", e)
