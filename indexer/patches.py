@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from indexer import failpoints
 from model.ct import open_volume
 from model.dicomweb import (
     DicomwebSeriesSource,
@@ -63,6 +64,7 @@ class ScanPatches:
 
 def cut_scan(job: ScanJob) -> ScanPatches:
     """Open the scan once and cut all its patches (runs in a worker process)."""
+    failpoints.crash_if(f"crop:{job.key}")  # tests: a reader that kills its process
     try:
         source = open_scan(job.path, job.pacs)
         patches = np.stack([extract_patch(source, c, job.spec) for c in job.centers_xyz])

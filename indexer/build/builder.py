@@ -17,6 +17,7 @@ import shutil
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -177,22 +178,30 @@ def _embed_missing(
         disable=None if progress else True,
     )
 
-    for result in iter_scan_patches(jobs, workers):
-        uid = result.key
-        if result.patches is None:
-            if on_error == "fail":
-                raise BuildError(
-                    f"scan {uid} cannot be read ({result.error}); nothing was published"
-                )
-            logger.warning("skipping scan %s: %s", uid, result.error)
-            failed.append({"series_uid": uid, "error": result.error or ""})
-            continue
-        vectors = embedder.embed_patches(result.patches)
-        for node, vector in zip(todo[uid], vectors, strict=True):
-            node.vector = vector
-        embedded += len(vectors)
-        bar.update(len(vectors))
-        failpoints.reached("embedding")
+    try:
+        for result in iter_scan_patches(jobs, workers):
+            uid = result.key
+            if result.patches is None:
+                if on_error == "fail":
+                    raise BuildError(
+                        f"scan {uid} cannot be read ({result.error}); nothing was published"
+                    )
+                logger.warning("skipping scan %s: %s", uid, result.error)
+                failed.append({"series_uid": uid, "error": result.error or ""})
+                continue
+            vectors = embedder.embed_patches(result.patches)
+            for node, vector in zip(todo[uid], vectors, strict=True):
+                node.vector = vector
+            embedded += len(vectors)
+            bar.update(len(vectors))
+            failpoints.reached("embedding")
+    except BrokenProcessPool:
+        # A reader that kills its process (segfault, OOM killer) breaks the pool: fail at once
+        # and say so, rather than hang as multiprocessing.Pool would.
+        raise BuildError(
+            "a worker process died while reading a scan (crash or out of memory); nothing was "
+            "published; --executor ray retries and skips such scans"
+        ) from None
     bar.close()
     return embedded, failed
 

@@ -84,7 +84,6 @@ def _crop(batch: dict[str, npt.NDArray[Any]], spec_json: str) -> dict[str, npt.N
     for key, path, centers, pacs in zip(
         batch["key"], batch["path"], batch["centers"], batch["pacs"], strict=True
     ):
-        failpoints.crash_if(f"crop:{key}")
         job = ScanJob(
             str(key),
             Path(str(path)),

@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -154,3 +155,16 @@ def test_resume_after_the_driver_died_redoes_only_unfinished_scans(
     assert found is not None
     assert len(finished) <= int(found.group(1)) < int(found.group(2))
     _assert_same_catalogue(index, app_index)
+
+
+def test_local_executor_fails_fast_when_a_reader_kills_its_worker(
+    synth_set: Path, app_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    poisoned = sorted(p.stem for p in synth_set.glob("subset*/*.mhd"))[1]
+    monkeypatch.setenv("NODULE_CRASHPOINT", f"crop:{poisoned}")
+    index = tmp_path / "index"
+    args = ["build", "--data", str(synth_set), "--model", str(app_model), "--index", str(index)]
+    started = time.monotonic()
+    assert nodule_index([*args, "--workers", "2", "--no-progress", "--device", "cpu"]) == 2
+    assert time.monotonic() - started < 60  # failed, not hung
+    assert IndexLayout(index).current() is None
