@@ -197,7 +197,12 @@ function renderResult(result, previewUrl) {
   if (previewUrl) { img.src = previewUrl; img.hidden = false; } else { img.hidden = true; }
   renderVote(result.vote);
   renderNeighbours(result.neighbors);
-  state.highlight = { query: q.nodule_id ?? null, neighbours: result.neighbors.map((n) => n.id) };
+  // A point query has no place of its own on the map; when its nearest neighbour is the very same
+  // nodule (similarity ~1), that catalogue nodule stands for the query.
+  let queryId = q.nodule_id ?? null;
+  const first = result.neighbors[0];
+  if (queryId === null && first && first.similarity > 0.9999) queryId = first.id;
+  state.highlight = { query: queryId, neighbours: result.neighbors.map((n) => n.id).filter((id) => id !== queryId) };
   drawMap();
 }
 

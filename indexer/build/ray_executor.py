@@ -27,6 +27,8 @@ import logging
 import os
 import shutil
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -222,18 +224,10 @@ def embed_with_ray(
     return embedded, failed, work
 
 
-def _run_pipeline(
-    pending: list[ScanJob],
-    spec: PatchSpec,
-    model_dir: Path,
-    device: str,
-    shards: Path,
-    options: RayOptions,
-    progress: bool,
-) -> dict[str, str]:
-    """Run crop -> embed over ``pending``; returns the Python-level errors by scan."""
+@contextmanager
+def _connected(options: RayOptions) -> Iterator[None]:
+    """Connected to the cluster (started locally without an address); disconnects if it joined."""
     import ray
-    import ray.data
 
     started = not ray.is_initialized()
     if started:
@@ -247,18 +241,32 @@ def _run_pipeline(
             runtime_env={"env_vars": env} if env else None,
         )
     try:
-        return _stream(pending, spec, model_dir, device, shards, options, progress)
+        yield
     finally:
         if started:
             ray.shutdown()
+
+
+def _run_pipeline(
+    pending: list[ScanJob],
+    spec: PatchSpec,
+    model_dir: Path,
+    device: str,
+    shards: Path,
+    options: RayOptions,
+    progress: bool,
+) -> dict[str, str]:
+    """Run crop -> embed over ``pending``; returns the Python-level errors by scan."""
+    with _connected(options):
+        return _stream(pending, spec, model_dir, shards, device, options, progress)
 
 
 def _stream(
     pending: list[ScanJob],
     spec: PatchSpec,
     model_dir: Path,
-    device: str,
     shards: Path,
+    device: str,
     options: RayOptions,
     progress: bool,
 ) -> dict[str, str]:

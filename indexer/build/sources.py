@@ -28,6 +28,21 @@ def _key(series_uid: str, center_xyz: tuple[float, float, float]) -> tuple[str, 
     return (series_uid, tuple(round(float(v), 3) for v in center_xyz))
 
 
+def _attach_labels(nodes: list[NoduleEntry], labels_csv: Path, patients: dict[str, str]) -> None:
+    """Put the labels of ``labels.csv`` on the nodules with the same series and centre.
+
+    Patients the file names are added to ``patients`` where unknown.
+    """
+    by_key = {_key(n.series_uid, n.center_xyz): n for n in read_labels(labels_csv)}
+    for node in nodes:
+        found = by_key.get(_key(node.series_uid, node.center_xyz))
+        if found is not None:
+            node.label = found.label
+            node.ratings_only = found.label.ratings
+            if found.patient_id:
+                patients.setdefault(node.series_uid, found.patient_id)
+
+
 def collect_data(
     data_dir: Path, labels_csv: Path | None, rule: LabelRule
 ) -> tuple[dict[str, ScanEntry], list[NoduleEntry]]:
@@ -58,14 +73,7 @@ def collect_data(
         for a in annotations
     ]
     if labels_csv is not None:
-        by_key = {_key(n.series_uid, n.center_xyz): n for n in read_labels(labels_csv)}
-        for node in nodes:
-            found = by_key.get(_key(node.series_uid, node.center_xyz))
-            if found is not None:
-                node.label = found.label
-                node.ratings_only = found.label.ratings
-                if found.patient_id:
-                    patients.setdefault(node.series_uid, found.patient_id)
+        _attach_labels(nodes, labels_csv, patients)
     elif (data_dir / READS_FILE).is_file():
         labels, groups, _ = label_nodules_with_reads(
             annotations, read_synthetic_reads(data_dir), patients, rule
@@ -187,10 +195,5 @@ def collect_pacs(
     if not nodes:
         raise LunaLayoutError(f"{series_list}: no rows; nothing to index")
     if labels_csv is not None:
-        by_key = {_key(n.series_uid, n.center_xyz): n for n in read_labels(labels_csv)}
-        for node in nodes:
-            found = by_key.get(_key(node.series_uid, node.center_xyz))
-            if found is not None:
-                node.label = found.label
-                node.ratings_only = found.label.ratings
+        _attach_labels(nodes, labels_csv, {})
     return scans, nodes
