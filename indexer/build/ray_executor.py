@@ -126,6 +126,7 @@ class _EmbedActor:
                 counts.append(0)
                 errors.append(str(error))
                 continue
+            failpoints.reached(f"embed:{key}")  # tests: a scan still in work when the driver dies
             patches = np.load(io.BytesIO(bytes(blob)))
             vectors = self.embedder.embed_patches(patches)
             table = pa.table(

@@ -140,7 +140,12 @@ def test_resume_after_the_driver_died_redoes_only_unfinished_scans(
     args = ["build", "--data", str(synth_set), "--model", str(app_model), "--index", str(index)]
     args += ["--executor", "ray", "--address", cluster.address, "--device", "cpu"]
     args += ["--gpus-per-actor", "1", "--no-progress"]
-    env = {**os.environ, "NODULE_CRASHPOINT": f"driver-result@{once}"}
+    last = sorted(p.stem for p in synth_set.glob("subset*/*.mhd"))[-1]
+    env = {
+        **os.environ,
+        "NODULE_CRASHPOINT": f"driver-result@{once}",  # the driver dies at its first result
+        "NODULE_FAILPOINT": f"embed:{last}",  # while the last scan is still being embedded
+    }
     died = subprocess.run(
         [sys.executable, "-m", "indexer", *args], env=env, capture_output=True, timeout=120
     )
@@ -150,10 +155,11 @@ def test_resume_after_the_driver_died_redoes_only_unfinished_scans(
     assert finished  # the dead driver's actors had written some scans
     with caplog.at_level(logging.INFO):
         assert _build(cluster, synth_set, app_model, index, "--resume") == 0
-    # Actors of the dead driver may finish a scan more before they are stopped.
+    # Actors of the dead driver may finish a scan more before they are stopped, never the last.
     found = re.search(r"resuming: (\d+) of (\d+) scans", caplog.text)
     assert found is not None
     assert len(finished) <= int(found.group(1)) < int(found.group(2))
+    assert not (index / ".work").exists() or not any((index / ".work").iterdir())
     _assert_same_catalogue(index, app_index)
 
 
