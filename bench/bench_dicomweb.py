@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import os
 import statistics
 import tarfile
 import tempfile
@@ -119,7 +120,7 @@ def main() -> int:
     record = {
         "benchmark": "patch + embedding at a LUNA16 nodule of LIDC-IDRI-0001: PACS vs files",
         "date": now_utc(),
-        "machine": {"cpu": cpu_model(), "cores": __import__("os").cpu_count()},
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count()},
         "pacs": "Orthanc 1.10 + DICOMweb plugin 1.7 on loopback",
         "series": {"slices": 133, "bytes_on_disk": series_bytes},
         "cold_ms": {"p50": p50(cold), "p90": float(np.percentile(cold, 90))},
