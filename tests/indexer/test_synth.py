@@ -216,7 +216,7 @@ def test_describe_finds_no_problem(synth_set: Path) -> None:
     ],
 )
 def test_morphology_follows_consensus(ratings: list[int], morphology: str) -> None:
-    from indexer.synth.lidc_table import NoduleProfile, ReaderRatings
+    from indexer.synth.profiles import NoduleProfile, ReaderRatings
 
     readers = tuple(ReaderRatings(slot, Characteristics(*ratings)) for slot in (1, 2, 3))
     design = design_nodule(
