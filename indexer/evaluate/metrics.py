@@ -49,8 +49,28 @@ def loo_neighbours(
             patients (None) never match one another.
     """
     v = normalise(vectors)
-    n = v.shape[0]
-    sims = v @ v.T
+    return _top_k(v @ v.T, k, patient_ids)
+
+
+def loo_neighbours_by_size(
+    diameters_mm: npt.ArrayLike, k: int, patient_ids: Sequence[str | None] | None = None
+) -> Neighbours:
+    """The ``k`` other rows nearest in diameter: the size-only baseline.
+
+    Similarity is ``1 / (1 + |difference| / 1 mm)`` (1 for equal sizes, positive, so the
+    service's similarity-weighted vote applies unchanged).
+    """
+    d = np.asarray(diameters_mm, dtype=np.float64).reshape(-1)
+    return _top_k(1.0 / (1.0 + np.abs(d[:, None] - d[None, :])), k, patient_ids)
+
+
+def _top_k(sims: F64, k: int, patient_ids: Sequence[str | None] | None) -> Neighbours:
+    """Best ``k`` columns of each row of a similarity matrix, never the row itself.
+
+    With ``patient_ids``, columns of the row's own patient are excluded too.
+    """
+    sims = np.array(sims, dtype=np.float64)
+    n = sims.shape[0]
     np.fill_diagonal(sims, -np.inf)
     if patient_ids is not None:
         if len(patient_ids) != n:

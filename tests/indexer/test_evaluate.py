@@ -16,6 +16,7 @@ from indexer.evaluate.metrics import (
     bootstrap,
     knn_vote,
     loo_neighbours,
+    loo_neighbours_by_size,
     recall_at_k,
     vote_accuracy,
     vote_auc,
@@ -53,6 +54,19 @@ def test_neighbour_order_is_by_cosine() -> None:
     ]
     assert nb.similarity[0, 0] == pytest.approx(_cos(0, 10))
     assert nb.similarity[4, 1] == pytest.approx(_cos(47, 10))
+
+
+def test_size_baseline_is_nearest_by_diameter() -> None:
+    diameters = [4.0, 5.0, 12.0, 20.0, 6.5]
+    nb = loo_neighbours_by_size(diameters, 2)
+    # 4: 5 (1 mm) then 6.5; 5: 4 then 6.5 (1 and 1.5 mm); 12: 6.5 then 5 (5.5 and 7 mm, not
+    # 20 at 8 mm); 20: 12 then 6.5.
+    assert nb.index.tolist() == [[1, 4], [0, 4], [4, 1], [2, 4], [1, 0]]
+    assert nb.similarity[0, 0] == pytest.approx(1.0 / (1.0 + 1.0))
+    assert (nb.similarity > 0).all(), "positive weights for the service's vote"
+    excluded = loo_neighbours_by_size(diameters, 1, PATIENTS)
+    # Rows 0 and 1 share patient p1: 4 mm's nearest other-patient nodule is 6.5 mm.
+    assert excluded.index[:, 0].tolist() == [4, 4, 1, 2, 1]
 
 
 def test_recall_at_k_binary_and_four_class() -> None:
@@ -123,7 +137,7 @@ def test_evaluate_writes_every_file(app_index: Path, tmp_path: Path) -> None:
     for kind in ("binary", "four_class"):
         for k in ("1", "2", "3", "4"):
             assert 0.0 <= report["recall_at_k"][kind][k] <= 1.0
-            for baseline in ("raw", "random_init"):
+            for baseline in ("raw", "random_init", "diameter"):
                 assert 0.0 <= report["baselines"][baseline]["recall_at_k"][kind][k] <= 1.0
         values = [report["recall_at_k"][kind][k] for k in ("1", "2", "3", "4")]
         assert values == sorted(values)  # Recall@k never falls with k
@@ -147,6 +161,7 @@ def test_evaluate_writes_every_file(app_index: Path, tmp_path: Path) -> None:
     assert report["map"]["source"] == "catalogue"
     markdown = (out / "report.md").read_text()
     assert "| paper (real LUNA16, 679 nodules) | 0.844 | 0.909 | 0.946 | 0.954 |" in markdown
+    assert "| diameter alone (nearest by diameter_mm) |" in markdown
     with Image.open(out / "tsne.png") as image:
         assert image.size == figures.TSNE_SIZE_PX
     with Image.open(out / "neighbors.png") as image:
