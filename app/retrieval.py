@@ -132,6 +132,8 @@ class Retriever:
         self._scan_paths: dict[str, Path | None] = {}
         self._cache_lock = threading.Lock()
         self._map: MapOut | None = None
+        # Read once: a version's threshold never changes (None for versions built without one).
+        self.match_threshold = catalog.match_threshold
 
     @property
     def ready(self) -> bool:
@@ -265,10 +267,23 @@ class Retriever:
     ) -> SearchResponse:
         """Neighbours and vote as the API returns them."""
         neighbors = self.neighbours(vector, k, filters, exclude_ids)
+        # The vote rests on the returned neighbours, so the nearest of them decides whether the
+        # catalogue holds anything close to the query (``model.store.calibration``).
+        best = neighbors[0].similarity if neighbors else None
+        threshold = self.match_threshold.value if self.match_threshold is not None else None
+        close = None if best is None or threshold is None else bool(best >= threshold)
+        result = vote(neighbors)
+        result.withheld = close is False
         return SearchResponse(
-            query=QueryInfo(index_version=self.catalog.version, **query),
+            query=QueryInfo(
+                index_version=self.catalog.version,
+                best_similarity=best,
+                match_threshold=threshold,
+                close_match=close,
+                **query,
+            ),
             neighbors=neighbors,
-            vote=vote(neighbors),
+            vote=result,
         )
 
     def search_coordinate(

@@ -58,6 +58,21 @@ class QueryInfo(BaseModel):
         description="uploads with preview=true: axial, coronal and sagittal slices of the query "
         "patch as a base64 PNG",
     )
+    best_similarity: float | None = Field(
+        default=None,
+        description="cosine similarity of the nearest returned neighbour (null: no neighbour)",
+    )
+    match_threshold: float | None = Field(
+        default=None,
+        description="the catalogue version's calibrated close-match threshold (the 5th "
+        "percentile of its nodules' nearest other-patient similarity); null for versions built "
+        "before thresholds were recorded",
+    )
+    close_match: bool | None = Field(
+        default=None,
+        description="best_similarity >= match_threshold; false: no close match in the catalogue "
+        "(the vote is withheld); null when there is no threshold or no neighbour",
+    )
 
 
 class LabelOut(BaseModel):
@@ -96,6 +111,11 @@ class Vote(BaseModel):
     binary: int | None = Field(description="majority label of the labelled neighbours")
     four_class: dict[str, float] = Field(description="distribution over ratings 1, 2, 4, 5")
     n_labelled: int
+    withheld: bool = Field(
+        default=False,
+        description="true when the query has no close match in the catalogue "
+        "(query.close_match false): the numbers are computed but should not be relied on",
+    )
 
 
 class SearchResponse(BaseModel):
@@ -104,6 +124,15 @@ class SearchResponse(BaseModel):
     query: QueryInfo
     neighbors: list[Neighbor]
     vote: Vote
+
+
+class MatchThresholdOut(BaseModel):
+    """How the served version's close-match threshold was chosen."""
+
+    value: float = Field(description="cosine similarity")
+    percentile: float = Field(description="of the nodules' nearest other-patient similarity")
+    n_queries: int = Field(description="catalogue nodules the percentile was taken over")
+    rule: str
 
 
 class IndexInfo(BaseModel):
@@ -116,6 +145,9 @@ class IndexInfo(BaseModel):
     index_type: str
     created_at: str
     model: dict[str, object]
+    match_threshold: MatchThresholdOut | None = Field(
+        default=None, description="null for versions built before thresholds were recorded"
+    )
 
 
 class ErrorOut(BaseModel):

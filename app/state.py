@@ -80,11 +80,13 @@ def load_retriever(
         sources=sources or OpenSources(settings.open_volumes),
         pacs=pacs,
     )
+    threshold = retriever.match_threshold
     logger.info(
-        "serving catalogue %s (%s nodules), model %s, ready=%s",
+        "serving catalogue %s (%s nodules), model %s, ready=%s, match threshold %s",
         catalog.version,
         catalog.manifest.get("n_nodules"),
         embedder.card.fingerprint[:12],
         retriever.ready,
+        f"{threshold.value:.4f}" if threshold is not None else "none (version predates it)",
     )
     return retriever

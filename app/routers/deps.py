@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
+from app.preview import LUNG_WINDOW, WINDOW_LEVEL_RANGE, WINDOW_WIDTH_RANGE, DisplayWindow
 from app.privacy import UidHasher
 from app.retrieval import Retriever
 from app.settings import AppSettings
@@ -36,7 +37,37 @@ async def get_settings(request: Request) -> AppSettings:
     return settings
 
 
+def get_display_window(
+    window: Annotated[
+        float | None,
+        Query(
+            ge=WINDOW_WIDTH_RANGE[0],
+            le=WINDOW_WIDTH_RANGE[1],
+            allow_inf_nan=False,
+            description="display window width, HU (lung 1500, mediastinum 350, bone 1800); "
+            "default: lung",
+        ),
+    ] = None,
+    level: Annotated[
+        float | None,
+        Query(
+            ge=WINDOW_LEVEL_RANGE[0],
+            le=WINDOW_LEVEL_RANGE[1],
+            allow_inf_nan=False,
+            description="display window centre, HU (lung -600, mediastinum 50, bone 400); "
+            "default: lung",
+        ),
+    ] = None,
+) -> DisplayWindow:
+    """The grey-scale window of a PNG view; either value left out keeps the lung window's."""
+    return DisplayWindow(
+        width=LUNG_WINDOW.width if window is None else window,
+        level=LUNG_WINDOW.level if level is None else level,
+    )
+
+
 RetrieverDep = Annotated[Retriever, Depends(get_retriever)]
 ServingDep = Annotated[Serving, Depends(get_serving)]
 UidHasherDep = Annotated[UidHasher, Depends(get_uid_hasher)]
 SettingsDep = Annotated[AppSettings, Depends(get_settings)]
+DisplayWindowDep = Annotated[DisplayWindow, Depends(get_display_window)]

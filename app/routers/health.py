@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from app.routers.deps import RetrieverDep
-from app.schemas import IndexInfo
+from app.schemas import IndexInfo, MatchThresholdOut
 
 router = APIRouter(tags=["health"])
 
@@ -40,4 +40,14 @@ async def index_info(retriever: RetrieverDep) -> IndexInfo:
         index_type=str(m["index_type"]),
         created_at=str(m["created_at"]),
         model=retriever.embedder.card.summary(),
+        match_threshold=(
+            MatchThresholdOut(
+                value=threshold.value,
+                percentile=threshold.percentile,
+                n_queries=threshold.n_queries,
+                rule=threshold.rule,
+            )
+            if (threshold := retriever.match_threshold) is not None
+            else None
+        ),
     )

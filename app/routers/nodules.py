@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from app.preview import preview_png
-from app.routers.deps import RetrieverDep
+from app.routers.deps import DisplayWindowDep, RetrieverDep
 from app.schemas import ErrorOut, Filters, NoduleOut, SearchResponse
 
 router = APIRouter(prefix="/v1/nodules", tags=["nodules"])
@@ -22,13 +22,17 @@ def get_nodule(nodule_id: int, retriever: RetrieverDep) -> NoduleOut:
 @router.get(
     "/{nodule_id}/preview.png",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}}, 404: {"model": ErrorOut}},
+    responses={
+        200: {"content": {"image/png": {}}},
+        404: {"model": ErrorOut},
+        422: {"model": ErrorOut},
+    },
 )
-def preview(nodule_id: int, retriever: RetrieverDep) -> Response:
-    """Axial, coronal and sagittal slices (64 mm, lung window) through the nodule's centre."""
+def preview(nodule_id: int, retriever: RetrieverDep, window: DisplayWindowDep) -> Response:
+    """Axial, coronal and sagittal slices (64 mm) through the nodule's centre (default: lung)."""
     nodule = retriever.nodule(nodule_id)
     source = retriever.open_series(nodule.series_uid)
-    return Response(preview_png(source, nodule.center_xyz), media_type="image/png")
+    return Response(preview_png(source, nodule.center_xyz, window), media_type="image/png")
 
 
 @router.get(

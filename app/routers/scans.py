@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from app.errors import InputError, parse_triple
-from app.preview import axial_view_png, preview_png
-from app.routers.deps import RetrieverDep
+from app.preview import MAX_VIEW_PX, MIN_DEFAULT_VIEW_PX, axial_view_png, preview_png
+from app.routers.deps import DisplayWindowDep, RetrieverDep
 from app.schemas import ErrorOut, MapOut, ScanList, ScanOut
 
 router = APIRouter(prefix="/v1", tags=["scans"])
@@ -40,33 +40,46 @@ def get_scan(series_uid: str, retriever: RetrieverDep) -> ScanOut:
 def axial_view(
     series_uid: str,
     retriever: RetrieverDep,
+    window: DisplayWindowDep,
     z: Annotated[float, Query(description="world z, mm (LPS)")],
     pixel_mm: Annotated[
-        float | None, Query(gt=0.1, le=10.0, description="pixel size; default: 256 px a side")
+        float | None,
+        Query(
+            gt=0.1,
+            le=10.0,
+            description="pixel size, mm; default: the scan's voxel size, finer when that gives "
+            f"fewer than {MIN_DEFAULT_VIEW_PX} px a side; raised so no side exceeds "
+            f"{MAX_VIEW_PX} px",
+        ),
     ] = None,
 ) -> Response:
-    """A world-aligned axial plane over the scan's x-y extent, lung window.
+    """A world-aligned axial plane over the scan's x-y extent, in the given window (default lung).
 
     Pixel (row r, column c) is world (extent_min_x + c * p, extent_min_y + r * p, z) with p the
-    ``X-Pixel-MM`` header; at most 256 pixels a side.
+    ``X-Pixel-MM`` header; at most 768 pixels a side. ``X-Window`` echoes width/level (HU).
     """
     source = retriever.open_series(series_uid)
-    png, pixel = axial_view_png(source, z, pixel_mm)
-    return Response(png, media_type="image/png", headers={"X-Pixel-MM": repr(pixel)})
+    png, pixel = axial_view_png(source, z, pixel_mm, window)
+    headers = {
+        "X-Pixel-MM": repr(pixel),
+        "X-Window": f"{window.width:g}/{window.level:g}",
+    }
+    return Response(png, media_type="image/png", headers=headers)
 
 
 @router.get("/scans/{series_uid}/preview.png", response_class=Response, responses=PNG)
 def point_preview(
     series_uid: str,
     retriever: RetrieverDep,
+    window: DisplayWindowDep,
     center_xyz: Annotated[str, Query(description="x,y,z world mm (LPS)", max_length=100)],
 ) -> Response:
-    """Axial, coronal and sagittal slices (64 mm, lung window) through a point of a scan."""
+    """Axial, coronal and sagittal slices (64 mm) through a point of a scan, default lung window."""
     center = parse_triple(center_xyz, "center_xyz")
     if center is None:
         raise InputError("center_xyz is required (x,y,z in mm)")
     source = retriever.open_series(series_uid)
-    png = preview_png(source, (center[0], center[1], center[2]))
+    png = preview_png(source, (center[0], center[1], center[2]), window)
     return Response(png, media_type="image/png")
 
 

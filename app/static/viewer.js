@@ -5,20 +5,37 @@
 
 const COLOURS = { 1: "#2c7bb6", 2: "#74add1", 4: "#f46d43", 5: "#d7191c" };
 const NO_LABEL = "#9ca3af";
-const state = { scan: null, pixelMm: null, map: [], highlight: { query: null, neighbours: [] } };
+// Standard CT display windows (HU); the service windows the PNGs (app/preview.py), so images
+// stay 8-bit crisp in every window. Bounds as the API's (422 beyond them).
+const PRESETS = {
+  lung: { width: 1500, level: -600 },
+  mediastinum: { width: 350, level: 50 },
+  bone: { width: 1800, level: 400 },
+};
+const WIDTH_RANGE = [1, 5000];
+const LEVEL_RANGE = [-1500, 3000];
+// HU per screen pixel of a window/level drag.
+const DRAG_WIDTH_PER_PX = 4;
+const DRAG_LEVEL_PER_PX = 2;
+
+const state = {
+  scan: null,
+  pixelMm: null,
+  map: [],
+  index: null,
+  highlight: { query: null, neighbours: [] },
+  wl: { width: PRESETS.lung.width, level: PRESETS.lung.level, preset: "lung" },
+  // Axial slices: at most one request in flight, the latest wish wins (typing, wheel, drag).
+  slice: { wanted: null, inFlight: false, url: null, z: null },
+  // Searches: a new one aborts the previous; only the latest one's answer is drawn.
+  search: { seq: 0, controller: null },
+  result: null,
+  drag: null,
+  suppressClick: false,
+  typing: null,
+};
 
 const $ = (id) => document.getElementById(id);
-
-function showError(message) {
-  const box = $("error");
-  box.textContent = message;
-  box.hidden = false;
-}
-
-function clearError() {
-  $("error").hidden = true;
-  $("error").textContent = "";
-}
 
 async function describeFailure(response) {
   // Every error body of the API is {"detail": "..."}; fall back to the status line.
@@ -34,6 +51,7 @@ async function api(path, options) {
   try {
     response = await fetch(path, options);
   } catch (e) {
+    if (e.name === "AbortError") throw e;
     throw new Error(`the service cannot be reached (${e.message})`);
   }
   if (!response.ok) throw new Error(await describeFailure(response));
@@ -50,10 +68,59 @@ function esc(text) {
   return div.innerHTML;
 }
 
+function clamp(value, [low, high]) {
+  return Math.min(high, Math.max(low, value));
+}
+
 // ---- tabs ----------------------------------------------------------------------------------
 function selectTab(name) {
   document.querySelectorAll(".tabs button").forEach((b) => b.classList.toggle("active", b.dataset.tab === name));
   document.querySelectorAll("form[data-pane]").forEach((f) => { f.hidden = f.dataset.pane !== name; });
+}
+
+// ---- window / level ----------------------------------------------------------------------------
+function wlQuery() {
+  return `window=${Math.round(state.wl.width)}&level=${Math.round(state.wl.level)}`;
+}
+
+function showWl() {
+  document.querySelectorAll("button.wl").forEach((b) => b.classList.toggle("active", b.dataset.preset === state.wl.preset));
+  $("wl-readout").textContent = `W ${Math.round(state.wl.width)} / L ${Math.round(state.wl.level)}`;
+}
+
+function setWindow(width, level, preset) {
+  state.wl = { width: clamp(width, WIDTH_RANGE), level: clamp(level, LEVEL_RANGE), preset: preset || null };
+  showWl();
+  if (state.slice.z !== null) requestSlice(state.slice.z);
+}
+
+function startWlDrag(event) {
+  // Right button, or Shift with the left one: the plain left click stays "set the point".
+  if (!(event.button === 2 || (event.button === 0 && event.shiftKey))) return;
+  event.preventDefault();
+  state.drag = { x: event.clientX, y: event.clientY, width: state.wl.width, level: state.wl.level, moved: false };
+  $("slice-box").classList.add("wl-drag");
+}
+
+function moveWlDrag(event) {
+  const drag = state.drag;
+  if (!drag) return;
+  const dx = event.clientX - drag.x, dy = event.clientY - drag.y;
+  if (Math.abs(dx) + Math.abs(dy) < 3 && !drag.moved) return;
+  drag.moved = true;
+  // Right: wider window; down: higher level (darker image), as in most PACS viewers.
+  setWindow(drag.width + dx * DRAG_WIDTH_PER_PX, drag.level + dy * DRAG_LEVEL_PER_PX, null);
+}
+
+function endWlDrag() {
+  const drag = state.drag;
+  if (!drag) return;
+  state.drag = null;
+  $("slice-box").classList.remove("wl-drag");
+  if (drag.moved) {
+    state.suppressClick = true; // the click that ends a Shift-drag does not set the point
+    refreshResultImages();
+  }
 }
 
 // ---- scans and the axial view ----------------------------------------------------------------
@@ -73,6 +140,7 @@ async function loadScans() {
 async function openScan(uid, point) {
   const scan = await (await api(`/v1/scans/${encodeURIComponent(uid)}`)).json();
   state.scan = scan;
+  state.slice.z = null;
   $("scan-select").value = uid;
   const slider = $("z-slider");
   slider.min = scan.extent_min_xyz[2];
@@ -92,18 +160,49 @@ async function openScan(uid, point) {
     (scan.extent_min_xyz[1] + scan.extent_max_xyz[1]) / 2,
     (scan.extent_min_xyz[2] + scan.extent_max_xyz[2]) / 2,
   ]);
-  await setPoint(start);
+  setPoint(start);
 }
 
-async function showSlice(z) {
+function requestSlice(z) {
   if (!state.scan) return;
-  const uid = encodeURIComponent(state.scan.series_uid);
-  const response = await api(`/v1/scans/${uid}/axial.png?z=${z}`);
-  state.pixelMm = Number(response.headers.get("X-Pixel-MM"));
+  state.slice.wanted = { uid: state.scan.series_uid, z: Number(z), query: wlQuery(), wl: { ...state.wl } };
+  if (!state.slice.inFlight) pumpSlices();
+}
+
+async function pumpSlices() {
   const img = $("axial");
-  const url = URL.createObjectURL(await response.blob());
-  await new Promise((resolve) => { img.onload = resolve; img.src = url; });
-  placeCrosshair();
+  state.slice.inFlight = true;
+  $("slice-spinner").hidden = false;
+  try {
+    while (state.slice.wanted) {
+      const want = state.slice.wanted;
+      state.slice.wanted = null;
+      try {
+        const uid = encodeURIComponent(want.uid);
+        const response = await api(`/v1/scans/${uid}/axial.png?z=${want.z}&${want.query}`);
+        const pixel = Number(response.headers.get("X-Pixel-MM"));
+        const blob = await response.blob();
+        if (!state.scan || want.uid !== state.scan.series_uid) continue; // another scan opened
+        const url = URL.createObjectURL(blob);
+        await new Promise((resolve, reject) => { img.onload = resolve; img.onerror = reject; img.src = url; });
+        if (state.slice.url) URL.revokeObjectURL(state.slice.url);
+        state.slice.url = url;
+        state.slice.z = want.z;
+        state.pixelMm = pixel;
+        // What is on screen, for people and for tests: the slice's world z and its window.
+        img.dataset.z = want.z.toFixed(2);
+        img.dataset.window = String(Math.round(want.wl.width));
+        img.dataset.level = String(Math.round(want.wl.level));
+        $("slice-label").textContent = `axial z ${want.z.toFixed(2)} mm · ${img.naturalWidth}×${img.naturalHeight} px at ${pixel.toFixed(2)} mm`;
+        placeCrosshair();
+      } catch (e) {
+        showSliceNotice(`slice: ${e.message || "the image could not be shown"}`);
+      }
+    }
+  } finally {
+    state.slice.inFlight = false;
+    $("slice-spinner").hidden = true;
+  }
 }
 
 function placeCrosshair() {
@@ -113,35 +212,230 @@ function placeCrosshair() {
   const x = Number($("x").value), y = Number($("y").value);
   const col = (x - state.scan.extent_min_xyz[0]) / state.pixelMm;
   const row = (y - state.scan.extent_min_xyz[1]) / state.pixelMm;
-  mark.style.left = `${(col + 0.5) * img.clientWidth / img.naturalWidth}px`;
-  mark.style.top = `${(row + 0.5) * img.clientHeight / img.naturalHeight}px`;
+  mark.style.left = `${img.offsetLeft + (col + 0.5) * img.clientWidth / img.naturalWidth}px`;
+  mark.style.top = `${img.offsetTop + (row + 0.5) * img.clientHeight / img.naturalHeight}px`;
   mark.hidden = false;
 }
 
-async function setPoint(xyz) {
+function setPoint(xyz) {
   $("x").value = Number(xyz[0]).toFixed(2);
   $("y").value = Number(xyz[1]).toFixed(2);
   $("z").value = Number(xyz[2]).toFixed(2);
   $("z-slider").value = xyz[2];
-  await showSlice(xyz[2]);
+  checkTypedPoint();
+  requestSlice(Number($("z").value));
+  placeCrosshair();
 }
 
 function clickOnSlice(event) {
+  if (state.suppressClick) { state.suppressClick = false; return; }
   const img = $("axial");
-  if (!state.scan || !state.pixelMm) return;
+  if (!state.scan || !state.pixelMm || state.slice.z === null) return;
   const col = event.offsetX * img.naturalWidth / img.clientWidth - 0.5;
   const row = event.offsetY * img.naturalHeight / img.clientHeight - 0.5;
   $("x").value = (state.scan.extent_min_xyz[0] + col * state.pixelMm).toFixed(2);
   $("y").value = (state.scan.extent_min_xyz[1] + row * state.pixelMm).toFixed(2);
-  $("z").value = Number($("z-slider").value).toFixed(2);
+  // The point's z is the slice on screen, so image and query always agree.
+  $("z").value = state.slice.z.toFixed(2);
+  checkTypedPoint();
   placeCrosshair();
 }
 
+function showSliceNotice(message) {
+  const box = $("slice-notice");
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+// The typed point against the scan's extent; returns the valid coordinates (null where not).
+function checkTypedPoint() {
+  const problems = [];
+  const values = ["x", "y", "z"].map((axis, i) => {
+    const input = $(axis);
+    const text = input.value.trim();
+    const value = Number(text);
+    let ok = text !== "" && Number.isFinite(value);
+    if (ok && state.scan) {
+      const low = state.scan.extent_min_xyz[i], high = state.scan.extent_max_xyz[i];
+      const tolerance = 1e-3;
+      ok = value >= low - tolerance && value <= high + tolerance;
+      if (!ok) problems.push(`${axis} ${fmt(value, 2)} mm is outside this scan (${axis} from ${fmt(low)} to ${fmt(high)} mm)`);
+    } else if (!ok) {
+      problems.push(`${axis} must be a number (mm)`);
+    }
+    input.classList.toggle("invalid", !ok);
+    return ok ? value : null;
+  });
+  showSliceNotice(problems.join("; "));
+  return values;
+}
+
+// Typing in x, y or z: the slice follows z and the crosshair x/y, once the typing pauses.
+function applyTypedPoint() {
+  clearTimeout(state.typing);
+  state.typing = null;
+  const [, , z] = checkTypedPoint();
+  if (z !== null) {
+    $("z-slider").value = z;
+    const pending = state.slice.wanted ? state.slice.wanted.z : state.slice.z;
+    if (pending === null || Math.abs(pending - z) > 1e-6) requestSlice(z);
+  }
+  placeCrosshair();
+}
+
+// ---- searches ---------------------------------------------------------------------------------
+function setBusy(busy, label) {
+  $("loading").hidden = !busy;
+  $("loading-text").textContent = label || "Searching…";
+  // The previous result stays in place, dimmed and out of reach, until the new one replaces it.
+  $("results").classList.toggle("stale", busy);
+  $("result-panel").setAttribute("aria-busy", String(busy));
+  document.querySelectorAll("button.search").forEach((b) => { b.disabled = busy; });
+  if (busy) $("error").hidden = true;
+}
+
+async function runSearch(label, request) {
+  if (state.search.controller) state.search.controller.abort();
+  const controller = new AbortController();
+  const seq = ++state.search.seq;
+  state.search.controller = controller;
+  setBusy(true, label);
+  try {
+    const { result, preview } = await request(controller.signal);
+    if (seq !== state.search.seq) return;
+    renderResult(result, preview);
+  } catch (e) {
+    if (seq !== state.search.seq) return;
+    showResultError(e.message);
+  } finally {
+    if (seq === state.search.seq) {
+      state.search.controller = null;
+      setBusy(false);
+    }
+  }
+}
+
+// An error replaces the result area: nothing of an earlier, unrelated result stays on screen.
+function showResultError(message) {
+  state.result = null;
+  $("results").hidden = true;
+  $("neighbors").innerHTML = "";
+  $("vote").innerHTML = "—";
+  $("match-notice").hidden = true;
+  $("query-preview-box").hidden = true;
+  const box = $("error");
+  box.textContent = message;
+  box.hidden = false;
+  state.highlight = { query: null, neighbours: [] };
+  drawMap();
+}
+
+async function searchPoint(event) {
+  event.preventDefault();
+  applyTypedPoint();
+  const center = ["x", "y", "z"].map((id) => Number($(id).value));
+  const body = {
+    series_uid: state.scan ? state.scan.series_uid : $("scan-select").value,
+    center_xyz: center,
+    k: Number($("k").value) || 5,
+    filters: { labelled_only: $("labelled-only").checked },
+  };
+  await runSearch("Searching similar nodules…", async (signal) => {
+    const response = await api("/v1/search/coordinate", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), signal,
+    });
+    const uid = encodeURIComponent(body.series_uid);
+    return { result: await response.json(), preview: { url: `/v1/scans/${uid}/preview.png?center_xyz=${center.join(",")}`, windowed: true } };
+  });
+}
+
+async function searchUpload(event) {
+  event.preventDefault();
+  const file = $("upload-file").files[0];
+  if (!file) { showResultError("choose a file to upload"); return; }
+  const form = new FormData();
+  form.append("file", file, file.name);
+  if ($("upload-center").value.trim()) form.append("center_xyz", $("upload-center").value);
+  if ($("upload-spacing").value.trim()) form.append("spacing_zyx", $("upload-spacing").value);
+  form.append("k", $("upload-k").value || "5");
+  form.append("preview", "true");
+  await runSearch(`Uploading ${file.name} and searching…`, async (signal) => {
+    const result = await (await api("/v1/search/upload", { method: "POST", body: form, signal })).json();
+    const png = result.query.preview_png_base64;
+    // The upload's preview is the model's own patch (its HU window), not re-windowable.
+    return { result, preview: png ? { url: `data:image/png;base64,${png}`, windowed: false } : null };
+  });
+}
+
+async function searchNodule(id) {
+  const nodule = Number(id);
+  const k = Number($("k").value) || 5;
+  $("nodule-id").value = nodule;
+  await runSearch(`Searching nodules similar to #${nodule}…`, async (signal) => {
+    const result = await (await api(`/v1/nodules/${nodule}/similar?k=${k}`, { signal })).json();
+    return { result, preview: { url: `/v1/nodules/${nodule}/preview.png`, windowed: true } };
+  });
+}
+
 // ---- results --------------------------------------------------------------------------------
+function windowedUrl(url) {
+  return `${url}${url.includes("?") ? "&" : "?"}${wlQuery()}`;
+}
+
+// An image in a placeholder box that shows a spinner until it has loaded.
+function loadThumb(box, img, url) {
+  box.classList.add("loading");
+  box.classList.remove("failed");
+  img.onload = () => box.classList.remove("loading");
+  img.onerror = () => { box.classList.remove("loading"); box.classList.add("failed"); };
+  img.src = url;
+}
+
+function refreshResultImages() {
+  const result = state.result;
+  if (!result) return;
+  if (result.preview && result.preview.windowed) loadThumb($("query-preview-box"), $("query-preview"), windowedUrl(result.preview.url));
+  document.querySelectorAll("#neighbors .thumb").forEach((box) => {
+    const img = box.querySelector("img");
+    loadThumb(box, img, windowedUrl(`/v1/nodules/${img.dataset.nodule}/preview.png`));
+  });
+}
+
+function labelText(labels) {
+  if (!labels || labels.label_binary === null || labels.label_binary === undefined) return { text: "no label", colour: NO_LABEL };
+  const word = labels.label_binary ? "malignant" : "benign";
+  return { text: `${word} (${labels.label_4class})`, colour: COLOURS[labels.label_4class] || NO_LABEL };
+}
+
+function renderMatchNotice(query, neighbours) {
+  const box = $("match-notice");
+  const percentile = state.index && state.index.match_threshold ? state.index.match_threshold.percentile : null;
+  const rule = percentile !== null
+    ? `the ${fmt(percentile, 0)}th percentile of how similar this catalogue's nodules are to their nearest nodule of another patient`
+    : "calibrated on this catalogue's own nodules";
+  box.className = "notice";
+  if (query.close_match === false) {
+    box.innerHTML = `<b>No close match in the catalogue.</b> The most similar nodule has similarity
+      ${fmt(query.best_similarity, 3)}, below this catalogue's match threshold ${fmt(query.match_threshold, 3)}
+      (${esc(rule)}). The vote is withheld: these neighbours are not like the query.`;
+    box.hidden = false;
+  } else if (query.close_match === null && query.match_threshold === null && neighbours.length) {
+    box.classList.add("info");
+    box.textContent = "This catalogue version has no match threshold (it was built before thresholds were recorded), so there is no warning when nothing in it is close to the query; rebuilding it adds one.";
+    box.hidden = false;
+  } else {
+    box.hidden = true;
+    box.textContent = "";
+  }
+}
+
 function renderVote(vote) {
   const box = $("vote");
+  box.classList.toggle("withheld", Boolean(vote.withheld));
   if (!vote.n_labelled) {
-    box.innerHTML = "No labelled neighbour: no vote.";
+    box.innerHTML = vote.withheld
+      ? `<span class="withheld-tag" data-testid="vote-withheld">Vote withheld: no close match</span><div>No labelled neighbour.</div>`
+      : "No labelled neighbour: no vote.";
     return;
   }
   const p = vote.malignant_probability;
@@ -151,11 +445,15 @@ function renderVote(vote) {
     const share = vote.four_class[r] || 0;
     dist += `<span>${r}</span><div class="bar"><div style="width:${share * 100}%;background:${COLOURS[r]}"></div></div><span>${Math.round(share * 100)}%</span>`;
   }
-  box.innerHTML = `
+  const head = vote.withheld
+    ? `<span class="withheld-tag" data-testid="vote-withheld">Vote withheld: no close match</span>
+       <div>For reference only, from neighbours that are not close to the query:</div>`
+    : "";
+  box.innerHTML = `${head}
     <div data-testid="vote-probability">Similarity-weighted malignant share: <b>${fmt(p * 100, 0)}%</b>
       of ${vote.n_labelled} labelled neighbours</div>
     <div class="bar" title="${fmt(p, 2)}"><div style="width:${p * 100}%"></div></div>
-    <div>Majority: <b>${majority}</b></div>
+    <div>${vote.withheld ? "Majority (withheld)" : "Majority"}: <b>${majority}</b></div>
     <div class="dist">${dist}</div>
     <div class="disclaimer">Decision support from similar cases, not a diagnosis.</div>`;
 }
@@ -166,35 +464,50 @@ function renderNeighbours(neighbors) {
   for (const n of neighbors) {
     const card = document.createElement("div");
     card.className = "card";
-    card.dataset.testid = "neighbor-card";
     card.setAttribute("data-testid", "neighbor-card");
+    card.dataset.id = String(n.id);
     const l = n.labels;
     const ratings = l ? l.ratings.join(", ") : "no reads";
-    const label = l && l.label_binary !== null
-      ? `${l.label_binary ? "malignant" : "benign"} · class ${l.label_4class}`
-      : "no label";
+    const label = labelText(l);
     card.innerHTML = `
-      <img src="/v1/nodules/${n.id}/preview.png" alt="nodule ${n.id}" loading="lazy">
-      <div>
+      <div class="thumb loading">
+        <img alt="nodule ${n.id}: axial, coronal and sagittal slices" loading="lazy" data-nodule="${n.id}">
+        <span class="thumb-caption" data-testid="thumb-caption">#${n.id} · sim ${fmt(n.similarity, 3)} ·
+          <span class="lab" style="color:${label.colour}">${esc(label.text)}</span></span>
+      </div>
+      <div class="details">
         <b>#${n.id}</b> · similarity <b>${fmt(n.similarity, 3)}</b><br>
         ${fmt(n.diameter_mm)} mm · patient ${esc(n.patient_id || "?")}<br>
         readers' malignancy: ${esc(ratings)}${l && l.mean !== null ? ` (mean ${fmt(l.mean, 2)})` : ""}<br>
-        ${label}
+        ${esc(label.text)}
       </div>`;
+    const thumb = card.querySelector(".thumb");
+    loadThumb(thumb, thumb.querySelector("img"), windowedUrl(`/v1/nodules/${n.id}/preview.png`));
     card.addEventListener("click", () => searchNodule(n.id));
     box.appendChild(card);
   }
 }
 
-function renderResult(result, previewUrl) {
+function renderResult(result, preview) {
+  state.result = { ...result, preview };
+  $("error").hidden = true;
+  $("results").hidden = false;
   const q = result.query;
   const where = q.nodule_id !== null && q.nodule_id !== undefined
     ? `indexed nodule #${q.nodule_id}`
     : q.series_uid ? `series …${esc(q.series_uid.slice(-12))}` : "uploaded volume";
   const centre = q.center_xyz ? q.center_xyz.map((v) => fmt(v, 1)).join(", ") : "?";
-  $("query-info").innerHTML = `${where} at (${centre}) mm · catalogue ${esc(q.index_version)}`;
-  const img = $("query-preview");
-  if (previewUrl) { img.src = previewUrl; img.hidden = false; } else { img.hidden = true; }
+  const match = q.best_similarity === null || q.best_similarity === undefined ? ""
+    : ` · best similarity ${fmt(q.best_similarity, 3)}${q.match_threshold !== null ? ` (threshold ${fmt(q.match_threshold, 3)})` : ""}`;
+  $("query-info").innerHTML = `${where} at (${centre}) mm · catalogue ${esc(q.index_version)}${match}`;
+  const previewBox = $("query-preview-box");
+  if (preview) {
+    previewBox.hidden = false;
+    loadThumb(previewBox, $("query-preview"), preview.windowed ? windowedUrl(preview.url) : preview.url);
+  } else {
+    previewBox.hidden = true;
+  }
+  renderMatchNotice(q, result.neighbors);
   renderVote(result.vote);
   renderNeighbours(result.neighbors);
   // A point query has no place of its own on the map; when its nearest neighbour is the very same
@@ -204,53 +517,6 @@ function renderResult(result, previewUrl) {
   if (queryId === null && first && first.similarity > 0.9999) queryId = first.id;
   state.highlight = { query: queryId, neighbours: result.neighbors.map((n) => n.id).filter((id) => id !== queryId) };
   drawMap();
-}
-
-async function searchPoint(event) {
-  event.preventDefault();
-  clearError();
-  const center = ["x", "y", "z"].map((id) => Number($(id).value));
-  const body = {
-    series_uid: state.scan ? state.scan.series_uid : $("scan-select").value,
-    center_xyz: center,
-    k: Number($("k").value) || 5,
-    filters: { labelled_only: $("labelled-only").checked },
-  };
-  try {
-    const response = await api("/v1/search/coordinate", {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-    });
-    const uid = encodeURIComponent(body.series_uid);
-    renderResult(await response.json(), `/v1/scans/${uid}/preview.png?center_xyz=${center.join(",")}`);
-  } catch (e) { showError(e.message); }
-}
-
-async function searchUpload(event) {
-  event.preventDefault();
-  clearError();
-  const file = $("upload-file").files[0];
-  if (!file) { showError("choose a file to upload"); return; }
-  const form = new FormData();
-  form.append("file", file, file.name);
-  if ($("upload-center").value.trim()) form.append("center_xyz", $("upload-center").value);
-  if ($("upload-spacing").value.trim()) form.append("spacing_zyx", $("upload-spacing").value);
-  form.append("k", $("upload-k").value || "5");
-  form.append("preview", "true");
-  try {
-    const result = await (await api("/v1/search/upload", { method: "POST", body: form })).json();
-    const png = result.query.preview_png_base64;
-    renderResult(result, png ? `data:image/png;base64,${png}` : null);
-  } catch (e) { showError(e.message); }
-}
-
-async function searchNodule(id) {
-  clearError();
-  try {
-    const k = Number($("k").value) || 5;
-    const result = await (await api(`/v1/nodules/${Number(id)}/similar?k=${k}`)).json();
-    renderResult(result, `/v1/nodules/${Number(id)}/preview.png`);
-    $("nodule-id").value = id;
-  } catch (e) { showError(e.message); }
 }
 
 // ---- the map --------------------------------------------------------------------------------
@@ -306,9 +572,26 @@ function drawMap() {
 // ---- start ----------------------------------------------------------------------------------
 async function start() {
   document.querySelectorAll(".tabs button").forEach((b) => b.addEventListener("click", () => selectTab(b.dataset.tab)));
-  $("scan-select").addEventListener("change", (e) => openScan(e.target.value).catch((err) => showError(err.message)));
-  $("z-slider").addEventListener("input", (e) => { $("z").value = Number(e.target.value).toFixed(2); });
-  $("z-slider").addEventListener("change", (e) => showSlice(e.target.value).catch((err) => showError(err.message)));
+  $("scan-select").addEventListener("change", (e) => openScan(e.target.value).catch((err) => showSliceNotice(err.message)));
+  $("z-slider").addEventListener("input", (e) => {
+    $("z").value = Number(e.target.value).toFixed(2);
+    checkTypedPoint();
+    requestSlice(Number(e.target.value));
+  });
+  for (const axis of ["x", "y", "z"]) {
+    $(axis).addEventListener("input", () => { clearTimeout(state.typing); state.typing = setTimeout(applyTypedPoint, 250); });
+    $(axis).addEventListener("change", applyTypedPoint);
+  }
+  document.querySelectorAll("button.wl").forEach((b) => b.addEventListener("click", () => {
+    const preset = PRESETS[b.dataset.preset];
+    setWindow(preset.width, preset.level, b.dataset.preset);
+    refreshResultImages();
+  }));
+  const box = $("slice-box");
+  box.addEventListener("mousedown", startWlDrag);
+  box.addEventListener("contextmenu", (e) => e.preventDefault());
+  window.addEventListener("mousemove", moveWlDrag);
+  window.addEventListener("mouseup", endWlDrag);
   $("axial").addEventListener("click", clickOnSlice);
   $("axial").addEventListener("wheel", (e) => {
     // Scroll through slices, one voxel step at a time.
@@ -317,18 +600,25 @@ async function start() {
     const next = Math.min(Number(slider.max), Math.max(Number(slider.min), Number(slider.value) + Math.sign(e.deltaY) * Number(slider.step)));
     slider.value = next;
     $("z").value = next.toFixed(2);
-    showSlice(next).catch((err) => showError(err.message));
+    checkTypedPoint();
+    requestSlice(next);
   }, { passive: false });
+  window.addEventListener("resize", placeCrosshair);
   $("point-form").addEventListener("submit", searchPoint);
   $("upload-form").addEventListener("submit", searchUpload);
   $("nodule-form").addEventListener("submit", (e) => { e.preventDefault(); searchNodule($("nodule-id").value); });
+  showWl();
   try {
     const info = await (await api("/v1/index")).json();
-    $("index-info").textContent = `catalogue ${info.version} · ${info.n_nodules} nodules in ${info.n_scans} scans · ${info.n_labelled} labelled`;
+    state.index = info;
+    const threshold = info.match_threshold
+      ? ` · match threshold ${fmt(info.match_threshold.value, 3)}`
+      : " · no match threshold";
+    $("index-info").textContent = `catalogue ${info.version} · ${info.n_nodules} nodules in ${info.n_scans} scans · ${info.n_labelled} labelled${threshold}`;
     await Promise.all([loadScans(), loadMap()]);
     document.body.dataset.ready = "true";
   } catch (e) {
-    showError(e.message);
+    showResultError(e.message);
   }
 }
 

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 from model.embedder import Embedder
 from model.geometry import Geometry
 from model.labels import CHARACTERISTICS, DerivedLabel, Read
+from model.store.calibration import MANIFEST_KEY, calibrate_match_threshold, patient_group
 from model.store.catalog import Catalog, sha256_file, sqlite_engine, verify_version
 from model.store.layout import (
     CATALOG_FILE,
@@ -384,9 +385,24 @@ def build_catalog(
                 f.flush()
                 os.fsync(f.fileno())
             params = {**default_params(index_type, len(kept)), **(index_params or {})}
-            save_index(build_index(vectors, ids, index_type, params), folder / INDEX_FILE)
+            index = build_index(vectors, ids, index_type, params)
+            save_index(index, folder / INDEX_FILE)
             failpoints.reached("index-written")
             timings = {"embed_s": embed_s, "total_s": time.perf_counter() - t0}
+            # The service's "no close match" threshold, from this version's own index and vectors
+            # (model.store.calibration): written with the version, so it always fits them.
+            t_threshold = time.perf_counter()
+            groups = [patient_group(n.series_uid, scans[n.series_uid].patient_id) for n in kept]
+            threshold = calibrate_match_threshold(index, vectors, ids, groups)
+            timings["threshold_s"] = time.perf_counter() - t_threshold
+            if threshold is not None:
+                logger.info(
+                    "match threshold %.4f: %gth percentile of %d nodules' nearest other-patient "
+                    "similarity",
+                    threshold.value,
+                    threshold.percentile,
+                    threshold.n_queries,
+                )
             created_at = datetime.now(UTC)
             n_scans = len({n.series_uid for n in kept})
             build_row = {
@@ -429,6 +445,7 @@ def build_catalog(
                 "n_reused": len(kept) - embedded,
                 "dim": int(vectors.shape[1]),
                 "failed_scans": failed,
+                MANIFEST_KEY: threshold.to_manifest() if threshold is not None else None,
                 "timings_s": timings,
                 "code_version": code_version(),
                 "files": {

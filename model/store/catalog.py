@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,12 @@ from sqlalchemy import Engine, create_engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from model.store.calibration import (
+    MatchThreshold,
+    MatchThresholdError,
+    calibrate_match_threshold,
+    patient_group,
+)
 from model.store.layout import (
     CATALOG_FILE,
     EMBEDDINGS_FILE,
@@ -22,7 +29,7 @@ from model.store.layout import (
     IndexLayout,
     LayoutError,
 )
-from model.store.tables import Build, Nodule
+from model.store.tables import Build, Nodule, Scan
 from model.store.vector_index import load_index, search, to_gpu_if_available
 
 logger = logging.getLogger(__name__)
@@ -72,6 +79,10 @@ class Catalog:
             raise LayoutError(f"{index_dir}: no catalogue built yet (no CURRENT)")
         folder = layout.version_dir(version)
         manifest = layout.manifest(version)
+        try:
+            MatchThreshold.from_manifest(manifest)
+        except MatchThresholdError as e:
+            raise LayoutError(f"{folder / MANIFEST}: {e}") from None
         index = load_index(folder / INDEX_FILE, manifest.get("index_params", {}))
         if gpu:
             index = to_gpu_if_available(index)
@@ -83,6 +94,11 @@ class Catalog:
     def model_fingerprint(self) -> str:
         """Fingerprint of the model the vectors were made with."""
         return str(self.manifest["model_fingerprint"])
+
+    @property
+    def match_threshold(self) -> MatchThreshold | None:
+        """The calibrated close-match threshold; None for versions built before it existed."""
+        return MatchThreshold.from_manifest(self.manifest)
 
     @property
     def dim(self) -> int:
@@ -108,6 +124,34 @@ class Catalog:
         self.engine.dispose()
 
 
+def _threshold_problems(
+    version: str, manifest: dict[str, Any], catalog: Catalog, owners: Sequence[Any]
+) -> list[str]:
+    """The recorded match threshold is well formed and is this version's own (recomputed)."""
+    try:
+        recorded = MatchThreshold.from_manifest(manifest)
+    except MatchThresholdError as e:
+        return [f"{version}: {e}"]
+    if recorded is None:
+        return []  # built before thresholds were recorded: nothing to check
+    vectors = np.asarray(catalog.embeddings, dtype=np.float32)
+    ids = np.full(len(vectors), -1, dtype=np.int64)
+    groups = [""] * len(vectors)
+    for row, nodule_id, series_uid, patient_id in owners:
+        ids[row] = nodule_id
+        groups[row] = patient_group(series_uid, patient_id)
+    again = calibrate_match_threshold(
+        catalog.index, vectors, ids, groups, percentile=recorded.percentile
+    )
+    if again is None or abs(again.value - recorded.value) > 1e-4:
+        found = "none" if again is None else f"{again.value:.6f}"
+        return [
+            f"{version}: recorded match threshold {recorded.value:.6f} is not the version's own "
+            f"(recomputed: {found})"
+        ]
+    return []
+
+
 def verify_version(
     index_dir: Path, version: str, expected_model_fingerprint: str | None = None
 ) -> list[str]:
@@ -116,7 +160,8 @@ def verify_version(
     Checks: the manifest's file checksums; FAISS ids == catalogue rows; vector count and
     dimension agree across index, embeddings, database and manifest; every stored vector is in
     the index under its nodule's id; the model fingerprint (and, when given, that it is the
-    expected one).
+    expected one); a recorded match threshold is the version's own (recomputed from its index,
+    vectors and patients; the manifest holding it has no checksum of its own).
     """
     layout = IndexLayout(index_dir)
     problems: list[str] = []
@@ -141,6 +186,11 @@ def verify_version(
         with catalog.sessions() as session:
             rows = session.execute(
                 select(Nodule.id, Nodule.embedding_row).order_by(Nodule.id)
+            ).all()
+            owners = session.execute(
+                select(Nodule.embedding_row, Nodule.id, Nodule.series_uid, Scan.patient_id)
+                .join(Scan, Scan.id == Nodule.scan_id)
+                .order_by(Nodule.embedding_row)
             ).all()
             builds = session.execute(select(Build)).scalars().all()
             n_rows = session.scalar(select(func.count()).select_from(Nodule)) or 0
@@ -175,6 +225,7 @@ def verify_version(
         norms = np.linalg.norm(stored, axis=1)
         if not np.allclose(norms, 1.0, atol=1e-3):
             problems.append(f"{version}: stored vectors are not unit length")
+        problems += _threshold_problems(version, manifest, catalog, owners)
     if len(builds) != 1 or builds[0].model_fingerprint != manifest.get("model_fingerprint"):
         problems.append(f"{version}: build record and manifest disagree on the model")
     if (

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import csv
+import io
+import json
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from app.main import create_app
+from app.settings import AppSettings
 from model.ct import open_volume
 from model.embedder import Embedder
 from model.preprocessing import extract_patch
 from model.store.catalog import Catalog
+from model.store.layout import IndexLayout, LayoutError
 from model.store.tables import Nodule
 
 
@@ -182,3 +190,186 @@ def test_metrics(client: TestClient) -> None:
     assert 'route="/v1/nodules/{nodule_id}",status="404"' in text
     assert "nodule_catalogue_nodules" in text
     assert "nodule_request_seconds_bucket" in text
+
+
+# --- the close-match threshold ---------------------------------------------------------------
+def _patients(synth_set: Path) -> dict[str, str]:
+    with (synth_set / "patients.csv").open() as f:
+        return {r["seriesuid"]: r["patient_id"] for r in csv.DictReader(f)}
+
+
+def test_search_reports_its_best_similarity_against_the_versions_threshold(
+    client: TestClient, app_index: Path
+) -> None:
+    catalog = Catalog.open(app_index)
+    threshold = catalog.manifest["match_threshold"]["value"]
+    catalog.close()
+    assert client.get("/v1/index").json()["match_threshold"]["value"] == threshold
+    nodule_id, series_uid, center, _ = _first_nodule(app_index)
+    body = {"series_uid": series_uid, "center_xyz": list(center), "k": 3}
+    result = client.post("/v1/search/coordinate", json=body).json()
+    query = result["query"]
+    assert query["best_similarity"] == result["neighbors"][0]["similarity"]
+    assert query["match_threshold"] == threshold
+    assert query["close_match"] is True  # the nodule itself is in the catalogue
+    assert result["vote"]["withheld"] is False
+    similar = client.get(f"/v1/nodules/{nodule_id}/similar", params={"k": 2}).json()
+    assert similar["query"]["best_similarity"] == similar["neighbors"][0]["similarity"]
+    assert similar["query"]["close_match"] is (similar["neighbors"][0]["similarity"] >= threshold)
+    assert similar["vote"]["withheld"] is (not similar["query"]["close_match"])
+
+
+def test_nodules_of_other_patients_are_close_matches_as_calibrated(
+    client: TestClient, app_index: Path, synth_set: Path
+) -> None:
+    """Leave-one-out through the API is the build's calibration: at most 5% are flagged."""
+    catalog = Catalog.open(app_index)
+    threshold = catalog.manifest["match_threshold"]
+    with catalog.sessions() as session:
+        ids = [n.id for n in session.query(Nodule).order_by(Nodule.id)]
+    catalog.close()
+    patients = _patients(synth_set)
+    best = []
+    for nodule_id in ids:
+        nodule = client.get(f"/v1/nodules/{nodule_id}").json()
+        result = client.get(
+            f"/v1/nodules/{nodule_id}/similar",
+            params={"k": 1, "exclude_patient_id": patients[nodule["series_uid"]]},
+        ).json()
+        assert result["query"]["close_match"] is (
+            result["query"]["best_similarity"] >= threshold["value"]
+        )
+        assert result["vote"]["withheld"] is (not result["query"]["close_match"])
+        best.append(result["query"]["best_similarity"])
+    assert threshold["n_queries"] == len(ids)
+    assert threshold["value"] == pytest.approx(np.percentile(best, 5.0), abs=1e-6)
+    flagged = sum(1 for b in best if b < threshold["value"])
+    assert 1 <= flagged <= max(1, int(np.ceil(0.05 * len(ids))))
+
+
+def test_plain_lung_points_can_have_no_close_match(
+    client: TestClient, app_index: Path, synth_set: Path
+) -> None:
+    """Class-0 candidates in parenchyma, away from every reader's mark: some are flagged.
+
+    The test model is untrained (its vectors barely tell tissue apart); with a trained model
+    nearly all such points are flagged (README, "The viewer").
+    """
+    catalog = Catalog.open(app_index)
+    threshold = catalog.manifest["match_threshold"]["value"]
+    catalog.close()
+    marks: dict[str, list[tuple[np.ndarray, float]]] = {}
+    for name in ("annotations.csv", "annotations_excluded.csv"):
+        with (synth_set / name).open() as f:
+            for r in csv.DictReader(f):
+                xyz = np.array([float(r[k]) for k in ("coordX", "coordY", "coordZ")])
+                marks.setdefault(r["seriesuid"], []).append((xyz, max(float(r["diameter_mm"]), 5)))
+    with (synth_set / "candidates_V2.csv").open() as f:
+        candidates = [r for r in csv.DictReader(f) if r["class"] == "0"]
+    flagged = 0
+    queried = 0
+    for r in candidates[::4]:
+        xyz = np.array([float(r[k]) for k in ("coordX", "coordY", "coordZ")])
+        if any(np.linalg.norm(xyz - m) < d for m, d in marks.get(r["seriesuid"], [])):
+            continue
+        body = {"series_uid": r["seriesuid"], "center_xyz": xyz.tolist(), "k": 3}
+        result = client.post("/v1/search/coordinate", json=body).json()
+        query = result["query"]
+        assert query["close_match"] is (query["best_similarity"] >= threshold)
+        assert result["vote"]["withheld"] is (not query["close_match"])
+        queried += 1
+        flagged += not query["close_match"]
+    assert queried >= 20
+    assert flagged >= 1
+
+
+@contextmanager
+def _serving_edited_copy(
+    app_index: Path, synth_set: Path, tmp_path: Path, threshold: object
+) -> Iterator[TestClient]:
+    """A client on a copy of the catalogue with another manifest ``match_threshold``.
+
+    ``None`` removes it, as in versions built before thresholds were recorded.
+    """
+    index = tmp_path / "index"
+    shutil.copytree(app_index, index)
+    version = IndexLayout(index).current() or ""
+    path = IndexLayout(index).version_dir(version) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    if threshold is None:
+        del manifest["match_threshold"]
+    else:
+        manifest["match_threshold"] = threshold
+    path.write_text(json.dumps(manifest))
+    settings = AppSettings(index_dir=index, data_dir=synth_set, device="cpu")
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def _cube_upload() -> bytes:
+    hu = np.full((40, 40, 40), -800, dtype=np.int16)
+    hu[15:25, 15:25, 15:25] = 30
+    buffer = io.BytesIO()
+    np.save(buffer, hu)
+    return buffer.getvalue()
+
+
+def test_versions_without_a_threshold_still_serve(
+    app_index: Path, synth_set: Path, tmp_path: Path
+) -> None:
+    _, series_uid, center, _ = _first_nodule(app_index)
+    with _serving_edited_copy(app_index, synth_set, tmp_path, None) as old:
+        assert old.get("/v1/index").json()["match_threshold"] is None
+        body = {"series_uid": series_uid, "center_xyz": list(center), "k": 3}
+        result = old.post("/v1/search/coordinate", json=body).json()
+        assert result["query"]["best_similarity"] == pytest.approx(1.0, abs=1e-4)
+        assert result["query"]["match_threshold"] is None
+        assert result["query"]["close_match"] is None
+        assert result["vote"]["withheld"] is False
+        assert result["vote"]["n_labelled"] >= 1  # the vote itself is unchanged
+
+
+def test_the_threshold_applies_to_every_kind_of_search(
+    app_index: Path, synth_set: Path, tmp_path: Path
+) -> None:
+    """With a threshold above every similarity but a nodule's own, all three searches flag."""
+    strict = {"value": 0.99999, "percentile": 5.0, "n_queries": 3, "n_nodules": 3}
+    nodule_id, series_uid, center, _ = _first_nodule(app_index)
+    with _serving_edited_copy(app_index, synth_set, tmp_path, strict) as service:
+        shifted = [center[0] + 6.0, center[1], center[2]]
+        answers = {
+            "coordinate": service.post(
+                "/v1/search/coordinate",
+                json={"series_uid": series_uid, "center_xyz": shifted, "k": 3},
+            ),
+            "upload": service.post(
+                "/v1/search/upload",
+                files={"file": ("cube.npy", _cube_upload())},
+                data={"spacing_zyx": "1,1,1", "k": "3"},
+            ),
+            "similar": service.get(f"/v1/nodules/{nodule_id}/similar", params={"k": 3}),
+        }
+        for kind, response in answers.items():
+            assert response.status_code == 200, (kind, response.text)
+            result = response.json()
+            assert result["query"]["match_threshold"] == 0.99999, kind
+            assert result["query"]["close_match"] is False, kind
+            assert result["vote"]["withheld"] is True, kind
+            # Withheld, not hidden: the numbers stay for a client that shows them greyed.
+            assert result["vote"]["n_labelled"] >= 1, kind
+        itself = service.post(
+            "/v1/search/coordinate",
+            json={"series_uid": series_uid, "center_xyz": list(center), "k": 3},
+        ).json()
+        assert itself["query"]["close_match"] is True
+
+
+@pytest.mark.parametrize("entry", [{"value": "high"}, {"value": 3.0, "percentile": 5.0}, [0.9]])
+def test_a_malformed_threshold_is_refused_at_load(
+    app_index: Path, synth_set: Path, tmp_path: Path, entry: object
+) -> None:
+    with (
+        pytest.raises(LayoutError, match="match_threshold"),
+        _serving_edited_copy(app_index, synth_set, tmp_path, entry),
+    ):
+        pass

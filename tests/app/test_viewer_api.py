@@ -7,14 +7,24 @@ import io
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app.preview import MAX_VIEW_PX
+from app.preview import (
+    MAX_VIEW_PX,
+    MIN_DEFAULT_VIEW_PX,
+    TILE_PX,
+    WINDOW_PRESETS,
+    axial_view_png,
+)
 from model.ct import load_volume
+from model.geometry import Geometry
+from model.preprocessing import PatchSpec, patch_hu
 from model.store.catalog import Catalog
 from model.store.tables import Nodule
+from model.volume import CTVolume
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
@@ -67,6 +77,7 @@ def test_axial_view_is_world_aligned_and_bounded(client: TestClient) -> None:
     response = client.get(f"/v1/scans/{uid}/axial.png", params={"z": z})
     assert response.status_code == 200
     assert response.headers["content-type"] == "image/png"
+    assert response.headers["X-Window"] == "1500/-600"  # the lung window by default
     pixel = float(response.headers["X-Pixel-MM"])
     width, height = _png_size(response.content)
     span_x = scan["extent_max_xyz"][0] - scan["extent_min_xyz"][0]
@@ -74,13 +85,136 @@ def test_axial_view_is_world_aligned_and_bounded(client: TestClient) -> None:
     # Pixel (r, c) is world (min_x + c * pixel, min_y + r * pixel): the image covers the extent.
     assert width == int(span_x / pixel + 1e-6) + 1
     assert height == int(span_y / pixel + 1e-6) + 1
-    assert max(width, height) == MAX_VIEW_PX
+    # The test scans have about 112 voxels a side: drawn finer, at >= 512 px, for the browser.
+    assert MIN_DEFAULT_VIEW_PX <= max(width, height) <= MAX_VIEW_PX
+    assert pixel <= min(scan["spacing_xyz"])
     tiny = client.get(f"/v1/scans/{uid}/axial.png", params={"z": z, "pixel_mm": 0.11})
     assert max(_png_size(tiny.content)) <= MAX_VIEW_PX
+    coarse = client.get(f"/v1/scans/{uid}/axial.png", params={"z": z, "pixel_mm": 2.0})
+    assert float(coarse.headers["X-Pixel-MM"]) == 2.0
+    assert max(_png_size(coarse.content)) == int(max(span_x, span_y) / 2.0 + 1e-6) + 1
     outside = client.get(f"/v1/scans/{uid}/axial.png", params={"z": scan["extent_max_xyz"][2] + 50})
     assert outside.status_code == 422
     assert "outside the scan" in outside.json()["detail"]
     assert client.get(f"/v1/scans/{uid}/axial.png", params={"z": "nan"}).status_code == 422
+
+
+def test_axial_views_of_large_scans_stay_bounded() -> None:
+    """A 400 mm field at 0.5 mm (801 voxels a side) is drawn at 768 px, however fine asked."""
+    geometry = Geometry(
+        origin_xyz=(-200.0, -200.0, -10.0),
+        spacing_xyz=(0.5, 0.5, 5.0),
+        direction=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
+        shape_zyx=(3, 801, 801),
+    )
+    hu = np.full(geometry.shape_zyx, -850.0, dtype=np.float32)
+    hu[:, 390:410, 390:410] = 40.0
+    volume = CTVolume(hu_zyx=hu, geometry=geometry)
+    for asked in (None, 0.11, 0.5):
+        png, pixel = axial_view_png(volume, -5.0, asked)
+        assert _png_size(png) == (MAX_VIEW_PX, MAX_VIEW_PX)
+        assert pixel == pytest.approx(400.0 / (MAX_VIEW_PX - 1))
+    png, pixel = axial_view_png(volume, -5.0, 2.0)
+    assert _png_size(png) == (201, 201)
+    grey = _grey(png)
+    assert grey[100, 100] > grey[10, 10]  # the soft-tissue square at the centre, lung around it
+
+
+def _grey(data: bytes) -> npt.NDArray[np.uint8]:
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image, dtype=np.uint8)
+
+
+def test_axial_tiles_sample_the_patch_function_at_every_pixel(
+    client: TestClient, synth_set: Path
+) -> None:
+    """Views wider than the patch function's 256 px are tiles of it: no seam, no shift."""
+    uid = client.get("/v1/scans").json()["scans"][0]["series_uid"]
+    scan = client.get(f"/v1/scans/{uid}").json()
+    x0, y0 = scan["extent_min_xyz"][0], scan["extent_min_xyz"][1]
+    z = scan["nodules"][0]["center_xyz"][2] if scan["nodules"] else scan["extent_min_xyz"][2]
+    volume = load_volume(next(synth_set.glob(f"subset*/{uid}.mhd")))
+    for preset in ("lung", "bone"):
+        window = WINDOW_PRESETS[preset]
+        response = client.get(
+            f"/v1/scans/{uid}/axial.png",
+            params={"z": z, "window": window.width, "level": window.level},
+        )
+        assert response.status_code == 200, response.text
+        grey = _grey(response.content)
+        pixel = float(response.headers["X-Pixel-MM"])
+        assert max(grey.shape) > TILE_PX
+        rows = sorted({0, TILE_PX - 1, TILE_PX, grey.shape[0] // 3, grey.shape[0] - 1})
+        cols = sorted({0, TILE_PX - 1, TILE_PX, 2 * grey.shape[1] // 3, grey.shape[1] - 1})
+        spec = PatchSpec(patch_shape_zyx=(1, 1, 1), spacing_mm=pixel, hu_window=window.hu_range)
+        for r in rows:
+            for c in cols:
+                hu = patch_hu(volume, (x0 + c * pixel, y0 + r * pixel, z), spec)
+                assert abs(int(grey[r, c]) - int(window.grey(hu)[0, 0, 0])) <= 1, (preset, r, c)
+
+
+def test_window_and_level_change_the_pixels(client: TestClient) -> None:
+    uid = client.get("/v1/scans").json()["scans"][0]["series_uid"]
+    scan = client.get(f"/v1/scans/{uid}").json()
+    nodule = scan["nodules"][0]
+    z = nodule["center_xyz"][2]
+    views = {}
+    for name, window in WINDOW_PRESETS.items():
+        params = {"z": z, "window": window.width, "level": window.level}
+        response = client.get(f"/v1/scans/{uid}/axial.png", params=params)
+        assert response.headers["X-Window"] == f"{window.width:g}/{window.level:g}"
+        views[name] = _grey(response.content)
+    # Lung parenchyma (about -850 HU) is mid-grey in the lung window and black in the others;
+    # the mediastinal window spreads soft tissue over the grey scale the lung window compresses.
+    assert (views["mediastinum"] == 0).mean() > (views["lung"] == 0).mean() + 0.2
+    assert not np.array_equal(views["bone"], views["mediastinum"])
+    # Only one of the two given: the other stays the lung window's.
+    level_only = client.get(f"/v1/scans/{uid}/axial.png", params={"z": z, "level": 50})
+    assert level_only.headers["X-Window"] == "1500/50"
+    center = ",".join(str(v) for v in nodule["center_xyz"])
+    lung = client.get(f"/v1/scans/{uid}/preview.png", params={"center_xyz": center})
+    bone = client.get(
+        f"/v1/scans/{uid}/preview.png", params={"center_xyz": center, "window": 1800, "level": 400}
+    )
+    assert _png_size(bone.content) == _png_size(lung.content)
+    assert not np.array_equal(_grey(bone.content), _grey(lung.content))
+    thumb = client.get(f"/v1/nodules/{nodule['id']}/preview.png", params={"window": 350})
+    assert thumb.status_code == 200
+    assert not np.array_equal(
+        _grey(thumb.content), _grey(client.get(f"/v1/nodules/{nodule['id']}/preview.png").content)
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "phrase"),
+    [
+        ({"window": 0}, "window"),
+        ({"window": -100}, "window"),
+        ({"window": 1e6}, "window"),
+        ({"window": "nan"}, "window"),
+        ({"window": "inf"}, "window"),
+        ({"level": "nan"}, "level"),
+        ({"level": 1e9}, "level"),
+        ({"level": -1e9}, "level"),
+        ({"level": "bright"}, "level"),
+    ],
+)
+def test_nonsense_windows_are_422(
+    client: TestClient, params: dict[str, float | str], phrase: str
+) -> None:
+    uid = client.get("/v1/scans").json()["scans"][0]["series_uid"]
+    scan = client.get(f"/v1/scans/{uid}").json()
+    nodule = scan["nodules"][0]
+    center = ",".join(str(v) for v in nodule["center_xyz"])
+    bases: list[tuple[str, dict[str, float | str]]] = [
+        (f"/v1/scans/{uid}/axial.png", {"z": nodule["center_xyz"][2]}),
+        (f"/v1/scans/{uid}/preview.png", {"center_xyz": center}),
+        (f"/v1/nodules/{nodule['id']}/preview.png", {}),
+    ]
+    for url, base in bases:
+        response = client.get(url, params={**base, **params})
+        assert response.status_code == 422, (url, params)
+        assert phrase in response.json()["detail"]
 
 
 def test_point_preview_and_its_errors(client: TestClient) -> None:

@@ -1,15 +1,22 @@
 """The viewer page end to end in headless Chromium (Debian's package, driven by Playwright).
 
 ``nodule-api`` runs as a real server (uvicorn on loopback) on the small synthetic catalogue; the
-browser loads the page, runs a coordinate query, opens a nodule from the map, uploads an ``.npy``
-and a broken file. A screenshot of every state goes to ``$NODULE_TEST_ARTIFACTS`` (default
-``test-artifacts/``) as the test's artifact.
+browser loads the page; types a z (the slice follows) and one outside the scan; switches the
+window/level by preset and by Shift-drag; runs a coordinate query at a nodule (thumbnails with
+similarity and label, no warning) and at a plain-lung point ("no close match", vote withheld);
+opens a nodule from the map; uploads an ``.npy`` held in flight (spinner, disabled buttons, the
+old result dimmed) and a broken file (its message replaces the result). A screenshot of every
+state goes to ``$NODULE_TEST_ARTIFACTS`` (default ``test-artifacts/``) as the test's artifact.
 """
 
 from __future__ import annotations
 
+import csv
 import io
+import json
+import math
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -18,10 +25,11 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Page, Route, sync_playwright
 
 from model.ct import load_volume
 from model.preprocessing import PatchSpec, patch_hu
@@ -93,11 +101,8 @@ def artifacts() -> Path:
 
 def _nodule_npy(synth_set: Path, tmp_path: Path) -> Path:
     """A 48 mm cube of HU around the first annotated nodule, as an uploaded .npy (1 mm voxels)."""
-    import csv
-
-    with (synth_set / "annotations.csv").open() as f:
-        row = next(csv.DictReader(f))
-    center = tuple(float(row[k]) for k in ("coordX", "coordY", "coordZ"))
+    row = _rows(synth_set / "annotations.csv")[0]
+    center = _xyz(row)
     mhd = next(synth_set.glob(f"subset*/{row['seriesuid']}.mhd"))
     spec = PatchSpec(patch_shape_zyx=(48, 48, 48), spacing_mm=1.0, hu_window=(-1024.0, 3000.0))
     hu = patch_hu(load_volume(mhd), center, spec)
@@ -106,6 +111,77 @@ def _nodule_npy(synth_set: Path, tmp_path: Path) -> Path:
     np.save(buffer, hu.astype(np.int16))
     path.write_bytes(buffer.getvalue())
     return path
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def _xyz(row: dict[str, str]) -> tuple[float, float, float]:
+    return (float(row["coordX"]), float(row["coordY"]), float(row["coordZ"]))
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.load(response)
+
+
+def _post(url: str, body: dict[str, Any]) -> Any:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+def _plain_lung_point(server: str, synth_set: Path) -> tuple[str, tuple[float, float, float]]:
+    """A class-0 candidate in lung parenchyma (below -700 HU, 5 mm from every reader's mark)
+    that the service finds no close match for."""
+    marks: dict[str, list[tuple[float, float, float]]] = {}
+    for name in ("annotations.csv", "annotations_excluded.csv"):
+        for r in _rows(synth_set / name):
+            marks.setdefault(r["seriesuid"], []).append(_xyz(r))
+    spec = PatchSpec(patch_shape_zyx=(3, 3, 3), spacing_mm=1.0, hu_window=(-1100.0, 3000.0))
+    volumes: dict[str, Any] = {}
+    for r in _rows(synth_set / "candidates_V2.csv"):
+        uid, xyz = r["seriesuid"], _xyz(r)
+        if r["class"] != "0" or any(math.dist(xyz, m) < 5.0 for m in marks.get(uid, [])):
+            continue
+        if uid not in volumes:
+            volumes[uid] = load_volume(next(synth_set.glob(f"subset*/{uid}.mhd")))
+        if float(patch_hu(volumes[uid], xyz, spec).mean()) > -700.0:
+            continue  # a vessel, a blob, the chest wall: not plain parenchyma
+        body = {"series_uid": uid, "center_xyz": list(xyz), "k": K}
+        if _post(f"{server}/v1/search/coordinate", body)["query"]["close_match"] is False:
+            return uid, xyz
+    pytest.fail("the service found a close match for every plain-lung candidate")
+
+
+def _mean_pixel(page: Page, selector: str) -> float:
+    """Mean grey of an image as the browser decoded it."""
+    value = page.eval_on_selector(
+        selector,
+        """img => {
+            const c = document.createElement("canvas");
+            c.width = img.naturalWidth; c.height = img.naturalHeight;
+            const g = c.getContext("2d");
+            g.drawImage(img, 0, 0);
+            const d = g.getImageData(0, 0, c.width, c.height).data;
+            let s = 0;
+            for (let i = 0; i < d.length; i += 4) s += d[i];
+            return s / (d.length / 4);
+        }""",
+    )
+    return float(value)
+
+
+def _wait_for_slice(page: Page, z: float, window: float | None = None) -> None:
+    condition = "a => { const img = document.getElementById('axial'); return img.dataset.z === a.z"
+    condition += " && (a.w === null || img.dataset.window === a.w); }"
+    page.wait_for_function(
+        condition, arg={"z": f"{z:.2f}", "w": None if window is None else f"{window:g}"}
+    )
 
 
 def test_viewer_in_chromium(server: str, synth_set: Path, artifacts: Path, tmp_path: Path) -> None:
@@ -117,25 +193,136 @@ def test_viewer_in_chromium(server: str, synth_set: Path, artifacts: Path, tmp_p
             page = browser.new_page(viewport={"width": 1500, "height": 1000})
             failed: list[str] = []
             page.on("requestfailed", lambda request: failed.append(request.url))
+            axial_requests: list[str] = []
+            page.on(
+                "request",
+                lambda request: (
+                    axial_requests.append(request.url) if "/axial.png" in request.url else None
+                ),
+            )
             page.goto(server + "/")
             page.wait_for_selector("body[data-ready=true]", timeout=30_000)
             page.wait_for_function("document.getElementById('axial').naturalWidth > 0")
             assert page.locator("[data-testid=map-point]").count() > 0
+            assert "match threshold" in page.inner_text("[data-testid=index-info]")
+            # (e) The slice is drawn at >= 512 px and never enlarged by the browser.
+            natural = page.eval_on_selector("#axial", "img => [img.naturalWidth, img.clientWidth]")
+            assert natural[0] >= 512
+            assert natural[1] <= natural[0]
             page.screenshot(path=str(artifacts / "1-loaded.png"), full_page=True)
 
-            # A coordinate query: the first indexed nodule of the first scan is preselected.
+            # (c) A typed z moves the slice to that height; one outside the scan is named.
+            uid = page.input_value("[data-testid=scan-select]")
+            scan = _get(f"{server}/v1/scans/{uid}")
+            low, high = scan["extent_min_xyz"][2], scan["extent_max_xyz"][2]
+            typed = round(low + 0.3 * (high - low), 2)
+            before = page.get_attribute("#axial", "src")
+            page.fill("[data-testid=z]", f"{typed:.2f}")
+            _wait_for_slice(page, typed)
+            assert page.get_attribute("#axial", "src") != before
+            assert f"z {typed:.2f} mm" in page.inner_text("[data-testid=slice-label]")
+            page.fill("[data-testid=z]", f"{high + 40:.2f}")
+            notice = page.locator("[data-testid=slice-notice]")
+            notice.wait_for(state="visible")
+            assert "outside this scan" in notice.inner_text()
+            assert page.get_attribute("#axial", "data-z") == f"{typed:.2f}"
+            page.click("#scan-nodules button")  # back to the first indexed nodule
+            nodule_z = scan["nodules"][0]["center_xyz"][2]
+            _wait_for_slice(page, nodule_z)
+            assert notice.is_hidden()
+
+            # (d) Window/level: a preset changes the request and the pixels; Shift-drag adjusts.
+            lung_mean = _mean_pixel(page, "#axial")
+            page.click("[data-testid=wl-mediastinum]")
+            _wait_for_slice(page, nodule_z, 350)
+            assert any("window=350&level=50" in u for u in axial_requests)
+            assert _mean_pixel(page, "#axial") < lung_mean - 10  # lung is black in this window
+            assert page.inner_text("[data-testid=wl-readout]") == "W 350 / L 50"
+            page.screenshot(path=str(artifacts / "2-mediastinal-window.png"), full_page=True)
+            box = page.locator("#axial").bounding_box()
+            assert box is not None
+            x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            page.keyboard.down("Shift")
+            page.mouse.move(x, y)
+            page.mouse.down()
+            page.mouse.move(x + 60, y + 30, steps=6)
+            page.mouse.up()
+            page.keyboard.up("Shift")
+            page.wait_for_function(
+                "document.getElementById('axial').dataset.window === String(350 + 60 * 4)"
+            )
+            assert page.inner_text("[data-testid=wl-readout]") == "W 590 / L 110"
+            assert page.locator("button.wl.active").count() == 0  # no preset any more
+            assert page.input_value("[data-testid=z]") == f"{nodule_z:.2f}"  # the point stayed
+            page.click("[data-testid=wl-lung]")
+            _wait_for_slice(page, nodule_z, 1500)
+
+            # A coordinate query at the first indexed nodule of the first scan, its thumbnails
+            # held back at first: (a) each shows a spinner in its place until it has loaded.
+            thumbs: list[Route] = []
+            page.route("**/v1/nodules/*/preview.png", lambda route: thumbs.append(route))
             page.fill("#k", str(K))
             page.click("[data-testid=search-point]")
             cards = page.locator("[data-testid=neighbor-card]")
             cards.nth(K - 1).wait_for(timeout=30_000)
             assert cards.count() == K
+            assert page.locator("#neighbors .thumb.loading").count() == K
+            spinner = page.eval_on_selector(
+                "#neighbors .thumb.loading",
+                "e => getComputedStyle(e, '::after').animationName",
+            )
+            assert spinner == "spin"
+            page.unroute("**/v1/nodules/*/preview.png")
+            for route in thumbs:
+                route.continue_()
             assert "similarity 1.000" in cards.first.inner_text()  # the nodule itself
             assert page.locator("[data-testid=vote]").inner_text().strip() not in ("", "—")
             assert "series" in page.inner_text("[data-testid=query-info]")
-            page.screenshot(path=str(artifacts / "2-coordinate-query.png"), full_page=True)
+            assert "best similarity 1.000" in page.inner_text("[data-testid=query-info]")
+            # (g) A nodule has a close match: no notice, the vote stands.
+            assert page.locator("[data-testid=match-notice]").is_hidden()
+            assert page.locator("[data-testid=vote-withheld]").count() == 0
+            # (f) Thumbnails carry the similarity and the label, and load out of their spinner.
+            captions = page.locator("[data-testid=thumb-caption]")
+            assert captions.count() == K
+            assert captions.first.inner_text().startswith("#")
+            assert "sim 1.000" in captions.first.inner_text()
+            for i in range(K):
+                text = captions.nth(i).inner_text()
+                assert re.search(r"sim \d\.\d{3}", text), text
+                assert re.search(r"benign|malignant|no label", text), text
+            page.wait_for_function(
+                "document.querySelectorAll('#neighbors .thumb.loading').length === 0"
+            )
+            assert page.eval_on_selector_all(
+                "#neighbors .thumb img", "imgs => imgs.every(i => i.naturalWidth === 384)"
+            )
+            page.screenshot(path=str(artifacts / "3-coordinate-query.png"), full_page=True)
+
+            # (g) A point in plain lung: "no close match", the vote withheld and greyed.
+            lung_uid, lung_xyz = _plain_lung_point(server, synth_set)
+            page.select_option("[data-testid=scan-select]", lung_uid)
+            page.wait_for_function(
+                "uid => document.getElementById('scan-select').value === uid", arg=lung_uid
+            )
+            page.wait_for_function("() => document.getElementById('axial').dataset.z !== undefined")
+            for axis, value in zip("xyz", lung_xyz, strict=True):
+                page.fill(f"[data-testid={axis}]", f"{value:.2f}")
+            _wait_for_slice(page, round(lung_xyz[2], 2))  # the image is where the point is
+            page.click("[data-testid=search-point]")
+            match = page.locator("[data-testid=match-notice]")
+            match.wait_for(state="visible", timeout=30_000)
+            assert "No close match in the catalogue" in match.inner_text()
+            assert "threshold" in match.inner_text()
+            assert page.locator("[data-testid=vote-withheld]").is_visible()
+            assert "withheld" in (page.get_attribute("[data-testid=vote]", "class") or "")
+            page.wait_for_function(
+                "document.querySelectorAll('#neighbors .thumb.loading').length === 0"
+            )
+            page.screenshot(path=str(artifacts / "4-no-close-match.png"), full_page=True)
 
             # A click on a map point opens that nodule as the next query.
-            before = page.inner_text("[data-testid=query-info]")
+            before_info = page.inner_text("[data-testid=query-info]")
             point = page.locator("[data-testid=map-point]").last
             nodule_id = point.get_attribute("data-id")
             point.click()
@@ -144,27 +331,48 @@ def test_viewer_in_chromium(server: str, synth_set: Path, artifacts: Path, tmp_p
                 ".includes('indexed nodule #' + id)",
                 arg=nodule_id,
             )
-            assert page.inner_text("[data-testid=query-info]") != before
+            assert page.inner_text("[data-testid=query-info]") != before_info
             assert cards.count() == K
-            page.screenshot(path=str(artifacts / "3-map-click.png"), full_page=True)
+            page.screenshot(path=str(artifacts / "5-map-click.png"), full_page=True)
 
-            # An uploaded .npy in HU with its spacing.
+            # (a) An upload held in flight: spinner, buttons disabled, the old result dimmed.
+            held: list[Route] = []
+            page.route("**/v1/search/upload", lambda route: held.append(route))
             page.click("button[data-tab=upload]")
             page.set_input_files("[data-testid=upload-file]", str(_nodule_npy(synth_set, tmp_path)))
             page.fill("[data-testid=upload-spacing]", "1,1,1")
             page.fill("#upload-k", str(K))
             page.click("[data-testid=search-upload]")
+            page.locator("[data-testid=loading]").wait_for(state="visible")
+            deadline = time.monotonic() + 30
+            while not held:  # wait_for_timeout lets Playwright deliver the route to the handler
+                assert time.monotonic() < deadline, "the upload request never left the page"
+                page.wait_for_timeout(50)
+            assert page.locator("[data-testid=search-upload]").is_disabled()
+            assert page.locator("[data-testid=search-point]").is_disabled()
+            assert "Uploading nodule.npy" in page.inner_text("[data-testid=loading]")
+            assert "stale" in (page.get_attribute("[data-testid=results]", "class") or "")
+            opacity = page.eval_on_selector(
+                "[data-testid=results]", "e => Number(getComputedStyle(e).opacity)"
+            )
+            assert opacity < 0.5
+            page.screenshot(path=str(artifacts / "6-upload-in-flight.png"), full_page=True)
+            held[0].continue_()
             page.wait_for_function(
                 "document.querySelector('[data-testid=query-info]').innerText"
                 ".includes('uploaded volume')",
                 timeout=60_000,
             )
+            page.unroute("**/v1/search/upload")
+            assert page.locator("[data-testid=loading]").is_hidden()
+            assert page.locator("[data-testid=search-upload]").is_enabled()
+            assert "stale" not in (page.get_attribute("[data-testid=results]", "class") or "")
             assert cards.count() == K
             assert page.locator("#query-preview").is_visible()
             assert page.locator("[data-testid=error]").is_hidden()
-            page.screenshot(path=str(artifacts / "4-upload.png"), full_page=True)
+            page.screenshot(path=str(artifacts / "7-upload.png"), full_page=True)
 
-            # A broken upload: the API's message is shown, readable.
+            # (b) A broken upload: the API's message replaces the result area.
             bad = tmp_path / "broken.npy"
             bad.write_bytes(b"this is not a numpy file")
             page.set_input_files("[data-testid=upload-file]", str(bad))
@@ -174,7 +382,14 @@ def test_viewer_in_chromium(server: str, synth_set: Path, artifacts: Path, tmp_p
             text = error.inner_text()
             assert text.startswith("422: ")
             assert "numpy file" in text
-            page.screenshot(path=str(artifacts / "5-bad-upload.png"), full_page=True)
+            assert page.locator("[data-testid=results]").is_hidden()
+            assert cards.count() == 0
+            assert page.locator("[data-testid=map-point][stroke='#16a34a']").count() == 0
+            page.screenshot(path=str(artifacts / "8-bad-upload.png"), full_page=True)
+            # The next search replaces the error in turn.
+            page.locator("[data-testid=map-point]").first.click()
+            cards.nth(K - 1).wait_for(timeout=30_000)
+            assert error.is_hidden()
             assert not [u for u in failed if not u.startswith(server)]  # nothing external
         finally:
             browser.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -21,9 +22,11 @@ from indexer.synth.generate import generate
 from model.checkpoint import save_model
 from model.network import NetworkConfig, NoduleNet
 from model.preprocessing import PatchSpec
+from model.store.calibration import calibrate_match_threshold, nearest_other_similarities
 from model.store.catalog import Catalog, verify_version
-from model.store.layout import IndexLayout
+from model.store.layout import IndexLayout, LayoutError
 from model.store.tables import Label, Nodule, NoduleRead
+from model.store.vector_index import build_index
 from tests.conftest import small_config
 
 SPEC = PatchSpec(patch_shape_zyx=(16, 16, 16), spacing_mm=2.5)
@@ -300,3 +303,98 @@ def test_verify_detects_tampering(synth_set: Path, model_dir: Path, tmp_path: Pa
     assert any("checksum" in p for p in problems)
     manifest = json.loads((layout.version_dir(version) / "manifest.json").read_text())
     assert manifest["files"]["embeddings.npy"]
+
+
+def _nearest_other_patient(vectors: np.ndarray, patients: list[str]) -> np.ndarray:
+    """Brute force, independent of FAISS: each row's best cosine to a row of another patient."""
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    sims = unit @ unit.T
+    same = np.array(patients)[:, None] == np.array(patients)[None, :]
+    sims[same] = -np.inf
+    best: np.ndarray = sims.max(axis=1)
+    return best
+
+
+def test_build_records_the_match_threshold_with_the_version(
+    synth_set: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    index = tmp_path / "index"
+    assert _build(synth_set, model_dir, index) == 0
+    layout = IndexLayout(index)
+    version = layout.current() or ""
+    manifest = layout.manifest(version)
+    recorded = manifest["match_threshold"]
+    with (synth_set / "patients.csv").open() as f:
+        patient_of = {r["seriesuid"]: r["patient_id"] for r in csv.DictReader(f)}
+    catalog = Catalog.open(index)
+    try:
+        with catalog.sessions() as session:
+            rows = session.query(Nodule).order_by(Nodule.embedding_row).all()
+            patients = [patient_of[r.series_uid] for r in rows]
+        vectors = np.asarray(catalog.embeddings, dtype=np.float64)
+        assert catalog.match_threshold is not None
+        assert catalog.match_threshold.value == recorded["value"]
+    finally:
+        catalog.close()
+    best = _nearest_other_patient(vectors, patients)
+    assert len(set(patients)) < len(patients)  # some patients have 2 nodules: exclusion matters
+    assert recorded["percentile"] == 5.0
+    assert recorded["n_queries"] == recorded["n_nodules"] == len(rows)
+    assert recorded["value"] == pytest.approx(np.percentile(best, 5.0), abs=1e-5)
+    assert recorded["quantiles"]["p50"] == pytest.approx(np.median(best), abs=1e-5)
+    assert "other-patient" in recorded["rule"]
+    assert verify_version(index, version) == []
+    # Approximate indexes are calibrated on themselves too (here they find the same neighbours).
+    hnsw = tmp_path / "hnsw"
+    assert _build(synth_set, model_dir, hnsw, "--index-type", "hnsw") == 0
+    hnsw_manifest = IndexLayout(hnsw).manifest(IndexLayout(hnsw).current() or "")
+    assert hnsw_manifest["match_threshold"]["value"] == pytest.approx(recorded["value"], abs=1e-5)
+
+
+def test_verify_checks_the_threshold_and_old_versions_load_without_one(
+    synth_set: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    index = tmp_path / "index"
+    assert _build(synth_set, model_dir, index) == 0
+    layout = IndexLayout(index)
+    version = layout.current() or ""
+    path = layout.version_dir(version) / "manifest.json"
+    original = json.loads(path.read_text())
+    edited = json.loads(path.read_text())
+    edited["match_threshold"]["value"] -= 0.05
+    path.write_text(json.dumps(edited))
+    problems = verify_version(index, version)
+    assert any("not the version's own" in p for p in problems)
+    edited["match_threshold"]["value"] = "high"
+    path.write_text(json.dumps(edited))
+    assert any("match_threshold" in p for p in verify_version(index, version))
+    with pytest.raises(LayoutError, match="match_threshold"):
+        Catalog.open(index)
+    # A version built before thresholds were recorded: it opens, verifies and has none.
+    del original["match_threshold"]
+    path.write_text(json.dumps(original))
+    assert verify_version(index, version) == []
+    catalog = Catalog.open(index)
+    assert catalog.match_threshold is None
+    catalog.close()
+
+
+def test_calibration_skips_the_patient_samples_large_catalogues_and_needs_enough() -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(20, 16))
+    vectors = np.repeat(centres, 3, axis=0) + 0.05 * rng.normal(size=(60, 16))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    ids = np.arange(1000, 1060, dtype=np.int64)
+    index = build_index(vectors, ids)
+    # Each patient holds three near-copies: without the exclusion everything would be "close".
+    patients = [f"p{i // 3}" for i in range(60)]
+    sims = nearest_other_similarities(index, vectors, ids, patients)
+    np.testing.assert_allclose(sims, _nearest_other_patient(vectors, patients), atol=1e-5)
+    by_row = nearest_other_similarities(index, vectors, ids, [f"r{i}" for i in range(60)])
+    assert np.all(by_row > sims)
+    sampled = calibrate_match_threshold(index, vectors, ids, patients, max_queries=25)
+    assert sampled is not None
+    assert sampled.n_queries == 25
+    assert sampled.n_nodules == 60
+    one_patient = calibrate_match_threshold(index, vectors, ids, ["p"] * 60)
+    assert one_patient is None  # nobody has a nodule of another patient
