@@ -8,9 +8,15 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import fastapi_offline
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from app.errors import InputError
@@ -29,6 +35,13 @@ from model.volume import VolumeReadError
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
+#: Swagger UI's and ReDoc's browser files (swagger-ui-bundle.js, swagger-ui.css,
+#: redoc.standalone.js, favicon.png) as the fastapi-offline wheel ships them.
+DOCS_ASSETS_DIR = Path(fastapi_offline.__file__).parent / "static"
+DOCS_ASSETS_URL = "/docs-assets"
+#: Images, fonts and fetches of the docs pages from this origin only: ReDoc's side menu loads the
+#: Redocly logo from cdn.redoc.ly whatever its options say, and the browser must not even try.
+DOCS_CSP = "img-src 'self' data:; font-src 'self' data:; connect-src 'self'"
 
 
 def create_app(settings: AppSettings | None = None) -> FastAPI:
@@ -52,6 +65,11 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         "millimetres in the ITK/LPS frame (LUNA16 coordX, coordY, coordZ). Results are decision "
         "support from similar cases, not a diagnosis.",
         lifespan=lifespan,
+        # /docs and /redoc are served below from local files, not FastAPI's CDN-loading pages.
+        docs_url=None,
+        redoc_url=None,
+        # Swagger UI would send the spec's URL to validator.swagger.io for its badge.
+        swagger_ui_parameters={"validatorUrl": None},
     )
 
     async def not_found(request: Request, exc: Exception) -> JSONResponse:
@@ -116,7 +134,52 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     async def viewer() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
+    _add_docs(app)
     return app
+
+
+def _add_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` with their scripts, styles and icon served here.
+
+    FastAPI's own pages load them from a CDN and stay blank on a network without internet (most
+    hospital networks); this is FastAPI's self-hosting recipe with the files of fastapi-offline.
+    """
+    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=DOCS_ASSETS_DIR), name="docs-assets")
+    openapi_url = app.openapi_url or "/openapi.json"
+    oauth2_redirect_url = app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        # Behind a proxy that mounts the service under a prefix, links must carry it.
+        root: str = request.scope.get("root_path", "").rstrip("/")
+        page = get_swagger_ui_html(
+            openapi_url=root + openapi_url,
+            title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url=root + oauth2_redirect_url,
+            swagger_js_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon.png",
+            swagger_ui_parameters=app.swagger_ui_parameters,
+        )
+        page.headers["Content-Security-Policy"] = DOCS_CSP
+        return page
+
+    @app.get(oauth2_redirect_url, include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root: str = request.scope.get("root_path", "").rstrip("/")
+        page = get_redoc_html(
+            openapi_url=root + openapi_url,
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{DOCS_ASSETS_URL}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon.png",
+            with_google_fonts=False,  # the fonts would come from Google's servers
+        )
+        page.headers["Content-Security-Policy"] = DOCS_CSP
+        return page
 
 
 def main(argv: Sequence[str] | None = None) -> int:

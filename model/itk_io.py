@@ -3,12 +3,17 @@
 Headers are validated *before* any voxel buffer is allocated: absurd sizes are refused, a MetaImage
 ``ElementDataFile`` must name a file inside the header's own folder (an uploaded header must never
 make the server read its own files), and uncompressed data must be as long as the header promises.
+Header keys that do not decide how voxel bytes are read (NIfTI fields and DICOM tags that SimpleITK
+copies into the headers it writes) are skipped, the way ITK's MetaIO skips them; the rest are read
+the way MetaIO reads them, so the checks hold for the file SimpleITK then opens. Compressed data is
+decoded once (output discarded) to catch a cut or broken stream, which ITK would zero-fill.
 Uncompressed MetaImage supports streamed region reads, so a patch reads only the box it needs.
 """
 
 from __future__ import annotations
 
 import gzip
+import itertools
 import logging
 import re
 import struct
@@ -31,9 +36,6 @@ logger = logging.getLogger(__name__)
 #: or hostile header (a few MB of zlib can claim gigabytes).
 MAX_DIM = 4096
 MAX_VOXELS = 2**29
-
-#: Bytes of a MetaImage header we are willing to scan for keys.
-_MAX_HEADER_BYTES = 1 << 16
 
 #: MetaImage element types and their numpy dtypes (byte order set from the header).
 _MET_TYPES: dict[str, str] = {
@@ -93,38 +95,188 @@ def _parse_ints(path: Path, key: str, value: str, count: int) -> list[int]:
     return numbers
 
 
+#: Bytes of a MetaImage header we are willing to scan for keys. SimpleITK copies every NIfTI
+#: field, or every DICOM tag of the first slice, into the MetaImage headers it writes (a few KiB,
+#: more with private tags); the bound still caps the scan of a hostile file.
+_MAX_HEADER_BYTES = 1 << 20
+
+#: The keys this reader interprets; their values must be plain ASCII. Every other ``Key = value``
+#: line (``dim[0]``, ``ITK_FileNotes``, ``0008|0060``, ...) is skipped, as ITK's MetaIO skips it.
+#: Geometry keys (Offset, TransformMatrix, ElementSpacing, ...) are read by SimpleITK itself and
+#: checked by ``Geometry``; these are the ones that decide which bytes become voxels.
+_DATA_KEYS = frozenset(
+    {
+        "ObjectType",
+        "NDims",
+        "DimSize",
+        "ElementType",
+        "ElementNumberOfChannels",
+        "BinaryData",
+        "BinaryDataByteOrderMSB",
+        "ElementByteOrderMSB",
+        "CompressedData",
+        "CompressedDataSize",
+        "HeaderSize",
+        "ElementDataFile",
+    }
+)
+
+#: MetaIO ends a key at the first ``=`` or ``:``, and at the end of the line.
+_SEPARATOR = re.compile(rb"[=:]")
+#: A key as MetaIO compares it (a C string, blanks around it trimmed): printable ASCII, inner
+#: blanks kept. A NUL would end MetaIO's key early, so control characters are refused.
+_KEY = re.compile(rb"[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*")
+#: Bytes that MetaIO and this parser would split lines or end strings at differently: NUL (a C
+#: string ends there) and a carriage return that does not end the line (MetaIO ends a key there
+#: but not a value).
+_SPLITTERS = re.compile(rb"[\x00\r]")
+_PRINTABLE = re.compile(rb"[\t\x20-\x7e]*")
+
+#: The spellings of in-header data that MetaIO accepts (it compares exactly).
+_LOCAL = ("LOCAL", "Local", "local")
+
+
+def _meta_flag(fields: dict[str, str], key: str) -> bool:
+    """A MetaIO boolean: true when the value starts with ``T``, ``t`` or ``1``, as MetaIO reads it.
+
+    Reading only ``True`` would let ``CompressedData = 1`` mean compressed to SimpleITK and raw to
+    the region reader.
+    """
+    return fields.get(key, "")[:1] in ("T", "t", "1")
+
+
+def _not_a_header(path: Path, line: bytes, number: int) -> VolumeReadError:
+    if not _PRINTABLE.fullmatch(line):
+        return VolumeReadError(
+            f"{path.name}: not a MetaImage header (binary data in line {number})"
+        )
+    text = line.decode("ascii")
+    return VolumeReadError(f"{path.name}: not a MetaImage header (bad line {text[:40]!r})")
+
+
+def _read_header_fields(path: Path) -> tuple[dict[str, str], int]:
+    """The interpreted keys of a MetaImage header and the byte offset just past its last line.
+
+    Lines end at a line feed only (a carriage return before it is dropped), as MetaIO reads
+    values. A line without ``=`` is accepted only where MetaIO takes it the way we do: as the
+    continuation of a multi-line value of a key we skip (SimpleITK writes DICOM values such as
+    ImageComments that hold line breaks as they are). MetaIO takes such a line as a key of its
+    own with the value after the next ``=``, swallowing the next line's key, so that key must be
+    one we skip too.
+    """
+    fields: dict[str, str] = {}
+    skipped: list[str] = []
+    offset = 0
+    continues = False  # the previous line was a skipped key (or its continuation)
+    swallows = False  # MetaIO will read the next key's value as that of a line without "="
+    try:
+        with path.open("rb") as f:
+            for number in itertools.count(1):
+                raw_line = f.readline(_MAX_HEADER_BYTES - offset)
+                offset += len(raw_line)
+                if not raw_line.endswith(b"\n") and offset >= _MAX_HEADER_BYTES:
+                    raise VolumeReadError(
+                        f"{path.name}: MetaImage header has no ElementDataFile in its first "
+                        f"{_MAX_HEADER_BYTES // 1024} KiB"
+                    )
+                if not raw_line:
+                    raise VolumeReadError(f"{path.name}: MetaImage header has no ElementDataFile")
+                line = raw_line.removesuffix(b"\n").removesuffix(b"\r")
+                if _SPLITTERS.search(line):
+                    raise VolumeReadError(
+                        f"{path.name}: not a MetaImage header (binary data in line {number})"
+                    )
+                line = line.strip()
+                if not line:
+                    continue
+                sep = _SEPARATOR.search(line)
+                if sep is None:
+                    # MetaIO takes the whole line as a key, and the value after the next "=".
+                    if continues and line.decode("ascii", "replace") not in _DATA_KEYS:
+                        swallows = True
+                        continue
+                    raise _not_a_header(path, line, number)
+                key_bytes = line[: sep.start()].rstrip(b" \t")
+                if not _KEY.fullmatch(key_bytes):
+                    raise _not_a_header(path, line, number)
+                key = key_bytes.decode("ascii")
+                if key not in _DATA_KEYS:
+                    skipped.append(key)
+                    continues, swallows = True, False
+                    continue
+                if sep.group() != b"=":
+                    raise _not_a_header(path, line, number)  # "NDims: 3" is not read here
+                if swallows:
+                    raise VolumeReadError(
+                        f"{path.name}: {key} in line {number} follows a line without '=' (ITK "
+                        "would read it as that line's value)"
+                    )
+                value = line[sep.end() :].lstrip(b" \t=:").strip()
+                if not _PRINTABLE.fullmatch(value):
+                    raise VolumeReadError(f"{path.name}: {key} is not plain ASCII text")
+                fields[key] = value.decode("ascii")
+                continues = False
+                if key == "ElementDataFile":
+                    break
+    except OSError as e:
+        raise VolumeReadError(f"{path.name}: cannot open ({e.strerror})") from None
+    if skipped:
+        # Key names only: values of DICOM-derived keys can hold patient data.
+        logger.debug(
+            "%s: skipped %d header keys the reader does not use (%s%s)",
+            path.name,
+            len(skipped),
+            ", ".join(skipped[:5]),
+            ", ..." if len(skipped) > 5 else "",
+        )
+    return fields, offset
+
+
+def _check_compressed(path: Path, header: MetaHeader, stored: int) -> None:
+    """Decode the first ``stored`` bytes of compressed voxel data and count what comes out.
+
+    ITK zero-fills or keeps garbage where a zlib stream stops early or breaks (a cut ``.zraw``
+    without CompressedDataSize, or a CompressedDataSize smaller than the data). Decoding here
+    streams in bounded chunks and discards the output, so it costs time, not memory.
+    """
+    decoder = zlib.decompressobj(47)  # zlib or gzip header, as MetaIO's inflateInit2(47)
+    decoded = 0
+    try:
+        with header.data_path.open("rb") as f:
+            f.seek(header.data_offset)
+            left = max(stored, 0)
+            while decoded < header.data_bytes and not decoder.eof:
+                chunk = decoder.unconsumed_tail
+                if not chunk:
+                    chunk = f.read(min(1 << 20, left))
+                    left -= len(chunk)
+                    if not chunk:
+                        break
+                decoded += len(decoder.decompress(chunk, 1 << 22))
+    except zlib.error:
+        raise VolumeReadError(f"{path.name}: compressed voxel data is corrupt") from None
+    except OSError as e:
+        raise VolumeReadError(f"{path.name}: voxel data cannot be read ({e.strerror})") from None
+    if decoded < header.data_bytes:
+        raise VolumeReadError(
+            f"{path.name}: compressed voxel data is truncated (decodes to {decoded} bytes, "
+            f"header promises {header.data_bytes})"
+        )
+
+
 def read_meta_header(path: Path) -> MetaHeader:
     """Parse and validate a MetaImage header (``.mhd`` or ``.mha``) without touching voxel data.
 
+    Keys that do not decide how voxel bytes are found and read (NIfTI or DICOM metadata that
+    SimpleITK copies into the headers it writes) are skipped; the rest are read the way ITK's
+    MetaIO reads them, so that the checks here hold for the file SimpleITK then opens.
+
     Raises:
         VolumeReadError: garbage header, not 3-D, absurd ``DimSize``, unsupported element type,
-            ``ElementDataFile`` outside the header's folder or missing, or truncated data.
+            text (non-binary) voxel data, ``ElementDataFile`` outside the header's folder or
+            missing, or truncated data.
     """
-    try:
-        with path.open("rb") as f:
-            head = f.read(_MAX_HEADER_BYTES)
-    except OSError as e:
-        raise VolumeReadError(f"{path.name}: cannot open ({e.strerror})") from None
-    fields: dict[str, str] = {}
-    header_end = None
-    offset = 0
-    for raw_line in head.splitlines(keepends=True):
-        offset += len(raw_line)
-        try:
-            line = raw_line.decode("ascii").strip()
-        except UnicodeDecodeError:
-            raise VolumeReadError(f"{path.name}: not a MetaImage header (binary data)") from None
-        if not line:
-            continue
-        m = re.fullmatch(r"([A-Za-z][A-Za-z0-9_]*)\s*=\s*(.*)", line)
-        if m is None:
-            raise VolumeReadError(f"{path.name}: not a MetaImage header (bad line {line[:40]!r})")
-        fields[m.group(1)] = m.group(2).strip()
-        if m.group(1) == "ElementDataFile":
-            header_end = offset
-            break
-    if header_end is None:
-        raise VolumeReadError(f"{path.name}: MetaImage header has no ElementDataFile")
+    fields, header_end = _read_header_fields(path)
     if fields.get("ObjectType", "Image") != "Image":
         raise VolumeReadError(f"{path.name}: ObjectType is {fields['ObjectType']!r}, not Image")
     ndims = _parse_ints(path, "NDims", fields.get("NDims", ""), 1)[0]
@@ -144,13 +296,20 @@ def read_meta_header(path: Path) -> MetaHeader:
     element_type = fields.get("ElementType", "")
     if element_type not in _MET_TYPES:
         raise VolumeReadError(f"{path.name}: unsupported ElementType {element_type!r}")
-    compressed = fields.get("CompressedData", "False").lower() == "true"
+    if "BinaryData" in fields and not _meta_flag(fields, "BinaryData"):
+        raise VolumeReadError(
+            f"{path.name}: voxels stored as text (BinaryData = {fields['BinaryData']}) are not "
+            "supported"
+        )
+    compressed = _meta_flag(fields, "CompressedData")
 
     data_file = fields["ElementDataFile"]
-    if data_file == "LOCAL":
+    if data_file in _LOCAL:
         data_path, data_offset = path, header_end
     else:
-        if data_file.upper() == "LIST" or "%" in data_file:
+        # MetaIO reads a list of file names from the following lines for any name that starts
+        # with LIST, and a numbered series for a name with %.
+        if data_file.startswith("LIST") or data_file.upper() == "LIST" or "%" in data_file:
             raise VolumeReadError(f"{path.name}: multi-file ElementDataFile {data_file!r} refused")
         # SimpleITK opens the data file beside the header path *as given*; check that same path.
         # Only a bare file name is accepted, and it must not resolve (symlinks included) to
@@ -168,22 +327,36 @@ def read_meta_header(path: Path) -> MetaHeader:
         if header_size == -1 and not compressed:
             nbytes = int(np.prod(size)) * np.dtype(_MET_TYPES[element_type]).itemsize
             data_offset = max(data_path.stat().st_size - nbytes, 0)
-    msb = fields.get("BinaryDataByteOrderMSB", fields.get("ElementByteOrderMSB", "False"))
+    # MetaIO lets BinaryDataByteOrderMSB win when both are given, in either order.
+    msb_key = (
+        "BinaryDataByteOrderMSB" if "BinaryDataByteOrderMSB" in fields else "ElementByteOrderMSB"
+    )
     header = MetaHeader(
         size_xyz=(size[0], size[1], size[2]),
         element_type=element_type,
         compressed=compressed,
-        big_endian=msb.lower() == "true",
+        big_endian=_meta_flag(fields, msb_key),
         data_path=data_path,
         data_offset=data_offset,
     )
-    if not compressed:
-        available = data_path.stat().st_size - data_offset
-        if available < header.data_bytes:
-            raise VolumeReadError(
-                f"{path.name}: voxel data is truncated ({available} bytes, header promises "
-                f"{header.data_bytes})"
-            )
+    available = data_path.stat().st_size - data_offset
+    if not compressed and available < header.data_bytes:
+        raise VolumeReadError(
+            f"{path.name}: voxel data is truncated ({available} bytes, header promises "
+            f"{header.data_bytes})"
+        )
+    if compressed:
+        # MetaIO allocates CompressedDataSize bytes and reads that many; with no such key, the
+        # rest of the file.
+        stored = available
+        if "CompressedDataSize" in fields:
+            stored = _parse_ints(path, "CompressedDataSize", fields["CompressedDataSize"], 1)[0]
+            if stored > available:
+                raise VolumeReadError(
+                    f"{path.name}: compressed voxel data is truncated ({available} bytes, "
+                    f"CompressedDataSize says {stored})"
+                )
+        _check_compressed(path, header, stored)
     return header
 
 
@@ -298,7 +471,11 @@ def load_itk_volume(path: Path) -> CTVolume:
     The stored values are taken as HU (LUNA16 ``.mhd`` files store int16 HU). NIfTI files are
     read by SimpleITK, which converts their RAS header to the ITK/LPS frame.
     """
-    reader, geometry = _info_reader(path)
+    return _load_whole(path, validated=False)
+
+
+def _load_whole(path: Path, *, validated: bool) -> CTVolume:
+    reader, geometry = _info_reader(path, validated=validated)
     try:
         image = reader.Execute()
     except RuntimeError:
@@ -371,4 +548,6 @@ def open_itk_source(path: Path) -> CTVolume | MetaImageRegionSource:
         header = read_meta_header(path)
         if not header.compressed:
             return MetaImageRegionSource(path, header)
+        # Checked just now; the checks decode compressed data, once is enough.
+        return _load_whole(path, validated=True)
     return load_itk_volume(path)

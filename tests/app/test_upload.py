@@ -21,6 +21,7 @@ from model.ct import load_volume
 from model.store.catalog import Catalog
 from model.store.tables import Nodule
 from tests.conftest import RealSeries
+from tests.model.synthetic import metaimage_header, metaimage_via_dicom, metaimage_via_nifti
 
 
 def _identity_nodule(
@@ -120,6 +121,47 @@ def test_dicom_zip_upload(client: TestClient, synth_set: Path, app_index: Path) 
     status, body = _post(
         client, "dicom.zip", _zip(files), **({"center_xyz": center} if expected else {})
     )
+    assert status == 200, body
+    if expected:
+        assert body["neighbors"][0]["id"] == expected[0]
+
+
+def test_metaimage_with_nifti_and_dicom_keys(
+    client: TestClient, app_index: Path, synth_set: Path, tmp_path: Path
+) -> None:
+    """SimpleITK's conversions from NIfTI and DICOM carry their metadata keys into the header."""
+    nodule_id, mhd, center = _identity_nodule(app_index, synth_set)
+    image = sitk.ReadImage(str(mhd))
+    (tmp_path / "pair").mkdir()
+    mha = metaimage_via_nifti(image, tmp_path / "scan.mha")
+    pair = metaimage_via_nifti(image, tmp_path / "pair" / "scan.mhd")
+    for path in (mha, pair):
+        assert "dim[0] = 3" in metaimage_header(path)  # guard: the NIfTI keys are there
+    uploads = {
+        "mha": ("scan.mha", mha.read_bytes()),
+        "mhd-zip": (
+            "scan.zip",
+            _zip(
+                {"scan.mhd": pair.read_bytes(), "scan.raw": pair.with_suffix(".raw").read_bytes()}
+            ),
+        ),
+    }
+    for name, (filename, data) in uploads.items():
+        status, body = _post(client, filename, data, center_xyz=",".join(map(str, center)))
+        assert status == 200, (name, body)
+        assert body["neighbors"][0]["id"] == nodule_id, name
+        assert body["neighbors"][0]["similarity"] > 0.999, name
+
+    (folder,) = list((synth_set / "dicom").iterdir())
+    from_dicom, _ = metaimage_via_dicom(folder, tmp_path / "dicom.mha")
+    assert "0008|0060 = CT" in metaimage_header(from_dicom)
+    catalog = Catalog.open(app_index)
+    with catalog.sessions() as session:
+        nodule = session.query(Nodule).filter(Nodule.series_uid == folder.name).first()
+        expected = (nodule.id, nodule.center_xyz) if nodule else None
+    catalog.close()
+    form = {"center_xyz": ",".join(map(str, expected[1]))} if expected else {}
+    status, body = _post(client, "dicom.mha", from_dicom.read_bytes(), **form)
     assert status == 200, body
     if expected:
         assert body["neighbors"][0]["id"] == expected[0]

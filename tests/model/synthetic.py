@@ -98,6 +98,48 @@ def write_all_formats(volume: CTVolume, folder: Path) -> dict[str, Path]:
     }
 
 
+def metaimage_via_nifti(image: sitk.Image, path: Path, *, compress: bool = False) -> Path:
+    """``image`` as SimpleITK writes it after a trip through NIfTI, to ``path`` (.mha or .mhd).
+
+    SimpleITK copies the NIfTI header fields it read (``dim[0]``, ``qform_code``,
+    ``ITK_original_direction``, ...) into the MetaImage header, as any NIfTI to MetaImage
+    conversion with SimpleITK does.
+    """
+    nifti = path.with_name(f"{path.name.split('.')[0]}-source.nii.gz")
+    sitk.WriteImage(image, str(nifti))
+    sitk.WriteImage(sitk.ReadImage(str(nifti)), str(path), compress)
+    return path
+
+
+def metaimage_via_dicom(folder: Path, path: Path) -> tuple[Path, sitk.Image]:
+    """The DICOM series in ``folder`` read by SimpleITK and written to ``path`` (.mha or .mhd).
+
+    ``ImageSeriesReader`` keeps the tags of each slice in its own dictionary and puts none on the
+    image, so the written header would carry none; SimpleITK's series examples copy the first
+    slice's tags (private ones included) onto the image, and so does this.
+
+    Returns:
+        The written path and the image SimpleITK read from the series.
+    """
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+    reader.MetaDataDictionaryArrayUpdateOn()
+    reader.LoadPrivateTagsOn()
+    image = reader.Execute()
+    for key in reader.GetMetaDataKeys(0):
+        if not key.startswith("ITK_"):  # ITK's own array-valued entries have no text form
+            image.SetMetaData(key, reader.GetMetaData(0, key))
+    sitk.WriteImage(image, str(path))
+    return path, image
+
+
+def metaimage_header(path: Path) -> str:
+    """The text of a MetaImage header, up to and including its ElementDataFile line."""
+    data = path.read_bytes()
+    end = data.index(b"\n", data.index(b"ElementDataFile"))
+    return data[: end + 1].decode("latin-1")
+
+
 def trilinear(hu_zyx: npt.NDArray[np.float32], index_zyx: F64) -> F64:
     """Reference trilinear interpolation at continuous indices (..., 3) inside [0, n-1]."""
     shape = np.asarray(hu_zyx.shape)

@@ -98,8 +98,17 @@ def test_truncated_local_mha(tmp_path: Path, reader: Reader) -> None:
 def test_truncated_compressed_data(tmp_path: Path, reader: Reader) -> None:
     path = write_itk(small_volume(), tmp_path / "ct.mhd", compress=True)
     zraw = tmp_path / "ct.zraw"
-    zraw.write_bytes(zraw.read_bytes()[: zraw.stat().st_size // 2])
-    read_error(reader, path, "voxel data cannot be read")
+    size = zraw.stat().st_size
+    zraw.write_bytes(zraw.read_bytes()[: size // 2])
+    # Refused from the header's CompressedDataSize, before zlib sees the stream.
+    message = read_error(reader, path, "compressed voxel data is truncated")
+    assert f"{size // 2} bytes, CompressedDataSize says {size}" in message
+    # Without that key (ITK would then zero-fill), decoding finds the stream cut short.
+    text = path.read_text()
+    assert "CompressedDataSize" in text
+    path.write_text("".join(li for li in text.splitlines(True) if "CompressedDataSize" not in li))
+    message = read_error(reader, path, "compressed voxel data is truncated")
+    assert f"header promises {int(np.prod(SHAPE_ZYX)) * 2})" in message
 
 
 @pytest.mark.parametrize("reader", READERS)
@@ -205,6 +214,128 @@ def test_symlinked_header_cannot_smuggle_a_data_symlink(tmp_path: Path) -> None:
 def test_data_file_list_or_missing(tmp_path: Path, data_file: str, match: str) -> None:
     (tmp_path / "ct.mhd").write_text(header(data_file=data_file))
     read_error(load_volume, tmp_path / "ct.mhd", match)
+
+
+#: A header without its ElementType and ElementDataFile lines, for the cases below to finish.
+HEAD = header().split("ElementType")[0] + "ElementType = MET_SHORT\n"
+
+
+@pytest.mark.parametrize(
+    ("tail", "decoy", "match"),
+    [
+        pytest.param(
+            b"Foo = bar\rElementDataFile = ct.raw\nElementDataFile = ../outside.raw\n",
+            None,
+            r"binary data in line 9",
+            id="carriage-return-inside-a-line",
+        ),
+        pytest.param(
+            b"ElementDataFile\0x = ../outside.raw\nElementDataFile = ct.raw\n",
+            None,
+            r"binary data in line 9",
+            id="nul-in-a-key",
+        ),
+        pytest.param(
+            b"ElementDataFile = LISTING.raw\n" + b"../outside.raw\n" * 6,
+            "LISTING.raw",
+            "multi-file ElementDataFile 'LISTING.raw'",
+            id="list-prefix",
+        ),
+        pytest.param(
+            b"ElementDataFile = LIST 2D\n" + b"../outside.raw\n" * 6,
+            "LIST 2D",
+            "multi-file ElementDataFile 'LIST 2D'",
+            id="list-with-dimension",
+        ),
+        pytest.param(
+            b"Foo = a\nbar\nElementDataFile = ct.raw\nElementDataFile = ../outside.raw\n",
+            None,
+            "ElementDataFile in line 11 follows a line without '='",
+            id="line-without-equals-before-a-data-key",
+        ),
+        pytest.param(
+            b"Foo = a\nElementDataFile\n0008|0020 = ../outside.raw\nElementDataFile = ct.raw\n",
+            None,
+            r"bad line 'ElementDataFile'",
+            id="data-key-without-equals",
+        ),
+        pytest.param(
+            b"Foo = a\nElementDataFile: ../outside.raw\nElementDataFile = ct.raw\n",
+            None,
+            r"bad line 'ElementDataFile: \.\./outside\.raw'",
+            id="data-key-with-colon",
+        ),
+    ],
+)
+@pytest.mark.parametrize("reader", READERS)
+def test_header_that_itk_reads_differently(
+    tmp_path: Path, reader: Reader, tail: bytes, decoy: str | None, match: str
+) -> None:
+    """Lines that ITK's MetaIO splits, ends or takes otherwise than a naive parser would.
+
+    Each header checks out as reading ``ct.raw`` (or a decoy) beside it, while MetaIO reads the
+    file outside the folder; the guard shows SimpleITK alone would read it.
+    """
+    outside = np.full(SHAPE_ZYX, 1234, "<i2")
+    (tmp_path / "outside.raw").write_bytes(outside.tobytes())
+    case = tmp_path / "case"
+    case.mkdir()
+    for name in ("ct.raw", decoy):
+        if name:
+            (case / name).write_bytes(raw_bytes())
+    path = case / "ct.mhd"
+    path.write_bytes(HEAD.encode() + tail)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(path))), outside)
+    read_error(reader, path, match)
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        pytest.param(b"BinaryData = False\n", r"voxels stored as text", id="text-voxels"),
+        pytest.param(b"HeaderSize = 0\xa0\n", "HeaderSize is not plain ASCII", id="non-ascii"),
+        pytest.param(
+            b"CompressedData = True\nCompressedDataSize = 100000000000\n",
+            r"compressed voxel data is truncated \(\d+ bytes, CompressedDataSize says 1000",
+            id="compressed-size-beyond-the-file",
+        ),
+        pytest.param(
+            b"CompressedData = True\nCompressedDataSize = 10\n",
+            r"compressed voxel data is truncated \(decodes to 0 bytes, header promises 960\)",
+            id="compressed-size-short",
+        ),
+        pytest.param(
+            b"CompressedData = True\nCompressedDataSize = ten\n",
+            "CompressedDataSize must be integers",
+            id="compressed-size-not-a-number",
+        ),
+    ],
+)
+@pytest.mark.parametrize("reader", READERS)
+def test_invalid_data_keys(tmp_path: Path, reader: Reader, extra: bytes, match: str) -> None:
+    import zlib
+
+    path = tmp_path / "ct.mhd"
+    path.write_bytes(header().encode().replace(b"ElementType", extra + b"ElementType"))
+    raw = raw_bytes()
+    (tmp_path / "ct.raw").write_bytes(zlib.compress(raw) if b"Compressed" in extra else raw)
+    read_error(reader, path, match)
+
+
+def test_compressed_data_that_is_not_zlib(tmp_path: Path) -> None:
+    """ITK decodes garbage to garbage or zeros without an error; the reader refuses it."""
+    path = tmp_path / "ct.mhd"
+    path.write_text(header(extra="CompressedData = True\n"))
+    (tmp_path / "ct.raw").write_bytes(np.random.default_rng(6).bytes(700))
+    read_error(load_volume, path, "compressed voxel data is corrupt")
+
+
+def test_header_of_skipped_keys_only_fails_fast(tmp_path: Path) -> None:
+    path = tmp_path / "ct.mhd"
+    path.write_bytes(b"ITK_FileNotes = x\n" * 100_000)  # 1.8 MB, no ElementDataFile in 1 MiB
+    started = time.perf_counter()
+    read_error(load_volume, path, "no ElementDataFile in its first 1024 KiB")
+    assert time.perf_counter() - started < 1.0
 
 
 def test_nan_voxels(tmp_path: Path) -> None:
