@@ -24,22 +24,41 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
-demo: venv
-	$(BIN)/nodule-index synth --out $(DATA) --overwrite
-	$(BIN)/nodule-index labels --annotations $(DATA)/annotations.csv --synthetic $(DATA) \
-		--out $(DATA)/labels.csv
-	$(BIN)/nodule-index describe --data $(DATA)
-	# Trains the FP-reduction network, or reuses the one trained before on the same data.
-	$(BIN)/nodule-index train --data $(DATA) --out $(MODEL)
-	# A new catalogue version (vectors of unchanged nodules are reused), then its check.
-	$(BIN)/nodule-index build --data $(DATA) --model $(MODEL) --index $(INDEX)
-	$(BIN)/nodule-index verify --index $(INDEX)
-	# Leave-one-out retrieval vs both baselines; ends by printing the report's tables.
-	$(BIN)/nodule-index evaluate --index $(INDEX) --out $(REPORT)
+# `make demo` ends by serving the catalogue it built; `make demo SERVE=0` stops after the
+# evaluation (scripts, CI). A re-run reuses the synthetic set, the trained model and the
+# vectors of unchanged nodules, so it costs a build and an evaluation.
+SERVE  ?= 1
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+TIMES  := $(REPORT)/demo-times.txt
+SHELL  := /bin/bash
 
-# The service on the demo catalogue (http://127.0.0.1:8000/docs); Ctrl-C stops it.
+# $(call step,NAME,COMMAND): run one demo step and record how long it took.
+define step
+	@echo "[demo] $(1)"; SECONDS=0; $(2) && echo "[demo] $(1): $${SECONDS} s" | tee -a $(TIMES)
+endef
+
+demo: venv
+	@mkdir -p $(REPORT) && : > $(TIMES)
+	$(call step,synth,$(BIN)/nodule-index synth --out $(DATA) --reuse)
+	$(call step,labels,$(BIN)/nodule-index labels --annotations $(DATA)/annotations.csv \
+		--synthetic $(DATA) --out $(DATA)/labels.csv)
+	$(call step,describe,$(BIN)/nodule-index describe --data $(DATA))
+	@# Trains the FP-reduction network, or reuses the one trained before on the same data.
+	$(call step,train,$(BIN)/nodule-index train --data $(DATA) --out $(MODEL))
+	@# A new catalogue version (vectors of unchanged nodules are reused), then its check.
+	$(call step,build,$(BIN)/nodule-index build --data $(DATA) --model $(MODEL) --index $(INDEX))
+	$(call step,verify,$(BIN)/nodule-index verify --index $(INDEX))
+	@# Leave-one-out retrieval vs the baselines; ends by printing the report's tables.
+	$(call step,evaluate,$(BIN)/nodule-index evaluate --index $(INDEX) --out $(REPORT))
+	@echo "[demo] step times (s): $$(tr '\n' ' ' < $(TIMES)| sed 's/\[demo\] //g')"
+	@if [ "$(SERVE)" != 0 ]; then $(MAKE) --no-print-directory serve; fi
+
+# The service on the demo catalogue: the viewer at /, the API at /docs; Ctrl-C stops it.
 serve: venv
-	NODULE_INDEX_DIR=$(INDEX) NODULE_DATA_DIR=$(DATA) $(BIN)/nodule-api --host 127.0.0.1 --port 8000
+	@echo "[demo] nodule-search serves $(INDEX) at http://$(HOST):$(PORT)/ (viewer) and" \
+		"http://$(HOST):$(PORT)/docs (API); Ctrl-C stops it"
+	NODULE_INDEX_DIR=$(INDEX) NODULE_DATA_DIR=$(DATA) $(BIN)/nodule-api --host $(HOST) --port $(PORT)
 
 lint: venv
 	$(BIN)/ruff check .
