@@ -12,6 +12,7 @@ import numpy as np
 
 from indexer import bootstrap
 from indexer.build import command as build_command
+from indexer.crops import CropColumns, CropImportError, import_crops
 from indexer.describe import describe
 from indexer.evaluate import command as evaluate_command
 from indexer.labels import command as labels_command
@@ -92,6 +93,30 @@ def _build_parser() -> argparse.ArgumentParser:
     patch.add_argument("--series-uid", default=None, help="which CT series of a DICOM folder")
     patch.add_argument("--out", type=Path, required=True, help="output .npy (float32, D,H,W)")
 
+    crops = sub.add_parser(
+        "import-crops",
+        help="nodule-centred crops (NIfTI/MetaImage + CSV) into the LUNA16 layout + labels.csv",
+    )
+    crops.add_argument("--csv", type=Path, required=True, help="one row per crop")
+    crops.add_argument(
+        "--images", type=Path, default=None, help="folder the image paths are relative to"
+    )
+    crops.add_argument("--out", type=Path, required=True, help="LUNA16-layout folder to write")
+    crops.add_argument("--subsets", type=int, default=10, help="patient-grouped subsets")
+    crops.add_argument(
+        "--on-error",
+        choices=("fail", "skip"),
+        default="fail",
+        help="an unreadable crop, or one that does not hold its nodule: fail, or leave it out",
+    )
+    defaults = CropColumns()
+    for name in ("image", "patient", "x", "y", "z", "diameter", "ratings"):
+        crops.add_argument(
+            f"--{name}-column",
+            default=getattr(defaults, name),
+            help=f"column of the {name} (default {getattr(defaults, name)})",
+        )
+
     labels_command.add_parser(sub)
     train_command.add_parser(sub)
     build_command.add_parsers(sub)
@@ -171,6 +196,31 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import_crops(args: argparse.Namespace) -> int:
+    columns = CropColumns(
+        **{n: getattr(args, f"{n}_column") for n in ("image", "patient", "x", "y", "z")},
+        diameter=args.diameter_column,
+        ratings=args.ratings_column,
+    )
+    if not 1 <= args.subsets <= 100:
+        logger.error("--subsets must be between 1 and 100")
+        return 2
+    try:
+        summary = import_crops(
+            args.csv,
+            args.images or args.csv.parent,
+            args.out,
+            columns=columns,
+            n_subsets=args.subsets,
+            skip_bad=args.on_error == "skip",
+        )
+    except CropImportError as e:
+        logger.error("%s", e)
+        return 2
+    logger.info("imported into %s: %s", args.out, summary["counts"])
+    return 0
+
+
 def _cmd_patch(args: argparse.Namespace) -> int:
     try:
         spec = read_patch_spec(args.model) if args.model is not None else DEFAULT_SPEC
@@ -221,6 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = {
         "synth": _cmd_synth,
         "patch": _cmd_patch,
+        "import-crops": _cmd_import_crops,
         "describe": _cmd_describe,
         "labels": labels_command.run,
         "train": train_command.run,
