@@ -64,6 +64,29 @@ def loo_neighbours_by_size(
     return _top_k(1.0 / (1.0 + np.abs(d[:, None] - d[None, :])), k, patient_ids)
 
 
+def loo_neighbours_by_size_and_vectors(
+    vectors: npt.ArrayLike,
+    diameters_mm: npt.ArrayLike,
+    k: int,
+    patient_ids: Sequence[str | None] | None = None,
+) -> Neighbours:
+    """Neighbours by the mean of the cosine similarity and the size similarity.
+
+    Both lie in [-1, 1] and (0, 1]; equal weights make "looks alike and is as large" the
+    baseline an image feature must beat once size is known.
+    """
+    v = normalise(vectors)
+    d = np.asarray(diameters_mm, dtype=np.float64).reshape(-1)
+    size = 1.0 / (1.0 + np.abs(d[:, None] - d[None, :]))
+    return _top_k(0.5 * (v @ v.T) + 0.5 * size, k, patient_ids)
+
+
+def hits_at_1(labels: npt.ArrayLike, neighbours: Neighbours) -> npt.NDArray[np.bool_]:
+    """Per query: does its nearest neighbour have its label (NaN labels never hit)."""
+    y = np.asarray(labels, dtype=np.float64)
+    return np.asarray(neighbour_labels(y, neighbours)[:, 0] == y)
+
+
 def _top_k(sims: F64, k: int, patient_ids: Sequence[str | None] | None) -> Neighbours:
     """Best ``k`` columns of each row of a similarity matrix, never the row itself.
 

@@ -38,11 +38,15 @@ from sqlalchemy.orm import selectinload
 
 from indexer.evaluate import figures
 from indexer.evaluate.metrics import (
+    Interval,
     Neighbours,
+    VoteScores,
     bootstrap,
+    hits_at_1,
     knn_vote,
     loo_neighbours,
     loo_neighbours_by_size,
+    loo_neighbours_by_size_and_vectors,
     normalise,
     recall_at_k,
     vote_accuracy,
@@ -68,13 +72,16 @@ PAPER_RECALL = {
     "four_class": {1: 0.627, 2: 0.784, 3: 0.850, 4: 0.884},
 }
 LABEL_KINDS = ("binary", "four_class")
-BASELINES = ("raw", "random_init", "diameter")
+BASELINES = ("raw", "random_init", "diameter", "diameter_raw")
 #: How each baseline is named in report.md.
 BASELINE_NAMES = {
     "raw": "raw intensities",
     "random_init": "same network, random weights",
     "diameter": "diameter alone (nearest by diameter_mm)",
+    "diameter_raw": "diameter + raw (mean of the two similarities)",
 }
+#: The paired comparisons of the network with each baseline (same queries, resampled together).
+PAIRED_METRICS = ("binary_recall_at_1", "four_class_recall_at_1", "vote_auc")
 #: Finds the k neighbours of every query row, optionally without its own patient.
 NeighbourSearch = Callable[[Sequence[str | None] | None, int], Neighbours]
 
@@ -222,6 +229,54 @@ def cosine_search(vectors: npt.ArrayLike) -> NeighbourSearch:
 def size_search(diameters_mm: npt.ArrayLike) -> NeighbourSearch:
     """Nearest by annotated diameter: what size alone says."""
     return lambda patients, k: loo_neighbours_by_size(diameters_mm, k, patients)
+
+
+def size_and_raw_search(vectors: npt.ArrayLike, diameters_mm: npt.ArrayLike) -> NeighbourSearch:
+    """Raw intensities and size together: the baseline once size is known."""
+    return lambda patients, k: loo_neighbours_by_size_and_vectors(
+        vectors, diameters_mm, k, patients
+    )
+
+
+def _mean_difference(
+    a: npt.NDArray[np.bool_], b: npt.NDArray[np.bool_]
+) -> Callable[[npt.NDArray[np.int64]], float]:
+    return lambda s: float(a[s].mean() - b[s].mean())
+
+
+def _interval(interval: Interval) -> dict[str, Any]:
+    return {"difference": interval.value, "ci95": [interval.low, interval.high]}
+
+
+def paired_difference(
+    network: Neighbours,
+    baseline: Neighbours,
+    nodules: CatalogNodules,
+    rows: npt.NDArray[np.int64],
+    options: EvaluateOptions,
+) -> dict[str, dict[str, Any]]:
+    """Network minus baseline on the same queries, with a paired bootstrap interval.
+
+    Each replicate resamples the queries once and scores both feature sets on that sample, so
+    the interval is of the difference itself (the two are strongly correlated).
+    """
+    yb, y4 = nodules.label_binary[rows], nodules.label_4class[rows]
+    n, reps, seed = len(rows), options.bootstrap_replicates, options.seed
+    out: dict[str, dict[str, Any]] = {}
+    for name, y in (("binary_recall_at_1", yb), ("four_class_recall_at_1", y4)):
+        a, b = hits_at_1(y, network), hits_at_1(y, baseline)
+        out[name] = _interval(bootstrap(_mean_difference(a, b), n, replicates=reps, seed=seed))
+    va, vb = knn_vote(yb, network, options.vote_k), knn_vote(yb, baseline, options.vote_k)
+
+    def auc_difference(s: npt.NDArray[np.int64]) -> float:
+        sample_a = VoteScores(va.probability[s], va.majority[s])
+        sample_b = VoteScores(vb.probability[s], vb.majority[s])
+        return vote_auc(yb[s], sample_a) - vote_auc(yb[s], sample_b)
+
+    out["vote_auc"] = _interval(bootstrap(auc_difference, n, replicates=reps, seed=seed))
+    for entry in out.values():
+        entry["beats"] = bool(entry["ci95"][0] > 0)
+    return out
 
 
 def _section(
@@ -387,15 +442,17 @@ def evaluate(
     drift = float(np.abs(fresh - stored).max()) if len(stored) else 0.0
 
     network_section, neighbours = _evaluate_features(cosine_search(stored), nodules, rows, options)
+    raw = raw_features(patches)
     searches = {
-        "raw": cosine_search(raw_features(patches)),
+        "raw": cosine_search(raw),
         "random_init": cosine_search(random_init_features(embedder, patches, options.seed)),
         "diameter": size_search(nodules.diameter_mm[rows]),
+        "diameter_raw": size_and_raw_search(raw, nodules.diameter_mm[rows]),
     }
-    baselines = {
-        name: _evaluate_features(search, nodules, rows, options)[0]
-        for name, search in searches.items()
-    }
+    baselines, paired = {}, {}
+    for name, search in searches.items():
+        baselines[name], found = _evaluate_features(search, nodules, rows, options)
+        paired[name] = paired_difference(neighbours, found, nodules, rows, options)
     training = card.training
     froc = training.froc.model_dump(mode="json") if training and training.froc else None
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -442,6 +499,7 @@ def evaluate(
         },
         **network_section,
         "baselines": baselines,
+        "paired_vs_baselines": paired,
         "network_beats_baselines_binary_recall_at_1": beats,
         "paper": {kind: {str(k): v for k, v in PAPER_RECALL[kind].items()} for kind in LABEL_KINDS},
         "fp_reduction": {
@@ -510,6 +568,46 @@ def _tables(report: dict[str, Any], head: dict[str, Any], bases: dict[str, Any])
     return lines
 
 
+_PAIRED_NAMES = {
+    "binary_recall_at_1": "binary Recall@1",
+    "four_class_recall_at_1": "4-class Recall@1",
+    "vote_auc": "vote AUC",
+}
+
+
+def _paired_lines(report: dict[str, Any]) -> list[str]:
+    """The paired table and the headline: which baselines the network beats, and on what."""
+    paired = report.get("paired_vs_baselines", {})
+    lines = [
+        "## Network minus each baseline (paired bootstrap over the same queries)",
+        "",
+        "| baseline | " + " | ".join(_PAIRED_NAMES[m] for m in PAIRED_METRICS) + " |",
+        "|---" * (len(PAIRED_METRICS) + 1) + "|",
+    ]
+    verdicts = []
+    for name in BASELINES:
+        if name not in paired:
+            continue
+        cells = []
+        for metric in PAIRED_METRICS:
+            d = paired[name][metric]
+            low, high = d["ci95"]
+            cells.append(f"{d['difference']:+.3f} [{_fmt(low)}, {_fmt(high)}]")
+        lines.append(f"| {BASELINE_NAMES[name]} | " + " | ".join(cells) + " |")
+        won = [_PAIRED_NAMES[m] for m in PAIRED_METRICS if paired[name][m]["beats"]]
+        verdicts.append(
+            f"{BASELINE_NAMES[name]}: " + (", ".join(won) if won else "none of the three")
+        )
+    lines += [
+        "",
+        "The network beats, with the 95% interval of the difference above zero — "
+        + "; ".join(verdicts)
+        + ".",
+        "",
+    ]
+    return lines
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """``report.md``: the tables beside the paper's values, then the run's facts."""
     headline = "excluded" if report["exclude_same_patient"] else "included"
@@ -528,6 +626,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
     ]
     lines += _tables(report, report, bases)
+    lines += _paired_lines(report)
     lines += [f"## Same-patient neighbours {other}", ""]
     lines += _tables(
         report,

@@ -14,9 +14,11 @@ from indexer.cli import main as nodule_index
 from indexer.evaluate import figures
 from indexer.evaluate.metrics import (
     bootstrap,
+    hits_at_1,
     knn_vote,
     loo_neighbours,
     loo_neighbours_by_size,
+    loo_neighbours_by_size_and_vectors,
     recall_at_k,
     vote_accuracy,
     vote_auc,
@@ -67,6 +69,24 @@ def test_size_baseline_is_nearest_by_diameter() -> None:
     excluded = loo_neighbours_by_size(diameters, 1, PATIENTS)
     # Rows 0 and 1 share patient p1: 4 mm's nearest other-patient nodule is 6.5 mm.
     assert excluded.index[:, 0].tolist() == [4, 4, 1, 2, 1]
+
+
+def test_size_and_vectors_average_the_two_similarities() -> None:
+    diameters = [4.0, 5.0, 12.0, 20.0, 6.5]
+    nb = loo_neighbours_by_size_and_vectors(_vectors(), diameters, 4)
+    # A (0 deg, 4 mm): B at 10 deg and 5 mm scores (cos 10 + 1/2) / 2, the best of the four.
+    assert nb.index[0, 0] == 1
+    assert nb.similarity[0, 0] == pytest.approx((_cos(0, 10) + 0.5) / 2)
+    # Equal sizes would leave the cosine order; equal directions the size order.
+    same = loo_neighbours_by_size_and_vectors(_vectors(), [7.0] * 5, 4)
+    assert same.index.tolist() == loo_neighbours(_vectors(), 4).index.tolist()
+
+
+def test_hits_at_1_per_query() -> None:
+    nb = loo_neighbours(_vectors(), 4)
+    # Nearest: A -> B, B -> A, C -> D, D -> C, E -> D (binary 0 0 1 1 0).
+    assert hits_at_1(BINARY, nb).tolist() == [True, True, True, True, False]
+    assert not hits_at_1([np.nan, 0, 1, 1, 0], nb)[0], "unlabelled queries never hit"
 
 
 def test_recall_at_k_binary_and_four_class() -> None:
@@ -137,7 +157,7 @@ def test_evaluate_writes_every_file(app_index: Path, tmp_path: Path) -> None:
     for kind in ("binary", "four_class"):
         for k in ("1", "2", "3", "4"):
             assert 0.0 <= report["recall_at_k"][kind][k] <= 1.0
-            for baseline in ("raw", "random_init", "diameter"):
+            for baseline in ("raw", "random_init", "diameter", "diameter_raw"):
                 assert 0.0 <= report["baselines"][baseline]["recall_at_k"][kind][k] <= 1.0
         values = [report["recall_at_k"][kind][k] for k in ("1", "2", "3", "4")]
         assert values == sorted(values)  # Recall@k never falls with k
@@ -162,6 +182,21 @@ def test_evaluate_writes_every_file(app_index: Path, tmp_path: Path) -> None:
     markdown = (out / "report.md").read_text()
     assert "| paper (real LUNA16, 679 nodules) | 0.844 | 0.909 | 0.946 | 0.954 |" in markdown
     assert "| diameter alone (nearest by diameter_mm) |" in markdown
+    assert "| diameter + raw (mean of the two similarities) |" in markdown
+    assert "The network beats, with the 95% interval of the difference above zero" in markdown
+    for name in ("raw", "random_init", "diameter", "diameter_raw"):
+        for metric in ("binary_recall_at_1", "four_class_recall_at_1", "vote_auc"):
+            entry = report["paired_vs_baselines"][name][metric]
+            low, high = entry["ci95"]
+            assert low <= entry["difference"] <= high
+            assert entry["beats"] == (low > 0)
+        # The paired difference is exactly the difference of the two reported values.
+        assert report["paired_vs_baselines"][name]["binary_recall_at_1"][
+            "difference"
+        ] == pytest.approx(
+            report["recall_at_k"]["binary"]["1"]
+            - report["baselines"][name]["recall_at_k"]["binary"]["1"]
+        )
     with Image.open(out / "tsne.png") as image:
         assert image.size == figures.TSNE_SIZE_PX
     with Image.open(out / "neighbors.png") as image:
