@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.metrics import roc_auc_score
+from scipy.stats import rankdata
 
 from indexer.luna import LunaPoint
 from model.card import FrocResult
@@ -19,11 +19,24 @@ EXCLUDED_DEFAULT_DIAMETER_MM = 10.0
 
 
 def roc_auc(labels: npt.ArrayLike, scores: npt.ArrayLike) -> float:
-    """Area under the ROC curve; NaN when only one class is present."""
+    """Area under the ROC curve of two classes (the larger label positive); NaN with one class.
+
+    The Mann-Whitney form: the rank sum of the positives with ties given their average rank,
+    which equals the trapezoidal ROC area (scikit-learn's). Computed directly because the
+    evaluation's bootstraps call it tens of thousands of times and scikit-learn's input checks
+    cost about 4 ms a call.
+    """
     y = np.asarray(labels)
-    if len(np.unique(y)) < 2:
+    classes = np.unique(y)
+    if len(classes) < 2:
         return float("nan")
-    return float(roc_auc_score(y, np.asarray(scores)))
+    if len(classes) > 2:
+        raise ValueError(f"roc_auc needs two classes, got {len(classes)}")
+    positive = y == classes[1]
+    n_pos = int(positive.sum())
+    n_neg = len(y) - n_pos
+    ranks = rankdata(np.asarray(scores, dtype=np.float64))
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
 def _hits(point: LunaPoint, targets: Sequence[LunaPoint], default: float) -> list[int]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import roc_auc_score
 
 from indexer.cli import main
 from indexer.luna import LunaPoint
@@ -175,6 +176,13 @@ def test_froc_with_known_answer() -> None:
     assert result.sensitivity == (0.5, 0.5, 0.5, 1.0, 1.0, 1.0, 1.0)
     assert result.cpm == pytest.approx((0.5 * 3 + 1.0 * 4) / 7)
     assert roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
+    # The rank form equals scikit-learn's trapezoidal area, ties included.
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        y = rng.integers(0, 2, size=40)
+        tied = np.round(rng.random(40), 1)  # many ties
+        assert roc_auc(y, tied) == pytest.approx(roc_auc_score(y, tied), abs=1e-12)
+    assert np.isnan(roc_auc([1, 1, 1], [0.2, 0.3, 0.4]))
 
 
 def test_train_command_reuses_a_matching_model(
