@@ -31,12 +31,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import SimpleITK as sitk
-
 from indexer.labels.build import write_labels
 from model.ct import load_volume
+from model.itk_io import write_metaimage
 from model.labels import LabelRule, NoduleLabel, derive_label
-from model.volume import CTVolume, VolumeReadError
+from model.volume import VolumeReadError
 
 logger = logging.getLogger(__name__)
 
@@ -152,16 +151,6 @@ def patient_subset(patient_id: str, n_subsets: int) -> int:
     return int.from_bytes(digest[:4], "big") % n_subsets
 
 
-def _write_mhd(volume: CTVolume, path: Path) -> None:
-    """The crop as int16 HU MetaImage with its full geometry (origin, spacing, direction)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = sitk.GetImageFromArray(volume.hu_zyx.round().clip(-32768, 32767).astype("int16"))
-    image.SetOrigin(volume.geometry.origin_xyz)
-    image.SetSpacing(volume.geometry.spacing_xyz)
-    image.SetDirection(volume.geometry.direction)
-    sitk.WriteImage(image, str(path), useCompression=False)
-
-
 def _write_rows(path: Path, header: Sequence[str] | None, rows: Sequence[Sequence[object]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
@@ -190,7 +179,7 @@ def _write_crop(crop: Crop, out: Path, n_subsets: int) -> None:
             f"{crop.image.name}: the nodule centre {crop.center_xyz} lies outside the crop"
         )
     subset = patient_subset(crop.patient_id, n_subsets)
-    _write_mhd(volume, out / f"subset{subset}" / f"{crop.crop_id}.mhd")
+    write_metaimage(volume.hu_zyx, volume.geometry, out / f"subset{subset}" / f"{crop.crop_id}.mhd")
 
 
 def import_crops(

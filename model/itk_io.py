@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import SimpleITK as sitk
 
 from model.geometry import Geometry, GeometryError
@@ -551,3 +552,20 @@ def open_itk_source(path: Path) -> CTVolume | MetaImageRegionSource:
         # Checked just now; the checks decode compressed data, once is enough.
         return _load_whole(path, validated=True)
     return load_itk_volume(path)
+
+
+def write_metaimage(hu_zyx: npt.ArrayLike, geometry: Geometry, path: Path) -> None:
+    """Write HU as an uncompressed int16 ``.mhd`` + ``.raw`` pair, as LUNA16 ships its scans.
+
+    Args:
+        hu_zyx: HU values, shape (z, y, x); rounded and clipped to int16.
+        geometry: origin, spacing and full direction matrix (ITK/LPS) written into the header.
+        path: the ``.mhd`` to write (its folder is created).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    values = np.rint(np.asarray(hu_zyx, dtype=np.float64)).clip(-32768, 32767).astype(np.int16)
+    image = sitk.GetImageFromArray(values)
+    image.SetOrigin(geometry.origin_xyz)
+    image.SetSpacing(geometry.spacing_xyz)
+    image.SetDirection(geometry.direction)
+    sitk.WriteImage(image, str(path), useCompression=False)

@@ -36,7 +36,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import SimpleITK as sitk
 from pydicom.uid import generate_uid
 
 from indexer.synth.dicom_export import write_dicom_series
@@ -55,6 +54,7 @@ from indexer.synth.phantom import (
 )
 from indexer.synth.profiles import NoduleProfile
 from model.geometry import Geometry
+from model.itk_io import write_metaimage
 from model.labels import CHARACTERISTICS
 from model.volume import CTVolume
 
@@ -347,7 +347,7 @@ def render_scan(job: ScanJob) -> ScanResult:
     hu = finish(
         canvas, rng, noise_hu=float(rng.uniform(12, 30)), psf_mm=float(rng.uniform(0.5, 0.8))
     )
-    _write_mhd(hu, geometry, job.out / f"subset{job.subset}" / f"{uid}.mhd")
+    write_metaimage(hu, geometry, job.out / f"subset{job.subset}" / f"{uid}.mhd")
     if job.export_dicom:
         volume = CTVolume(hu_zyx=hu, geometry=geometry, series_uid=uid)
         write_dicom_series(
@@ -367,15 +367,6 @@ def render_scan(job: ScanJob) -> ScanResult:
         "direction": list(geometry.direction),
     }
     return result
-
-
-def _write_mhd(hu: np.ndarray, geometry: Geometry, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = sitk.GetImageFromArray(hu.astype(np.int16))
-    image.SetOrigin(geometry.origin_xyz)
-    image.SetSpacing(geometry.spacing_xyz)
-    image.SetDirection(geometry.direction)
-    sitk.WriteImage(image, str(path), useCompression=False)
 
 
 def _write_csv(path: Path, header: Sequence[str] | None, rows: Iterable[Sequence[Any]]) -> None:
