@@ -652,13 +652,14 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["The model card records no FROC.", ""]
     beats = report["network_beats_baselines_binary_recall_at_1"]
     verdict = (
-        "beats every baseline"
+        "is above every baseline"
         if all(beats.values())
-        else "does NOT beat "
+        else "is NOT above "
         + " and ".join(BASELINE_NAMES[name] for name, ok in beats.items() if not ok)
     )
     lines += [
-        f"On binary Recall@1 the network {verdict}. The paper's values come from real LUNA16; "
+        f"On binary Recall@1 the network's point value {verdict} (whether that holds beyond "
+        "chance is the paired table's question). The paper's values come from real LUNA16; "
         "on a synthetic set they are a reference, not a target.",
         "",
         f"Stored vectors vs re-embedded now: max |diff| "
