@@ -27,11 +27,11 @@ import math
 import re
 import shutil
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from indexer.labels.build import write_labels
+from indexer.luna import write_table
 from model.ct import load_volume
 from model.itk_io import write_metaimage
 from model.labels import LabelRule, NoduleLabel, derive_label
@@ -151,14 +151,6 @@ def patient_subset(patient_id: str, n_subsets: int) -> int:
     return int.from_bytes(digest[:4], "big") % n_subsets
 
 
-def _write_rows(path: Path, header: Sequence[str] | None, rows: Sequence[Sequence[object]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        if header is not None:
-            writer.writerow(header)
-        writer.writerows(rows)
-
-
 def _prepare_out(out: Path) -> None:
     """An empty ``out``: an earlier import is replaced, anything else is never written over."""
     if out.exists() and any(out.iterdir()):
@@ -234,10 +226,10 @@ def import_crops(
             )
         )
     luna = ["seriesuid", "coordX", "coordY", "coordZ"]
-    _write_rows(out / "annotations.csv", [*luna, "diameter_mm"], annotations)
-    _write_rows(out / "candidates_V2.csv", [*luna, "class"], candidates)
-    _write_rows(out / "seriesuids.csv", None, [[c.crop_id] for c in crops])
-    _write_rows(out / "patients.csv", ["seriesuid", "patient_id", "study_uid"], patients)
+    write_table(out / "annotations.csv", [*luna, "diameter_mm"], annotations)
+    write_table(out / "candidates_V2.csv", [*luna, "class"], candidates)
+    write_table(out / "seriesuids.csv", None, [[c.crop_id] for c in crops])
+    write_table(out / "patients.csv", ["seriesuid", "patient_id", "study_uid"], patients)
     write_labels(out / "labels.csv", labels)
     kept = [n.label for n in labels if n.label.label_binary is not None]
     summary: dict[str, object] = {

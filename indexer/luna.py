@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,3 +80,12 @@ def candidates_path(data_dir: Path) -> Path:
     """``candidates_V2.csv`` when present (LUNA16's corrected list), else ``candidates.csv``."""
     v2 = data_dir / "candidates_V2.csv"
     return v2 if v2.is_file() else data_dir / "candidates.csv"
+
+
+def write_table(path: Path, header: Sequence[str] | None, rows: Iterable[Sequence[object]]) -> None:
+    """Write one LUNA16-style table (``header`` None: no header row, as ``seriesuids.csv``)."""
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        if header is not None:
+            writer.writerow(header)
+        writer.writerows(rows)

@@ -28,7 +28,7 @@ import hashlib
 import json
 import logging
 import shutil
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 from pydicom.uid import generate_uid
 
+from indexer.luna import write_table
 from indexer.synth.dicom_export import write_dicom_series
 from indexer.synth.lidc_reads import load_lidc_profiles
 from indexer.synth.lidc_table import load_profiles
@@ -369,14 +370,6 @@ def render_scan(job: ScanJob) -> ScanResult:
     return result
 
 
-def _write_csv(path: Path, header: Sequence[str] | None, rows: Iterable[Sequence[Any]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        if header is not None:
-            writer.writerow(header)
-        writer.writerows(rows)
-
-
 def _write_dicts(path: Path, rows: list[dict[str, Any]], header: Sequence[str]) -> None:
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(header), lineterminator="\n")
@@ -489,22 +482,22 @@ def generate(config: SynthConfig, overwrite: bool = False) -> dict[str, Any]:
         results = [render_scan(job) for job in jobs]
     out = config.out
     luna_header = ["seriesuid", "coordX", "coordY", "coordZ"]
-    _write_csv(
+    write_table(
         out / "annotations.csv",
         [*luna_header, "diameter_mm"],
         (r for s in results for r in s.annotations),
     )
-    _write_csv(
+    write_table(
         out / "annotations_excluded.csv",
         [*luna_header, "diameter_mm"],
         (r for s in results for r in s.excluded),
     )
-    _write_csv(
+    write_table(
         out / "candidates_V2.csv",
         [*luna_header, "class"],
         (r for s in results for r in s.candidates),
     )
-    _write_csv(out / "seriesuids.csv", None, ([s.series_uid] for s in results))
+    write_table(out / "seriesuids.csv", None, ([s.series_uid] for s in results))
     read_header = [
         "seriesuid",
         "reader_id",
@@ -517,7 +510,7 @@ def generate(config: SynthConfig, overwrite: bool = False) -> dict[str, Any]:
         "synthetic_nodule_id",
     ]
     _write_dicts(out / "reads.csv", [r for s in results for r in s.reads], read_header)
-    _write_csv(
+    write_table(
         out / "patients.csv",
         ["seriesuid", "patient_id", "study_uid"],
         ([j.series_uid, j.patient_id, j.study_uid] for j in jobs),
