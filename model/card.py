@@ -63,18 +63,31 @@ class TrainingRecord(BaseModel):
     """Per-epoch metrics of the whole run."""
 
 
+def _unused_arch_fields(arch: NetworkConfig) -> set[str]:
+    """Fields that do not change this architecture's vectors, left out of its fingerprint.
+
+    They are absent from the cards written before they existed; leaving them out while they
+    have no effect keeps those cards' fingerprints valid.
+    """
+    unused = set()
+    if arch.embedding_pool == "avg":
+        unused.add("embedding_center_fraction")
+    if arch.size_profile_weight == 0:
+        unused |= {"size_profile_weight", "size_profile_shells"}
+    return unused
+
+
 def compute_fingerprint(weights_sha256: str, preprocessing: PatchSpec, arch: NetworkConfig) -> str:
     """sha256 over the weights hash and the canonical JSON of preprocessing and architecture."""
     payload = json.dumps(
         {
             "weights_sha256": weights_sha256,
-            "preprocessing": preprocessing.model_dump(mode="json"),
-            "arch": arch.model_dump(
-                mode="json",
-                # Irrelevant to whole-map pooling, and absent from the cards written before it
-                # existed: leaving it out keeps those cards' fingerprints valid.
-                exclude={"embedding_center_fraction"} if arch.embedding_pool == "avg" else None,
+            # ``outside`` came later; "air" is what every earlier card did, so leaving it out
+            # then keeps their fingerprints valid.
+            "preprocessing": preprocessing.model_dump(
+                mode="json", exclude={"outside"} if preprocessing.outside == "air" else None
             ),
+            "arch": arch.model_dump(mode="json", exclude=_unused_arch_fields(arch)),
         },
         sort_keys=True,
     )
@@ -124,6 +137,7 @@ class ModelCard(BaseModel):
             "patch_shape_zyx": list(self.preprocessing.patch_shape_zyx),
             "spacing_mm": self.preprocessing.spacing_mm,
             "hu_window": list(self.preprocessing.hu_window),
+            "outside": self.preprocessing.outside,
             "fingerprint": self.fingerprint,
             "val_auc": self.training.metrics.get("val_auc") if self.training else None,
             "cpm": froc.cpm if froc else None,

@@ -23,7 +23,7 @@ from torch.utils import mkldnn
 
 from model.card import ModelCard
 from model.checkpoint import load_model, resolve_device
-from model.network import NoduleNet, pool_embedding
+from model.network import NoduleNet, pool_embedding, search_vector
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class Embedder:
                 # Only the maps the pooling reads are turned back into dense tensors.
                 if config.embedding_pool != "avg" or i == len(self._mkldnn_encoder) - 1:
                     maps.append(y.to_dense())
-            return pool_embedding(maps, config)
+            return search_vector(pool_embedding(maps, config), x, config)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             return self.network.embed(x.contiguous(memory_format=torch.channels_last_3d))
 

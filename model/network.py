@@ -46,13 +46,21 @@ class NetworkConfig(BaseModel):
     levels: int = Field(default=3, ge=1, le=5)
     embedding_pool: Literal["center-multiscale", "avg"] = "center-multiscale"
     embedding_center_fraction: float = Field(default=0.25, gt=0.0, le=1.0)
+    size_profile_weight: float = Field(default=0.0, ge=0.0, lt=1.0)
+    size_profile_shells: int = Field(default=16, ge=2, le=64)
 
     @property
-    def embedding_dim(self) -> int:
-        """Length of the embedding vector: bottleneck channels, or all levels' channels."""
+    def feature_dim(self) -> int:
+        """Length of the pooled feature part: bottleneck channels, or all levels' channels."""
         if self.embedding_pool == "avg":
             return int(self.width * 2**self.levels)
         return int(sum(self.width * 2**i for i in range(self.levels + 1)))
+
+    @property
+    def embedding_dim(self) -> int:
+        """Length of the search vector: the features, and the size profile when it is used."""
+        extra = self.size_profile_shells if self.size_profile_weight > 0 else 0
+        return self.feature_dim + extra
 
 
 def _central(feature: Tensor, fraction: float) -> Tensor:
@@ -73,7 +81,7 @@ def _central(feature: Tensor, fraction: float) -> Tensor:
 
 
 def pool_embedding(feature_maps: list[Tensor], config: NetworkConfig) -> Tensor:
-    """The L2-normalised embedding (N, embedding_dim) from every encoder level's dense map."""
+    """The L2-normalised pooled features (N, feature_dim) from every encoder level's dense map."""
     if config.embedding_pool == "avg":
         return F.normalize(feature_maps[-1].float().mean(dim=(2, 3, 4)), dim=1)
     parts = [
@@ -83,6 +91,41 @@ def pool_embedding(feature_maps: list[Tensor], config: NetworkConfig) -> Tensor:
         for f in feature_maps
     ]
     return F.normalize(torch.cat(parts, dim=1), dim=1)
+
+
+def shell_index(shape_zyx: tuple[int, ...], shells: int) -> Tensor:
+    """Shell of every voxel of a (D, H, W) patch, (D, H, W) int64; ``shells`` for none.
+
+    Shell i holds the voxels whose distance from the patch centre, in voxels, is in [i, i + 1);
+    voxels beyond ``shells`` (or half the smallest side) belong to no shell.
+    """
+    axes = [torch.arange(n, dtype=torch.float32) - (n - 1) / 2.0 for n in shape_zyx]
+    zz, yy, xx = torch.meshgrid(*axes, indexing="ij")
+    radius = torch.sqrt(zz**2 + yy**2 + xx**2)
+    limit = min(shells, min(shape_zyx) // 2)
+    index = torch.floor(radius).long()
+    return torch.where(index < limit, index, torch.full_like(index, shells))
+
+
+def size_profile(x: Tensor, shells: int) -> Tensor:
+    """Mean intensity of each shell around the patch centre, L2-normalised, (N, shells).
+
+    ``x`` is the network's input (N, 1, D, H, W), scaled to the HU window.
+    """
+    index = shell_index(tuple(x.shape[2:]), shells).to(x.device).flatten()
+    flat = x.float().flatten(1)  # (N, V)
+    sums = torch.zeros(x.shape[0], shells + 1, device=x.device).index_add_(1, index, flat)
+    counts = torch.bincount(index, minlength=shells + 1).clamp(min=1).to(flat.dtype)
+    return F.normalize((sums / counts)[:, :shells], dim=1)
+
+
+def search_vector(features: Tensor, x: Tensor, config: NetworkConfig) -> Tensor:
+    """The search vector (N, embedding_dim): pooled features, and the size profile if weighted."""
+    w = config.size_profile_weight
+    if w <= 0:
+        return features
+    profile = size_profile(x, config.size_profile_shells)
+    return torch.cat([features * (1.0 - w) ** 0.5, profile * w**0.5], dim=1)
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:
@@ -145,5 +188,5 @@ class NoduleNet(nn.Module):
         return self.score_map(x).mean(dim=(1, 2, 3, 4))
 
     def embed(self, x: Tensor) -> Tensor:
-        """The search vector, (N, embedding_dim), float32, unit L2 norm (``pool_embedding``)."""
-        return pool_embedding(self._encode(x), self.config)
+        """The search vector, (N, embedding_dim), float32, unit L2 norm (``search_vector``)."""
+        return search_vector(pool_embedding(self._encode(x), self.config), x, self.config)

@@ -8,7 +8,7 @@ only the grid points are interpolated (trilinear); nothing resamples a whole vol
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +24,9 @@ AIR_HU = -1000.0
 
 PositiveInt = Annotated[int, Field(ge=1, le=256)]
 
+#: What a patch holds where its grid leaves the scanned volume (``PatchSpec.outside``).
+OutsidePolicy = Literal["air", "edge"]
+
 
 class CoordinateOutsideVolumeError(ValueError):
     """The requested patch centre is not inside the scanned volume."""
@@ -36,6 +39,11 @@ class PatchSpec(BaseModel):
         patch_shape_zyx: output shape (D, H, W) in voxels, numpy order.
         spacing_mm: isotropic output voxel size in millimetres.
         hu_window: (low, high) HU; values are clipped to it and scaled to [0, 1].
+        outside: what grid points outside the scanned volume hold. ``air`` (-1000 HU, the
+            default) suits whole scans, where only the chest wall's far side is ever outside;
+            ``edge`` repeats the nearest voxel of the volume, so a crop that ends one slice
+            beyond a nodule (LIDC VOIs, LUNA22-style crops) is not framed by an artificial slab
+            of air that no full scan shows.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -43,6 +51,7 @@ class PatchSpec(BaseModel):
     patch_shape_zyx: tuple[PositiveInt, PositiveInt, PositiveInt] = (48, 48, 48)
     spacing_mm: float = Field(default=1.0, gt=0.05, le=10.0)
     hu_window: tuple[float, float] = (-1000.0, 400.0)
+    outside: OutsidePolicy = "air"
 
     @model_validator(mode="after")
     def _window_ordered(self) -> PatchSpec:
@@ -99,13 +108,17 @@ def _axis_matches(m_zyx: FloatArray) -> list[int] | None:
     return [int(np.flatnonzero(row)[0]) for row in nonzero]
 
 
-def _lerp_axis(values: F32Array, axis: int, coords: FloatArray, cval: float) -> F32Array:
+def _lerp_axis(values: F32Array, axis: int, coords: FloatArray, cval: float | None) -> F32Array:
     """Linear interpolation along one axis at continuous ``coords``; ``cval`` outside.
 
-    Matches ``scipy.ndimage.map_coordinates(order=1, mode="grid-constant")`` along one axis;
-    applied along all three axes of an aligned grid it is exactly trilinear interpolation.
+    Matches ``scipy.ndimage.map_coordinates(order=1, mode="grid-constant")`` along one axis
+    (``mode="nearest"`` when ``cval`` is None: the edge voxel is repeated); applied along all three
+    axes of an aligned grid it is exactly trilinear interpolation.
     """
     n = values.shape[axis]
+    if cval is None:
+        coords = np.clip(coords, 0.0, n - 1.0)
+        cval = 0.0  # never read: clipped coordinates stay inside
     pad = [(0, 0)] * values.ndim
     pad[axis] = (1, 1)
     padded = np.pad(values, pad, constant_values=cval)
@@ -154,7 +167,7 @@ def patch_hu(source: VolumeSource, center_xyz: npt.ArrayLike, spec: PatchSpec) -
             f"z {low[2]:.1f}..{high[2]:.1f} mm)"
         )
     low_hu, high_hu = spec.hu_window
-    cval = max(AIR_HU, low_hu)
+    cval = max(AIR_HU, low_hu) if spec.outside == "air" else None
     m_zyx, b_zyx = geometry.world_to_index_affine()
     base = m_zyx @ center + b_zyx
     offsets = _axis_offsets_mm(spec)  # along world x, y, z
@@ -186,9 +199,20 @@ def patch_hu(source: VolumeSource, center_xyz: npt.ArrayLike, spec: PatchSpec) -
     grid = (
         local + terms[2][:, None, None, :] + terms[1][None, :, None, :] + terms[0][None, None, :, :]
     )
-    sampled = ndimage.map_coordinates(
-        region, grid.reshape(-1, 3).T, order=1, mode="grid-constant", cval=cval, prefilter=False
-    )
+    if cval is None:
+        # Edge replication of an oblique volume: clamp to the region, which (clipped to the
+        # volume) ends where the volume ends, so its edge voxels are the volume's.
+        flat = np.clip(grid.reshape(-1, 3), 0.0, np.asarray(region.shape) - 1.0).T
+        sampled = ndimage.map_coordinates(region, flat, order=1, mode="nearest", prefilter=False)
+    else:
+        sampled = ndimage.map_coordinates(
+            region,
+            grid.reshape(-1, 3).T,
+            order=1,
+            mode="grid-constant",
+            cval=cval,
+            prefilter=False,
+        )
     return np.asarray(sampled.reshape(spec.patch_shape_zyx), dtype=np.float32)
 
 
@@ -202,7 +226,8 @@ def extract_patch(source: VolumeSource, center_xyz: npt.ArrayLike, spec: PatchSp
 
     Returns:
         float32 array of shape ``spec.patch_shape_zyx`` (D, H, W), values in [0, 1]
-        (0 = window low, 1 = window high); points outside the volume are air.
+        (0 = window low, 1 = window high); points outside the volume are air, or the nearest
+        voxel's value, as ``spec.outside`` says.
     """
     low, high = spec.hu_window
     hu = patch_hu(source, center_xyz, spec)

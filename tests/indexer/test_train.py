@@ -196,3 +196,41 @@ def test_train_command_reuses_a_matching_model(
         assert main(args) == 0
     assert "reusing the model" in caplog.text
     assert main([*args[:-1], "--device", "tpu", "--force"]) == 2
+
+
+def test_augment_jitters_intensity_and_scale_about_the_centre() -> None:
+    patch = np.zeros((9, 9, 9), dtype=np.float32)
+    patch[4, 4, 4] = 1.0
+    patch[2:7, 2:7, 2:7] += 0.5
+    shifted = augment(patch, np.random.default_rng(3), intensity_jitter=0.05)
+    offset = float(shifted.mean() - patch.mean())
+    assert 0 < abs(offset) <= 0.05
+    np.testing.assert_allclose(
+        np.sort(shifted, axis=None) - offset, np.sort(patch, axis=None), atol=1e-6
+    )
+    zoomed = augment(patch, np.random.default_rng(3), scale_jitter=0.3)
+    assert zoomed.shape == patch.shape
+    assert zoomed.dtype == np.float32
+    assert zoomed[4, 4, 4] == zoomed.max()  # the centre stays the centre
+    assert not np.array_equal(np.sort(zoomed, axis=None), np.sort(patch, axis=None))
+
+
+def test_fine_tuning_keeps_the_architecture_and_records_its_start(
+    synth_set: Path, tmp_path: Path
+) -> None:
+    base = ["train", "--data", str(synth_set), "--epochs", "1", "--width", "4"]
+    base += ["--batch-size", "8", "--samples-per-epoch", "16", "--no-progress"]
+    assert main([*base, "--out", str(tmp_path / "start")]) == 0
+    start = load_model(tmp_path / "start")[1]
+    tune = ["--init", str(tmp_path / "start"), "--outside", "edge", "--select", "last"]
+    tune += ["--intensity-jitter", "0.02", "--scale-jitter", "0.1", "--lr", "1e-4"]
+    args = [*base[:3], "--epochs", "2", *base[5:], "--out", str(tmp_path / "tuned"), *tune]
+    assert main(args) == 0
+    _, card = load_model(tmp_path / "tuned")
+    assert card.arch == start.arch
+    assert card.preprocessing == start.preprocessing.model_copy(update={"outside": "edge"})
+    assert card.training is not None
+    assert card.training.best_epoch == 1  # --select last
+    assert card.training.options["init_fingerprint"] == start.fingerprint
+    assert card.training.options["scale_jitter"] == 0.1
+    assert main([*args, "--init", str(tmp_path / "missing"), "--force"]) == 2

@@ -186,3 +186,57 @@ def test_cards_written_before_center_pooling_still_load(tmp_path: Path) -> None:
     network, loaded = load_model(tmp_path / "m")
     assert loaded.arch.embedding_pool == "avg"
     assert network.embed(torch.rand(2, 1, 16, 16, 16)).shape == (2, 32)
+
+
+def _ball(radius_voxels: float, side: int = 16) -> torch.Tensor:
+    axes = torch.arange(side, dtype=torch.float32) - (side - 1) / 2.0
+    zz, yy, xx = torch.meshgrid(axes, axes, axes, indexing="ij")
+    inside = (zz**2 + yy**2 + xx**2).sqrt() <= radius_voxels
+    return torch.where(inside, 0.8, 0.1)[None, None]
+
+
+def test_size_profile_follows_the_extent_of_a_ball() -> None:
+    from model.network import shell_index, size_profile
+
+    index = shell_index((16, 16, 16), 8)
+    assert index.shape == (16, 16, 16)
+    assert int(index.min()) == 0
+    assert int(index.max()) == 8  # the corners belong to no shell
+    small, large = size_profile(_ball(2.5), 8)[0], size_profile(_ball(5.5), 8)[0]
+    assert small.shape == (8,)
+    assert torch.linalg.norm(small).item() == pytest.approx(1.0, abs=1e-6)
+    # Bright out to shell 2 for the small ball, shell 5 for the large one.
+    assert small[1] > 3 * small[4]
+    assert large[4] > 3 * large[7]
+    assert torch.dot(small, large) < torch.dot(large, size_profile(_ball(5.0), 8)[0])
+
+
+def test_the_search_vector_mixes_features_and_profile_by_weight(tmp_path: Path) -> None:
+    config = NetworkConfig(width=4, levels=3, size_profile_weight=0.25, size_profile_shells=8)
+    assert config.embedding_dim == config.feature_dim + 8
+    torch.manual_seed(0)
+    network = NoduleNet(config).eval()
+    plain = NoduleNet(config.model_copy(update={"size_profile_weight": 0.0})).eval()
+    plain.load_state_dict(network.state_dict())
+    x = torch.cat([_ball(2.5), _ball(5.5)])
+    with torch.no_grad():
+        v, f = network.embed(x), plain.embed(x)
+    assert torch.linalg.norm(v, dim=1).tolist() == pytest.approx([1.0, 1.0], abs=1e-5)
+    from model.network import size_profile
+
+    p = size_profile(x, 8)
+    expected = 0.75 * torch.dot(f[0], f[1]) + 0.25 * torch.dot(p[0], p[1])
+    assert torch.dot(v[0], v[1]).item() == pytest.approx(expected.item(), abs=1e-5)
+    # The service's embedder (folded, oneDNN path) gives the same vectors.
+    card = save_model(tmp_path, network, SPEC, code_version="t")
+    fast = Embedder(network, card, "cpu").embed_patches(x[:, 0].numpy())
+    np.testing.assert_allclose(fast, v.numpy(), atol=1e-4)
+
+
+def test_cards_written_before_the_size_profile_still_load(tmp_path: Path) -> None:
+    save_model(tmp_path / "m", _trained_like(), SPEC, code_version="t")
+    card = json.loads((tmp_path / "m" / "card.json").read_text())
+    del card["arch"]["size_profile_weight"]
+    del card["arch"]["size_profile_shells"]
+    (tmp_path / "m" / "card.json").write_text(json.dumps(card))
+    assert load_model(tmp_path / "m")[1].arch.size_profile_weight == 0.0

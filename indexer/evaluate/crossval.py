@@ -1,0 +1,265 @@
+"""Patient-grouped cross-validation of a training recipe on a LUNA16-layout nodule set.
+
+The set's LUNA16 subsets are grouped into folds (patients are hashed into subsets, so no patient
+is in two folds). For fold f, a model trained without fold f's subsets (or one fixed model for
+all folds) embeds every labelled nodule; each of fold f's nodules then queries all nodules of
+other patients with those vectors. So a nodule is never a query to a model that saw its patient,
+while its neighbours come from a catalogue the model may have trained on, as in service.
+
+The pooled queries of all folds are scored like ``evaluate`` does (Recall@1..4, the kNN vote,
+bootstrap intervals) with the baselines of the same run (raw intensities, random weights,
+diameter, diameter + raw) and the paired network-minus-baseline intervals.
+
+Embedding options that do not change the weights (the size-profile weight) can be chosen inside
+the folds: for fold f, each candidate is scored on the *other* folds' queries (their own models'
+vectors), and the best one is applied to fold f. The reported number then never saw the choice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from indexer.evaluate.metrics import Neighbours, hits_at_1, loo_neighbours
+from indexer.evaluate.report import (
+    BASELINES,
+    CatalogNodules,
+    EvaluateOptions,
+    NeighbourSearch,
+    _evaluate_features,
+    cosine_search,
+    paired_difference,
+    random_init_features,
+    raw_features,
+    size_and_raw_search,
+    size_search,
+)
+from indexer.labels.build import read_labels
+from indexer.luna import find_series
+from indexer.patches import ScanJob, iter_scan_patches
+from model.checkpoint import load_model
+from model.embedder import Embedder
+from model.network import NoduleNet
+
+logger = logging.getLogger(__name__)
+
+F32 = npt.NDArray[np.float32]
+
+
+class CrossValidationError(ValueError):
+    """The set cannot be cross-validated (no labels, too few folds, unreadable scans)."""
+
+
+def fold_subsets(subsets: Sequence[str], n_folds: int) -> list[tuple[str, ...]]:
+    """The subsets of each fold: sorted by number, dealt round-robin (subset0, 5 in fold 0...)."""
+    ordered = sorted(subsets, key=lambda s: (len(s), s))
+    if not 2 <= n_folds <= len(ordered):
+        raise CrossValidationError(f"{n_folds} folds need 2..{len(ordered)} subsets")
+    return [tuple(ordered[i::n_folds]) for i in range(n_folds)]
+
+
+@dataclass
+class LabelledNodules:
+    """The labelled nodules of a set, with each one's subset (its fold)."""
+
+    nodules: CatalogNodules
+    subset: list[str]
+
+    def fold_of(self, folds: Sequence[tuple[str, ...]]) -> npt.NDArray[np.int64]:
+        """Fold number of every nodule."""
+        where = {s: f for f, members in enumerate(folds) for s in members}
+        return np.array([where[s] for s in self.subset], dtype=np.int64)
+
+
+def load_labelled(data_dir: Path) -> LabelledNodules:
+    """``labels.csv`` nodules with a binary label, in file order, and their scans."""
+    series = find_series(data_dir)
+    labels = [
+        n
+        for n in read_labels(data_dir / "labels.csv")
+        if n.label.label_binary is not None and n.series_uid in series
+    ]
+    if len(labels) < 2:
+        raise CrossValidationError(f"{data_dir}: fewer than 2 labelled nodules with a scan")
+    n = len(labels)
+    nodules = CatalogNodules(
+        ids=np.arange(n, dtype=np.int64),
+        series_uid=[x.series_uid for x in labels],
+        source_path={x.series_uid: series[x.series_uid] for x in labels},
+        patient_id=[x.patient_id for x in labels],
+        center_xyz=[x.center_xyz for x in labels],
+        diameter_mm=np.array([x.diameter_mm for x in labels], dtype=np.float64),
+        ratings=[x.label.ratings for x in labels],
+        mean_malignancy=[x.label.mean_malignancy for x in labels],
+        label_binary=np.array([x.label.label_binary for x in labels], dtype=np.float64),
+        label_4class=np.array([x.label.label_4class for x in labels], dtype=np.float64),
+        vectors=np.zeros((n, 0), dtype=np.float32),
+        map_xy=None,
+    )
+    return LabelledNodules(nodules, [series[x.series_uid].parent.name for x in labels])
+
+
+def cut_all(nodules: CatalogNodules, embedder: Embedder, workers: int) -> F32:
+    """Every nodule's patch with the embedder's spec, (n, D, H, W), in nodule order."""
+    spec = embedder.card.preprocessing
+    by_scan: dict[str, list[int]] = {}
+    for i, uid in enumerate(nodules.series_uid):
+        by_scan.setdefault(uid, []).append(i)
+    jobs = [
+        ScanJob(uid, nodules.source_path[uid], [nodules.center_xyz[i] for i in rows], spec)
+        for uid, rows in sorted(by_scan.items())
+    ]
+    out = np.zeros((len(nodules.ids), *spec.patch_shape_zyx), dtype=np.float32)
+    for result in iter_scan_patches(jobs, workers):
+        if result.patches is None:
+            raise CrossValidationError(f"scan {result.key} cannot be cut: {result.error}")
+        out[by_scan[result.key]] = result.patches
+    return out
+
+
+def with_size_profile(embedder: Embedder, weight: float) -> Embedder:
+    """The same weights with another size-profile weight (a different card; no training)."""
+    arch = embedder.card.arch.model_copy(update={"size_profile_weight": weight})
+    network = NoduleNet(arch)
+    network.load_state_dict(embedder.network.state_dict(), strict=True)
+    card = embedder.card.model_copy(update={"arch": arch, "embedding_dim": arch.embedding_dim})
+    return Embedder(network, card, str(embedder.device), batch_size=embedder.batch_size)
+
+
+def cv_search(vectors_by_fold: Sequence[F32], fold: npt.NDArray[np.int64]) -> NeighbourSearch:
+    """Each nodule's neighbours by the vectors of its own fold's model."""
+
+    def search(patients: Sequence[str | None] | None, k: int) -> Neighbours:
+        index = np.full((len(fold), k), -1, dtype=np.int64)
+        similarity = np.full((len(fold), k), -np.inf)
+        for f, vectors in enumerate(vectors_by_fold):
+            rows = fold == f
+            found = loo_neighbours(vectors, k, patients)
+            index[rows], similarity[rows] = found.index[rows], found.similarity[rows]
+        return Neighbours(index, similarity)
+
+    return search
+
+
+def binary_hits(labelled: LabelledNodules, vectors: F32, rows: npt.NDArray[np.bool_]) -> float:
+    """Binary Recall@1 of ``rows`` as queries (other patients' neighbours), by ``vectors``."""
+    nodules = labelled.nodules
+    found = loo_neighbours(vectors, 1, nodules.patient_id)
+    hits = hits_at_1(nodules.label_binary, found)
+    return float(hits[rows].mean()) if rows.any() else float("nan")
+
+
+@dataclass
+class FoldVectors:
+    """One fold's model and its vectors of every nodule, for each candidate embedding option."""
+
+    model_dir: Path
+    by_weight: dict[float, F32] = field(default_factory=dict)
+
+
+def choose_weights(
+    labelled: LabelledNodules, folds: list[FoldVectors], fold: npt.NDArray[np.int64]
+) -> list[float]:
+    """For each fold, the size-profile weight that scored best on the other folds' queries."""
+    weights = sorted(folds[0].by_weight)
+    chosen = []
+    for f in range(len(folds)):
+        scores = []
+        for w in weights:
+            others = [
+                binary_hits(labelled, folds[g].by_weight[w], fold == g)
+                for g in range(len(folds))
+                if g != f
+            ]
+            scores.append(float(np.mean(others)))
+        chosen.append(weights[int(np.argmax(scores))])
+    return chosen
+
+
+ModelForFold = Callable[[int, tuple[str, ...]], Path]
+"""Returns the model folder to use for fold f (trained without its subsets, or a fixed one)."""
+
+
+@dataclass(frozen=True)
+class CrossValOptions:
+    """Options of one cross-validation."""
+
+    n_folds: int = 5
+    size_profile_weights: tuple[float, ...] = (0.0,)
+    evaluate: EvaluateOptions = field(
+        default_factory=lambda: EvaluateOptions(exclude_same_patient=True)
+    )
+
+
+def cross_validate(
+    data_dir: Path, model_for_fold: ModelForFold, options: CrossValOptions
+) -> dict[str, object]:
+    """Pooled patient-grouped CV scores of the network and the baselines (module docstring)."""
+    t0 = time.perf_counter()
+    labelled = load_labelled(data_dir)
+    nodules = labelled.nodules
+    subsets = sorted(set(labelled.subset) | set(_all_subsets(data_dir)))
+    folds = fold_subsets(subsets, options.n_folds)
+    fold = labelled.fold_of(folds)
+    per_fold: list[FoldVectors] = []
+    patches: F32 | None = None
+    first: Embedder | None = None
+    for f, members in enumerate(folds):
+        model_dir = model_for_fold(f, members)
+        network, card = load_model(model_dir, "cpu")
+        embedder = Embedder(network, card, options.evaluate.device, batch_size=64)
+        if patches is None:
+            patches, first = cut_all(nodules, embedder, options.evaluate.workers), embedder
+        elif card.preprocessing != first.card.preprocessing:  # type: ignore[union-attr]
+            raise CrossValidationError("the fold models cut different patches")
+        vectors = FoldVectors(model_dir)
+        for w in options.size_profile_weights:
+            vectors.by_weight[w] = with_size_profile(embedder, w).embed_patches(patches)
+        per_fold.append(vectors)
+    if patches is None or first is None:
+        raise CrossValidationError("no folds")
+    chosen = (
+        choose_weights(labelled, per_fold, fold)
+        if len(options.size_profile_weights) > 1
+        else [options.size_profile_weights[0]] * len(folds)
+    )
+    network_search = cv_search(
+        [v.by_weight[w] for v, w in zip(per_fold, chosen, strict=True)], fold
+    )
+    rows = np.arange(len(nodules.ids), dtype=np.int64)
+    opts = options.evaluate
+    network_section, neighbours = _evaluate_features(network_search, nodules, rows, opts)
+    raw = raw_features(patches)
+    searches = {
+        "raw": cosine_search(raw),
+        "random_init": cosine_search(random_init_features(first, patches, opts.seed)),
+        "diameter": size_search(nodules.diameter_mm),
+        "diameter_raw": size_and_raw_search(raw, nodules.diameter_mm),
+    }
+    baselines, paired = {}, {}
+    for name in BASELINES:
+        baselines[name], found = _evaluate_features(searches[name], nodules, rows, opts)
+        paired[name] = paired_difference(neighbours, found, nodules, rows, opts)
+    return {
+        "protocol": "patient-grouped cross-validation: each fold's nodules query all other "
+        "patients' nodules with the vectors of a model that did not train on the fold",
+        "folds": [list(m) for m in folds],
+        "fold_models": [str(v.model_dir) for v in per_fold],
+        "size_profile_weight_per_fold": chosen,
+        "n_queries": len(rows),
+        "n_patients": len(set(nodules.patient_id)),
+        "network": network_section,
+        "baselines": baselines,
+        "paired_vs_baselines": paired,
+        "elapsed_s": time.perf_counter() - t0,
+    }
+
+
+def _all_subsets(data_dir: Path) -> list[str]:
+    return sorted(p.name for p in data_dir.glob("subset*") if p.is_dir())
