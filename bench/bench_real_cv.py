@@ -69,12 +69,10 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")[:60]
 
 
-def run_recipe(
-    recipe: Recipe, data: Path, out_root: Path, weights: tuple[str, ...]
-) -> dict[str, Any]:
+def run_recipe(recipe: Recipe, out_root: Path, weights: tuple[str, ...]) -> dict[str, Any]:
     """One crossval run of a recipe with the given candidate weights; its cv.json."""
     out = out_root / _slug(recipe.name) / ("size" if len(weights) > 1 else "features")
-    args = ["crossval", "--data", str(data), "--out", str(out), "--workers", "2"]
+    args = ["crossval", "--data", recipe.data, "--out", str(out), "--workers", "2"]
     args += [a for w in weights for a in ("--size-profile-weight", w)]
     if recipe.fixed_model:
         args += ["--model", recipe.train_args[0]]
