@@ -41,6 +41,30 @@ class FrocResult(BaseModel):
     n_nodules: int
 
 
+class DataRecord(BaseModel):
+    """The data card: what a model was trained and validated on.
+
+    Patient ids are not listed (a hospital's set would carry identifiers); ``patients_sha256``
+    hashes the sorted training patients so two cards can be compared.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    """``realset.json``, ``synth.json`` or ``crops.json`` where the folder has one, else
+    ``luna16`` (a plain LUNA16 download)."""
+    source_sha256: str | None
+    train_patients: int
+    val_patients: int
+    train_positives: int
+    train_negatives: int
+    val_positives: int
+    val_negatives: int
+    patients_sha256: str
+    summary: dict[str, Any] = Field(default_factory=dict)
+    """The source file's counts and checksums (its ``counts``, ``scans`` and ``source``)."""
+
+
 class TrainingRecord(BaseModel):
     """How the weights were made and how well they separate nodules from candidates."""
 
@@ -61,6 +85,7 @@ class TrainingRecord(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     history: tuple[dict[str, float], ...] = ()
     """Per-epoch metrics of the whole run."""
+    data: DataRecord | None = None
 
 
 def _unused_arch_fields(arch: NetworkConfig) -> set[str]:

@@ -9,6 +9,8 @@ scans, a resumable checkpoint, and the best model so far (by validation AUC) sav
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import time
@@ -38,7 +40,7 @@ from indexer.train.samples import (
     select_samples,
     split_by_subset,
 )
-from model.card import FrocResult, ModelCard, TrainingRecord, read_card, write_card
+from model.card import DataRecord, FrocResult, ModelCard, TrainingRecord, read_card, write_card
 from model.checkpoint import resolve_device, save_model
 from model.loss import hard_mining_loss
 from model.network import NetworkConfig, NoduleNet
@@ -104,6 +106,7 @@ class TrainData:
     fingerprint: str
     train_subsets: tuple[str, ...]
     val_subsets: tuple[str, ...]
+    record: DataRecord | None = None
 
     @property
     def labels(self) -> np.ndarray:
@@ -157,6 +160,7 @@ def prepare_data(
         time.perf_counter() - started,
     )
     return TrainData(
+        record=data_record(data_dir, samples, train_idx, val_idx),
         samples=samples,
         cache=cache,
         train=train_idx,
@@ -166,6 +170,64 @@ def prepare_data(
         fingerprint=fingerprint,
         train_subsets=tuple(s for s in subsets if s not in val),
         val_subsets=val,
+    )
+
+
+#: Summary files a data folder may carry, most specific first; the first found is the source.
+SOURCE_FILES = ("realset.json", "synth.json", "crops.json")
+#: Keys of a source file kept in the data card (counts and checksums, not the whole file).
+SOURCE_KEYS = (
+    "format",
+    "options",
+    "counts",
+    "scans",
+    "source",
+    "lidc_source",
+    "vois_table_sha256",
+    "n_positives",
+    "n_negatives",
+    "n_inserted",
+    "seed",
+    "generator_version",
+)
+
+
+def data_record(
+    data_dir: Path, samples: Sequence[Sample], train: Sequence[int], val: Sequence[int]
+) -> DataRecord:
+    """The data card of a training run: its source file, patients and class counts."""
+    patients = load_patients(data_dir)
+    source, sha, summary = "luna16", None, {}
+    for name in SOURCE_FILES:
+        path = data_dir / name
+        if path.is_file():
+            raw = path.read_bytes()
+            source, sha = name, hashlib.sha256(raw).hexdigest()
+            loaded = json.loads(raw)
+            summary = {
+                k: loaded[k] for k in SOURCE_KEYS if isinstance(loaded, dict) and k in loaded
+            }
+            break
+
+    def patients_of(rows: Sequence[int]) -> set[str]:
+        uids = {samples[i].series_uid for i in rows}
+        return {patients.get(u, f"scan:{u}") for u in uids}
+
+    def count(rows: Sequence[int], label: int) -> int:
+        return sum(1 for i in rows if samples[i].label == label)
+
+    train_patients = sorted(patients_of(train))
+    return DataRecord(
+        source=source,
+        source_sha256=sha,
+        train_patients=len(train_patients),
+        val_patients=len(patients_of(val)),
+        train_positives=count(train, 1),
+        train_negatives=count(train, 0),
+        val_positives=count(val, 1),
+        val_negatives=count(val, 0),
+        patients_sha256=hashlib.sha256("\n".join(train_patients).encode()).hexdigest(),
+        summary=summary,
     )
 
 
@@ -413,6 +475,7 @@ def train(
                 },
                 froc=froc_result,
                 options=config.model_dump(mode="json"),
+                data=data.record,
             )
             card = save_model(
                 out_dir, network, config.patch, code_version=code_version, training=record

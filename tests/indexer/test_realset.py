@@ -105,7 +105,11 @@ def test_cross_validation_of_a_recipe_reports_every_baseline(
     labelled = sum(1 for r in _rows(out / "labels.csv") if r["label_binary"])
     assert report["n_queries"] == labelled
     assert len(report["folds"]) == len(report["fold_models"]) == 2
-    assert all(Path(m, "card.json").is_file() for m in report["fold_models"])
+    cards = [json.loads(Path(m, "card.json").read_text()) for m in report["fold_models"]]
+    for card in cards:
+        data = card["training"]["data"]
+        assert data["source"] == "realset.json"
+        assert data["summary"]["n_negatives"] == data["train_negatives"] + data["val_negatives"]
     assert set(report["size_profile_weight_per_fold"]) <= {0.0, 0.5}
     assert set(report["baselines"]) == {"raw", "random_init", "diameter", "diameter_raw"}
     assert set(report["paired_vs_baselines"]) == set(report["baselines"])

@@ -233,4 +233,12 @@ def test_fine_tuning_keeps_the_architecture_and_records_its_start(
     assert card.training.best_epoch == 1  # --select last
     assert card.training.options["init_fingerprint"] == start.fingerprint
     assert card.training.options["scale_jitter"] == 0.1
+    data = card.training.data  # the data card
+    assert data is not None
+    assert data.source == "synth.json"
+    assert data.source_sha256 is not None
+    assert data.train_positives > 0
+    assert data.train_negatives > 0
+    assert data.train_patients > 0
+    assert data.summary["generator_version"]
     assert main([*args, "--init", str(tmp_path / "missing"), "--force"]) == 2
