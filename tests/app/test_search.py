@@ -373,3 +373,53 @@ def test_a_malformed_threshold_is_refused_at_load(
         _serving_edited_copy(app_index, synth_set, tmp_path, entry),
     ):
         pass
+
+
+def test_the_cards_outside_policy_and_size_profile_reach_the_service(
+    synth_set: Path, tmp_path: Path
+) -> None:
+    """An edge-policy, size-profile model: build and service cut and embed alike, near an edge."""
+    import torch
+
+    from indexer.cli import main as nodule_index
+    from model.checkpoint import save_model
+    from model.network import NetworkConfig, NoduleNet
+    from tests.conftest import APP_SPEC
+
+    torch.manual_seed(1)
+    config = NetworkConfig(width=4, levels=3, size_profile_weight=0.25, size_profile_shells=8)
+    spec = APP_SPEC.model_copy(update={"outside": "edge"})
+    save_model(tmp_path / "m", NoduleNet(config).eval(), spec, code_version="test")
+    index = tmp_path / "index"
+    build = ["build", "--data", str(synth_set), "--model", str(tmp_path / "m"), "--index"]
+    assert nodule_index([*build, str(index), "--no-progress", "--workers", "1"]) == 0
+    nodule_id, series_uid, center, _ = _first_nodule(index)
+    catalog = Catalog.open(index)
+    stored = catalog.vector_of(nodule_id)
+    catalog.close()
+    path = next(synth_set.glob(f"subset*/{series_uid}.mhd"))
+    volume = open_volume(path)
+    embedder = Embedder.from_model_dir(tmp_path / "m", "cpu")
+    assert embedder.card.preprocessing.outside == "edge"
+    assert len(stored) == config.embedding_dim
+    np.testing.assert_allclose(
+        embedder.embed_patches(extract_patch(volume, center, spec)[None])[0], stored, atol=1e-5
+    )
+    # A point 2 mm inside the volume's first slice: half the patch is outside the scan.
+    low, _ = volume.geometry.extent_world_xyz()
+    edge_point = [center[0], center[1], float(low[2]) + 2.0]
+    edge_patch = extract_patch(volume, edge_point, spec)
+    air_patch = extract_patch(volume, edge_point, APP_SPEC)
+    assert (air_patch == 0).mean() > (edge_patch == 0).mean()
+    settings = AppSettings(index_dir=index, data_dir=synth_set, device="cpu")
+    with TestClient(create_app(settings)) as client:
+        info = client.get("/v1/index").json()
+        assert info["model"]["outside"] == "edge"
+        body = {"series_uid": series_uid, "center_xyz": edge_point, "k": 1}
+        result = client.post("/v1/search/coordinate", json=body).json()
+    query = embedder.embed_patches(edge_patch[None])[0]
+    best = result["neighbors"][0]
+    catalog = Catalog.open(index)
+    expected = float(catalog.vector_of(best["id"]) @ query)
+    catalog.close()
+    assert best["similarity"] == pytest.approx(expected, abs=1e-5)
