@@ -15,7 +15,6 @@ included. ``realset.json`` records what went in: scans, patients, counts and che
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import os
@@ -38,6 +37,7 @@ from indexer.synth.profiles import NoduleProfile
 from model.ct import load_volume
 from model.geometry import spacing_zyx
 from model.itk_io import write_metaimage
+from model.store.catalog import sha256_file
 from model.volume import CTVolume
 
 logger = logging.getLogger(__name__)
@@ -130,15 +130,6 @@ class RealSetOptions:
     n_subsets: int = 10
     seed: int = 0
     max_vois: int | None = None
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def extract_scan(shared: Path, scan: RealScan, cache: Path) -> Path:
@@ -288,6 +279,20 @@ def voi_offsets(csv_path: Path) -> npt.NDArray[np.float64]:
     return np.asarray(rows)
 
 
+def _write_crop(
+    volume: CTVolume, center_xyz: npt.ArrayLike, box: npt.NDArray[np.float64], path: Path
+) -> bool:
+    """Write the crop of ``box`` (offsets, mm) around a centre; False if it cannot hold it.
+
+    At the scan's edge the box is clipped; a crop too thin to interpolate is no sample.
+    """
+    crop = crop_around(volume, center_xyz, box[0], box[1])
+    if min(crop.geometry.shape_zyx) < 3 or not crop.geometry.contains_world(center_xyz):
+        return False
+    write_metaimage(crop.hu_zyx, crop.geometry, path)
+    return True
+
+
 @dataclass(frozen=True)
 class ScanRecord:
     """What ``real-set`` took from one whole CT (``realset.json``)."""
@@ -339,12 +344,9 @@ def _write_negatives(
     patients: list[list[object]] = []
     for i, center in enumerate(points):
         box = offsets[int(rng.integers(len(offsets)))]
-        crop = crop_around(volume, center, box[0], box[1])
-        # At the scan's edge the box is clipped; a crop too thin to interpolate is no sample.
-        if min(crop.geometry.shape_zyx) < 3 or not crop.geometry.contains_world(center):
-            continue
         crop_id = f"NEG-{scan.key}-{i:04d}"
-        write_metaimage(crop.hu_zyx, crop.geometry, out / f"subset{subset}" / f"{crop_id}.mhd")
+        if not _write_crop(volume, center, box, out / f"subset{subset}" / f"{crop_id}.mhd"):
+            continue
         x, y, z = (float(v) for v in center)
         candidates.append([crop_id, x, y, z, 0])
         patients.append([crop_id, scan.patient_id, ""])
@@ -403,11 +405,10 @@ def _write_inserted(
         hu = local.hu_zyx.copy()
         canvas = Canvas(local.geometry, hu, *axes_world(local.geometry))
         render_nodule(canvas, design)
-        crop = crop_around(CTVolume(canvas.hu, local.geometry), center, box[0], box[1])
-        if min(crop.geometry.shape_zyx) < 3 or not crop.geometry.contains_world(center):
-            continue
         crop_id = f"INS-{scan.key}-{i:04d}"
-        write_metaimage(crop.hu_zyx, crop.geometry, out / f"subset{subset}" / f"{crop_id}.mhd")
+        painted = CTVolume(canvas.hu, local.geometry)
+        if not _write_crop(painted, center, box, out / f"subset{subset}" / f"{crop_id}.mhd"):
+            continue
         x, y, z = (float(v) for v in center)
         candidates.append([crop_id, x, y, z, 1])
         annotations.append([crop_id, x, y, z, profile.diameter_mm])
@@ -489,7 +490,7 @@ def build_real_set(
                 patient_id=scan.patient_id,
                 subset=patient_subset(scan.patient_id, options.n_subsets),
                 archive=scan.tarball,
-                archive_sha256=sha256_of(shared / scan.tarball),
+                archive_sha256=sha256_file(shared / scan.tarball),
                 negatives=len(candidates),
                 inserted=len(inserted),
             )
@@ -498,7 +499,7 @@ def build_real_set(
         "format": REALSET_FORMAT,
         "options": asdict(options),
         "vois": summary,
-        "vois_table_sha256": sha256_of(vois_csv),
+        "vois_table_sha256": sha256_file(vois_csv),
         "scans": [asdict(r) for r in records],
         "n_positives": summary["counts"]["crops"],  # type: ignore[index]
         "n_negatives": sum(r.negatives for r in records),

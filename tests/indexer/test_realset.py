@@ -16,8 +16,9 @@ import pytest
 from indexer.cli import main as nodule_index
 from indexer.crops import patient_subset
 from indexer.luna import find_series, read_candidates
-from indexer.realset import REAL_SCANS, RealSetOptions, build_real_set, sha256_of
+from indexer.realset import REAL_SCANS, RealSetOptions, build_real_set
 from model.ct import load_volume
+from model.store.catalog import sha256_file
 from tests.conftest import RealSeries
 
 
@@ -63,7 +64,7 @@ def test_real_set_holds_vois_and_real_negatives_grouped_by_patient(
     for record, scan in zip(scans, REAL_SCANS, strict=True):
         assert 0 < record["negatives"] <= 8
         assert 0 < record["inserted"] <= 2
-        assert record["archive_sha256"] == sha256_of(shared_data / scan.tarball)
+        assert record["archive_sha256"] == sha256_file(shared_data / scan.tarball)
         mine = [c for c in negatives if c.series_uid.startswith(f"NEG-{scan.key}-")]
         assert len(mine) == record["negatives"]
         # Each negative sits in its patient's subset, beside that patient's VOIs.
