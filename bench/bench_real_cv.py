@@ -3,11 +3,11 @@
     .venv/bin/python -m bench.bench_real_cv [--data data/real] [--demo-model models/demo]
 
 Needs ``nodule-index real-set --out data/real``, the same with ``--inserted-per-scan 75`` into
-``data/real-ins``, and the demo model (``make demo``). Every recipe
-runs ``nodule-index crossval`` (5 folds; fold models are reused when trained before with the
-same options) twice: features only, and with the size profile, whose weight each fold chooses on
-the other folds. Writes ``bench/results/real_cv.json`` and ``real_cv.md`` with the machine and
-the date.
+``data/real-ins`` and with ``--background-always-trains`` into ``data/real-bg``, and the demo
+model (``make demo``). Every recipe runs ``nodule-index crossval`` (5 folds; fold models are
+reused when trained before with the same options) twice: features only, and with the size
+profile, whose weight each fold chooses on the other folds. Writes
+``bench/results/real_cv.json`` and ``real_cv.md`` with the machine and the date.
 """
 
 from __future__ import annotations

@@ -147,6 +147,11 @@ def _build_parser() -> argparse.ArgumentParser:
         default=0,
         help="also render N real LIDC nodule shapes (patients without a VOI) into each real CT",
     )
+    real.add_argument(
+        "--background-always-trains",
+        action="store_true",
+        help="put the whole CTs' crops in an extra subset no fold holds out (they hold no VOI)",
+    )
     real.add_argument("--max-vois", type=int, default=None, help="first N VOIs only (tests)")
     real.add_argument("--seed", type=int, default=0)
 
@@ -268,6 +273,7 @@ def _cmd_real_set(args: argparse.Namespace) -> int:
         inserted_per_scan=args.inserted_per_scan,
         seed=args.seed,
         max_vois=args.max_vois,
+        background_always_trains=args.background_always_trains,
     )
     try:
         summary = build_real_set(shared, args.out, args.cache or args.out.parent / "ct", options)

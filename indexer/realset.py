@@ -122,6 +122,7 @@ class RealSetOptions:
         n_subsets: LUNA16 subsets (folds) the patients are hashed into.
         seed: the draw of candidates and boxes.
         max_vois: keep only the first N VOIs of the table (tests); None: all.
+        background_always_trains: see ``background_subset``.
     """
 
     negatives_per_scan: int = 250
@@ -130,6 +131,26 @@ class RealSetOptions:
     n_subsets: int = 10
     seed: int = 0
     max_vois: int | None = None
+    background_always_trains: bool = False
+
+    def background_subset(self, patient_id: str) -> int:
+        """Subset of the crops cut from a whole CT (negatives and inserted nodules).
+
+        By default the patient's own, so a fold that holds out the patient's VOIs holds out
+        their scan too. With ``background_always_trains`` the extra subset ``n_subsets``, never
+        a fold of its own: the four CTs then serve every fold (none of their crops is a VOI,
+        so no fold's nodule is ever a positive the model saw), and no fold trains on one
+        scanner's negatives only.
+        """
+        return (
+            self.n_subsets
+            if self.background_always_trains
+            else patient_subset(patient_id, self.n_subsets)
+        )
+
+    def background_patient(self, patient_id: str) -> str:
+        """Patient id of those crops: the patient's, or apart from their VOIs (see above)."""
+        return f"{patient_id}#background" if self.background_always_trains else patient_id
 
 
 def extract_scan(shared: Path, scan: RealScan, cache: Path) -> Path:
@@ -339,7 +360,7 @@ def _write_negatives(
 ) -> tuple[list[list[object]], list[list[object]]]:
     """Cut and write one scan's negative crops; their candidate and patient rows."""
     points = candidate_points(volume, avoid, options.negatives_per_scan, options.hard_fraction, rng)
-    subset = patient_subset(scan.patient_id, options.n_subsets)
+    subset = options.background_subset(scan.patient_id)
     candidates: list[list[object]] = []
     patients: list[list[object]] = []
     for i, center in enumerate(points):
@@ -349,7 +370,7 @@ def _write_negatives(
             continue
         x, y, z = (float(v) for v in center)
         candidates.append([crop_id, x, y, z, 0])
-        patients.append([crop_id, scan.patient_id, ""])
+        patients.append([crop_id, options.background_patient(scan.patient_id), ""])
     logger.info("%s: %d negative crops in subset%d", scan.key, len(candidates), subset)
     return candidates, patients
 
@@ -392,7 +413,7 @@ def _write_inserted(
     rng: np.random.Generator,
 ) -> tuple[list[list[object]], list[list[object]], list[list[object]]]:
     """Render real LIDC shapes into one scan's parenchyma; candidate, annotation, patient rows."""
-    subset = patient_subset(scan.patient_id, options.n_subsets)
+    subset = options.background_subset(scan.patient_id)
     candidates: list[list[object]] = []
     annotations: list[list[object]] = []
     patients: list[list[object]] = []
@@ -412,7 +433,7 @@ def _write_inserted(
         x, y, z = (float(v) for v in center)
         candidates.append([crop_id, x, y, z, 1])
         annotations.append([crop_id, x, y, z, profile.diameter_mm])
-        patients.append([crop_id, scan.patient_id, ""])
+        patients.append([crop_id, options.background_patient(scan.patient_id), ""])
     logger.info("%s: %d inserted nodules in subset%d", scan.key, len(candidates), subset)
     return candidates, annotations, patients
 
@@ -488,7 +509,7 @@ def build_real_set(
             ScanRecord(
                 key=scan.key,
                 patient_id=scan.patient_id,
-                subset=patient_subset(scan.patient_id, options.n_subsets),
+                subset=options.background_subset(scan.patient_id),
                 archive=scan.tarball,
                 archive_sha256=sha256_file(shared / scan.tarball),
                 negatives=len(candidates),

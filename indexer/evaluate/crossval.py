@@ -204,8 +204,9 @@ def cross_validate(
     t0 = time.perf_counter()
     labelled = load_labelled(data_dir)
     nodules = labelled.nodules
-    subsets = sorted(set(labelled.subset) | set(_all_subsets(data_dir)))
-    folds = fold_subsets(subsets, options.n_folds)
+    # Folds are made of the subsets holding labelled nodules; any other subset (crops of
+    # whole CTs kept apart, real-set --background-always-trains) trains every fold.
+    folds = fold_subsets(sorted(set(labelled.subset)), options.n_folds)
     fold = labelled.fold_of(folds)
     per_fold: list[FoldVectors] = []
     patches: F32 | None = None
@@ -259,7 +260,3 @@ def cross_validate(
         "paired_vs_baselines": paired,
         "elapsed_s": time.perf_counter() - t0,
     }
-
-
-def _all_subsets(data_dir: Path) -> list[str]:
-    return sorted(p.name for p in data_dir.glob("subset*") if p.is_dir())

@@ -119,3 +119,13 @@ def test_cross_validation_of_a_recipe_reports_every_baseline(
     assert "| network (cross-validated) |" in (cv / "cv.md").read_text()
     # A fixed model needs no training options; both together are refused.
     assert nodule_index([*args[:5], "--model", report["fold_models"][0], "--", *train]) == 2
+
+
+def test_whole_ct_crops_can_train_every_fold() -> None:
+    """Kept apart, the four CTs' crops get their own subset and a patient id apart from VOIs."""
+    apart = RealSetOptions(background_always_trains=True)
+    assert apart.background_subset("LIDC-IDRI-0001") == apart.n_subsets
+    assert apart.background_patient("LIDC-IDRI-0001") == "LIDC-IDRI-0001#background"
+    grouped = RealSetOptions()
+    assert grouped.background_subset("LIDC-IDRI-0001") == patient_subset("LIDC-IDRI-0001", 10)
+    assert grouped.background_patient("LIDC-IDRI-0001") == "LIDC-IDRI-0001"
