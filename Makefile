@@ -16,11 +16,14 @@ TORCH  ?= torch==2.13.0
 # real CTs (negatives), from ../shared/data or $NODULE_SHARED_DATA. The recipe is the one the
 # patient-grouped cross-validation chose (bench/results/real_cv.md).
 SHARED      ?= $(or $(NODULE_SHARED_DATA),../shared/data)
-REAL_DATA   ?= data/real
+REAL_DATA   ?= data/real-ins
+# The catalogue of real nodules: the VOIs alone (no negatives, no inserted shapes).
+REAL_VOIS   ?= data/vois
 REAL_MODEL  ?= models/real
 REAL_INDEX  ?= index/real
 REAL_REPORT ?= reports/real
-REAL_SET    ?= --negatives-per-scan 250
+# Real LIDC shapes rendered into the real CTs too: the best recipe with the edge policy.
+REAL_SET    ?= --negatives-per-scan 250 --inserted-per-scan 75
 REAL_TRAIN  ?= --init $(MODEL) --outside edge --lr 5e-4 --epochs 5 --intensity-jitter 0.02 \
 	--scale-jitter 0.1 --select last
 # The held-out subset the card's validation numbers come from: the CPTAC patient's (another
@@ -81,8 +84,10 @@ real-model: venv
 # The real VOIs indexed with the real model, evaluated (leave-one-out: optimistic, the model
 # trained on most of them), and the recipe cross-validated by patient (the honest numbers).
 real-eval: real-model
-	$(BIN)/nodule-index build --data $(REAL_DATA) --model $(REAL_MODEL) --index $(REAL_INDEX) \
-		--labels $(REAL_DATA)/labels.csv
+	$(BIN)/nodule-index import-crops --csv $(SHARED)/lidc_vois/nodules.csv --out $(REAL_VOIS) \
+		--on-error skip
+	$(BIN)/nodule-index build --data $(REAL_VOIS) --model $(REAL_MODEL) --index $(REAL_INDEX) \
+		--labels $(REAL_VOIS)/labels.csv
 	$(BIN)/nodule-index evaluate --index $(REAL_INDEX) --out $(REAL_REPORT)
 	$(BIN)/nodule-index crossval --data $(REAL_DATA) --out $(REAL_REPORT)/cv -- $(REAL_TRAIN)
 

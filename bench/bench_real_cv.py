@@ -1,12 +1,13 @@
 """What each training ingredient adds on the real LIDC VOIs, by patient-grouped cross-validation.
 
-    .venv/bin/python -m bench.bench_real_cv [--data data/real] [--demo-model models/demo]
+    .venv/bin/python -m bench.bench_real_cv [--demo-model models/demo] [--out reports/cv]
 
-Needs ``nodule-index real-set --out data/real``, the same with ``--inserted-per-scan 75`` into
-``data/real-ins`` and with ``--background-always-trains`` into ``data/real-bg``, and the demo
-model (``make demo``). Every recipe runs ``nodule-index crossval`` (5 folds; fold models are
-reused when trained before with the same options) twice: features only, and with the size
-profile, whose weight each fold chooses on the other folds. Writes
+Needs the shared data (``../shared/data`` or ``$NODULE_SHARED_DATA``) and the demo model
+(``make demo``). Draws the real sets it lacks with ``nodule-index real-set``: ``data/real``,
+``data/real-ins`` (``--inserted-per-scan 75``) and ``data/real-bg``
+(``--background-always-trains``). Every recipe runs ``nodule-index crossval`` (5 folds; fold
+models are reused when trained before with the same options) twice: features only, and with
+the size profile, whose weight each fold chooses on the other folds. Writes
 ``bench/results/real_cv.json`` and ``real_cv.md`` with the machine and the date.
 """
 
@@ -43,6 +44,24 @@ class Recipe:
     """The set trained on (its labelled VOIs are the same in every set)."""
 
 
+#: The real sets the recipes train on, and how each is drawn (``nodule-index real-set``).
+REAL_SETS: dict[str, tuple[str, ...]] = {
+    "data/real": (),
+    "data/real-ins": ("--inserted-per-scan", "75"),
+    "data/real-bg": ("--background-always-trains",),
+}
+
+
+def ensure_real_sets() -> None:
+    """Draw each real set that is not there yet (deterministic: seed 0)."""
+    for folder, extra in REAL_SETS.items():
+        if (Path(folder) / "realset.json").is_file():
+            continue
+        logger.info("drawing %s", folder)
+        if nodule_index(["real-set", "--out", folder, *extra]) != 0:
+            raise RuntimeError(f"real-set failed for {folder}")
+
+
 def recipes(demo_model: Path) -> list[Recipe]:
     """The ingredients, one at a time (the fine-tuning learning rate and epochs are fixed)."""
     tune = ("--init", str(demo_model), "--lr", "5e-4", "--epochs", "5", "--select", "last")
@@ -61,6 +80,18 @@ def recipes(demo_model: Path) -> list[Recipe]:
         ),
         Recipe(
             "synthetic, then real fine-tuning, edge", False, (*tune, "--outside", "edge", *JITTER)
+        ),
+        Recipe(
+            "... + real LIDC shapes inserted into the real CTs",
+            False,
+            (*tune, "--outside", "edge", *JITTER),
+            data="data/real-ins",
+        ),
+        Recipe(
+            "... + the whole CTs' crops in every fold's training",
+            False,
+            (*tune, "--outside", "edge", *JITTER),
+            data="data/real-bg",
         ),
     ]
 
@@ -86,6 +117,11 @@ def run_recipe(recipe: Recipe, out_root: Path, weights: tuple[str, ...]) -> dict
     return report
 
 
+def _fingerprint(model_dir: Path) -> str:
+    card: dict[str, Any] = json.loads((model_dir / "card.json").read_text())
+    return str(card["fingerprint"])
+
+
 def _summary(report: dict[str, Any]) -> dict[str, Any]:
     net = report["network"]
     return {
@@ -108,6 +144,7 @@ def markdown(record: dict[str, Any]) -> str:
         "# Training ingredients on the real LIDC VOIs (patient-grouped 5-fold CV)",
         "",
         f"{record['date']}, {record['machine']['cpu']}, {record['machine']['cores']} cores. "
+        f"Fine-tuning starts from the demo model {record['demo_model_fingerprint'][:12]}. "
         f"{record['n_queries']} labelled VOIs of {record['n_patients']} patients; each fold's "
         "nodules query all other patients' nodules with a model that never trained on the fold. "
         "'beats X': the paired bootstrap 95% interval of network minus X excludes zero.",
@@ -152,6 +189,7 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    ensure_real_sets()
     rows, last = [], None
     by_outside: dict[str, Any] = {}
     for recipe in recipes(args.demo_model):
@@ -176,6 +214,8 @@ def main() -> None:
         "benchmark": "training ingredients, patient-grouped CV on the real LIDC VOIs",
         "date": now_utc(),
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count()},
+        # The fine-tuning recipes start from it; other machines train another one.
+        "demo_model_fingerprint": _fingerprint(args.demo_model),
         "n_queries": last["n_queries"],
         "n_patients": last["n_patients"],
         "folds": last["folds"],
