@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 
 from app.preview import LUNG_WINDOW, WINDOW_LEVEL_RANGE, WINDOW_WIDTH_RANGE, DisplayWindow
 from app.privacy import UidHasher
 from app.retrieval import Retriever
 from app.settings import AppSettings
 from app.state import Serving
+
+#: The largest id SQLite stores (a signed 64-bit integer); a larger one is no catalogue id.
+MAX_SQLITE_INT = 2**63 - 1
+
+#: A catalogue nodule id in a path: bounded, so SQLite never sees an int it cannot bind.
+NoduleIdPath = Annotated[
+    int, Path(ge=0, le=MAX_SQLITE_INT, description="catalogue nodule id (0 to 2^63 - 1)")
+]
 
 
 async def get_retriever(request: Request) -> Retriever:

@@ -7,14 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from app.preview import preview_png
-from app.routers.deps import DisplayWindowDep, RetrieverDep
+from app.routers.deps import DisplayWindowDep, NoduleIdPath, RetrieverDep
 from app.schemas import ErrorOut, Filters, NoduleOut, SearchResponse
 
 router = APIRouter(prefix="/v1/nodules", tags=["nodules"])
 
 
 @router.get("/{nodule_id}", response_model=NoduleOut, responses={404: {"model": ErrorOut}})
-def get_nodule(nodule_id: int, retriever: RetrieverDep) -> NoduleOut:
+def get_nodule(nodule_id: NoduleIdPath, retriever: RetrieverDep) -> NoduleOut:
     """One catalogue nodule with its readers' ratings and labels."""
     return retriever.nodule(nodule_id)
 
@@ -28,7 +28,7 @@ def get_nodule(nodule_id: int, retriever: RetrieverDep) -> NoduleOut:
         422: {"model": ErrorOut},
     },
 )
-def preview(nodule_id: int, retriever: RetrieverDep, window: DisplayWindowDep) -> Response:
+def preview(nodule_id: NoduleIdPath, retriever: RetrieverDep, window: DisplayWindowDep) -> Response:
     """Axial, coronal and sagittal slices (64 mm) through the nodule's centre (default: lung)."""
     nodule = retriever.nodule(nodule_id)
     source = retriever.open_series(nodule.series_uid)
@@ -39,7 +39,7 @@ def preview(nodule_id: int, retriever: RetrieverDep, window: DisplayWindowDep) -
     "/{nodule_id}/similar", response_model=SearchResponse, responses={404: {"model": ErrorOut}}
 )
 def similar(
-    nodule_id: int,
+    nodule_id: NoduleIdPath,
     retriever: RetrieverDep,
     k: Annotated[int, Query(ge=1)] = 5,
     exclude_patient_id: str | None = None,

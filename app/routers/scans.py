@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response
 
 from app.errors import InputError, parse_triple
 from app.preview import MAX_VIEW_PX, MIN_DEFAULT_VIEW_PX, axial_view_png, preview_png
-from app.routers.deps import DisplayWindowDep, RetrieverDep
+from app.routers.deps import MAX_SQLITE_INT, DisplayWindowDep, RetrieverDep
 from app.schemas import ErrorOut, MapOut, ScanList, ScanOut
 
 router = APIRouter(prefix="/v1", tags=["scans"])
@@ -24,7 +24,7 @@ PNG: dict[int | str, dict[str, Any]] = {
 def list_scans(
     retriever: RetrieverDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_SQLITE_INT)] = 0,
 ) -> ScanList:
     """The catalogue's scans (series UID, patient, number of indexed nodules), by series UID."""
     return retriever.scans(limit, offset)

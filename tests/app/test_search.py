@@ -117,6 +117,12 @@ def test_nodule_and_similar(client: TestClient, app_index: Path) -> None:
         ),
         ("get", "/v1/nodules/999999", None, 404, "not in the catalogue"),
         ("get", "/v1/nodules/999999/similar", None, 404, "not in the catalogue"),
+        # Past SQLite's signed 64-bit range: a 422 naming the parameter, not an OverflowError.
+        ("get", f"/v1/nodules/{2**63}", None, 422, "nodule_id"),
+        ("get", f"/v1/nodules/{2**63}/similar", None, 422, "nodule_id"),
+        ("get", f"/v1/nodules/{2**63}/preview.png", None, 422, "nodule_id"),
+        ("get", "/v1/nodules/-1", None, 422, "nodule_id"),
+        ("get", f"/v1/scans?offset={2**63}", None, 422, "offset"),
         (
             "post",
             "/v1/search/coordinate",
