@@ -18,6 +18,15 @@ from prometheus_client import (
     generate_latest,
 )
 
+#: The methods counted by name; any other (clients may send any token) is counted as "other",
+#: so the client cannot grow the label set.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    """``method`` if it is a standard one, else "other" (a closed set of labels)."""
+    return method if method in KNOWN_METHODS else "other"
+
 
 class Metrics:
     """The service's metrics."""
@@ -49,7 +58,9 @@ class Metrics:
         response = await call_next(request)
         route = request.scope.get("route")
         template = getattr(route, "path", "unmatched")
-        self.requests.labels(template, request.method, str(response.status_code)).inc()
+        self.requests.labels(
+            template, method_label(request.method), str(response.status_code)
+        ).inc()
         self.latency.labels(template).observe(time.perf_counter() - started)
         return response
 

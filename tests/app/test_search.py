@@ -198,6 +198,14 @@ def test_metrics(client: TestClient) -> None:
     assert "nodule_request_seconds_bucket" in text
 
 
+def test_metric_labels_are_a_closed_set(client: TestClient) -> None:
+    for i in range(5):
+        client.request(f"XMETHOD{i}", "/healthz")
+    text = client.get("/metrics").text
+    assert "XMETHOD" not in text
+    assert 'method="other",route="/healthz"' in text
+
+
 # --- the close-match threshold ---------------------------------------------------------------
 def _patients(synth_set: Path) -> dict[str, str]:
     with (synth_set / "patients.csv").open() as f:
