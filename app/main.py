@@ -18,13 +18,14 @@ from fastapi.openapi.docs import (
 )
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import OperationalError
 
 from app.errors import InputError
 from app.metrics import Metrics
 from app.retrieval import NotFoundError
 from app.routers import admin, health, nodules, scans, search, upload
 from app.settings import AppSettings
-from app.state import Serving, State
+from app.state import CatalogUnavailableError, Serving, State
 from app.uploads import UploadLimitMiddleware, UploadParser
 from model.dicomweb import PacsUnavailableError, SeriesNotInPacsError
 from model.embedder import EmbeddingInputError
@@ -56,7 +57,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             yield {"serving": serving, "settings": settings, "parser": parser}
         finally:
             parser.close()
-            serving.current.catalog.close()
+            serving.close()
 
     app = FastAPI(
         title="nodule-search",
@@ -98,6 +99,17 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     app.add_exception_handler(NotFoundError, not_found)
     app.add_exception_handler(SeriesNotInPacsError, not_found)
     app.add_exception_handler(PacsUnavailableError, unavailable)
+    app.add_exception_handler(CatalogUnavailableError, unavailable)
+
+    async def catalogue_unreadable(request: Request, exc: Exception) -> JSONResponse:
+        # A version removed between the request's check and its query: the next request falls
+        # back (Serving.retriever); this one cannot be answered.
+        logger.warning("catalogue read failed: %s", type(exc).__name__)
+        return JSONResponse(
+            status_code=503, content={"detail": "the catalogue could not be read; retry"}
+        )
+
+    app.add_exception_handler(OperationalError, catalogue_unreadable)
     app.add_exception_handler(UnsupportedUploadError, unsupported)
     for error in (
         VolumeReadError,
@@ -118,7 +130,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     async def metrics_endpoint(request: Request) -> Response:
         """Prometheus text format: requests and latencies per route, catalogue size."""
         serving = request.state.serving
-        metrics.nodules.set(int(serving.current.catalog.index.ntotal))
+        metrics.nodules.set(int(serving.retriever().catalog.index.ntotal))
         return metrics.render()
 
     app.include_router(health.router)

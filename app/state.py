@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import TypedDict
 
@@ -17,17 +18,30 @@ from app.uploads import UploadParser
 from model.dicomweb import Pacs
 from model.embedder import Embedder
 from model.store.catalog import Catalog
+from model.store.leases import ServingLease
 from model.store.vector_index import set_search_threads
 
 logger = logging.getLogger(__name__)
 
 
+class CatalogUnavailableError(RuntimeError):
+    """The served version vanished from disk and no other can be opened (HTTP 503)."""
+
+
+#: After a failed fall-back, requests answer 503 for this long before trying to load again.
+FALLBACK_RETRY_S = 5.0
+
+
 class Serving:
     """The retriever being served; ``reload`` swaps it in one assignment.
 
-    A request takes ``current`` once and keeps that retriever for its whole life, so requests in
-    flight during a reload finish on the old version. The old catalogue is not closed by the swap
-    (its connections are released when the last request holding it drops it).
+    A request takes ``retriever()`` once and keeps it for its whole life, so requests in flight
+    during a reload finish on the old version. The old catalogue is not closed by the swap (its
+    connections are released when the last request holding it drops it).
+
+    The served version is protected from ``build --keep`` by a lease file (``model.store.leases``).
+    Should its folder disappear anyway (removed by hand, a lease-less host), the next request
+    falls back to the version ``CURRENT`` names, or gets a 503 when that cannot be opened either.
     """
 
     def __init__(self, settings: AppSettings) -> None:
@@ -39,15 +53,64 @@ class Serving:
         self.pacs = Pacs(pacs) if pacs is not None else None
         key = settings.log_hash_key
         self.hash_uid = UidHasher(key.get_secret_value().encode() if key is not None else None)
+        self.lease = ServingLease(settings.index_dir)
         self.current = load_retriever(settings, self.locator, self.sources, self.pacs)
+        self.lease.hold(self.current.catalog.version)
         self._lock = threading.Lock()
+        self._fallback_failed_at: float | None = None
+        self._fallback_error = ""
+
+    def retriever(self) -> Retriever:
+        """The retriever to answer a request with (falls back when its version vanished).
+
+        Raises:
+            CatalogUnavailableError: the served version is gone and ``CURRENT`` cannot be opened.
+        """
+        served = self.current
+        if served.catalog.present():
+            return served
+        return self._fall_back(served)
+
+    def _fall_back(self, lost: Retriever) -> Retriever:
+        with self._lock:
+            if self.current is not lost:
+                return self.current  # another request already fell back
+            failed_at = self._fallback_failed_at
+            if failed_at is None or time.monotonic() - failed_at >= FALLBACK_RETRY_S:
+                try:
+                    fresh = load_retriever(self.settings, self.locator, self.sources, self.pacs)
+                except (OSError, ValueError, RuntimeError) as e:
+                    self._fallback_failed_at = time.monotonic()
+                    self._fallback_error = str(e)
+                else:
+                    logger.warning(
+                        "catalogue version %s vanished from disk; now serving %s (CURRENT)",
+                        lost.catalog.version,
+                        fresh.catalog.version,
+                    )
+                    self._fallback_failed_at = None
+                    self._swap(fresh)
+                    return fresh
+            raise CatalogUnavailableError(
+                f"the catalogue version being served ({lost.catalog.version}) was removed from "
+                f"disk and no other could be opened: {self._fallback_error}"
+            )
+
+    def _swap(self, fresh: Retriever) -> None:
+        self.current = fresh
+        self.lease.hold(fresh.catalog.version)
 
     def reload(self) -> Retriever:
         """Open the version ``CURRENT`` names now and start serving it."""
         with self._lock:
             fresh = load_retriever(self.settings, self.locator, self.sources, self.pacs)
-            self.current = fresh
+            self._swap(fresh)
             return fresh
+
+    def close(self) -> None:
+        """Release the lease and the served catalogue's connections."""
+        self.lease.release()
+        self.current.catalog.close()
 
 
 class State(TypedDict):

@@ -22,9 +22,13 @@ NoduleIdPath = Annotated[
 
 
 async def get_retriever(request: Request) -> Retriever:
-    """The retriever being served when the request arrived (kept for the whole request)."""
+    """The retriever being served when the request arrived (kept for the whole request).
+
+    Raises:
+        CatalogUnavailableError: the served version vanished and none can be opened (503).
+    """
     serving: Serving = request.state.serving
-    return serving.current
+    return serving.retriever()
 
 
 async def get_serving(request: Request) -> Serving:

@@ -90,6 +90,10 @@ class Catalog:
         embeddings = np.load(folder / EMBEDDINGS_FILE, mmap_mode="r")
         return cls(version, folder, manifest, index, engine, sessionmaker(engine), embeddings)
 
+    def present(self) -> bool:
+        """The version's folder is still on disk (its manifest exists)."""
+        return (self.folder / MANIFEST).is_file()
+
     @property
     def model_fingerprint(self) -> str:
         """Fingerprint of the model the vectors were made with."""

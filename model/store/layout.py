@@ -7,6 +7,7 @@
                                  catalog.sqlite
                                  embeddings.npy    (n, d) float32, row = Nodule.embedding_row
                                  manifest.json     written last: marks a complete version
+    INDEX_DIR/leases/<host>-<pid>-<token>.json versions running services hold (never pruned)
 
 A build writes a new version folder and publishes it by replacing ``CURRENT`` (temp file, fsync,
 rename, fsync of the folder), so a reader sees either the old or the new version, never a mix,
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from model.store.leases import held_versions
 
 CURRENT = "CURRENT"
 VERSIONS = "versions"
@@ -144,10 +147,16 @@ class IndexLayout:
         return sorted(removed)
 
     def prune(self, keep: int) -> list[str]:
-        """Delete all but the newest ``keep`` complete versions (never the current one)."""
+        """Delete all but the newest ``keep`` complete versions.
+
+        Never the current one, nor one a running service holds (a live lease, see ``leases``).
+        """
         current = self.current()
+        held = held_versions(self.root)
         versions = self.versions()
-        doomed = [v for v in versions[: max(0, len(versions) - keep)] if v != current]
+        doomed = [
+            v for v in versions[: max(0, len(versions) - keep)] if v != current and v not in held
+        ]
         for v in doomed:
             shutil.rmtree(self.version_dir(v), ignore_errors=True)
         return doomed
