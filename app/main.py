@@ -20,13 +20,14 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 
+from app.access_log import AccessLogMiddleware
 from app.errors import InputError
 from app.metrics import Metrics
 from app.retrieval import NotFoundError
 from app.routers import admin, health, nodules, scans, search, upload
 from app.settings import AppSettings
 from app.state import CatalogUnavailableError, Serving, State
-from app.uploads import UploadLimitMiddleware, UploadParser
+from app.uploads import ParserBusyError, UploadLimitMiddleware, UploadParser
 from model.dicomweb import PacsUnavailableError, SeriesNotInPacsError
 from model.embedder import EmbeddingInputError
 from model.preprocessing import CoordinateOutsideVolumeError
@@ -52,7 +53,12 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
         serving = Serving(settings)
-        parser = UploadParser(settings.parser_memory_mb, settings.parser_timeout_s)
+        parser = UploadParser(
+            settings.parser_memory_mb,
+            settings.parser_timeout_s,
+            slots=settings.max_parsers,
+            wait_s=settings.parser_wait_s,
+        )
         try:
             yield {"serving": serving, "settings": settings, "parser": parser}
         finally:
@@ -101,6 +107,16 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     app.add_exception_handler(PacsUnavailableError, unavailable)
     app.add_exception_handler(CatalogUnavailableError, unavailable)
 
+    async def parsers_busy(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ParserBusyError)
+        return JSONResponse(
+            status_code=503,
+            content={"detail": str(exc)},
+            headers={"Retry-After": str(exc.retry_after_s)},
+        )
+
+    app.add_exception_handler(ParserBusyError, parsers_busy)
+
     async def catalogue_unreadable(request: Request, exc: Exception) -> JSONResponse:
         # A version removed between the request's check and its query: the next request falls
         # back (Serving.retriever); this one cannot be answered.
@@ -132,6 +148,9 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         serving = request.state.serving
         metrics.nodules.set(int(serving.retriever().catalog.index.ntotal))
         return metrics.render()
+
+    # Added last, so it is outermost: it sees every answer, the 413s of the upload limit included.
+    app.add_middleware(AccessLogMiddleware)
 
     app.include_router(health.router)
     app.include_router(search.router)
@@ -208,6 +227,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        # uvicorn's access log prints raw paths and query strings (UIDs, patient ids): the app
+        # writes its own under route templates (app.access_log).
+        access_log=False,
+        server_header=False,
     )
     return 0

@@ -42,9 +42,14 @@ class AppSettings(BaseSettings):
     open_volumes: int = Field(default=16, ge=0, le=1024)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_upload_mb: int = Field(default=200, ge=1, le=4096)
-    parser_memory_mb: int = Field(default=4096, ge=256)
-    """Address-space limit of the upload parser process."""
-    parser_timeout_s: float = Field(default=60.0, gt=0)
+    parser_memory_mb: int = Field(default=3072, ge=1024, le=1024 * 1024)
+    """Address-space limit of one upload parser process; files whose declared voxels need more
+    (less the parser's own 768 MB) are refused from their headers."""
+    parser_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    max_parsers: int = Field(default=2, ge=1, le=64)
+    """Upload parsers running at once (each may take ``parser_memory_mb``)."""
+    parser_wait_s: float = Field(default=2.0, ge=0, le=60)
+    """How long an upload waits for a free parser before a 503."""
     api_key: SecretStr | None = None
     log_hash_key: SecretStr | None = None
     dicomweb_url: str | None = None

@@ -11,6 +11,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -106,17 +107,50 @@ class UploadLimitMiddleware:
             await self._refuse(send)
 
 
+class ParserBusyError(RuntimeError):
+    """Every parser slot is taken (HTTP 503 with ``Retry-After``)."""
+
+    def __init__(self, slots: int, retry_after_s: int) -> None:
+        super().__init__(
+            f"all {slots} upload parsers are busy; retry in {retry_after_s} s "
+            "(NODULE_MAX_PARSERS bounds how many run at once)"
+        )
+        self.retry_after_s = retry_after_s
+
+
+#: Environment variables the parser inherits: what Python needs to start and find the project,
+#: and the locale. Nothing else (no API key, no PACS credentials, no proxy settings).
+_PARSER_ENV = ("PATH", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "LANG", "LC_ALL", "TMPDIR")
+
+
+def parser_environment(memory_bytes: int) -> dict[str, str]:
+    """The minimal environment of a parser process."""
+    env = {name: os.environ[name] for name in _PARSER_ENV if name in os.environ}
+    return {
+        **env,
+        MEMORY_ENV: str(memory_bytes),
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONNOUSERSITE": "1",
+    }
+
+
 class UploadParser:
     """Parses each upload in a fresh ``python -m model.upload_worker`` process.
 
-    The child gets an address-space limit, no core dumps, one BLAS/OpenMP thread and a time
-    limit; it imports only the readers (never the service's modules). A crash, a memory bomb or
-    a time-out is reported as an unusable upload (422), and the service carries on.
+    The child gets an address-space limit, no core dumps, one BLAS/OpenMP thread, a time limit
+    and a minimal environment; it imports only the readers (never the service's modules). A
+    crash, a memory bomb or a time-out is reported as an unusable upload (422), and the service
+    carries on. At most ``slots`` parsers run at once (their memory caps add up): a request that
+    finds them all busy for ``wait_s`` gets a 503 with ``Retry-After``.
     """
 
-    def __init__(self, memory_mb: int, timeout_s: float) -> None:
+    def __init__(self, memory_mb: int, timeout_s: float, slots: int = 2, wait_s: float = 2.0):
         self.memory_bytes = memory_mb * 1024 * 1024
         self.timeout_s = timeout_s
+        self.slots = slots
+        self.wait_s = wait_s
+        self._slots = threading.BoundedSemaphore(slots)
 
     def parse(
         self,
@@ -126,8 +160,31 @@ class UploadParser:
         center_xyz: list[float] | None,
         spacing_zyx: list[float] | None,
         workdir: Path,
+        series_uid: str | None = None,
     ) -> UploadPatch:
-        """Run the worker; its patch, or an UploadContentError saying what went wrong."""
+        """Run the worker; its patch, or an UploadContentError saying what went wrong.
+
+        Raises:
+            ParserBusyError: no parser slot freed within ``wait_s``.
+            UploadContentError: the upload is unusable (or broke its parser).
+        """
+        if not self._slots.acquire(timeout=self.wait_s):
+            raise ParserBusyError(self.slots, max(1, round(self.timeout_s / 4)))
+        try:
+            return self._run(path, kind, spec, center_xyz, spacing_zyx, workdir, series_uid)
+        finally:
+            self._slots.release()
+
+    def _run(
+        self,
+        path: Path,
+        kind: str,
+        spec: PatchSpec,
+        center_xyz: list[float] | None,
+        spacing_zyx: list[float] | None,
+        workdir: Path,
+        series_uid: str | None,
+    ) -> UploadPatch:
         out = workdir / "patch.npz"
         request = {
             "path": str(path),
@@ -137,13 +194,9 @@ class UploadParser:
             "spacing_zyx": spacing_zyx,
             "workdir": str(workdir),
             "out": str(out),
+            "series_uid": series_uid,
         }
-        env = {
-            **os.environ,
-            MEMORY_ENV: str(self.memory_bytes),
-            "OPENBLAS_NUM_THREADS": "1",
-            "OMP_NUM_THREADS": "1",
-        }
+        env = parser_environment(self.memory_bytes)
         try:
             done = subprocess.run(
                 [sys.executable, "-m", "model.upload_worker"],

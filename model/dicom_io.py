@@ -142,7 +142,7 @@ def pick_ct_series(series: dict[str, list[SliceHeader]], folder_name: str) -> li
     if len(ct) > 1:
         listing = ", ".join(f"{uid} ({len(h)} slices)" for uid, h in sorted(ct.items()))
         raise VolumeReadError(
-            f"{folder_name}: {len(ct)} CT series in one folder, name one of: {listing}"
+            f"{folder_name}: {len(ct)} CT series in one folder, name one (series_uid) of: {listing}"
         )
     return next(iter(ct.values()))
 

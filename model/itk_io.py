@@ -28,7 +28,7 @@ import numpy.typing as npt
 import SimpleITK as sitk
 
 from model.geometry import Geometry, GeometryError
-from model.volume import CTVolume, F32Array, VolumeReadError, check_box
+from model.volume import CTVolume, F32Array, VolumeReadError, check_box, check_read_budget
 
 logger = logging.getLogger(__name__)
 
@@ -466,17 +466,47 @@ def _as_hu(image: sitk.Image, path: Path) -> F32Array:
     return hu
 
 
-def load_itk_volume(path: Path) -> CTVolume:
+def load_itk_volume(path: Path, max_read_bytes: int | None = None) -> CTVolume:
     """Read a whole ``.mhd``/``.mha``/``.nii``/``.nii.gz`` volume as HU float32 in the LPS frame.
 
     The stored values are taken as HU (LUNA16 ``.mhd`` files store int16 HU). NIfTI files are
     read by SimpleITK, which converts their RAS header to the ITK/LPS frame.
+
+    Args:
+        path: the image file.
+        max_read_bytes: refuse (``VolumeTooLargeError``) a file whose declared size needs more
+            memory to read than this, checked on the header before any voxel is read.
     """
-    return _load_whole(path, validated=False)
+    return _load_whole(path, validated=False, max_read_bytes=max_read_bytes)
 
 
-def _load_whole(path: Path, *, validated: bool) -> CTVolume:
+#: Bytes of stored voxel each pixel type of SimpleITK takes (anything else: 8).
+_SITK_ITEMSIZE = {
+    sitk.sitkUInt8: 1,
+    sitk.sitkInt8: 1,
+    sitk.sitkUInt16: 2,
+    sitk.sitkInt16: 2,
+    sitk.sitkUInt32: 4,
+    sitk.sitkInt32: 4,
+    sitk.sitkFloat32: 4,
+}
+
+
+def whole_read_bytes_per_voxel(itemsize: int) -> float:
+    """Peak bytes per voxel of a whole read of voxels of ``itemsize`` bytes.
+
+    SimpleITK's image, numpy's copy of it, the float32 HU array and the finiteness mask are all
+    alive at once.
+    """
+    return 2 * itemsize + 4 + 1
+
+
+def _load_whole(path: Path, *, validated: bool, max_read_bytes: int | None = None) -> CTVolume:
     reader, geometry = _info_reader(path, validated=validated)
+    itemsize = _SITK_ITEMSIZE.get(reader.GetPixelID(), 8)
+    check_read_budget(
+        geometry.shape_zyx, whole_read_bytes_per_voxel(itemsize), max_read_bytes, path.name
+    )
     try:
         image = reader.Execute()
     except RuntimeError:
@@ -543,15 +573,21 @@ class MetaImageRegionSource:
         return box
 
 
-def open_itk_source(path: Path) -> CTVolume | MetaImageRegionSource:
-    """A region source for uncompressed MetaImage, otherwise the whole volume in memory."""
+def open_itk_source(
+    path: Path, max_read_bytes: int | None = None
+) -> CTVolume | MetaImageRegionSource:
+    """A region source for uncompressed MetaImage, otherwise the whole volume in memory.
+
+    ``max_read_bytes`` bounds whole reads as in ``load_itk_volume``; a region source maps the
+    file and reads only the boxes asked for, so it is not bounded by it.
+    """
     if suffix_of(path) in METAIMAGE_SUFFIXES:
         header = read_meta_header(path)
         if not header.compressed:
             return MetaImageRegionSource(path, header)
         # Checked just now; the checks decode compressed data, once is enough.
-        return _load_whole(path, validated=True)
-    return load_itk_volume(path)
+        return _load_whole(path, validated=True, max_read_bytes=max_read_bytes)
+    return load_itk_volume(path, max_read_bytes)
 
 
 def write_metaimage(hu_zyx: npt.ArrayLike, geometry: Geometry, path: Path) -> None:

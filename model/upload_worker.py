@@ -4,8 +4,8 @@ The service starts this for every upload with a time limit; the process limits i
 space (``NODULE_WORKER_MEMORY_BYTES``) and core dumps before importing any reader, so whatever a
 malformed file does to the readers (crash, memory bomb, endless loop) ends this process, not the
 service. The request is JSON on stdin ``{path, kind, spec, center_xyz, spacing_zyx, workdir,
-out}``; the patch is written to ``out`` (``.npz``). Exit status: 0 done, 3 the content is
-unusable (the message on stdout as JSON), anything else a crash.
+out, series_uid}``; the patch is written to ``out`` (``.npz``). Exit status: 0 done, 3 the
+content is unusable (the message on stdout as JSON), anything else a crash.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def main() -> int:
     import numpy as np
 
     from model.preprocessing import CoordinateOutsideVolumeError, PatchSpec
-    from model.uploads import UploadContentError, cut_upload
+    from model.uploads import UploadContentError, cut_upload, voxel_budget
     from model.volume import VolumeReadError
 
     request = json.loads(sys.stdin.read())
@@ -43,6 +43,8 @@ def main() -> int:
             request["center_xyz"],
             request["spacing_zyx"],
             Path(request["workdir"]),
+            voxel_budget(limit),
+            request.get("series_uid"),
         )
     except (UploadContentError, VolumeReadError, CoordinateOutsideVolumeError, ValueError) as e:
         sys.stdout.write(json.dumps({"detail": str(e)}))

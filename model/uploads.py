@@ -12,6 +12,7 @@ headers.
 from __future__ import annotations
 
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -19,18 +20,36 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import numpy.typing as npt
 
-from model.ct import load_volume, open_volume
+from model.ct import open_volume
 from model.geometry import Geometry
-from model.itk_io import MAX_DIM, MAX_VOXELS, suffix_of
+from model.itk_io import MAX_DIM, MAX_VOXELS, load_itk_volume, open_itk_source, suffix_of
 from model.preprocessing import PatchSpec, extract_patch
-from model.volume import CTVolume, VolumeReadError, VolumeSource
+from model.volume import CTVolume, VolumeReadError, VolumeSource, check_read_budget
 
 ARRAY_SUFFIXES = (".npy", ".npz")
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".mha")
 ZIP_SUFFIXES = (".zip",)
 MAX_ZIP_MEMBERS = 5000
-MAX_ZIP_RATIO = 200.0
-MAX_ZIP_BYTES = 2 * 1024**3
+#: Deflated CT (DICOM, raw int16) shrinks 2-10 times; far more is padding meant to fill disks.
+MAX_ZIP_RATIO = 50.0
+#: Bytes a zip may write to disk, counted as they are written (declared sizes can lie).
+MAX_ZIP_BYTES = 1024**3
+#: Address space the parser takes before it reads a voxel (interpreter, numpy, SimpleITK,
+#: pydicom: VmPeak 540 MB measured on a 64^3 upload); the rest of its cap is the voxels' budget.
+PARSER_BASELINE_BYTES = 768 * 1024**2
+#: Peak bytes per voxel of an array upload: the stored array, its float32 HU copy and the
+#: finiteness mask (itemsize is added per array).
+ARRAY_BYTES_PER_VOXEL = 4 + 1
+#: DICOM series are read slice by slice for the box a patch needs; their declared stored size
+#: (16-bit CT) is what is bounded.
+DICOM_BYTES_PER_VOXEL = 2
+
+
+def voxel_budget(memory_limit_bytes: int | None) -> int | None:
+    """What the parser may allocate for voxels under its address-space limit (None: no limit)."""
+    if memory_limit_bytes is None or memory_limit_bytes <= 0:
+        return None
+    return max(memory_limit_bytes - PARSER_BASELINE_BYTES, 0)
 
 
 class UnsupportedUploadError(ValueError):
@@ -76,8 +95,14 @@ def _check_hu(values: npt.NDArray[np.float32], what: str) -> None:
         )
 
 
-def read_array(path: Path, spacing_zyx: Sequence[float] | None) -> CTVolume:
-    """A HU volume from ``.npy`` / ``.npz`` (first array) with the given spacing."""
+def read_array(
+    path: Path, spacing_zyx: Sequence[float] | None, max_read_bytes: int | None = None
+) -> CTVolume:
+    """A HU volume from ``.npy`` / ``.npz`` (first array) with the given spacing.
+
+    The declared shape and type are checked against ``max_read_bytes`` on the header, before
+    anything is decompressed or converted.
+    """
     if spacing_zyx is None:
         raise UploadContentError("an array upload needs spacing_zyx (mm, z y x)")
     spacing = [float(v) for v in spacing_zyx]
@@ -101,12 +126,20 @@ def read_array(path: Path, spacing_zyx: Sequence[float] | None) -> CTVolume:
                         if major == 1
                         else np.lib.format.read_array_header_2_0
                     )
-                    shape, _, _ = read_header(member)
+                    shape, _, dtype = read_header(member)
                 if len(shape) != 3 or int(np.prod(shape)) > MAX_VOXELS:
                     raise UploadContentError(f"array shape {shape} is outside the accepted range")
+                check_read_budget(
+                    shape,
+                    dtype.itemsize + ARRAY_BYTES_PER_VOXEL,
+                    max_read_bytes,
+                    "the array",
+                )
                 array = loaded[names[0]]
         else:
             array = loaded  # memory-mapped: nothing is read before the checks below
+    except (UploadContentError, VolumeReadError):
+        raise  # already says what is wrong
     except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as e:
         raise UploadContentError(f"not a readable numpy file ({type(e).__name__})") from None
     if array.ndim != 3:
@@ -115,6 +148,9 @@ def read_array(path: Path, spacing_zyx: Sequence[float] | None) -> CTVolume:
         raise UploadContentError(f"array shape {array.shape} is outside the accepted range")
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
         raise UploadContentError(f"array type {array.dtype} is not a real number type")
+    check_read_budget(
+        array.shape, array.dtype.itemsize + ARRAY_BYTES_PER_VOXEL, max_read_bytes, "the array"
+    )
     hu = np.asarray(array, dtype=np.float32)
     _check_hu(hu, "the array")
     nz, ny, nx = hu.shape
@@ -124,8 +160,15 @@ def read_array(path: Path, spacing_zyx: Sequence[float] | None) -> CTVolume:
     return CTVolume(hu_zyx=hu, geometry=geometry)
 
 
-def extract_zip(path: Path, out: Path) -> Path:
-    """Extract a zip safely; returns the ``.mhd`` inside, or the folder (a DICOM series)."""
+def extract_zip(path: Path, out: Path, max_bytes: int = MAX_ZIP_BYTES) -> Path:
+    """Extract a zip safely; returns the ``.mhd`` inside, or the folder (a DICOM series).
+
+    Sizes a zip declares can lie, so the bytes are counted as they are written: extraction
+    stops, and the partial files are left for the caller's temporary folder to remove, once
+    more than ``max_bytes`` (or ``MAX_ZIP_RATIO`` times the zip's size) has been written.
+    """
+    packed = max(path.stat().st_size, 1)
+    limit = min(max_bytes, int(packed * MAX_ZIP_RATIO))
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
@@ -133,23 +176,53 @@ def extract_zip(path: Path, out: Path) -> Path:
                 raise UploadContentError(
                     f"the zip holds {len(members)} members, more than {MAX_ZIP_MEMBERS}"
                 )
-            total = sum(m.file_size for m in members)
-            packed = max(path.stat().st_size, 1)
-            if total > MAX_ZIP_BYTES or total / packed > MAX_ZIP_RATIO:
-                raise UploadContentError("the zip expands too much (zip bomb?)")
             for member in members:
                 name = PurePosixPath(member.filename)
                 if name.is_absolute() or ".." in name.parts or "\\" in member.filename:
                     raise UploadContentError(
                         f"zip member {member.filename!r} points outside the archive"
                     )
-            archive.extractall(out)
-    except zipfile.BadZipFile:
+            if sum(m.file_size for m in members) > limit:
+                raise UploadContentError(_too_much(limit, packed))
+            written = 0
+            for member in members:
+                written = _extract_member(archive, member, out, written, limit, packed)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error):
         raise UploadContentError("not a readable zip file") from None
     headers = sorted(out.rglob("*.mhd"))
     if len(headers) > 1:
         raise UploadContentError("the zip holds more than one .mhd")
     return headers[0] if headers else out
+
+
+def _too_much(limit: int, packed: int) -> str:
+    return (
+        f"the zip expands to more than {limit / 1024**2:.0f} MB (at most {MAX_ZIP_BYTES >> 20} MB "
+        f"and {MAX_ZIP_RATIO:g} times its {packed / 1024**2:.1f} MB; zip bomb?)"
+    )
+
+
+def _extract_member(
+    archive: zipfile.ZipFile,
+    member: zipfile.ZipInfo,
+    out: Path,
+    written: int,
+    limit: int,
+    packed: int,
+) -> int:
+    """Copy one member under ``out`` in chunks; the running total of bytes written."""
+    target = out / PurePosixPath(member.filename)
+    if member.is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        return written
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with archive.open(member) as source, target.open("wb") as sink:
+        while chunk := source.read(1 << 20):
+            written += len(chunk)
+            if written > limit:
+                raise UploadContentError(_too_much(limit, packed))
+            sink.write(chunk)
+    return written
 
 
 def cut_upload(
@@ -159,22 +232,46 @@ def cut_upload(
     center_xyz: Sequence[float] | None,
     spacing_zyx: Sequence[float] | None,
     workdir: Path,
+    max_read_bytes: int | None = None,
+    series_uid: str | None = None,
 ) -> UploadPatch:
     """Read an upload and cut the model's patch at ``center_xyz`` (default: the volume's centre).
+
+    Args:
+        path: the uploaded file, saved under a name with its suffix.
+        kind: ``array``, ``image`` or ``zip`` (``upload_kind``).
+        spec: the model's patch spec.
+        center_xyz: world mm (LPS); None: the volume's centre.
+        spacing_zyx: mm, for arrays only.
+        workdir: where a zip is extracted.
+        max_read_bytes: what reading the voxels may allocate; files declaring more are refused
+            from their headers (``VolumeTooLargeError``), before the allocation.
+        series_uid: which series of a zip holding several DICOM series to read.
 
     Raises:
         UploadContentError / VolumeReadError: unusable content (422).
         CoordinateOutsideVolumeError: the centre is outside the volume (422).
     """
     source: VolumeSource
+    if series_uid is not None and kind != "zip":
+        raise UploadContentError("series_uid picks a series out of a zip of DICOM files only")
     if kind == "array":
-        source = read_array(path, spacing_zyx)
+        source = read_array(path, spacing_zyx, max_read_bytes)
     elif kind == "image":
-        source = load_volume(path)
+        source = load_itk_volume(path, max_read_bytes)
         _check_hu(source.hu_zyx, "the image")
     else:
-        target = extract_zip(path, workdir / "unzipped")
-        source = open_volume(target)
+        target = extract_zip(path, workdir / "zip")
+        if target.is_dir():
+            # Headers only; slices are read for the patch's box.
+            source = open_volume(target, series_uid)
+            check_read_budget(
+                source.geometry.shape_zyx, DICOM_BYTES_PER_VOXEL, max_read_bytes, "the series"
+            )
+        elif series_uid is not None:
+            raise UploadContentError("series_uid names a DICOM series, but the zip holds a .mhd")
+        else:
+            source = open_itk_source(target, max_read_bytes)
     geometry = source.geometry
     if center_xyz is None:
         middle = (np.asarray(geometry.shape_zyx, dtype=np.float64) - 1) / 2.0

@@ -23,6 +23,42 @@ class VolumeReadError(ValueError):
     """
 
 
+class VolumeTooLargeError(VolumeReadError):
+    """The voxels a file declares would need more memory to read than the reader may use."""
+
+
+def check_read_budget(
+    shape_zyx: Sequence[int],
+    bytes_per_voxel: float,
+    budget_bytes: int | None,
+    what: str,
+) -> None:
+    """Refuse a read, before anything is allocated, whose declared size exceeds the budget.
+
+    Args:
+        shape_zyx: the declared shape (from the header).
+        bytes_per_voxel: the reader's peak bytes per voxel (every copy it holds at once).
+        budget_bytes: what the reader may allocate; None: no limit.
+        what: the file or array, for the message.
+
+    Raises:
+        VolumeTooLargeError: the estimated peak exceeds the budget.
+    """
+    if budget_bytes is None:
+        return
+    voxels = 1
+    for n in shape_zyx:
+        voxels *= int(n)
+    needed = voxels * bytes_per_voxel
+    if needed > budget_bytes:
+        shape = "x".join(str(int(n)) for n in shape_zyx)
+        raise VolumeTooLargeError(
+            f"{what} declares {shape} (z, y, x) voxels; reading them needs about "
+            f"{needed / 1024**3:.1f} GB, more than the {budget_bytes / 1024**3:.1f} GB this "
+            "reader may use"
+        )
+
+
 @runtime_checkable
 class VolumeSource(Protocol):
     """Anything a patch can be cut from: a geometry plus a reader of integer index boxes.

@@ -25,7 +25,12 @@ UPLOAD_PATH = "/v1/search/upload"
 @router.post(
     "/upload",
     response_model=SearchResponse,
-    responses={413: {"model": ErrorOut}, 415: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+    responses={
+        413: {"model": ErrorOut},
+        415: {"model": ErrorOut},
+        422: {"model": ErrorOut},
+        503: {"model": ErrorOut, "description": "every upload parser is busy (Retry-After)"},
+    },
 )
 def search_upload(
     request: Request,
@@ -37,6 +42,10 @@ def search_upload(
         str | None, Form(description="x,y,z world mm (LPS); default: volume centre")
     ] = None,
     spacing_zyx: Annotated[str | None, Form(description="z,y,x mm; required for arrays")] = None,
+    series_uid: Annotated[
+        str | None,
+        Form(description="which series of a zip holding several DICOM series", max_length=128),
+    ] = None,
     k: Annotated[int, Form(ge=1)] = 5,
     exclude_patient_id: Annotated[str | None, Form()] = None,
     labelled_only: Annotated[bool, Form()] = False,
@@ -62,7 +71,13 @@ def search_upload(
                 out.write(chunk)
                 size += len(chunk)
         cut = parser.parse(
-            path, kind, retriever.embedder.card.preprocessing, center, spacing, Path(tmp)
+            path,
+            kind,
+            retriever.embedder.card.preprocessing,
+            center,
+            spacing,
+            Path(tmp),
+            series_uid or None,
         )
     vector = retriever.embedder.embed_patches(cut.patch[None])[0]
     filters = Filters(exclude_patient_id=exclude_patient_id, labelled_only=labelled_only)

@@ -5,18 +5,22 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import threading
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
 from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import AppSettings
+from app.uploads import UploadParser
 from model.ct import load_volume
 from model.store.catalog import Catalog
 from model.store.tables import Nodule
@@ -285,7 +289,7 @@ def test_real_lidc_dicom_upload_logs_no_patient_identifier(
 
 def _memory_bomb() -> bytes:
     """A 4.3 GB float64 array of zeros deflated to a few MB, within the accepted shape: reading
-    it and turning it into float32 HU needs about 6.4 GB, more than the parser's 4 GB."""
+    it and turning it into float32 HU needs about 6.5 GB, more than the parser's 4 GB."""
     shape = (536, 1000, 1000)
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(
@@ -313,7 +317,8 @@ def test_parser_memory_bomb_and_timeout_are_422_and_the_service_lives(
     with TestClient(create_app(settings)) as limited:
         status, body = _post(limited, "bomb.npz", bomb, spacing_zyx="1,1,1")
         assert status == 422
-        assert "could not be parsed" in body["detail"]
+        # Refused from the member's header, before a byte of it is decompressed.
+        assert "reading them needs about 6.5 GB" in body["detail"]
         assert limited.get("/healthz").status_code == 200
         # The parser is rebuilt: the next upload is parsed normally.
         status, body = _post(limited, "ok.npy", _npy(HU), spacing_zyx="1,1,1")
@@ -325,3 +330,64 @@ def test_parser_memory_bomb_and_timeout_are_422_and_the_service_lives(
         status, body = _post(impatient, "ok.npy", _npy(HU), spacing_zyx="1,1,1")
         assert status == 422
         assert "took longer" in body["detail"]
+
+
+def test_parsers_are_bounded_and_a_full_house_is_503_with_retry_after(
+    app_index: Path, synth_set: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+    started = threading.Event()
+    real_run = UploadParser._run
+
+    def held(self: UploadParser, *args: Any) -> Any:
+        started.set()
+        release.wait(30)
+        return real_run(self, *args)
+
+    monkeypatch.setattr(UploadParser, "_run", held)
+    settings = AppSettings(
+        index_dir=app_index, data_dir=synth_set, device="cpu", max_parsers=1, parser_wait_s=0.1
+    )
+    with TestClient(create_app(settings)) as busy, ThreadPoolExecutor(1) as pool:
+        first = pool.submit(_post, busy, "ok.npy", _npy(HU), spacing_zyx="1,1,1")
+        assert started.wait(30)
+        response = busy.post(
+            "/v1/search/upload",
+            files={"file": ("ok.npy", _npy(HU))},
+            data={"spacing_zyx": "1,1,1"},
+        )
+        release.set()
+        assert response.status_code == 503
+        assert int(response.headers["retry-after"]) >= 1
+        assert "upload parsers are busy" in response.json()["detail"]
+        assert first.result(timeout=60)[0] == 200
+        # The slot is free again.
+        assert _post(busy, "ok.npy", _npy(HU), spacing_zyx="1,1,1")[0] == 200
+
+
+def test_a_series_uid_field_picks_one_series_out_of_a_zip(
+    client: TestClient, synth_set: Path
+) -> None:
+    (folder,) = list((synth_set / "dicom").iterdir())
+    files = {f"a/{p.name}": p.read_bytes() for p in sorted(folder.iterdir())}
+    other = "1.2.826.0.1.3680043.10.999"
+    for p in sorted(folder.iterdir()):
+        ds = pydicom.dcmread(p)
+        ds.SeriesInstanceUID = other
+        buffer = io.BytesIO()
+        ds.save_as(buffer)
+        files[f"b/{p.name}"] = buffer.getvalue()
+    both = _zip(files)
+    status, body = _post(client, "two.zip", both)
+    assert status == 422
+    assert "2 CT series" in body["detail"]
+    assert other in body["detail"]
+    assert folder.name in body["detail"]
+    status, body = _post(client, "two.zip", both, series_uid=other)
+    assert status == 200, body
+    status, body = _post(client, "two.zip", both, series_uid="1.2.3.4")
+    assert status == 422
+    assert "not found" in body["detail"]
+    status, body = _post(client, "ok.npy", _npy(HU), spacing_zyx="1,1,1", series_uid=other)
+    assert status == 422
+    assert "zip of DICOM files only" in body["detail"]
