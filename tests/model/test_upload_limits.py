@@ -115,7 +115,7 @@ def test_a_tiny_npz_declaring_2_to_the_29_voxels_stays_under_the_parser_cap(
     path.write_bytes(_npz_declaring((512, 1024, 1024), "|u1"))  # 2^29 uint8 voxels
     assert path.stat().st_size < 1024
     cap = 3072 * 1024**2  # the default NODULE_PARSER_MEMORY_MB
-    request = {
+    request: dict[str, object] = {
         "path": str(path),
         "kind": "array",
         "spec": SPEC.model_dump(mode="json"),
