@@ -9,11 +9,23 @@ class InputError(ValueError):
     """A query parameter or form field that cannot be used; the message says which and why."""
 
 
-def parse_triple(text: str | None, name: str) -> list[float] | None:
+#: Voxel sizes a CT can have, mm (thinnest micro-CT to the thickest slab).
+SPACING_RANGE_MM = (0.01, 50.0)
+
+
+def parse_triple(
+    text: str | None, name: str, *, low: float | None = None, limit: float = 1e4
+) -> list[float] | None:
     """``"x,y,z"`` (or ``"[x, y, z]"``, spaces allowed) -> 3 finite floats; None when empty.
 
+    Args:
+        text: the field's text.
+        name: the field, for the message.
+        low: the least value allowed (None: any down to ``-limit``).
+        limit: the largest magnitude allowed.
+
     Raises:
-        InputError: not 3 finite numbers.
+        InputError: not 3 finite numbers in range.
     """
     if text is None or not text.strip():
         return None
@@ -27,4 +39,7 @@ def parse_triple(text: str | None, name: str) -> list[float] | None:
         raise InputError(f"{name} must be 3 numbers, got {text[:60]!r}") from None
     if len(values) != 3 or not all(math.isfinite(v) for v in values):
         raise InputError(f"{name} must be 3 finite numbers, got {text[:60]!r}")
+    least = -limit if low is None else low
+    if not all(least <= v <= limit for v in values):
+        raise InputError(f"{name} must lie within {least:g}..{limit:g}, got {text[:60]!r}")
     return values

@@ -9,25 +9,41 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import fastapi_offline
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import (
     get_redoc_html,
     get_swagger_ui_html,
     get_swagger_ui_oauth2_redirect_html,
 )
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+)
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.access import FailedAttempts, OriginGuardMiddleware, require_access
 from app.access_log import AccessLogMiddleware
 from app.errors import InputError
 from app.metrics import Metrics
+from app.problems import (
+    document_problems,
+    handler,
+    http_exception,
+    invalid_request,
+    problem_response,
+)
 from app.retrieval import NotFoundError
 from app.routers import admin, health, nodules, scans, search, upload
 from app.settings import AppSettings
 from app.state import CatalogUnavailableError, Serving, State
-from app.uploads import ParserBusyError, UploadLimitMiddleware, UploadParser
+from app.uploads import BodyLimitMiddleware, ParserBusyError, UploadParser
 from model.dicomweb import PacsUnavailableError, SeriesNotInPacsError
 from model.embedder import EmbeddingInputError
 from model.preprocessing import CoordinateOutsideVolumeError
@@ -59,8 +75,14 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             slots=settings.max_parsers,
             wait_s=settings.parser_wait_s,
         )
+        attempts = FailedAttempts(settings.auth_failures_per_minute)
         try:
-            yield {"serving": serving, "settings": settings, "parser": parser}
+            yield {
+                "serving": serving,
+                "settings": settings,
+                "parser": parser,
+                "failed_attempts": attempts,
+            }
         finally:
             parser.close()
             serving.close()
@@ -79,85 +101,46 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         swagger_ui_parameters={"validatorUrl": None},
     )
 
-    async def not_found(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(status_code=404, content={"detail": str(exc)})
-
-    async def unprocessable(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": str(exc)})
-
-    async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
-        # FastAPI's default echoes the input, which may hold NaN (not valid JSON) or patient data.
-        assert isinstance(exc, RequestValidationError)
-        problems = []
-        for error in exc.errors():
-            where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "request"
-            problems.append(f"{where}: {error.get('msg', '')}")
-        return JSONResponse(status_code=422, content={"detail": "; ".join(problems)})
-
-    app.add_exception_handler(RequestValidationError, invalid_request)
-
-    async def unsupported(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(status_code=415, content={"detail": str(exc)})
-
-    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(status_code=503, content={"detail": str(exc)})
-
-    app.add_exception_handler(NotFoundError, not_found)
-    app.add_exception_handler(SeriesNotInPacsError, not_found)
-    app.add_exception_handler(PacsUnavailableError, unavailable)
-    app.add_exception_handler(CatalogUnavailableError, unavailable)
-
-    async def parsers_busy(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ParserBusyError)
-        return JSONResponse(
-            status_code=503,
-            content={"detail": str(exc)},
-            headers={"Retry-After": str(exc.retry_after_s)},
-        )
-
-    app.add_exception_handler(ParserBusyError, parsers_busy)
-
-    async def catalogue_unreadable(request: Request, exc: Exception) -> JSONResponse:
-        # A version removed between the request's check and its query: the next request falls
-        # back (Serving.retriever); this one cannot be answered.
-        logger.warning("catalogue read failed: %s", type(exc).__name__)
-        return JSONResponse(
-            status_code=503, content={"detail": "the catalogue could not be read; retry"}
-        )
-
-    app.add_exception_handler(OperationalError, catalogue_unreadable)
-    app.add_exception_handler(UnsupportedUploadError, unsupported)
-    for error in (
-        VolumeReadError,
-        CoordinateOutsideVolumeError,
-        EmbeddingInputError,
-        UploadContentError,
-        InputError,
-    ):
-        app.add_exception_handler(error, unprocessable)
+    _add_error_handlers(app)
     app.add_middleware(
-        UploadLimitMiddleware, max_mb=settings.max_upload_mb, paths=(upload.UPLOAD_PATH,)
+        BodyLimitMiddleware,
+        default_bytes=settings.max_body_kb * 1024,
+        per_path={upload.UPLOAD_PATH: settings.max_upload_mb * 1024 * 1024},
     )
     metrics = Metrics()
     app.state.metrics = metrics
     app.middleware("http")(metrics.middleware)
 
-    @app.get("/metrics", tags=["health"], include_in_schema=True)
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        response_class=PlainTextResponse,
+        responses={
+            200: {
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+                "description": "Prometheus text exposition format 0.0.4",
+            }
+        },
+    )
     async def metrics_endpoint(request: Request) -> Response:
         """Prometheus text format: requests and latencies per route, catalogue size."""
         serving = request.state.serving
         metrics.nodules.set(int(serving.retriever().catalog.index.ntotal))
         return metrics.render()
 
+    _add_browser_policy(app, settings)
     # Added last, so it is outermost: it sees every answer, the 413s of the upload limit included.
     app.add_middleware(AccessLogMiddleware)
 
+    # Documented (and enforced) only where a token is configured.
+    guarded = [Depends(require_access)] if settings.access_token is not None else []
     app.include_router(health.router)
-    app.include_router(search.router)
-    app.include_router(upload.router)
-    app.include_router(nodules.router)
+    app.include_router(health.info_router, dependencies=guarded)
+    app.include_router(search.router, dependencies=guarded)
+    app.include_router(upload.router, dependencies=guarded)
+    app.include_router(nodules.router, dependencies=guarded)
     app.include_router(admin.router)
-    app.include_router(scans.router)
+    app.include_router(scans.router, dependencies=guarded)
     # The viewer: files shipped inside the package, nothing fetched from elsewhere at runtime.
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -167,6 +150,58 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
 
     _add_docs(app)
     return app
+
+
+def _add_browser_policy(app: FastAPI, settings: AppSettings) -> None:
+    """CORS for the allow-listed origins; any other foreign origin is refused (app.access)."""
+    allowed = frozenset(settings.cors_origins)
+    if allowed:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=sorted(allowed),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key"],
+            expose_headers=["Retry-After", "X-Pixel-MM"],
+        )
+    # Outside CORS: a refused origin never reaches the routes, preflight or not.
+    app.add_middleware(OriginGuardMiddleware, allowed=allowed)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error, whatever raised it, answered as problem details (``app.problems``)."""
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(StarletteHTTPException, http_exception)
+    for status, errors in (
+        (404, (NotFoundError, SeriesNotInPacsError)),
+        (415, (UnsupportedUploadError,)),
+        (
+            422,
+            (
+                VolumeReadError,
+                CoordinateOutsideVolumeError,
+                EmbeddingInputError,
+                UploadContentError,
+                InputError,
+            ),
+        ),
+        (503, (PacsUnavailableError, CatalogUnavailableError)),
+    ):
+        for error in errors:
+            app.add_exception_handler(error, handler(status))
+
+    async def parsers_busy(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ParserBusyError)
+        return problem_response(503, str(exc), headers={"Retry-After": str(exc.retry_after_s)})
+
+    async def catalogue_unreadable(request: Request, exc: Exception) -> JSONResponse:
+        # A version removed between the request's check and its query: the next request falls
+        # back (Serving.retriever); this one cannot be answered.
+        logger.warning("catalogue read failed: %s", type(exc).__name__)
+        return problem_response(503, "the catalogue could not be read; retry")
+
+    app.add_exception_handler(ParserBusyError, parsers_busy)
+    app.add_exception_handler(OperationalError, catalogue_unreadable)
+    document_problems(app)
 
 
 def _add_docs(app: FastAPI) -> None:

@@ -235,7 +235,8 @@ class Retriever:
         exclude_ids: frozenset[int] = frozenset(),
     ) -> list[Neighbor]:
         """The ``k`` most similar catalogue nodules that pass the filters."""
-        k = min(k, self.max_k)
+        if k > self.max_k:
+            raise InputError(f"k: must be at most {self.max_k} (NODULE_MAX_K), got {k}")
         total = int(self.catalog.index.ntotal)
         fetch = min(total, k + len(exclude_ids) + 16)
         # OpenMP thread counts are per thread: set it in the worker thread that searches, or

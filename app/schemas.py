@@ -7,6 +7,10 @@ import math
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 XYZ = tuple[float, float, float]
+#: The largest ``k`` any request may name; the service's own ``NODULE_MAX_K`` may be lower.
+K_LIMIT = 1000
+#: World coordinates beyond 10 m from the scanner's origin are no point in a CT.
+COORDINATE_LIMIT_MM = 1e4
 
 
 class Filters(BaseModel):
@@ -14,9 +18,11 @@ class Filters(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    exclude_patient_id: str | None = Field(default=None, description="drop this patient's nodules")
-    min_diameter_mm: float | None = Field(default=None, ge=0)
-    max_diameter_mm: float | None = Field(default=None, ge=0)
+    exclude_patient_id: str | None = Field(
+        default=None, max_length=128, description="drop this patient's nodules"
+    )
+    min_diameter_mm: float | None = Field(default=None, ge=0, le=1000, allow_inf_nan=False)
+    max_diameter_mm: float | None = Field(default=None, ge=0, le=1000, allow_inf_nan=False)
     labelled_only: bool = False
 
 
@@ -34,14 +40,16 @@ class CoordinateQuery(BaseModel):
         "PACS over DICOMweb",
     )
     center_xyz: XYZ = Field(description="world mm, ITK/LPS frame (LUNA16 coordX, coordY, coordZ)")
-    k: int = Field(default=5, ge=1)
+    k: int = Field(default=5, ge=1, le=K_LIMIT, description="neighbours (at most NODULE_MAX_K)")
     filters: Filters = Filters()
 
     @field_validator("center_xyz")
     @classmethod
     def _finite(cls, value: XYZ) -> XYZ:
-        if not all(math.isfinite(v) for v in value):
-            raise ValueError("center_xyz must be finite numbers (mm)")
+        if not all(math.isfinite(v) and abs(v) <= COORDINATE_LIMIT_MM for v in value):
+            raise ValueError(
+                f"center_xyz must be finite numbers within +-{COORDINATE_LIMIT_MM:g} mm"
+            )
         return value
 
 
@@ -150,10 +158,30 @@ class IndexInfo(BaseModel):
     )
 
 
-class ErrorOut(BaseModel):
-    """Every error body."""
+class ReadyOut(BaseModel):
+    """The service is ready: what it serves."""
 
-    detail: str
+    status: str = "ready"
+    index_version: str
+
+
+class FieldProblem(BaseModel):
+    """One invalid field of a request."""
+
+    field: str = Field(description="where: body field path, query or form parameter name")
+    message: str
+
+
+class Problem(BaseModel):
+    """Every error body: RFC 9457 problem details (``application/problem+json``)."""
+
+    type: str = Field(default="about:blank", description="no further types are defined")
+    title: str = Field(description="the HTTP status phrase")
+    status: int = Field(ge=400, le=599)
+    detail: str = Field(description="what was wrong, in words")
+    errors: list[FieldProblem] | None = Field(
+        default=None, description="request validation (422): each invalid field"
+    )
 
 
 class ScanSummary(BaseModel):

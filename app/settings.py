@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from model.dicomweb import PacsConfig
 
@@ -42,6 +42,8 @@ class AppSettings(BaseSettings):
     open_volumes: int = Field(default=16, ge=0, le=1024)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_upload_mb: int = Field(default=200, ge=1, le=4096)
+    max_body_kb: int = Field(default=256, ge=1, le=1024 * 1024)
+    """Body limit of every route but the upload (JSON bodies are a few hundred bytes)."""
     parser_memory_mb: int = Field(default=3072, ge=1024, le=1024 * 1024)
     """Address-space limit of one upload parser process; files whose declared voxels need more
     (less the parser's own 768 MB) are refused from their headers."""
@@ -51,6 +53,12 @@ class AppSettings(BaseSettings):
     parser_wait_s: float = Field(default=2.0, ge=0, le=60)
     """How long an upload waits for a free parser before a 503."""
     api_key: SecretStr | None = None
+    access_token: SecretStr | None = None
+    """When set, every /v1 route but admin needs ``Authorization: Bearer <token>``."""
+    cors_origins: Annotated[list[str], NoDecode] = []
+    """Web origins (``https://viewer.example``) whose pages may call the API; comma-separated."""
+    auth_failures_per_minute: int = Field(default=10, ge=1, le=10_000)
+    """Failed token/admin-key attempts a client may make per minute before 429s."""
     log_hash_key: SecretStr | None = None
     dicomweb_url: str | None = None
     dicomweb_user: str | None = None
@@ -65,7 +73,16 @@ class AppSettings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "info"
 
-    @field_validator("api_key", "log_hash_key", "dicomweb_password", "dicomweb_token")
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip().rstrip("/") for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator(
+        "api_key", "access_token", "log_hash_key", "dicomweb_password", "dicomweb_token"
+    )
     @classmethod
     def _empty_key_is_none(cls, value: SecretStr | None) -> SecretStr | None:
         # compose passes NODULE_API_KEY="" when unset: that must disable admin, not open it.

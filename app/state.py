@@ -10,6 +10,7 @@ from typing import TypedDict
 
 import torch
 
+from app.access import FailedAttempts
 from app.privacy import UidHasher
 from app.retrieval import Retriever
 from app.series import OpenSources, SeriesLocator
@@ -119,6 +120,7 @@ class State(TypedDict):
     serving: Serving
     settings: AppSettings
     parser: UploadParser
+    failed_attempts: FailedAttempts
 
 
 def load_retriever(

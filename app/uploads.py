@@ -1,4 +1,4 @@
-"""Receiving uploads: a size limit enforced while the body streams in, and a parser subprocess.
+"""Receiving uploads: body-size limits enforced while bodies stream in, and a parser subprocess.
 
 The parser runs in a separate process with an address-space limit and a time limit: a crash or a
 memory bomb while reading an untrusted file ends that process (-> 422), never the service.
@@ -31,45 +31,48 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class UploadTooLargeError(Exception):
-    """The request body passed the configured limit."""
-
-    def __init__(self, limit_mb: int) -> None:
-        super().__init__(f"the upload is larger than the limit of {limit_mb} MB")
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes >> 20} MB" if n_bytes >= 1 << 20 else f"{n_bytes >> 10} KB"
 
 
-class UploadLimitMiddleware:
-    """Counts body bytes of upload requests as they arrive and stops at the limit (413)."""
+class BodyLimitMiddleware:
+    """Counts the body bytes of every request as they arrive and stops at the limit (413).
 
-    def __init__(self, app: ASGIApp, max_mb: int, paths: tuple[str, ...]) -> None:
+    Uploads get ``NODULE_MAX_UPLOAD_MB``; every other route ``NODULE_MAX_BODY_KB`` (their JSON
+    bodies are a few hundred bytes), so no route can be made to buffer a huge body in memory.
+    """
+
+    def __init__(self, app: ASGIApp, default_bytes: int, per_path: dict[str, int]) -> None:
         self.app = app
-        self.max_mb = max_mb
-        self.max_bytes = max_mb * 1024 * 1024
-        self.paths = paths
+        self.default_bytes = default_bytes
+        self.per_path = per_path
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"detail": str(UploadTooLargeError(self.max_mb))}).encode()
+    async def _refuse(self, send: Send, limit: int) -> None:
+        detail = f"the request body is larger than the limit of {_size(limit)}"
+        body = json.dumps({"detail": detail, "status": 413, "title": "Content Too Large"})
         await send(
             {
                 "type": "http.response.start",
                 "status": 413,
                 "headers": [
-                    (b"content-type", b"application/json"),
+                    (b"content-type", b"application/problem+json"),
                     (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": body})
+        await send({"type": "http.response.body", "body": body.encode()})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass other requests through; cut an upload off once it passes the limit (413)."""
-        if scope["type"] != "http" or scope["path"] not in self.paths:
+        """Pass requests through; cut one off once its body passes its route's limit (413)."""
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.per_path.get(scope["path"], self.default_bytes)
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length", b"").decode()
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)  # refused before reading any of it
+        if declared.isdigit() and int(declared) > limit:
+            await self._refuse(send, limit)  # refused before reading any of it
             return
         received = 0
         too_large = False
@@ -82,7 +85,7 @@ class UploadLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     # Stop reading: the app sees a disconnect; the client gets the 413 below.
                     too_large = True
                     return {"type": "http.disconnect"}
@@ -93,7 +96,7 @@ class UploadLimitMiddleware:
             if too_large:
                 if not answered:
                     answered = True
-                    await self._refuse(send)
+                    await self._refuse(send, limit)
                 return
             answered = answered or message["type"] == "http.response.start"
             await send(message)
@@ -104,7 +107,7 @@ class UploadLimitMiddleware:
             if not too_large:
                 raise
         if too_large and not answered:
-            await self._refuse(send)
+            await self._refuse(send, limit)
 
 
 class ParserBusyError(RuntimeError):

@@ -288,5 +288,6 @@ def load_dicom_series(folder: Path, series_uid: str | None = None) -> CTVolume:
     """Read a whole CT series from a folder as HU float32 (slices, rows, columns) in LPS."""
     source = DicomSeriesSource(folder, series_uid)
     hu = source.read_box((0, 0, 0), source.geometry.shape_zyx)
-    logger.debug("read DICOM series of %d slices from %s", hu.shape[0], folder.name)
+    # Not the folder's name: DICOM folders are named by UIDs or patient ids.
+    logger.debug("read a DICOM series of %d slices", hu.shape[0])
     return CTVolume(hu_zyx=hu, geometry=source.geometry, series_uid=source.series_uid)

@@ -222,10 +222,10 @@ def _read_header_fields(path: Path) -> tuple[dict[str, str], int]:
     except OSError as e:
         raise VolumeReadError(f"{path.name}: cannot open ({e.strerror})") from None
     if skipped:
-        # Key names only: values of DICOM-derived keys can hold patient data.
+        # Key names only: values of DICOM-derived keys can hold patient data, and file names
+        # are series UIDs (LUNA16) or patient ids.
         logger.debug(
-            "%s: skipped %d header keys the reader does not use (%s%s)",
-            path.name,
+            "MetaImage header: skipped %d keys the reader does not use (%s%s)",
             len(skipped),
             ", ".join(skipped[:5]),
             ", ..." if len(skipped) > 5 else "",

@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import hmac
+import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException
+from fastapi import APIRouter, Header, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
+from app.access import FailedAttempts, client_of
 from app.routers.deps import ServingDep, SettingsDep
-from app.schemas import ErrorOut
+from app.schemas import Problem
 
+logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 
 @router.post(
     "/reload",
-    responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+    responses={
+        401: {"model": Problem},
+        403: {"model": Problem},
+        429: {"model": Problem, "description": "too many failed attempts (Retry-After)"},
+        503: {"model": Problem},
+    },
 )
 async def reload(
+    request: Request,
     serving: ServingDep,
     settings: SettingsDep,
     x_api_key: Annotated[str | None, Header()] = None,
@@ -28,8 +37,13 @@ async def reload(
         raise HTTPException(
             status_code=403, detail="admin endpoints are disabled (no NODULE_API_KEY)"
         )
+    attempts: FailedAttempts = request.state.failed_attempts
+    client = client_of(request)
+    attempts.check("admin", client)  # 429 once a client has used up its failed attempts
     expected = settings.api_key.get_secret_value().encode()
     if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), expected):
+        attempts.failed("admin", client)
+        logger.warning("admin request with a missing or wrong key refused")
         raise HTTPException(status_code=401, detail="missing or wrong X-API-Key")
     try:
         # Loading the model and the index is blocking work: keep it off the event loop.

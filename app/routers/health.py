@@ -5,10 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from app.problems import problem_response
 from app.routers.deps import RetrieverDep
-from app.schemas import IndexInfo, MatchThresholdOut
+from app.schemas import IndexInfo, MatchThresholdOut, Problem, ReadyOut
 
 router = APIRouter(tags=["health"])
+#: ``/v1/index``: under the access token like every /v1 route (probes above stay open).
+info_router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
@@ -17,18 +20,26 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "model and index disagree"}})
-async def readyz(retriever: RetrieverDep) -> JSONResponse:
+@router.get(
+    "/readyz",
+    response_model=ReadyOut,
+    responses={
+        503: {
+            "model": Problem,
+            "description": "model and index disagree, or the served version is gone",
+        }
+    },
+)
+async def readyz(retriever: RetrieverDep) -> ReadyOut | JSONResponse:
     """Readiness: model and catalogue are loaded and the catalogue was built with this model."""
     if not retriever.ready:
-        return JSONResponse(
-            status_code=503,
-            content={"detail": "the catalogue was built with another model (fingerprint mismatch)"},
+        return problem_response(
+            503, "the catalogue was built with another model (fingerprint mismatch)"
         )
-    return JSONResponse({"status": "ready", "index_version": retriever.catalog.version})
+    return ReadyOut(status="ready", index_version=retriever.catalog.version)
 
 
-@router.get("/v1/index", response_model=IndexInfo)
+@info_router.get("/v1/index", response_model=IndexInfo)
 async def index_info(retriever: RetrieverDep) -> IndexInfo:
     """The catalogue version being served, its counts and the model card summary."""
     m = retriever.catalog.manifest

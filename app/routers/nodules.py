@@ -8,12 +8,12 @@ from fastapi import APIRouter, Query, Response
 
 from app.preview import preview_png
 from app.routers.deps import DisplayWindowDep, NoduleIdPath, RetrieverDep
-from app.schemas import ErrorOut, Filters, NoduleOut, SearchResponse
+from app.schemas import K_LIMIT, Filters, NoduleOut, Problem, SearchResponse
 
 router = APIRouter(prefix="/v1/nodules", tags=["nodules"])
 
 
-@router.get("/{nodule_id}", response_model=NoduleOut, responses={404: {"model": ErrorOut}})
+@router.get("/{nodule_id}", response_model=NoduleOut, responses={404: {"model": Problem}})
 def get_nodule(nodule_id: NoduleIdPath, retriever: RetrieverDep) -> NoduleOut:
     """One catalogue nodule with its readers' ratings and labels."""
     return retriever.nodule(nodule_id)
@@ -24,8 +24,8 @@ def get_nodule(nodule_id: NoduleIdPath, retriever: RetrieverDep) -> NoduleOut:
     response_class=Response,
     responses={
         200: {"content": {"image/png": {}}},
-        404: {"model": ErrorOut},
-        422: {"model": ErrorOut},
+        404: {"model": Problem},
+        422: {"model": Problem},
     },
 )
 def preview(nodule_id: NoduleIdPath, retriever: RetrieverDep, window: DisplayWindowDep) -> Response:
@@ -36,13 +36,13 @@ def preview(nodule_id: NoduleIdPath, retriever: RetrieverDep, window: DisplayWin
 
 
 @router.get(
-    "/{nodule_id}/similar", response_model=SearchResponse, responses={404: {"model": ErrorOut}}
+    "/{nodule_id}/similar", response_model=SearchResponse, responses={404: {"model": Problem}}
 )
 def similar(
     nodule_id: NoduleIdPath,
     retriever: RetrieverDep,
-    k: Annotated[int, Query(ge=1)] = 5,
-    exclude_patient_id: str | None = None,
+    k: Annotated[int, Query(ge=1, le=K_LIMIT)] = 5,
+    exclude_patient_id: Annotated[str | None, Query(max_length=128)] = None,
     labelled_only: bool = False,
 ) -> SearchResponse:
     """The nodules most similar to an indexed one (itself excluded)."""

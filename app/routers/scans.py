@@ -9,14 +9,14 @@ from fastapi import APIRouter, Query, Response
 from app.errors import InputError, parse_triple
 from app.preview import MAX_VIEW_PX, MIN_DEFAULT_VIEW_PX, axial_view_png, preview_png
 from app.routers.deps import MAX_SQLITE_INT, DisplayWindowDep, RetrieverDep
-from app.schemas import ErrorOut, MapOut, ScanList, ScanOut
+from app.schemas import MapOut, Problem, ScanList, ScanOut
 
 router = APIRouter(prefix="/v1", tags=["scans"])
 
 PNG: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/png": {}}},
-    404: {"model": ErrorOut},
-    422: {"model": ErrorOut},
+    404: {"model": Problem},
+    422: {"model": Problem},
 }
 
 
@@ -30,7 +30,7 @@ def list_scans(
     return retriever.scans(limit, offset)
 
 
-@router.get("/scans/{series_uid}", response_model=ScanOut, responses={404: {"model": ErrorOut}})
+@router.get("/scans/{series_uid}", response_model=ScanOut, responses={404: {"model": Problem}})
 def get_scan(series_uid: str, retriever: RetrieverDep) -> ScanOut:
     """A stored series: its world extent (mm, LPS), voxel size and the catalogue nodules in it."""
     return retriever.scan(series_uid)

@@ -8,7 +8,7 @@ import time
 from fastapi import APIRouter
 
 from app.routers.deps import RetrieverDep, UidHasherDep
-from app.schemas import CoordinateQuery, ErrorOut, SearchResponse
+from app.schemas import CoordinateQuery, Problem, SearchResponse
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/search", tags=["search"])
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/v1/search", tags=["search"])
 @router.post(
     "/coordinate",
     response_model=SearchResponse,
-    responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+    responses={404: {"model": Problem}, 422: {"model": Problem}, 503: {"model": Problem}},
 )
 def search_coordinate(
     query: CoordinateQuery, retriever: RetrieverDep, hash_uid: UidHasherDep

@@ -10,10 +10,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 
-from app.errors import parse_triple
+from app.errors import SPACING_RANGE_MM, parse_triple
 from app.preview import patch_preview_png
 from app.routers.deps import RetrieverDep
-from app.schemas import ErrorOut, Filters, SearchResponse
+from app.schemas import COORDINATE_LIMIT_MM, K_LIMIT, Filters, Problem, SearchResponse
 from app.uploads import UploadParser
 from model.uploads import upload_kind
 
@@ -26,10 +26,10 @@ UPLOAD_PATH = "/v1/search/upload"
     "/upload",
     response_model=SearchResponse,
     responses={
-        413: {"model": ErrorOut},
-        415: {"model": ErrorOut},
-        422: {"model": ErrorOut},
-        503: {"model": ErrorOut, "description": "every upload parser is busy (Retry-After)"},
+        413: {"model": Problem},
+        415: {"model": Problem},
+        422: {"model": Problem},
+        503: {"model": Problem, "description": "every upload parser is busy (Retry-After)"},
     },
 )
 def search_upload(
@@ -46,8 +46,8 @@ def search_upload(
         str | None,
         Form(description="which series of a zip holding several DICOM series", max_length=128),
     ] = None,
-    k: Annotated[int, Form(ge=1)] = 5,
-    exclude_patient_id: Annotated[str | None, Form()] = None,
+    k: Annotated[int, Form(ge=1, le=K_LIMIT)] = 5,
+    exclude_patient_id: Annotated[str | None, Form(max_length=128)] = None,
     labelled_only: Annotated[bool, Form()] = False,
     preview: Annotated[
         bool, Form(description="also return the query patch's slices (query.preview_png_base64)")
@@ -55,8 +55,10 @@ def search_upload(
 ) -> SearchResponse:
     """Similar nodules to the one at ``center_xyz`` in an uploaded volume."""
     kind = upload_kind(file.filename or "")
-    center = parse_triple(center_xyz, "center_xyz")
-    spacing = parse_triple(spacing_zyx, "spacing_zyx")
+    center = parse_triple(center_xyz, "center_xyz", limit=COORDINATE_LIMIT_MM)
+    spacing = parse_triple(
+        spacing_zyx, "spacing_zyx", low=SPACING_RANGE_MM[0], limit=SPACING_RANGE_MM[1]
+    )
     parser: UploadParser = request.state.parser
     with tempfile.TemporaryDirectory(prefix="nodule-upload-") as tmp:
         # Keep only the suffix of the client's name: nothing of it reaches a path otherwise.

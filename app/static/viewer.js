@@ -38,7 +38,8 @@ const state = {
 const $ = (id) => document.getElementById(id);
 
 async function describeFailure(response) {
-  // Every error body of the API is {"detail": "..."}; fall back to the status line.
+  // Every error body of the API is problem details {"title", "status", "detail"}; fall back to
+  // the status line.
   try {
     const body = await response.json();
     if (body && typeof body.detail === "string") return `${response.status}: ${body.detail}`;
@@ -46,13 +47,32 @@ async function describeFailure(response) {
   return `${response.status}: ${response.statusText || "request failed"}`;
 }
 
+// A deployment with NODULE_ACCESS_TOKEN answers 401 + "WWW-Authenticate: Bearer": the viewer
+// asks for the token once and keeps it for this tab only (sessionStorage).
+const TOKEN_KEY = "nodule-search-access-token";
+
+function withToken(options) {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (!token) return options || {};
+  const headers = new Headers((options && options.headers) || {});
+  headers.set("Authorization", `Bearer ${token}`);
+  return { ...(options || {}), headers };
+}
+
 async function api(path, options) {
   let response;
-  try {
-    response = await fetch(path, options);
-  } catch (e) {
-    if (e.name === "AbortError") throw e;
-    throw new Error(`the service cannot be reached (${e.message})`);
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      response = await fetch(path, withToken(options));
+    } catch (e) {
+      if (e.name === "AbortError") throw e;
+      throw new Error(`the service cannot be reached (${e.message})`);
+    }
+    const wantsToken = response.status === 401 && (response.headers.get("WWW-Authenticate") || "").startsWith("Bearer");
+    if (!wantsToken || attempt > 0) break;
+    const token = window.prompt("This service needs an access token (ask its operator):");
+    if (!token) break;
+    sessionStorage.setItem(TOKEN_KEY, token.trim());
   }
   if (!response.ok) throw new Error(await describeFailure(response));
   return response;
@@ -382,13 +402,25 @@ function windowedUrl(url) {
   return `${url}${url.includes("?") ? "&" : "?"}${wlQuery()}`;
 }
 
-// An image in a placeholder box that shows a spinner until it has loaded.
-function loadThumb(box, img, url) {
+// An image in a placeholder box that shows a spinner until it has loaded. Fetched through api()
+// (not img.src) so that a deployment's access token goes with it.
+async function loadThumb(box, img, url) {
   box.classList.add("loading");
   box.classList.remove("failed");
-  img.onload = () => box.classList.remove("loading");
-  img.onerror = () => { box.classList.remove("loading"); box.classList.add("failed"); };
-  img.src = url;
+  img.dataset.wanted = url;
+  try {
+    const blob = await (await api(url)).blob();
+    if (img.dataset.wanted !== url) return; // a newer image was asked for meanwhile
+    const objectUrl = URL.createObjectURL(blob);
+    await new Promise((resolve, reject) => { img.onload = resolve; img.onerror = reject; img.src = objectUrl; });
+    if (img.dataset.objectUrl) URL.revokeObjectURL(img.dataset.objectUrl);
+    img.dataset.objectUrl = objectUrl;
+    box.classList.remove("loading");
+  } catch (e) {
+    if (img.dataset.wanted !== url) return;
+    box.classList.remove("loading");
+    box.classList.add("failed");
+  }
 }
 
 function refreshResultImages() {

@@ -1,0 +1,120 @@
+"""Who may call the service: a bearer token, a CORS allow-list, failed attempts limited.
+
+- ``NODULE_ACCESS_TOKEN``: when set, every ``/v1`` route but the admin ones (they have their own
+  key) needs ``Authorization: Bearer <token>``. Off by default (the demo on loopback); a hospital
+  deployment sets it, because the catalogue's neighbours carry patient ids.
+- ``NODULE_CORS_ORIGINS``: web origins whose pages may call the API from a browser. Empty by
+  default: a request whose ``Origin`` is neither listed nor the service's own is refused (403)
+  before it does anything, which also stops "simple" cross-site form posts that a browser sends
+  without asking first.
+- Failed token or admin-key attempts are counted per client address in a moving window
+  (``limits``); past ``NODULE_AUTH_FAILURES_PER_MINUTE`` the client gets 429 with Retry-After and
+  its attempts are not even checked.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from limits import RateLimitItemPerMinute
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+
+from app.problems import problem_response
+from app.uploads import ASGIApp, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="AccessToken",
+    description="NODULE_ACCESS_TOKEN of the deployment",
+)
+
+
+class FailedAttempts:
+    """Failed authentication attempts per client, in a one-minute moving window."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.limit = RateLimitItemPerMinute(per_minute)
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    def check(self, scope: str, client: str) -> None:
+        """Refuse (429) a client that has used up its failed attempts.
+
+        Raises:
+            HTTPException: 429 with Retry-After.
+        """
+        if not self._limiter.test(self.limit, scope, client):
+            reset = self._limiter.get_window_stats(self.limit, scope, client).reset_time
+            wait = max(1, int(reset - time.time()) + 1)
+            raise HTTPException(
+                status_code=429,
+                detail=f"too many failed attempts; retry in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )
+
+    def failed(self, scope: str, client: str) -> None:
+        """Count one failed attempt."""
+        self._limiter.hit(self.limit, scope, client)
+
+
+def client_of(request: Request) -> str:
+    """The client's address (the proxy's, behind one: configure uvicorn's forwarded headers)."""
+    return request.client.host if request.client is not None else "-"
+
+
+async def require_access(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    """The request carries the deployment's access token (a no-op when none is configured)."""
+    token = request.state.settings.access_token
+    if token is None:
+        return
+    attempts: FailedAttempts = request.state.failed_attempts
+    client = client_of(request)
+    attempts.check("access", client)
+    given = credentials.credentials.encode() if credentials is not None else b""
+    if not hmac.compare_digest(given, token.get_secret_value().encode()):
+        attempts.failed("access", client)
+        logger.warning("request without a valid access token refused")
+        raise HTTPException(
+            status_code=401,
+            detail="missing or wrong access token (Authorization: Bearer <NODULE_ACCESS_TOKEN>)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+class OriginGuardMiddleware:
+    """Refuses browser requests from origins other than the service's own and the allow-list."""
+
+    def __init__(self, app: ASGIApp, allowed: frozenset[str]) -> None:
+        self.app = app
+        self.allowed = allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass same-origin, allowed and non-browser requests; answer others 403."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        origin = headers.get(b"origin", b"").decode("latin-1")
+        if not origin or origin in self.allowed or _same_origin(origin, headers, scope):
+            await self.app(scope, receive, send)
+            return
+        response = problem_response(
+            403, "cross-origin requests are not allowed from this origin (NODULE_CORS_ORIGINS)"
+        )
+        await response(scope, receive, send)
+
+
+def _same_origin(origin: str, headers: dict[bytes, bytes], scope: Scope) -> bool:
+    host = headers.get(b"host", b"").decode("latin-1")
+    scheme = str(scope.get("scheme", "http"))
+    return bool(host) and origin in (f"{scheme}://{host}", f"http://{host}", f"https://{host}")

@@ -1,0 +1,267 @@
+"""Issue 16's holes, kept shut: body limits on every route, bounded fields naming themselves,
+one error shape (problem details) as documented, lookups that reveal nothing and are cached,
+the browser's origin policy, access tokens and failed-attempt limits."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from app.main import create_app
+from app.series import OpenSources
+from app.settings import AppSettings
+from model.store.catalog import Catalog
+from model.store.tables import Nodule
+from model.volume import VolumeReadError
+
+TOKEN = "access-token-for-tests"
+
+
+def _a_query(app_index: Path) -> dict[str, object]:
+    catalog = Catalog.open(app_index)
+    with catalog.sessions() as session:
+        nodule = session.query(Nodule).order_by(Nodule.id).first()
+        assert nodule is not None
+        query = {"series_uid": nodule.series_uid, "center_xyz": list(nodule.center_xyz), "k": 3}
+    catalog.close()
+    return query
+
+
+def _problem(response: Any, status: int, phrase: str) -> dict[str, Any]:
+    """The problem-details body of ``response`` after checking its status and message."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status
+    assert body["title"]
+    assert phrase in body["detail"], body["detail"]
+    return dict(body)
+
+
+def test_every_route_limits_its_body(client: TestClient, app_index: Path) -> None:
+    huge = b'{"series_uid": "' + b"1" * (2 * 1024 * 1024) + b'"}'
+    response = client.post(
+        "/v1/search/coordinate", content=huge, headers={"content-type": "application/json"}
+    )
+    _problem(response, 413, "limit of 256 KB")
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted while it streams in
+        yield b'{"series_uid": "'
+        for _ in range(64):
+            yield b"1" * 65536
+        yield b'"}'
+
+    response = client.post(
+        "/v1/search/coordinate", content=chunks(), headers={"content-type": "application/json"}
+    )
+    _problem(response, 413, "limit of 256 KB")
+    assert client.post("/v1/search/coordinate", json=_a_query(app_index)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"k": 10**9}, "k"),
+        ({"k": 51}, "k: must be at most 50 (NODULE_MAX_K)"),
+        ({"center_xyz": [1e308, 0, 0]}, "center_xyz"),
+        ({"filters": {"max_diameter_mm": "Infinity"}}, "filters.max_diameter_mm"),
+        ({"filters": {"min_diameter_mm": -1}}, "filters.min_diameter_mm"),
+        ({"filters": {"exclude_patient_id": "x" * 200}}, "filters.exclude_patient_id"),
+    ],
+)
+def test_out_of_range_fields_are_422_naming_the_field(
+    client: TestClient, app_index: Path, change: dict[str, object], field: str
+) -> None:
+    body = {**_a_query(app_index), **change}
+    problem = _problem(client.post("/v1/search/coordinate", json=body), 422, field)
+    if "errors" in problem:
+        assert isinstance(problem["errors"], list)
+
+
+@pytest.mark.parametrize("spacing", ["1e-300,1,1", "1e308,1,1", "0,1,1", "-1,1,1"])
+def test_upload_spacing_out_of_range_is_422_naming_spacing(
+    client: TestClient, spacing: str
+) -> None:
+    response = client.post(
+        "/v1/search/upload",
+        files={"file": ("ct.npy", b"\x93NUMPY")},
+        data={"spacing_zyx": spacing},
+    )
+    _problem(response, 422, "spacing_zyx must lie within 0.01..50")
+
+
+def test_similar_k_is_bounded(client: TestClient, app_index: Path) -> None:
+    catalog = Catalog.open(app_index)
+    nodule_id = int(catalog.embeddings.shape[0] > 0)
+    catalog.close()
+    _problem(client.get(f"/v1/nodules/{nodule_id}/similar", params={"k": 10**9}), 422, "k")
+
+
+def test_the_documented_error_schema_is_the_one_returned(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+    problem = schema["components"]["schemas"]["Problem"]
+    assert set(problem["required"]) >= {"title", "status", "detail"}
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            for code, response in operation["responses"].items():
+                if code[0] in "45":
+                    assert list(response["content"]) == ["application/problem+json"], (
+                        path,
+                        method,
+                        code,
+                    )
+    metrics = schema["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(metrics) == ["text/plain"]
+    assert client.get("/metrics").headers["content-type"].startswith("text/plain")
+    # Unknown routes and methods answer the same shape.
+    _problem(client.get("/v1/no-such-route"), 404, "Not Found")
+    _problem(client.delete("/v1/index"), 405, "Method Not Allowed")
+    invalid = client.post("/v1/search/coordinate", json={"center_xyz": [0, 0]})
+    body = _problem(invalid, 422, "series_uid")
+    assert {e["field"].split(".")[0] for e in body["errors"]} == {"series_uid", "center_xyz"}
+
+
+def test_a_folder_name_is_not_a_series_and_says_nothing_about_folders(
+    client: TestClient, synth_set: Path
+) -> None:
+    assert (synth_set / "subset0").is_dir()
+    answers = []
+    for uid in ("subset0", "no-such-folder"):
+        started = time.perf_counter()
+        response = client.post(
+            "/v1/search/coordinate", json={"series_uid": uid, "center_xyz": [0, 0, 0]}
+        )
+        answers.append((response.status_code, response.json()["detail"].replace(uid, "X")))
+        assert time.perf_counter() - started < 30
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 404
+
+
+def test_failed_opens_are_remembered_for_a_while(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+
+    def refuse(path: Path, series_uid: str | None = None) -> object:
+        calls.append(path)
+        raise VolumeReadError(f"{path.name}: no CT image series found")
+
+    monkeypatch.setattr("app.series.open_volume", refuse)
+    folder = tmp_path / "1.2.3"
+    folder.mkdir()
+    sources = OpenSources(capacity=4, failed_ttl_s=60)
+    for _ in range(3):
+        with pytest.raises(VolumeReadError, match="no CT image series"):
+            sources.open(folder, None)
+    assert len(calls) == 1
+    expired = OpenSources(capacity=4, failed_ttl_s=0)
+    for _ in range(2):
+        with pytest.raises(VolumeReadError):
+            expired.open(folder, None)
+    assert len(calls) == 3
+
+
+def test_foreign_origins_are_refused_and_listed_ones_get_cors(
+    app_index: Path, synth_set: Path, client: TestClient
+) -> None:
+    query = _a_query(app_index)
+    evil = {"origin": "https://evil.example"}
+    _problem(client.post("/v1/search/coordinate", json=query, headers=evil), 403, "cross-origin")
+    _problem(
+        client.post("/v1/search/upload", files={"file": ("a.npy", b"")}, headers=evil),
+        403,
+        "cross-origin",
+    )
+    # Same origin (the viewer) and non-browser clients (no Origin) pass.
+    same = {"origin": "http://testserver"}
+    assert client.post("/v1/search/coordinate", json=query, headers=same).status_code == 200
+    settings = AppSettings(
+        index_dir=app_index,
+        data_dir=synth_set,
+        device="cpu",
+        cors_origins="https://viewer.example, https://pacs.example/",
+    )
+    with TestClient(create_app(settings)) as listed:
+        ok = {"origin": "https://pacs.example"}
+        response = listed.post("/v1/search/coordinate", json=query, headers=ok)
+        assert response.status_code == 200
+        assert response.headers["access-control-allow-origin"] == "https://pacs.example"
+        preflight = listed.options(
+            "/v1/search/coordinate",
+            headers={**ok, "access-control-request-method": "POST"},
+        )
+        assert preflight.status_code == 200
+        _problem(listed.post("/v1/search/coordinate", json=query, headers=evil), 403, "origin")
+
+
+@contextmanager
+def _guarded(app_index: Path, synth_set: Path, failures_per_minute: int) -> Iterator[TestClient]:
+    settings = AppSettings(
+        index_dir=app_index,
+        data_dir=synth_set,
+        device="cpu",
+        access_token=SecretStr(TOKEN),
+        api_key=SecretStr("admin-key"),
+        auth_failures_per_minute=failures_per_minute,
+    )
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def test_an_access_token_guards_every_v1_route(app_index: Path, synth_set: Path) -> None:
+    with _guarded(app_index, synth_set, failures_per_minute=100) as guarded:
+        _token_is_needed(guarded, app_index)
+
+
+def _token_is_needed(guarded: TestClient, app_index: Path) -> None:
+    query = _a_query(app_index)
+    for response in (
+        guarded.post("/v1/search/coordinate", json=query),
+        guarded.get("/v1/index"),
+        guarded.get("/v1/scans"),
+        guarded.get("/v1/nodules/1"),
+        guarded.get("/v1/map"),
+        guarded.post("/v1/search/upload", files={"file": ("a.npy", b"")}),
+    ):
+        _problem(response, 401, "access token")
+        assert response.headers["www-authenticate"] == "Bearer"
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    assert guarded.post("/v1/search/coordinate", json=query, headers=auth).status_code == 200
+    assert guarded.get("/v1/index", headers=auth).status_code == 200
+    # Probes and the viewer's files stay open; the OpenAPI document declares the scheme.
+    for path in ("/healthz", "/readyz", "/", "/openapi.json"):
+        assert guarded.get(path).status_code == 200, path
+    schema = guarded.get("/openapi.json").json()
+    assert "AccessToken" in schema["components"]["securitySchemes"]
+    assert schema["paths"]["/v1/index"]["get"]["security"] == [{"AccessToken": []}]
+
+
+def test_failed_attempts_are_limited_per_client(app_index: Path, synth_set: Path) -> None:
+    with _guarded(app_index, synth_set, failures_per_minute=3) as guarded:
+        right = {"authorization": f"Bearer {TOKEN}"}
+        for _ in range(3):
+            wrong = {"authorization": "Bearer guess"}
+            _problem(guarded.get("/v1/index", headers=wrong), 401, "access token")
+        # Used up: refused even with the right token until the window moves on.
+        response = guarded.get("/v1/index", headers=right)
+        _problem(response, 429, "too many failed attempts")
+        assert int(response.headers["retry-after"]) >= 1
+        # Admin attempts are counted apart.
+        for _ in range(3):
+            wrong_key = {"x-api-key": "wrong"}
+            _problem(guarded.post("/v1/admin/reload", headers=wrong_key), 401, "X-API-Key")
+        _problem(guarded.post("/v1/admin/reload", headers={"x-api-key": "admin-key"}), 429, "")
+
+
+def test_the_default_has_no_token_and_no_security_scheme(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    assert "securitySchemes" not in schema.get("components", {})
+    assert client.get("/v1/index").status_code == 200
