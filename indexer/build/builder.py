@@ -187,8 +187,13 @@ def _embed_missing(
                     raise BuildError(
                         f"scan {uid} cannot be read ({result.error}); nothing was published"
                     )
-                logger.warning("skipping scan %s: %s", uid, result.error)
                 failed.append({"series_uid": uid, "error": result.error or ""})
+                # Neither the UID nor the reader's message (it names the file, i.e. the UID):
+                # both go to the version's manifest, not the log.
+                logger.warning(
+                    "skipping a scan that cannot be read (%d so far; failed_scans in the manifest)",
+                    len(failed),
+                )
                 continue
             vectors = embedder.embed_patches(result.patches)
             for node, vector in zip(todo[uid], vectors, strict=True):

@@ -145,7 +145,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     r.add_argument("--index", type=Path, required=True)
 
 
-def _log_result(result: BuildResult) -> None:
+def _log_result(result: BuildResult, index: Path) -> None:
     logger.info(
         "published %s: %d nodules in %d scans (%d embedded, %d reused) in %.1f s%s",
         result.version,
@@ -158,8 +158,12 @@ def _log_result(result: BuildResult) -> None:
         if result.failed_scans
         else "",
     )
-    for failure in result.failed_scans:
-        logger.warning("  failed %s: %s", failure["series_uid"], failure["error"])
+    if result.failed_scans:
+        # UIDs stay out of logs; the manifest (a file of the catalogue) lists them with reasons.
+        logger.warning(
+            "the failed scans' UIDs and errors: failed_scans in %s",
+            index / "versions" / result.version / "manifest.json",
+        )
 
 
 def _ray_options(args: argparse.Namespace) -> RayOptions | None:
@@ -240,7 +244,7 @@ def run_build(args: argparse.Namespace) -> int:
     except (BuildError, LunaLayoutError, LabelSourceError, CardError, LayoutError, ValueError) as e:
         logger.error("%s", e)
         return EXIT_BAD_INPUT
-    _log_result(result)
+    _log_result(result, args.index)
     return EXIT_OK
 
 
