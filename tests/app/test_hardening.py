@@ -4,7 +4,6 @@ the browser's origin policy, access tokens and failed-attempt limits."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -135,12 +134,10 @@ def test_a_folder_name_is_not_a_series_and_says_nothing_about_folders(
     assert (synth_set / "subset0").is_dir()
     answers = []
     for uid in ("subset0", "no-such-folder"):
-        started = time.perf_counter()
         response = client.post(
             "/v1/search/coordinate", json={"series_uid": uid, "center_xyz": [0, 0, 0]}
         )
         answers.append((response.status_code, response.json()["detail"].replace(uid, "X")))
-        assert time.perf_counter() - started < 30
     assert answers[0] == answers[1]
     assert answers[0][0] == 404
 
