@@ -8,7 +8,7 @@ MODEL  ?= models/demo
 INDEX  ?= index/demo
 REPORT ?= reports/demo
 # On these machines `pip install torch==2.13.0` takes the CPU wheel that lies on disk; see the
-# README ("GPU install") for a CUDA machine.
+# docs/deployment.md ("GPU install") for a CUDA machine.
 TORCH  ?= torch==2.13.0
 
 # The real-data model (`make real-model`, issue #15): the synthetic pretraining above, then

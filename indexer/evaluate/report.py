@@ -1,6 +1,6 @@
 """``nodule-index evaluate``: the paper's Table 1 protocol on a catalogue version, with baselines.
 
-What is measured (``../shared/docs/protocol.md``):
+What is measured (``docs/protocol.md``):
 
 * leave-one-out search over the labelled nodules of the catalogue (each queries all the others,
   exact cosine search on the stored vectors — the vectors the service searches);

@@ -267,7 +267,7 @@ def test_plain_lung_points_can_have_no_close_match(
     """Class-0 candidates in parenchyma, away from every reader's mark: some are flagged.
 
     The test model is untrained (its vectors barely tell tissue apart); with a trained model
-    nearly all such points are flagged (README, "The viewer").
+    nearly all such points are flagged (docs/viewer.md).
     """
     catalog = Catalog.open(app_index)
     threshold = catalog.manifest["match_threshold"]["value"]
