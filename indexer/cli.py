@@ -33,7 +33,12 @@ from indexer.synth.lidc_table import LidcTableError
 from indexer.train import command as train_command
 from model.card import CardError, read_patch_spec
 from model.ct import open_volume
-from model.preprocessing import DEFAULT_SPEC, CoordinateOutsideVolumeError, extract_patch
+from model.preprocessing import (
+    DEFAULT_SPEC,
+    CoordinateOutsideVolumeError,
+    PatchSpec,
+    extract_patch,
+)
 from model.volume import VolumeReadError
 
 logger = logging.getLogger("nodule-index")
@@ -90,7 +95,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     synth.add_argument("--overwrite", action="store_true", help="replace an earlier synthetic set")
 
-    patch = sub.add_parser("patch", help="write the exact patch the model sees around a point")
+    patch = sub.add_parser(
+        "patch",
+        help="write the exact patch a model sees around a point (default: the default spec)",
+    )
     patch.add_argument(
         "--volume", type=Path, required=True, help=".mhd/.mha/.nii(.gz) or DICOM folder"
     )
@@ -168,9 +176,32 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _spec_of(model: Path | None) -> PatchSpec:
+    """The model's patch spec, or the one default (said in the log: it may not be the model's).
+
+    Raises:
+        CardError: the model's card cannot be read.
+    """
+    if model is not None:
+        return read_patch_spec(model)
+    spec = DEFAULT_SPEC
+    d, h, w = spec.patch_shape_zyx
+    logger.info(
+        "no --model: the default model's patch spec, %dx%dx%d voxels of %g mm, HU %g..%g, "
+        "outside %s (pass --model for a model's own)",
+        d,
+        h,
+        w,
+        spec.spacing_mm,
+        *spec.hu_window,
+        spec.outside,
+    )
+    return spec
+
+
 def _cmd_describe(args: argparse.Namespace) -> int:
     try:
-        spec = read_patch_spec(args.model) if args.model is not None else DEFAULT_SPEC
+        spec = _spec_of(args.model)
         summary = describe(args.data, spec)
     except (LunaLayoutError, CardError) as e:
         logger.error("%s", e)
@@ -292,7 +323,7 @@ def _cmd_real_set(args: argparse.Namespace) -> int:
 
 def _cmd_patch(args: argparse.Namespace) -> int:
     try:
-        spec = read_patch_spec(args.model) if args.model is not None else DEFAULT_SPEC
+        spec = _spec_of(args.model)
         source = open_volume(args.volume, args.series_uid)
         patch = extract_patch(source, args.center, spec)
     except (VolumeReadError, CoordinateOutsideVolumeError, CardError, ValueError) as e:

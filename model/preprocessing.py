@@ -48,8 +48,10 @@ class PatchSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    patch_shape_zyx: tuple[PositiveInt, PositiveInt, PositiveInt] = (48, 48, 48)
-    spacing_mm: float = Field(default=1.0, gt=0.05, le=10.0)
+    # The defaults are the default model's: 32^3 voxels of 1.25 mm (a 40 mm field, Dou et al.'s
+    # largest), what `nodule-index train` trains with unless told otherwise.
+    patch_shape_zyx: tuple[PositiveInt, PositiveInt, PositiveInt] = (32, 32, 32)
+    spacing_mm: float = Field(default=1.25, gt=0.05, le=10.0)
     hu_window: tuple[float, float] = (-1000.0, 400.0)
     outside: OutsidePolicy = "air"
 
@@ -68,6 +70,8 @@ class PatchSpec(BaseModel):
         return ((d - 1) * s, (h - 1) * s, (w - 1) * s)
 
 
+#: The one default patch spec: the one the default model is trained with. A model's own spec
+#: (its card) always wins; this is for tools run without a model.
 DEFAULT_SPEC = PatchSpec()
 
 

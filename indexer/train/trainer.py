@@ -44,14 +44,9 @@ from model.card import DataRecord, FrocResult, ModelCard, TrainingRecord, read_c
 from model.checkpoint import resolve_device, save_model
 from model.loss import hard_mining_loss
 from model.network import NetworkConfig, NoduleNet
-from model.preprocessing import PatchSpec
+from model.preprocessing import DEFAULT_SPEC, PatchSpec
 
 logger = logging.getLogger(__name__)
-
-#: The default model's patch: 32^3 voxels of 1.25 mm (a 40 mm field, Dou et al.'s largest).
-DEFAULT_MODEL_SPEC = PatchSpec(
-    patch_shape_zyx=(32, 32, 32), spacing_mm=1.25, hu_window=(-1000.0, 400.0)
-)
 
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.pt"
@@ -79,7 +74,7 @@ class TrainConfig(BaseModel):
     # the model (its card and fingerprint), so a change makes a new model.
     embedding_pool: Literal["center-multiscale", "avg"] = "center-multiscale"
     embedding_center_fraction: float = Field(default=0.25, gt=0.0, le=1.0)
-    patch: PatchSpec = DEFAULT_MODEL_SPEC
+    patch: PatchSpec = DEFAULT_SPEC
     margin: int = Field(default=2, ge=0, le=8)
     intensity_jitter: float = Field(default=0.0, ge=0.0, le=0.2)
     scale_jitter: float = Field(default=0.0, ge=0.0, le=0.3)
