@@ -14,13 +14,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from indexer.build.builder import (
-    BuildError,
-    BuildLockedError,
-    BuildResult,
-    build_catalog,
-    rollback,
-)
+from indexer.build.builder import build_catalog, rollback
+from indexer.build.plan import BuildError, BuildLockedError
+from indexer.build.publish import BuildResult
 from indexer.build.sources import collect_current, collect_data, collect_pacs
 from indexer.labels.errors import LabelSourceError
 from indexer.luna import LunaLayoutError

@@ -11,10 +11,10 @@ no stage holds all scans.
 Each embedded scan is written by its actor as one Parquet shard under
 ``INDEX_DIR/.work/<run>/shards/`` (temp file + rename), so a driver that dies can ``--resume``
 without redoing finished scans. The driver collects the rows, reports progress, and hands the
-vectors to the one finalise step (``build_catalog``: FAISS + SQLite written once, verified,
-published atomically). Scans that fail — a Python error in the reader, or a process that keeps
-crashing — are listed with the reason; more than ``max_failed_scans`` of them fail the build and
-nothing is published.
+vectors to the one publish step (``indexer.build.publish``: FAISS + SQLite written once,
+verified, published atomically). Scans that fail — a Python error in the reader, or a process
+that keeps crashing — are listed with the reason; more than ``max_failed_scans`` of them fail
+the build and nothing is published.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ import numpy as np
 import numpy.typing as npt
 
 from indexer import failpoints
-from indexer.build.builder import BuildError, NoduleEntry, ScanEntry
+from indexer.build.embed import EmbedOutcome, scan_jobs
+from indexer.build.plan import BuildError, BuildPlan, NoduleEntry, ScanEntry
 from indexer.patches import ScanJob, cut_scan
 from model.dicomweb import PacsConfig
 from model.embedder import Embedder
@@ -185,10 +186,8 @@ def embed_with_ray(
             "--executor ray needs Ray: pip install 'nodule-search[ray]'; nothing was published"
         ) from None
     spec = embedder.card.preprocessing
-    jobs = [
-        ScanJob(uid, scans[uid].path, [n.center_xyz for n in nodes], spec, pacs)
-        for uid, nodes in sorted(todo.items())
-    ]
+    plan = BuildPlan(parent=None, scans=scans, nodes=[], todo=todo)
+    jobs = scan_jobs(plan, embedder, pacs)
     work = run_dir(index_dir, embedder.card.fingerprint, spec, jobs)
     shards = work / "shards"
     if work.exists() and not options.resume:
@@ -210,19 +209,50 @@ def embed_with_ray(
             reason = errors.get(job.key) or (
                 f"its task or actor process crashed {options.max_retries + 1} times"
             )
-            logger.warning("scan %s failed: %s", job.key, reason)
+            # Not the UID (nor a reader's message naming its file): the manifest lists them.
+            logger.warning("a scan failed (%d so far; see the manifest)", len(failed) + 1)
             failed.append({"series_uid": job.key, "error": reason})
             continue
         for node, vector in zip(nodes, vectors, strict=True):
             node.vector = vector
         embedded += len(vectors)
     if len(failed) > options.max_failed_scans:
+        # Their UIDs and reasons go to a file beside the shards, not into the log.
+        listing = work / "failed_scans.json"
+        listing.write_text(json.dumps(failed, indent=1), encoding="utf-8")
         raise BuildError(
             f"{len(failed)} scans failed, more than --max-failed-scans {options.max_failed_scans}"
-            f" (first: {failed[0]['series_uid']}: {failed[0]['error']}); nothing was published; "
-            "finished scans are kept for --resume"
+            f" (which and why: {listing}); nothing was published; finished scans are kept for "
+            "--resume"
         )
     return embedded, failed, work
+
+
+@dataclass(frozen=True)
+class RayExecutor:
+    """The embed stage on a Ray cluster (``EmbedExecutor``)."""
+
+    index_dir: Path
+    model_dir: Path
+    options: RayOptions
+    device: str = "auto"
+    pacs: PacsConfig | None = None
+    progress: bool = True
+
+    def embed(self, plan: BuildPlan, embedder: Embedder) -> EmbedOutcome:
+        """Embed ``plan.todo`` on Ray; finished shards stay under ``work`` until published."""
+        embedded, failed, work = embed_with_ray(
+            index_dir=self.index_dir,
+            model_dir=self.model_dir,
+            embedder=embedder,
+            scans=plan.scans,
+            todo=plan.todo,
+            device=self.device,
+            options=self.options,
+            pacs=self.pacs,
+            progress=self.progress,
+        )
+        return EmbedOutcome(embedded=embedded, failed=failed, work=work)
 
 
 @contextmanager

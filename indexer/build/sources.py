@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from indexer.build.builder import NoduleEntry, ScanEntry
+from indexer.build.plan import NoduleEntry, ScanEntry
 from indexer.labels.build import label_nodules_with_reads, read_labels
 from indexer.labels.synthetic_reads import READS_FILE, read_synthetic_reads
 from indexer.luna import LunaLayoutError, find_series, read_annotations

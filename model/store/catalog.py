@@ -30,7 +30,7 @@ from model.store.layout import (
     LayoutError,
 )
 from model.store.tables import Build, Nodule, Scan
-from model.store.vector_index import load_index, search, to_gpu_if_available
+from model.store.vector_index import index_ids, load_index, search, to_gpu_if_available
 
 logger = logging.getLogger(__name__)
 
@@ -211,10 +211,8 @@ def verify_version(
     if index.d != dim or (embeddings.ndim == 2 and embeddings.shape[1] != dim):
         problems.append(f"{version}: dimension disagrees (index {index.d}, manifest {dim})")
     ids = np.array([r[0] for r in rows], dtype=np.int64)
-    index_ids = np.sort(
-        np.asarray([index.id_map.at(i) for i in range(index.ntotal)], dtype=np.int64)
-    )
-    if not np.array_equal(ids, index_ids):
+    stored_ids = np.sort(index_ids(index))
+    if not np.array_equal(ids, stored_ids):
         problems.append(f"{version}: FAISS ids differ from the catalogue's nodule ids")
     elif len(rows) and not problems:
         order = np.array([r[1] for r in rows])

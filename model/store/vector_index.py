@@ -93,6 +93,21 @@ def set_search_params(index: Any, params: dict[str, Any]) -> None:
         inner.nprobe = int(params["nprobe"])
 
 
+def index_ids(index: Any) -> npt.NDArray[np.int64]:
+    """The ids of an ``IndexIDMap2`` in insertion order.
+
+    SWIG registers ``std::vector<int64_t>`` once per process, the last module loaded winning:
+    when SimpleITK (also SWIG) loads after faiss, ``index.id_map`` comes back as SimpleITK's
+    ``VectorInt64``, a plain sequence without faiss's ``at()`` that ``faiss.vector_to_array``
+    refuses; read it as a sequence then.
+    """
+    id_map = index.id_map
+    try:
+        return np.asarray(faiss.vector_to_array(id_map), dtype=np.int64)
+    except (AssertionError, TypeError, AttributeError):
+        return np.fromiter(id_map, dtype=np.int64, count=int(index.ntotal))
+
+
 def save_index(index: Any, path: Path) -> None:
     """Write the index to ``path`` via a temp file, fsync'd, then renamed."""
     tmp = path.with_name(f".{path.name}.tmp")

@@ -398,3 +398,18 @@ def test_calibration_skips_the_patient_samples_large_catalogues_and_needs_enough
     assert sampled.n_nodules == 60
     one_patient = calibrate_match_threshold(index, vectors, ids, ["p"] * 60)
     assert one_patient is None  # nobody has a nodule of another patient
+
+
+def test_index_ids_read_whichever_swig_module_wrapped_the_id_map() -> None:
+    # SimpleITK loaded after faiss takes over SWIG's std::vector<int64_t> type: the id map is
+    # then SimpleITK's VectorInt64 (no .at()), as in a build that imports the readers late. In a
+    # fresh interpreter, so the import order is the one under test.
+    code = (
+        "import faiss, SimpleITK, numpy as np\n"
+        "from model.store.vector_index import index_ids\n"
+        "index = faiss.IndexIDMap2(faiss.IndexFlatIP(4))\n"
+        "index.add_with_ids(np.eye(4, dtype='float32'), np.array([7, 3, 11, 5]))\n"
+        "assert type(index.id_map).__module__.startswith('SimpleITK'), type(index.id_map)\n"
+        "assert index_ids(index).tolist() == [7, 3, 11, 5]\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
