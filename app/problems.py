@@ -99,11 +99,10 @@ def document_problems(app: FastAPI) -> None:
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         for unused in ("HTTPValidationError", "ValidationError"):
             components.pop(unused, None)
-        components["Problem"] = Problem.model_json_schema(
-            ref_template="#/components/schemas/{model}"
-        )
-        for name, definition in components["Problem"].pop("$defs", {}).items():
-            components.setdefault(name, definition)
+        if "Problem" not in components:  # routes that name it in responses= put it there
+            problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(problem.pop("$defs", {}))
+            components["Problem"] = problem
         app.openapi_schema = schema
         return schema
 

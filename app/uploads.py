@@ -171,23 +171,6 @@ class UploadParser:
             ParserBusyError: no parser slot freed within ``wait_s``.
             UploadContentError: the upload is unusable (or broke its parser).
         """
-        if not self._slots.acquire(timeout=self.wait_s):
-            raise ParserBusyError(self.slots, max(1, round(self.timeout_s / 4)))
-        try:
-            return self._run(path, kind, spec, center_xyz, spacing_zyx, workdir, series_uid)
-        finally:
-            self._slots.release()
-
-    def _run(
-        self,
-        path: Path,
-        kind: str,
-        spec: PatchSpec,
-        center_xyz: list[float] | None,
-        spacing_zyx: list[float] | None,
-        workdir: Path,
-        series_uid: str | None,
-    ) -> UploadPatch:
         out = workdir / "patch.npz"
         request = {
             "path": str(path),
@@ -199,6 +182,15 @@ class UploadParser:
             "out": str(out),
             "series_uid": series_uid,
         }
+        if not self._slots.acquire(timeout=self.wait_s):
+            raise ParserBusyError(self.slots, max(1, round(self.timeout_s / 4)))
+        try:
+            return self._run(request, out)
+        finally:
+            self._slots.release()
+
+    def _run(self, request: dict[str, Any], out: Path) -> UploadPatch:
+        """One worker process on ``request``; its patch from ``out``."""
         env = parser_environment(self.memory_bytes)
         try:
             done = subprocess.run(

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -21,7 +18,7 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from tests.app.test_viewer_browser import _free_port
+from tests.app.live_server import live_api
 
 ADMIN_KEY = "log-test-admin-key"
 PATIENT = {
@@ -89,9 +86,7 @@ class Session:
 def logged_server(
     app_index: Path, synth_set: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, Path]]:
-    port = _free_port()
     env = {
-        **os.environ,
         "NODULE_INDEX_DIR": str(app_index),
         "NODULE_DATA_DIR": str(synth_set),
         "NODULE_DEVICE": "cpu",
@@ -99,28 +94,8 @@ def logged_server(
         "NODULE_LOG_LEVEL": "debug",
     }
     log_path = tmp_path_factory.mktemp("logged") / "server.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{url}/readyz", timeout=2):
-                        break
-                except OSError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"nodule-api did not start ({log_path})") from None
-                    time.sleep(0.2)
-            yield url, log_path
-        finally:
-            process.terminate()
-            process.wait(timeout=20)
+    with live_api(env, log_path) as url:
+        yield url, log_path
 
 
 def _identified_dicom_zip(synth_set: Path) -> tuple[bytes, set[str]]:

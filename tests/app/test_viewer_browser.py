@@ -18,9 +18,6 @@ import math
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -33,6 +30,7 @@ from playwright.sync_api import Page, Route, sync_playwright
 
 from model.ct import load_volume
 from model.preprocessing import PatchSpec, patch_hu
+from tests.app.live_server import live_api
 
 ROOT = Path(__file__).resolve().parents[2]
 K = 4
@@ -49,47 +47,17 @@ def _chromium() -> str:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(
     app_index: Path, synth_set: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    port = _free_port()
     env = {
-        **os.environ,
         "NODULE_INDEX_DIR": str(app_index),
         "NODULE_DATA_DIR": str(synth_set),
         "NODULE_DEVICE": "cpu",
     }
-    log = (tmp_path_factory.mktemp("server") / "server.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"nodule-api did not start (see {log.name})") from None
-                time.sleep(0.2)
+    with live_api(env, tmp_path_factory.mktemp("server") / "server.log") as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        log.close()
 
 
 @pytest.fixture(scope="module")
