@@ -44,6 +44,7 @@ from indexer.synth.lidc_reads import load_lidc_profiles
 from indexer.synth.lidc_table import load_profiles
 from indexer.synth.nodules import NoduleDesign, design_nodule, render_nodule
 from indexer.synth.phantom import (
+    F32,
     F64,
     SOFT_TISSUE_HU,
     Anatomy,
@@ -212,44 +213,36 @@ def _reader_mark(
     return design.center_xyz + jitter, design.diameter_mm * float(np.exp(rng.normal(0, 0.1)))
 
 
-def render_scan(job: ScanJob) -> ScanResult:
-    """Render one scan, write its .mhd/.raw (and DICOM), return its table rows."""
-    rng = np.random.default_rng([job.seed, job.index])
-    geometry = _geometry(rng, job.matrix)
-    anatomy = design_anatomy(geometry, rng)
-    canvas = Canvas.blank(geometry)
-    render_anatomy(canvas, anatomy, rng)
-    result = ScanResult(series_uid=job.series_uid)
-    uid = job.series_uid
-
-    # False-positive look-alikes: chest-wall bumps and faint blobs (candidates of class 0).
+def _paint_lookalikes(
+    canvas: Canvas,
+    anatomy: Anatomy,
+    geometry: Geometry,
+    rng: np.random.Generator,
+    result: ScanResult,
+) -> None:
+    """False-positive look-alikes: chest-wall bumps and faint blobs (candidates of class 0)."""
+    uid = result.series_uid
     for _ in range(int(rng.integers(4, 9))):
         lung = anatomy.lungs[int(rng.integers(2))]
         u = rng.normal(size=3)
         u[2] *= 0.3
         wall = lung.wall_point(u)
         r = rng.uniform(1.5, 4.0)
-        canvas.paint(
-            wall,
-            r + 2,
-            _ball(r, 0.4),
-            SOFT_TISSUE_HU,
-        )
+        canvas.paint(wall, r + 2, _ball(r, 0.4), SOFT_TISSUE_HU)
         inner = wall - u / np.linalg.norm(u) * r * 0.5
         if geometry.contains_world(inner):
             result.candidates.append([uid, *_xyz(inner), 0])
     blobs = [_lung_point(anatomy, geometry, rng) for _ in range(int(rng.integers(4, 9)))]
     for p in blobs:
         r, blob_hu = rng.uniform(1.0, 2.5), float(rng.uniform(-550, -250))
-        canvas.paint(
-            p,
-            r + 2,
-            _ball(r, 0.5),
-            blob_hu,
-        )
+        canvas.paint(p, r + 2, _ball(r, 0.5), blob_hu)
         result.candidates.append([uid, *_xyz(p), 0])
 
-    # Nodules, with their readers' marks.
+
+def _paint_nodules(
+    canvas: Canvas, anatomy: Anatomy, geometry: Geometry, job: ScanJob, rng: np.random.Generator
+) -> list[tuple[NoduleDesign, NoduleProfile, str]]:
+    """Place and render the job's nodules; returns each placed one with its profile and id."""
     taken: list[tuple[F64, float]] = []
     designs: list[tuple[NoduleDesign, NoduleProfile, str]] = []
     for k, profile in enumerate(job.profiles):
@@ -263,77 +256,108 @@ def render_scan(job: ScanJob) -> ScanResult:
         design = design_nodule(profile, center, juxta, rng)
         render_nodule(canvas, design)
         designs.append((design, profile, f"{job.index:04d}-{k:02d}"))
-    for design, profile, nodule_id in designs:
-        readers = rng.permutation(READERS)[: len(profile.readers)]
-        n_readers = len(profile.readers)
-        accepted = n_readers >= 3
-        center = design.center_xyz
-        row = [uid, *_xyz(center), round(design.diameter_mm, 3)]
-        (result.annotations if accepted else result.excluded).append(row)
-        result.truth.append(
+    return designs
+
+
+def _truth_row(
+    row: list[Any], design: NoduleDesign, profile: NoduleProfile, nodule_id: str, accepted: bool
+) -> dict[str, Any]:
+    """The ground-truth table row of one nodule (``row``: its annotation row)."""
+    return {
+        "synthetic_nodule_id": nodule_id,
+        "seriesuid": row[0],
+        "coordX": row[1],
+        "coordY": row[2],
+        "coordZ": row[3],
+        "diameter_mm": row[4],
+        "morphology": design.morphology,
+        "n_readers": len(profile.readers),
+        "in_annotations": int(accepted),
+        "lidc_source_id": profile.source_id,
+    }
+
+
+def _record_nodule(
+    design: NoduleDesign,
+    profile: NoduleProfile,
+    nodule_id: str,
+    rng: np.random.Generator,
+    result: ScanResult,
+) -> None:
+    """Table rows of one rendered nodule: annotation (or exclusion), truth, reads, candidates.
+
+    LUNA16 keeps a nodule that at least 3 of the 4 readers marked.
+    """
+    uid = result.series_uid
+    readers = rng.permutation(READERS)[: len(profile.readers)]
+    accepted = len(profile.readers) >= 3
+    center = design.center_xyz
+    row = [uid, *_xyz(center), round(design.diameter_mm, 3)]
+    (result.annotations if accepted else result.excluded).append(row)
+    result.truth.append(_truth_row(row, design, profile, nodule_id, accepted))
+    for reader, (slot, ratings) in zip(readers, enumerate(profile.readers), strict=True):
+        read_center, read_diameter = _reader_mark(profile, slot, design, rng)
+        x, y, z = _xyz(read_center)
+        result.reads.append(
             {
-                "synthetic_nodule_id": nodule_id,
-                "seriesuid": uid,
-                "coordX": row[1],
-                "coordY": row[2],
-                "coordZ": row[3],
-                "diameter_mm": row[4],
-                "morphology": design.morphology,
-                "n_readers": n_readers,
-                "in_annotations": int(accepted),
-                "lidc_source_id": profile.source_id,
-            }
-        )
-        for reader, (slot, ratings) in zip(readers, enumerate(profile.readers), strict=True):
-            read_center, read_diameter = _reader_mark(profile, slot, design, rng)
-            read = {
                 "seriesuid": uid,
                 "reader_id": reader,
                 "kind": "nodule",
-                "coordX": _xyz(read_center)[0],
-                "coordY": _xyz(read_center)[1],
-                "coordZ": _xyz(read_center)[2],
+                "coordX": x,
+                "coordY": y,
+                "coordZ": z,
                 "diameter_mm": round(read_diameter, 3),
                 **ratings.ratings.as_dict(),
                 "synthetic_nodule_id": nodule_id,
             }
-            result.reads.append(read)
-        for _ in range(int(rng.integers(1, 4)) if accepted else 0):
-            jitter = rng.normal(0.0, design.diameter_mm / 8.0, size=3)
-            result.candidates.append([uid, *_xyz(center + jitter), 1])
-        if not accepted:
-            result.candidates.append([uid, *_xyz(center), 0])
+        )
+    for _ in range(int(rng.integers(1, 4)) if accepted else 0):
+        jitter = rng.normal(0.0, design.diameter_mm / 8.0, size=3)
+        result.candidates.append([uid, *_xyz(center + jitter), 1])
+    if not accepted:
+        result.candidates.append([uid, *_xyz(center), 0])
 
-    # Marks readers made that LUNA16 excludes: nodules < 3 mm and non-nodules.
+
+def _add_small_marks(
+    canvas: Canvas,
+    anatomy: Anatomy,
+    geometry: Geometry,
+    job: ScanJob,
+    rng: np.random.Generator,
+    result: ScanResult,
+) -> None:
+    """Marks readers made that LUNA16 excludes: nodules < 3 mm and non-nodules."""
+    uid = result.series_uid
     for m in range(job.small_marks):
         p = _lung_point(anatomy, geometry, rng)
         small = m % 2 == 0
         if small:
             r = rng.uniform(0.9, 1.4)
-            canvas.paint(
-                p,
-                r + 2,
-                _ball(r, 0.3),
-                30.0,
-            )
+            canvas.paint(p, r + 2, _ball(r, 0.3), 30.0)
         result.excluded.append([uid, *_xyz(p), -1])
         result.candidates.append([uid, *_xyz(p), 0])
+        x, y, z = _xyz(p)
         for reader in rng.permutation(READERS)[: int(rng.integers(1, 4))]:
             result.reads.append(
                 {
                     "seriesuid": uid,
                     "reader_id": reader,
                     "kind": "small_nodule" if small else "non_nodule",
-                    "coordX": _xyz(p)[0],
-                    "coordY": _xyz(p)[1],
-                    "coordZ": _xyz(p)[2],
+                    "coordX": x,
+                    "coordY": y,
+                    "coordZ": z,
                     "diameter_mm": "",
                     **dict.fromkeys(CHARACTERISTICS, ""),
                     "synthetic_nodule_id": f"{job.index:04d}-m{m}",
                 }
             )
 
-    # Vessels and their branchings are the classic false positives.
+
+def _add_anatomy_candidates(
+    anatomy: Anatomy, geometry: Geometry, rng: np.random.Generator, result: ScanResult
+) -> None:
+    """Vessels and their branchings are the classic false positives; plus random lung points."""
+    uid = result.series_uid
     for vessel in rng.permutation(len(anatomy.vessels))[:30]:
         v = anatomy.vessels[int(vessel)]
         p = v.start_xyz + rng.uniform(0.2, 0.8) * (v.end_xyz - v.start_xyz)
@@ -345,9 +369,10 @@ def render_scan(job: ScanJob) -> ScanResult:
     for _ in range(15):
         result.candidates.append([uid, *_xyz(_lung_point(anatomy, geometry, rng)), 0])
 
-    hu = finish(
-        canvas, rng, noise_hu=float(rng.uniform(12, 30)), psf_mm=float(rng.uniform(0.5, 0.8))
-    )
+
+def _write_scan(hu: F32, geometry: Geometry, job: ScanJob) -> dict[str, Any]:
+    """Write the scan's .mhd/.raw (and its DICOM series); returns its geometry table row."""
+    uid = job.series_uid
     write_metaimage(hu, geometry, job.out / f"subset{job.subset}" / f"{uid}.mhd")
     if job.export_dicom:
         volume = CTVolume(hu_zyx=hu, geometry=geometry, series_uid=uid)
@@ -359,7 +384,7 @@ def render_scan(job: ScanJob) -> ScanResult:
             patient_id=job.patient_id,
             shuffle_names_seed=job.index,
         )
-    result.geometry = {
+    return {
         "seriesuid": uid,
         "subset": job.subset,
         "size_xyz": list(geometry.size_xyz),
@@ -367,6 +392,29 @@ def render_scan(job: ScanJob) -> ScanResult:
         "origin_xyz": list(geometry.origin_xyz),
         "direction": list(geometry.direction),
     }
+
+
+def render_scan(job: ScanJob) -> ScanResult:
+    """Render one scan, write its .mhd/.raw (and DICOM), return its table rows.
+
+    Every random draw comes from one generator seeded by (seed, scan index), in a fixed order, so
+    a scan is the same whichever worker renders it.
+    """
+    rng = np.random.default_rng([job.seed, job.index])
+    geometry = _geometry(rng, job.matrix)
+    anatomy = design_anatomy(geometry, rng)
+    canvas = Canvas.blank(geometry)
+    render_anatomy(canvas, anatomy, rng)
+    result = ScanResult(series_uid=job.series_uid)
+    _paint_lookalikes(canvas, anatomy, geometry, rng, result)
+    for design, profile, nodule_id in _paint_nodules(canvas, anatomy, geometry, job, rng):
+        _record_nodule(design, profile, nodule_id, rng, result)
+    _add_small_marks(canvas, anatomy, geometry, job, rng, result)
+    _add_anatomy_candidates(anatomy, geometry, rng, result)
+    hu = finish(
+        canvas, rng, noise_hu=float(rng.uniform(12, 30)), psf_mm=float(rng.uniform(0.5, 0.8))
+    )
+    result.geometry = _write_scan(hu, geometry, job)
     return result
 
 

@@ -15,7 +15,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -322,6 +322,235 @@ def _make_batch(
     return x, y
 
 
+@dataclass
+class _Run:
+    """The mutable state of a training run: what a checkpoint saves and a resume restores."""
+
+    network: NoduleNet
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    online: OnlineFilter
+    rng: np.random.Generator
+    history: list[dict[str, float]] = field(default_factory=list)
+    best: dict[str, Any] = field(
+        default_factory=lambda: {"auc": -1.0, "loss": float("inf"), "epoch": -1}
+    )
+    start_epoch: int = 0
+
+
+@dataclass(frozen=True)
+class _Epoch:
+    """What one epoch of training measured."""
+
+    index: int
+    metrics: dict[str, float]
+    froc: FrocResult
+    row: dict[str, float]
+
+
+def _network(config: TrainConfig, init: NoduleNet | None, device: torch.device) -> NoduleNet:
+    """The run's network: fresh, or the weights of ``init`` (same architecture), on ``device``."""
+    network = NoduleNet(
+        NetworkConfig(
+            width=config.width,
+            levels=config.levels,
+            embedding_pool=config.embedding_pool,
+            embedding_center_fraction=config.embedding_center_fraction,
+        )
+    )
+    if init is not None:
+        if init.config != network.config:
+            raise ValueError(
+                f"the initial model's architecture {init.config} differs from the run's "
+                f"{network.config}"
+            )
+        network.load_state_dict(init.state_dict(), strict=True)
+    # channels-last 3-D memory format: about 25% faster convolutions on CPU (oneDNN) and GPU.
+    network.to(device, memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
+    return network
+
+
+def _new_run(config: TrainConfig, network: NoduleNet, n_samples: int) -> _Run:
+    optimizer = torch.optim.AdamW(
+        network.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    return _Run(
+        network=network,
+        optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs),
+        online=OnlineFilter(n_samples, config.filter_threshold, config.filter_floor),
+        rng=np.random.default_rng(config.seed),
+    )
+
+
+def _save_checkpoint(path: Path, run: _Run, config: TrainConfig, epoch: int) -> None:
+    """Write the resumable state after ``epoch`` atomically (a killed run keeps the last one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "epoch": epoch,
+            "config": config.model_dump_json(),
+            "model": run.network.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "dropped": torch.from_numpy(run.online.dropped.astype(np.uint8)),
+            "rng": run.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "history": run.history,
+            "best": run.best,
+        },
+        tmp,
+    )
+    tmp.replace(path)
+
+
+def _restore_checkpoint(path: Path, run: _Run, config: TrainConfig) -> None:
+    """Continue ``run`` from the checkpoint at ``path`` (same options only)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state["config"] != config.model_dump_json():
+        raise ValueError("the checkpoint to resume was trained with other options")
+    run.network.load_state_dict(state["model"], strict=True)
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.online.dropped = state["dropped"].numpy().astype(bool)
+    run.rng.bit_generator.state = state["rng"]
+    torch.set_rng_state(state["torch_rng"])
+    run.history, run.best, run.start_epoch = state["history"], state["best"], state["epoch"] + 1
+    logger.info("resuming after epoch %d", state["epoch"])
+
+
+def _fit_batches(
+    run: _Run,
+    batches: list[np.ndarray],
+    data: TrainData,
+    config: TrainConfig,
+    device: torch.device,
+    bar_label: str,
+    progress: bool,
+) -> tuple[list[float], dict[int, float]]:
+    """One pass of optimiser steps; returns the batch losses and each seen sample's probability."""
+    amp = config.amp and device.type == "cuda"
+    run.network.train()
+    seen: dict[int, float] = {}
+    losses: list[float] = []
+    bar = tqdm(
+        batches, desc=bar_label, unit="batch", disable=None if progress else True, leave=False
+    )
+    for indices in bar:
+        x, y = _make_batch(data, indices, config, run.rng)
+        x, y = x.to(device, memory_format=torch.channels_last_3d), y.to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = run.network(x)
+        loss, _ = hard_mining_loss(logits.float(), y, negative_fraction=config.negative_fraction)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        run.optimizer.step()
+        losses.append(float(loss.detach()))
+        probs = torch.sigmoid(logits.detach().float()).cpu().numpy()
+        seen.update(zip(indices.tolist(), probs.tolist(), strict=True))
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    return losses, seen
+
+
+def _run_epoch(
+    run: _Run,
+    epoch: int,
+    pool: tuple[np.ndarray, np.ndarray],
+    data: TrainData,
+    config: TrainConfig,
+    device: torch.device,
+    progress: bool,
+) -> _Epoch:
+    """Train one epoch on the ``(positives, negatives)`` pool, update the filter, validate."""
+    started = time.perf_counter()
+    positives, negatives = pool
+    batches = _batches(positives, negatives, config, run.rng)
+    label = f"epoch {epoch + 1}/{config.epochs}"
+    losses, seen = _fit_batches(run, batches, data, config, device, label, progress)
+    run.scheduler.step()
+    dropped = run.online.update(list(seen), list(seen.values()), data.labels)
+    amp = config.amp and device.type == "cuda"
+    metrics, froc_result = validate(run.network, data, device, max(64, config.batch_size), amp)
+    row = {
+        "epoch": float(epoch),
+        "train_loss": float(np.mean(losses)),
+        **metrics,
+        "cpm": froc_result.cpm,
+        "active_positives": float(len(positives)),
+        "active_negatives": float(len(negatives)),
+        "filtered_total": float(run.online.dropped.sum()),
+        "newly_filtered": float(dropped),
+        "epoch_s": time.perf_counter() - started,
+    }
+    return _Epoch(index=epoch, metrics=metrics, froc=froc_result, row=row)
+
+
+def _log_epoch(result: _Epoch, config: TrainConfig) -> None:
+    row = result.row
+    logger.info(
+        "epoch %d/%d: train loss %.4f, val loss %.4f, val AUC %.4f, CPM %.3f "
+        "(%d+%d samples active, %d filtered) %.0f s",
+        result.index + 1,
+        config.epochs,
+        row["train_loss"],
+        row["val_loss"],
+        row["val_auc"],
+        row["cpm"],
+        row["active_positives"],
+        row["active_negatives"],
+        row["filtered_total"],
+        row["epoch_s"],
+    )
+
+
+def _selects(result: _Epoch, run: _Run, config: TrainConfig) -> bool:
+    """Whether this epoch's weights become the kept model (and record it as the best)."""
+    auc = result.metrics["val_auc"] if np.isfinite(result.metrics["val_auc"]) else 0.0
+    loss = result.metrics["val_loss"]
+    improved = auc > run.best["auc"] or (auc == run.best["auc"] and loss < run.best["loss"])
+    chosen = improved if config.select == "val-auc" else result.index == config.epochs - 1
+    if chosen:
+        run.best = {"auc": auc, "loss": loss, "epoch": result.index}
+    return chosen
+
+
+def _training_record(
+    result: _Epoch, data: TrainData, config: TrainConfig, device: torch.device, elapsed_s: float
+) -> TrainingRecord:
+    metrics = {**result.metrics, "train_loss": result.row["train_loss"]}
+    return TrainingRecord(
+        data_fingerprint=data.fingerprint,
+        seed=config.seed,
+        epochs=config.epochs,
+        best_epoch=result.index,
+        device=str(device),
+        train_time_s=elapsed_s,
+        train_subsets=data.train_subsets,
+        val_subsets=data.val_subsets,
+        n_train_samples=len(data.train),
+        n_val_samples=len(data.val),
+        metrics={k: v for k, v in metrics.items() if math.isfinite(v)},
+        froc=result.froc,
+        options=config.model_dump(mode="json"),
+        data=data.record,
+    )
+
+
+def _final_card(
+    out_dir: Path, card: ModelCard | None, history: list[dict[str, float]], elapsed_s: float
+) -> ModelCard:
+    """The kept model's card, completed with the whole run's time and every epoch's metrics."""
+    card = card or read_card(out_dir)  # None when resumed after the last epoch had run
+    if card.training is not None:
+        training = card.training.model_copy(
+            update={"train_time_s": elapsed_s, "history": tuple(history)}
+        )
+        card = card.model_copy(update={"training": training})
+        write_card(out_dir, card)
+    return card
+
+
 def train(
     config: TrainConfig,
     data: TrainData,
@@ -339,166 +568,30 @@ def train(
     config's, and ``config.init_fingerprint`` should name it so the card records it.
     """
     device = resolve_device(device_name)
-    amp = config.amp and device.type == "cuda"
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    # channels-last 3-D memory format: about 25% faster convolutions on CPU (oneDNN) and GPU.
-    network = NoduleNet(
-        NetworkConfig(
-            width=config.width,
-            levels=config.levels,
-            embedding_pool=config.embedding_pool,
-            embedding_center_fraction=config.embedding_center_fraction,
-        )
-    )
-    if init is not None:
-        if init.config != network.config:
-            raise ValueError(
-                f"the initial model's architecture {init.config} differs from the run's "
-                f"{network.config}"
-            )
-        network.load_state_dict(init.state_dict(), strict=True)
-    network.to(device, memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
-    optimizer = torch.optim.AdamW(
-        network.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    run = _new_run(config, _network(config, init, device), len(data.samples))
     labels = data.labels
     centre = centre_intensity(np.stack([data.cache.crop(i) for i in range(len(data.samples))]))
     ranks = difficulty_ranks(centre, labels)
     curriculum = Curriculum(config.curriculum_start, config.curriculum_ramp_epochs)
-    online = OnlineFilter(len(data.samples), config.filter_threshold, config.filter_floor)
     train_mask = np.zeros(len(data.samples), dtype=bool)
     train_mask[data.train] = True
-    history: list[dict[str, float]] = []
-    best: dict[str, Any] = {"auc": -1.0, "loss": float("inf"), "epoch": -1}
-    start_epoch = 0
     checkpoint_path = out_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
     if resume and checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        if state["config"] != config.model_dump_json():
-            raise ValueError("the checkpoint to resume was trained with other options")
-        network.load_state_dict(state["model"], strict=True)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        online.dropped = state["dropped"].numpy().astype(bool)
-        rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
-        history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
-        logger.info("resuming after epoch %d", state["epoch"])
-    started = time.perf_counter() - sum(h.get("epoch_s", 0.0) for h in history)
+        _restore_checkpoint(checkpoint_path, run, config)
+    started = time.perf_counter() - sum(h.get("epoch_s", 0.0) for h in run.history)
     card: ModelCard | None = None
-    for epoch in range(start_epoch, config.epochs):
-        t0 = time.perf_counter()
-        positives, negatives = epoch_pool(epoch, train_mask, ranks, curriculum, online, labels)
-        batches = _batches(positives, negatives, config, rng)
-        network.train()
-        seen: dict[int, float] = {}
-        losses = []
-        bar = tqdm(
-            batches,
-            desc=f"epoch {epoch + 1}/{config.epochs}",
-            unit="batch",
-            disable=None if progress else True,
-            leave=False,
-        )
-        for indices in bar:
-            x, y = _make_batch(data, indices, config, rng)
-            x, y = x.to(device, memory_format=torch.channels_last_3d), y.to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = network(x)
-            loss, _ = hard_mining_loss(
-                logits.float(), y, negative_fraction=config.negative_fraction
-            )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            optimizer.step()
-            losses.append(float(loss.detach()))
-            probs = torch.sigmoid(logits.detach().float()).cpu().numpy()
-            seen.update(zip(indices.tolist(), probs.tolist(), strict=True))
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-        scheduler.step()
-        dropped = online.update(list(seen), list(seen.values()), labels)
-        metrics, froc_result = validate(network, data, device, max(64, config.batch_size), amp)
-        row = {
-            "epoch": float(epoch),
-            "train_loss": float(np.mean(losses)),
-            **metrics,
-            "cpm": froc_result.cpm,
-            "active_positives": float(len(positives)),
-            "active_negatives": float(len(negatives)),
-            "filtered_total": float(online.dropped.sum()),
-            "newly_filtered": float(dropped),
-            "epoch_s": time.perf_counter() - t0,
-        }
+    for epoch in range(run.start_epoch, config.epochs):
+        pool = epoch_pool(epoch, train_mask, ranks, curriculum, run.online, labels)
+        result = _run_epoch(run, epoch, pool, data, config, device, progress)
         # JSON has no NaN: a metric a held-out set cannot give (AUC without negatives) is left
         # out rather than written as null.
-        history.append({k: v for k, v in row.items() if math.isfinite(v)})
-        logger.info(
-            "epoch %d/%d: train loss %.4f, val loss %.4f, val AUC %.4f, CPM %.3f "
-            "(%d+%d samples active, %d filtered) %.0f s",
-            epoch + 1,
-            config.epochs,
-            row["train_loss"],
-            row["val_loss"],
-            row["val_auc"],
-            row["cpm"],
-            len(positives),
-            len(negatives),
-            int(online.dropped.sum()),
-            row["epoch_s"],
-        )
-        auc = metrics["val_auc"] if np.isfinite(metrics["val_auc"]) else 0.0
-        improved = auc > best["auc"] or (auc == best["auc"] and metrics["val_loss"] < best["loss"])
-        if improved if config.select == "val-auc" else epoch == config.epochs - 1:
-            best = {"auc": auc, "loss": metrics["val_loss"], "epoch": epoch}
-            record = TrainingRecord(
-                data_fingerprint=data.fingerprint,
-                seed=config.seed,
-                epochs=config.epochs,
-                best_epoch=epoch,
-                device=str(device),
-                train_time_s=time.perf_counter() - started,
-                train_subsets=data.train_subsets,
-                val_subsets=data.val_subsets,
-                n_train_samples=len(data.train),
-                n_val_samples=len(data.val),
-                metrics={
-                    k: v
-                    for k, v in {**metrics, "train_loss": row["train_loss"]}.items()
-                    if math.isfinite(v)
-                },
-                froc=froc_result,
-                options=config.model_dump(mode="json"),
-                data=data.record,
-            )
+        run.history.append({k: v for k, v in result.row.items() if math.isfinite(v)})
+        _log_epoch(result, config)
+        if _selects(result, run, config):
+            record = _training_record(result, data, config, device, time.perf_counter() - started)
             card = save_model(
-                out_dir, network, config.patch, code_version=code_version, training=record
+                out_dir, run.network, config.patch, code_version=code_version, training=record
             )
-        checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = checkpoint_path.with_suffix(".tmp")
-        torch.save(
-            {
-                "epoch": epoch,
-                "config": config.model_dump_json(),
-                "model": network.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "dropped": torch.from_numpy(online.dropped.astype(np.uint8)),
-                "rng": rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state(),
-                "history": history,
-                "best": best,
-            },
-            tmp,
-        )
-        tmp.replace(checkpoint_path)
-    card = card or read_card(out_dir)  # None when resumed after the last epoch had run
-    if card.training is not None:
-        # The best model's card records the whole run: its time and every epoch's metrics.
-        training = card.training.model_copy(
-            update={"train_time_s": time.perf_counter() - started, "history": tuple(history)}
-        )
-        card = card.model_copy(update={"training": training})
-        write_card(out_dir, card)
-    return card
+        _save_checkpoint(checkpoint_path, run, config, epoch)
+    return _final_card(out_dir, card, run.history, time.perf_counter() - started)
