@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import fastapi_offline
@@ -62,9 +62,8 @@ DOCS_ASSETS_URL = "/docs-assets"
 DOCS_CSP = "img-src 'self' data:; font-src 'self' data:; connect-src 'self'"
 
 
-def create_app(settings: AppSettings | None = None) -> FastAPI:
-    """Build the application; the model and the catalogue load in the lifespan, not here."""
-    settings = settings or AppSettings()
+def _lifespan(settings: AppSettings) -> Callable[[FastAPI], AbstractAsyncContextManager[State]]:
+    """The heavy resources (catalogue, model, upload parsers), opened at startup, closed at end."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
@@ -87,26 +86,11 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             parser.close()
             serving.close()
 
-    app = FastAPI(
-        title="nodule-search",
-        version="0.1.0",
-        description="Similar-case search for lung nodules in chest CT. Coordinates are world "
-        "millimetres in the ITK/LPS frame (LUNA16 coordX, coordY, coordZ). Results are decision "
-        "support from similar cases, not a diagnosis.",
-        lifespan=lifespan,
-        # /docs and /redoc are served below from local files, not FastAPI's CDN-loading pages.
-        docs_url=None,
-        redoc_url=None,
-        # Swagger UI would send the spec's URL to validator.swagger.io for its badge.
-        swagger_ui_parameters={"validatorUrl": None},
-    )
+    return lifespan
 
-    _add_error_handlers(app)
-    app.add_middleware(
-        BodyLimitMiddleware,
-        default_bytes=settings.max_body_kb * 1024,
-        per_path={upload.UPLOAD_PATH: settings.max_upload_mb * 1024 * 1024},
-    )
+
+def _add_metrics(app: FastAPI) -> None:
+    """Request metrics (a middleware) and ``GET /metrics``."""
     metrics = Metrics()
     app.state.metrics = metrics
     app.middleware("http")(metrics.middleware)
@@ -128,10 +112,9 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         metrics.nodules.set(int(serving.retriever().catalog.index.ntotal))
         return metrics.render()
 
-    _add_browser_policy(app, settings)
-    # Added last, so it is outermost: it sees every answer, the 413s of the upload limit included.
-    app.add_middleware(AccessLogMiddleware)
 
+def _add_routes(app: FastAPI, settings: AppSettings) -> None:
+    """The API routers and the viewer's files."""
     # Documented (and enforced) only where a token is configured.
     guarded = [Depends(require_access)] if settings.access_token is not None else []
     app.include_router(health.router)
@@ -148,6 +131,34 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     async def viewer() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
+
+def create_app(settings: AppSettings | None = None) -> FastAPI:
+    """Build the application; the model and the catalogue load in the lifespan, not here."""
+    settings = settings or AppSettings()
+    app = FastAPI(
+        title="nodule-search",
+        version="0.1.0",
+        description="Similar-case search for lung nodules in chest CT. Coordinates are world "
+        "millimetres in the ITK/LPS frame (LUNA16 coordX, coordY, coordZ). Results are decision "
+        "support from similar cases, not a diagnosis.",
+        lifespan=_lifespan(settings),
+        # /docs and /redoc are served below from local files, not FastAPI's CDN-loading pages.
+        docs_url=None,
+        redoc_url=None,
+        # Swagger UI would send the spec's URL to validator.swagger.io for its badge.
+        swagger_ui_parameters={"validatorUrl": None},
+    )
+    _add_error_handlers(app)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default_bytes=settings.max_body_kb * 1024,
+        per_path={upload.UPLOAD_PATH: settings.max_upload_mb * 1024 * 1024},
+    )
+    _add_metrics(app)
+    _add_browser_policy(app, settings)
+    # Added last, so it is outermost: it sees every answer, the 413s of the upload limit included.
+    app.add_middleware(AccessLogMiddleware)
+    _add_routes(app, settings)
     _add_docs(app)
     return app
 

@@ -56,11 +56,8 @@ def parse_center_xyz(text: str) -> tuple[float, float, float]:
     return (values[0], values[1], values[2])
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nodule-index", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_synth(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``nodule-index synth``."""
     synth = sub.add_parser("synth", help="write a synthetic data set in the LUNA16 layout")
     synth.add_argument("--out", type=Path, required=True, help="output folder")
     synth.add_argument("--scans", type=int, default=40, help="number of CT scans (default 40)")
@@ -95,6 +92,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     synth.add_argument("--overwrite", action="store_true", help="replace an earlier synthetic set")
 
+
+def _add_patch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``nodule-index patch``."""
     patch = sub.add_parser(
         "patch",
         help="write the exact patch a model sees around a point (default: the default spec)",
@@ -109,6 +109,9 @@ def _build_parser() -> argparse.ArgumentParser:
     patch.add_argument("--series-uid", default=None, help="which CT series of a DICOM folder")
     patch.add_argument("--out", type=Path, required=True, help="output .npy (float32, D,H,W)")
 
+
+def _add_import_crops(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``nodule-index import-crops``."""
     crops = sub.add_parser(
         "import-crops",
         help="nodule-centred crops (NIfTI/MetaImage + CSV) into the LUNA16 layout + labels.csv",
@@ -133,6 +136,9 @@ def _build_parser() -> argparse.ArgumentParser:
             help=f"column of the {name} (default {getattr(defaults, name)})",
         )
 
+
+def _add_real_set(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``nodule-index real-set``."""
     real = sub.add_parser(
         "real-set",
         help="a real-CT training set: the LIDC VOIs as positives, real non-nodule crops of the "
@@ -163,16 +169,29 @@ def _build_parser() -> argparse.ArgumentParser:
     real.add_argument("--max-vois", type=int, default=None, help="first N VOIs only (tests)")
     real.add_argument("--seed", type=int, default=0)
 
+
+def _add_describe(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``nodule-index describe``."""
+    desc = sub.add_parser("describe", help="check a LUNA16-layout folder and its annotations")
+    desc.add_argument("--data", type=Path, required=True, help="LUNA16-layout folder")
+    desc.add_argument("--model", type=Path, default=None, help="model dir (its card's spec)")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nodule-index", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_synth(sub)
+    _add_patch(sub)
+    _add_import_crops(sub)
+    _add_real_set(sub)
     labels_command.add_parser(sub)
     train_command.add_parser(sub)
     build_command.add_parsers(sub)
     bootstrap.add_parser(sub)
     evaluate_command.add_parser(sub)
     crossval_command.add_parser(sub)
-
-    desc = sub.add_parser("describe", help="check a LUNA16-layout folder and its annotations")
-    desc.add_argument("--data", type=Path, required=True, help="LUNA16-layout folder")
-    desc.add_argument("--model", type=Path, default=None, help="model dir (its card's spec)")
+    _add_describe(sub)
     return parser
 
 

@@ -27,6 +27,7 @@ import math
 import re
 import shutil
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,6 +175,52 @@ def _write_crop(crop: Crop, out: Path, n_subsets: int) -> None:
     write_metaimage(volume.hu_zyx, volume.geometry, out / f"subset{subset}" / f"{crop.crop_id}.mhd")
 
 
+def _write_tables(out: Path, crops: Sequence[Crop], labels: Sequence[NoduleLabel]) -> None:
+    """The LUNA16 tables of the imported crops (one scan and one nodule each) and labels.csv."""
+    luna = ["seriesuid", "coordX", "coordY", "coordZ"]
+    rows = [[c.crop_id, *c.center_xyz] for c in crops]
+    annotations = [[*r, c.diameter_mm] for r, c in zip(rows, crops, strict=True)]
+    write_table(out / "annotations.csv", [*luna, "diameter_mm"], annotations)
+    write_table(out / "candidates_V2.csv", [*luna, "class"], [[*r, 1] for r in rows])
+    write_table(out / "seriesuids.csv", None, [[c.crop_id] for c in crops])
+    patients = [[c.crop_id, c.patient_id, ""] for c in crops]
+    write_table(out / "patients.csv", ["seriesuid", "patient_id", "study_uid"], patients)
+    write_labels(out / "labels.csv", labels)
+
+
+def _summary(
+    csv_path: Path,
+    columns: CropColumns,
+    rule: LabelRule,
+    crops: Sequence[Crop],
+    labels: Sequence[NoduleLabel],
+    skipped: dict[str, str],
+    n_subsets: int,
+) -> dict[str, object]:
+    """``crops.json``: the source table's checksum, the options, what was skipped, the counts."""
+    kept = [n.label for n in labels if n.label.label_binary is not None]
+    per_subset = Counter(str(patient_subset(c.patient_id, n_subsets)) for c in crops)
+    return {
+        "source": {
+            "table": csv_path.name,
+            "sha256": hashlib.sha256(csv_path.read_bytes()).hexdigest(),
+        },
+        "columns": columns.__dict__,
+        "label_rule": rule.model_dump(mode="json"),
+        "skipped": skipped,
+        "counts": {
+            "crops": len(crops),
+            "skipped": len(skipped),
+            "patients": len({c.patient_id for c in crops}),
+            "labelled": len(kept),
+            "benign": sum(1 for d in kept if d.label_binary == 0),
+            "malignant": sum(1 for d in kept if d.label_binary == 1),
+            "four_class": dict(sorted(Counter(str(d.label_4class) for d in kept).items())),
+            "per_subset": dict(sorted(per_subset.items())),
+        },
+    }
+
+
 def import_crops(
     csv_path: Path,
     images: Path,
@@ -200,58 +247,30 @@ def import_crops(
     rule = rule or LabelRule()
     crops = read_crop_table(csv_path, images, columns)
     _prepare_out(out)
-    annotations, candidates, patients, labels = [], [], [], []
+    written: list[Crop] = []
     skipped: dict[str, str] = {}
-    for crop in list(crops):
+    for crop in crops:
         try:
             _write_crop(crop, out, n_subsets)
         except CropImportError as e:
             if not skip_bad:
                 raise CropImportError(f"{e} (--on-error skip leaves such crops out)") from None
-            logger.warning("skipped: %s", e)
+            # Not the message: crop file names may carry patient ids; crops.json lists them.
+            logger.warning("a crop was skipped (%d so far; see crops.json)", len(skipped) + 1)
             skipped[crop.crop_id] = str(e)
-            crops.remove(crop)
             continue
-        x, y, z = crop.center_xyz
-        annotations.append([crop.crop_id, x, y, z, crop.diameter_mm])
-        candidates.append([crop.crop_id, x, y, z, 1])
-        patients.append([crop.crop_id, crop.patient_id, ""])
-        labels.append(
-            NoduleLabel(
-                series_uid=crop.crop_id,
-                patient_id=crop.patient_id,
-                center_xyz=crop.center_xyz,
-                diameter_mm=crop.diameter_mm,
-                label=derive_label(crop.ratings, rule),
-            )
+        written.append(crop)
+    labels = [
+        NoduleLabel(
+            series_uid=c.crop_id,
+            patient_id=c.patient_id,
+            center_xyz=c.center_xyz,
+            diameter_mm=c.diameter_mm,
+            label=derive_label(c.ratings, rule),
         )
-    luna = ["seriesuid", "coordX", "coordY", "coordZ"]
-    write_table(out / "annotations.csv", [*luna, "diameter_mm"], annotations)
-    write_table(out / "candidates_V2.csv", [*luna, "class"], candidates)
-    write_table(out / "seriesuids.csv", None, [[c.crop_id] for c in crops])
-    write_table(out / "patients.csv", ["seriesuid", "patient_id", "study_uid"], patients)
-    write_labels(out / "labels.csv", labels)
-    kept = [n.label for n in labels if n.label.label_binary is not None]
-    summary: dict[str, object] = {
-        "source": {
-            "table": csv_path.name,
-            "sha256": hashlib.sha256(csv_path.read_bytes()).hexdigest(),
-        },
-        "columns": columns.__dict__,
-        "label_rule": rule.model_dump(mode="json"),
-        "skipped": skipped,
-        "counts": {
-            "crops": len(crops),
-            "skipped": len(skipped),
-            "patients": len({c.patient_id for c in crops}),
-            "labelled": len(kept),
-            "benign": sum(1 for d in kept if d.label_binary == 0),
-            "malignant": sum(1 for d in kept if d.label_binary == 1),
-            "four_class": dict(sorted(Counter(str(d.label_4class) for d in kept).items())),
-            "per_subset": dict(
-                sorted(Counter(str(patient_subset(c.patient_id, n_subsets)) for c in crops).items())
-            ),
-        },
-    }
+        for c in written
+    ]
+    _write_tables(out, written, labels)
+    summary = _summary(csv_path, columns, rule, written, labels, skipped, n_subsets)
     (out / "crops.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary

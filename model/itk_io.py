@@ -265,19 +265,8 @@ def _check_compressed(path: Path, header: MetaHeader, stored: int) -> None:
         )
 
 
-def read_meta_header(path: Path) -> MetaHeader:
-    """Parse and validate a MetaImage header (``.mhd`` or ``.mha``) without touching voxel data.
-
-    Keys that do not decide how voxel bytes are found and read (NIfTI or DICOM metadata that
-    SimpleITK copies into the headers it writes) are skipped; the rest are read the way ITK's
-    MetaIO reads them, so that the checks here hold for the file SimpleITK then opens.
-
-    Raises:
-        VolumeReadError: garbage header, not 3-D, absurd ``DimSize``, unsupported element type,
-            text (non-binary) voxel data, ``ElementDataFile`` outside the header's folder or
-            missing, or truncated data.
-    """
-    fields, header_end = _read_header_fields(path)
+def _check_image_fields(path: Path, fields: dict[str, str]) -> tuple[int, int, int]:
+    """A 3-D, one-channel, binary image of a supported type and a sane size; returns DimSize."""
     if fields.get("ObjectType", "Image") != "Image":
         raise VolumeReadError(f"{path.name}: ObjectType is {fields['ObjectType']!r}, not Image")
     ndims = _parse_ints(path, "NDims", fields.get("NDims", ""), 1)[0]
@@ -302,62 +291,94 @@ def read_meta_header(path: Path) -> MetaHeader:
             f"{path.name}: voxels stored as text (BinaryData = {fields['BinaryData']}) are not "
             "supported"
         )
-    compressed = _meta_flag(fields, "CompressedData")
+    return (size[0], size[1], size[2])
 
+
+def _data_location(
+    path: Path, fields: dict[str, str], header_end: int, nbytes: int, compressed: bool
+) -> tuple[Path, int]:
+    """The file holding the voxels and the byte offset they start at.
+
+    ``nbytes``: the uncompressed voxel bytes (for ``HeaderSize = -1``: the data is the tail).
+    """
     data_file = fields["ElementDataFile"]
     if data_file in _LOCAL:
-        data_path, data_offset = path, header_end
-    else:
-        # MetaIO reads a list of file names from the following lines for any name that starts
-        # with LIST, and a numbered series for a name with %.
-        if data_file.startswith("LIST") or data_file.upper() == "LIST" or "%" in data_file:
-            raise VolumeReadError(f"{path.name}: multi-file ElementDataFile {data_file!r} refused")
-        # SimpleITK opens the data file beside the header path *as given*; check that same path.
-        # Only a bare file name is accepted, and it must not resolve (symlinks included) to
-        # anywhere but the header's own folder.
-        folder = path.absolute().parent
-        data_path = (folder / data_file).resolve()
-        if Path(data_file).name != data_file or data_path.parent != folder.resolve():
+        return path, header_end
+    # MetaIO reads a list of file names from the following lines for any name that starts
+    # with LIST, and a numbered series for a name with %.
+    if data_file.startswith("LIST") or data_file.upper() == "LIST" or "%" in data_file:
+        raise VolumeReadError(f"{path.name}: multi-file ElementDataFile {data_file!r} refused")
+    # SimpleITK opens the data file beside the header path *as given*; check that same path.
+    # Only a bare file name is accepted, and it must not resolve (symlinks included) to
+    # anywhere but the header's own folder.
+    folder = path.absolute().parent
+    data_path = (folder / data_file).resolve()
+    if Path(data_file).name != data_file or data_path.parent != folder.resolve():
+        raise VolumeReadError(
+            f"{path.name}: ElementDataFile {data_file!r} points outside the header's folder"
+        )
+    if not data_path.is_file():
+        raise VolumeReadError(f"{path.name}: data file {data_file!r} not found beside header")
+    header_size = _parse_ints(path, "HeaderSize", fields.get("HeaderSize", "0"), 1)[0]
+    if header_size == -1 and not compressed:
+        return data_path, max(data_path.stat().st_size - nbytes, 0)
+    return data_path, max(header_size, 0)
+
+
+def _check_data_length(path: Path, fields: dict[str, str], header: MetaHeader) -> None:
+    """The data file holds every voxel the header promises (decompressed, when compressed)."""
+    available = header.data_path.stat().st_size - header.data_offset
+    if not header.compressed:
+        if available < header.data_bytes:
             raise VolumeReadError(
-                f"{path.name}: ElementDataFile {data_file!r} points outside the header's folder"
+                f"{path.name}: voxel data is truncated ({available} bytes, header promises "
+                f"{header.data_bytes})"
             )
-        if not data_path.is_file():
-            raise VolumeReadError(f"{path.name}: data file {data_file!r} not found beside header")
-        header_size = _parse_ints(path, "HeaderSize", fields.get("HeaderSize", "0"), 1)[0]
-        data_offset = max(header_size, 0)
-        if header_size == -1 and not compressed:
-            nbytes = int(np.prod(size)) * np.dtype(_MET_TYPES[element_type]).itemsize
-            data_offset = max(data_path.stat().st_size - nbytes, 0)
+        return
+    # MetaIO allocates CompressedDataSize bytes and reads that many; with no such key, the
+    # rest of the file.
+    stored = available
+    if "CompressedDataSize" in fields:
+        stored = _parse_ints(path, "CompressedDataSize", fields["CompressedDataSize"], 1)[0]
+        if stored > available:
+            raise VolumeReadError(
+                f"{path.name}: compressed voxel data is truncated ({available} bytes, "
+                f"CompressedDataSize says {stored})"
+            )
+    _check_compressed(path, header, stored)
+
+
+def read_meta_header(path: Path) -> MetaHeader:
+    """Parse and validate a MetaImage header (``.mhd`` or ``.mha``) without touching voxel data.
+
+    Keys that do not decide how voxel bytes are found and read (NIfTI or DICOM metadata that
+    SimpleITK copies into the headers it writes) are skipped; the rest are read the way ITK's
+    MetaIO reads them, so that the checks here hold for the file SimpleITK then opens.
+
+    Raises:
+        VolumeReadError: garbage header, not 3-D, absurd ``DimSize``, unsupported element type,
+            text (non-binary) voxel data, ``ElementDataFile`` outside the header's folder or
+            missing, or truncated data.
+    """
+    fields, header_end = _read_header_fields(path)
+    size = _check_image_fields(path, fields)
+    element_type = fields["ElementType"]
+    compressed = _meta_flag(fields, "CompressedData")
+    nbytes = int(np.prod(size)) * np.dtype(_MET_TYPES[element_type]).itemsize
+    data_path, data_offset = _data_location(path, fields, header_end, nbytes, compressed)
     # MetaIO lets BinaryDataByteOrderMSB win when both are given, in either order.
     msb_key = (
         "BinaryDataByteOrderMSB" if "BinaryDataByteOrderMSB" in fields else "ElementByteOrderMSB"
     )
     header = MetaHeader(
-        size_xyz=(size[0], size[1], size[2]),
+        size_xyz=size,
         element_type=element_type,
         compressed=compressed,
         big_endian=_meta_flag(fields, msb_key),
         data_path=data_path,
         data_offset=data_offset,
     )
-    available = data_path.stat().st_size - data_offset
-    if not compressed and available < header.data_bytes:
-        raise VolumeReadError(
-            f"{path.name}: voxel data is truncated ({available} bytes, header promises "
-            f"{header.data_bytes})"
-        )
-    if compressed:
-        # MetaIO allocates CompressedDataSize bytes and reads that many; with no such key, the
-        # rest of the file.
-        stored = available
-        if "CompressedDataSize" in fields:
-            stored = _parse_ints(path, "CompressedDataSize", fields["CompressedDataSize"], 1)[0]
-            if stored > available:
-                raise VolumeReadError(
-                    f"{path.name}: compressed voxel data is truncated ({available} bytes, "
-                    f"CompressedDataSize says {stored})"
-                )
-        _check_compressed(path, header, stored)
+    _check_data_length(path, fields, header)
     return header
 
 

@@ -50,61 +50,65 @@ def _actor_range(text: str) -> tuple[int, int]:
     return bounds
 
 
-def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register the catalogue commands on the CLI."""
+def _add_build_options(p: argparse.ArgumentParser) -> None:
+    """Options of ``build`` and ``add``: the index, the workers and the executor."""
+    p.add_argument("--index", type=Path, required=True, help="INDEX_DIR")
+    p.add_argument("--index-type", choices=INDEX_TYPES, default="exact")
+    p.add_argument("--keep", type=int, default=5, help="versions kept (older ones pruned)")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument(
+        "--on-error",
+        choices=("fail", "skip"),
+        default="fail",
+        help="an unreadable scan fails the build (default) or is skipped and reported",
+    )
+    p.add_argument("--no-progress", action="store_true")
+    _add_ray_options(p)
 
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--index", type=Path, required=True, help="INDEX_DIR")
-        p.add_argument("--index-type", choices=INDEX_TYPES, default="exact")
-        p.add_argument("--keep", type=int, default=5, help="versions kept (older ones pruned)")
-        p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-        p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-        p.add_argument(
-            "--on-error",
-            choices=("fail", "skip"),
-            default="fail",
-            help="an unreadable scan fails the build (default) or is skipped and reported",
-        )
-        p.add_argument("--no-progress", action="store_true")
-        p.add_argument(
-            "--executor",
-            choices=("local", "ray"),
-            default="local",
-            help="local worker processes (default), or a Ray cluster (pip install '.[ray]')",
-        )
-        p.add_argument(
-            "--address",
-            default=None,
-            help="ray: 'auto' or HOST:PORT of a running cluster (default: start a local one)",
-        )
-        p.add_argument(
-            "--embed-actors",
-            type=_actor_range,
-            default=(1, 1),
-            help="ray: embed actor pool size MIN[:MAX] (default 1)",
-        )
-        p.add_argument(
-            "--gpus-per-actor", type=float, default=0.0, help="ray: GPUs per embed actor"
-        )
-        p.add_argument(
-            "--max-retries",
-            type=int,
-            default=2,
-            help="ray: retries of a crashed crop task / restarts of an embed actor (default 2)",
-        )
-        p.add_argument(
-            "--max-failed-scans",
-            type=int,
-            default=None,
-            help="more failed scans than this fail the build, nothing published (ray default "
-            "10; local: with --on-error skip, default unlimited)",
-        )
-        p.add_argument(
-            "--resume",
-            action="store_true",
-            help="ray: keep the scans an interrupted run of the same build finished",
-        )
 
+def _add_ray_options(p: argparse.ArgumentParser) -> None:
+    """``--executor`` and the options of the Ray executor."""
+    p.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local worker processes (default), or a Ray cluster (pip install '.[ray]')",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="ray: 'auto' or HOST:PORT of a running cluster (default: start a local one)",
+    )
+    p.add_argument(
+        "--embed-actors",
+        type=_actor_range,
+        default=(1, 1),
+        help="ray: embed actor pool size MIN[:MAX] (default 1)",
+    )
+    p.add_argument("--gpus-per-actor", type=float, default=0.0, help="ray: GPUs per embed actor")
+    p.add_argument(
+        "--max-retries",
+        type=int,
+        default=2,
+        help="ray: retries of a crashed crop task / restarts of an embed actor (default 2)",
+    )
+    p.add_argument(
+        "--max-failed-scans",
+        type=int,
+        default=None,
+        help="more failed scans than this fail the build, nothing published (ray default "
+        "10; local: with --on-error skip, default unlimited)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="ray: keep the scans an interrupted run of the same build finished",
+    )
+
+
+def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``nodule-index build``: from a LUNA16-layout folder or a PACS series list."""
     b = sub.add_parser("build", help="embed every annotated nodule into a new catalogue version")
     where = b.add_mutually_exclusive_group(required=True)
     where.add_argument("--data", type=Path, help="LUNA16-layout folder")
@@ -124,12 +128,20 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     b.add_argument(
         "--labels", type=Path, default=None, help="labels.csv from `nodule-index labels`"
     )
-    common(b)
+    _add_build_options(b)
+
+
+def _add_add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``nodule-index add``: the new scans of a folder into a new version."""
     a = sub.add_parser("add", help="index the scans of DIR not yet in the catalogue (new version)")
     a.add_argument("--data", type=Path, required=True)
     a.add_argument("--model", type=Path, default=None, help="default: the index's own model")
     a.add_argument("--labels", type=Path, default=None)
-    common(a)
+    _add_build_options(a)
+
+
+def _add_admin(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``verify``, ``versions`` and ``rollback``."""
     v = sub.add_parser("verify", help="check a catalogue version (default: CURRENT)")
     v.add_argument("--index", type=Path, required=True)
     v.add_argument("--version", default=None)
@@ -139,6 +151,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     r = sub.add_parser("rollback", help="make an earlier version CURRENT again")
     r.add_argument("version")
     r.add_argument("--index", type=Path, required=True)
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the catalogue commands on the CLI."""
+    _add_build(sub)
+    _add_add(sub)
+    _add_admin(sub)
 
 
 def _log_result(result: BuildResult, index: Path) -> None:

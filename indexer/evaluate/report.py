@@ -55,6 +55,7 @@ from indexer.evaluate.metrics import (
 from indexer.maps import embedding_map
 from indexer.patches import ScanJob, iter_scan_patches
 from indexer.version import code_version
+from model.card import ModelCard
 from model.checkpoint import load_model
 from model.embedder import Embedder
 from model.labels import LabelRule, derive_label
@@ -399,49 +400,62 @@ def _as_class(nodules: CatalogNodules, r: int) -> int | None:
     return None if np.isnan(value) else int(value)
 
 
-def evaluate(
-    index_dir: Path,
-    out_dir: Path,
-    version: str | None = None,
-    options: EvaluateOptions | None = None,
-) -> dict[str, Any]:
-    """Evaluate a catalogue version; writes the report files and returns ``report.json``'s dict.
+@dataclass(frozen=True)
+class _Catalogue:
+    """What an evaluation reads from one catalogue version."""
 
-    Raises:
-        EvaluationError: fewer than 2 labelled nodules, unreadable scans, a missing model.
-    """
-    options = options or EvaluateOptions()
-    t0 = time.perf_counter()
+    version: str
+    nodules: CatalogNodules
+    manifest: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Comparison:
+    """The network's section, its neighbours and every baseline's section and paired test."""
+
+    network: dict[str, Any]
+    neighbours: Neighbours
+    baselines: dict[str, Any]
+    paired: dict[str, Any]
+
+
+def _read_catalogue(index_dir: Path, version: str | None, options: EvaluateOptions) -> _Catalogue:
     catalog = Catalog.open(index_dir, version)
     try:
         nodules = load_nodules(catalog, options.label_rule)
-        manifest = dict(catalog.manifest)
-        version = catalog.version
+        loaded = _Catalogue(catalog.version, nodules, dict(catalog.manifest))
     finally:
         catalog.close()
-    rows = nodules.labelled
-    if len(rows) < 2:
+    if len(nodules.labelled) < 2:
         raise EvaluationError(
-            f"catalogue {version} has {len(rows)} labelled nodules; leave-one-out needs 2 or more"
+            f"catalogue {loaded.version} has {len(nodules.labelled)} labelled nodules; "
+            "leave-one-out needs 2 or more"
         )
-    model_dir = Path(str(manifest["model_dir"]))
+    return loaded
+
+
+def _catalogue_embedder(source: _Catalogue, device: str) -> Embedder:
+    """The model the catalogue was built with (refused when its fingerprint differs)."""
+    model_dir = Path(str(source.manifest["model_dir"]))
     network, card = load_model(model_dir, "cpu")
-    if card.fingerprint != manifest["model_fingerprint"]:
+    if card.fingerprint != source.manifest["model_fingerprint"]:
         raise EvaluationError(
             f"the model in {model_dir} ({card.fingerprint[:12]}) is not the one catalogue "
-            f"{version} was built with ({str(manifest['model_fingerprint'])[:12]})"
+            f"{source.version} was built with ({str(source.manifest['model_fingerprint'])[:12]})"
         )
-    embedder = Embedder(network, card, options.device, batch_size=64)
-    logger.info("evaluating %s: %d labelled of %d nodules", version, len(rows), len(nodules.ids))
+    return Embedder(network, card, device, batch_size=64)
 
-    patches = cut_patches(nodules, rows, embedder, options.workers)
+
+def _compare(
+    nodules: CatalogNodules,
+    rows: npt.NDArray[np.int64],
+    patches: npt.NDArray[np.float32],
+    embedder: Embedder,
+    options: EvaluateOptions,
+) -> _Comparison:
+    """Leave-one-out search with the stored vectors and with each baseline's features."""
     stored = nodules.vectors[rows]
-    # The stored vectors must be what the model gives for these patches today; a drift would
-    # mean the catalogue and the model (or the data) no longer belong together.
-    fresh = embedder.embed_patches(patches)
-    drift = float(np.abs(fresh - stored).max()) if len(stored) else 0.0
-
-    network_section, neighbours = _evaluate_features(cosine_search(stored), nodules, rows, options)
+    network, neighbours = _evaluate_features(cosine_search(stored), nodules, rows, options)
     raw = raw_features(patches)
     searches = {
         "raw": cosine_search(raw),
@@ -453,10 +467,18 @@ def evaluate(
     for name, search in searches.items():
         baselines[name], found = _evaluate_features(search, nodules, rows, options)
         paired[name] = paired_difference(neighbours, found, nodules, rows, options)
-    training = card.training
-    froc = training.froc.model_dump(mode="json") if training and training.froc else None
-    out_dir.mkdir(parents=True, exist_ok=True)
+    return _Comparison(network, neighbours, baselines, paired)
 
+
+def _write_figures(
+    source: _Catalogue,
+    patches: npt.NDArray[np.float32],
+    neighbours: Neighbours,
+    out_dir: Path,
+    options: EvaluateOptions,
+) -> str:
+    """The t-SNE map and the neighbour montage; returns where the map came from."""
+    nodules = source.nodules
     map_xy, map_source = nodules.map_xy, "catalogue"
     if map_xy is None:
         map_xy, map_source = embedding_map(nodules.vectors, seed=options.seed), "computed"
@@ -465,24 +487,36 @@ def evaluate(
             map_xy,
             [None if np.isnan(v) else int(v) for v in nodules.label_4class],
             out_dir / "tsne.png",
-            f"t-SNE of {len(nodules.ids)} nodule embeddings ({version})",
+            f"t-SNE of {len(nodules.ids)} nodule embeddings ({source.version})",
         )
-    montage = _montage_rows(nodules, rows, patches, neighbours, options.montage_queries)
+    montage = _montage_rows(nodules, nodules.labelled, patches, neighbours, options.montage_queries)
     figures.montage_png(
         montage,
         out_dir / "neighbors.png",
         "queries (left) and their 4 nearest neighbours; frame colour: malignancy 1 2 4 5",
     )
+    return map_source if map_xy is not None else "none"
 
-    r1 = "1"
+
+def _report(
+    source: _Catalogue,
+    card: ModelCard,
+    found: _Comparison,
+    drift: float,
+    map_source: str,
+    options: EvaluateOptions,
+) -> dict[str, Any]:
+    """``report.json``'s content (without the elapsed time)."""
+    nodules, rows, training = source.nodules, source.nodules.labelled, card.training
+    froc = training.froc.model_dump(mode="json") if training and training.froc else None
     beats = {
-        name: network_section["recall_at_k"]["binary"][r1]
-        > baselines[name]["recall_at_k"]["binary"][r1]
+        name: found.network["recall_at_k"]["binary"]["1"]
+        > found.baselines[name]["recall_at_k"]["binary"]["1"]
         for name in BASELINES
     }
     rule = options.label_rule
-    report: dict[str, Any] = {
-        "index_version": version,
+    return {
+        "index_version": source.version,
         "model_fingerprint": card.fingerprint,
         "created_at": datetime.now(UTC).isoformat(),
         "code_version": code_version(),
@@ -497,9 +531,9 @@ def evaluate(
             "binary": _counts(nodules.label_binary[rows]),
             "four_class": _counts(nodules.label_4class[rows]),
         },
-        **network_section,
-        "baselines": baselines,
-        "paired_vs_baselines": paired,
+        **found.network,
+        "baselines": found.baselines,
+        "paired_vs_baselines": found.paired,
         "network_beats_baselines_binary_recall_at_1": beats,
         "paper": {kind: {str(k): v for k, v in PAPER_RECALL[kind].items()} for kind in LABEL_KINDS},
         "fp_reduction": {
@@ -508,12 +542,46 @@ def evaluate(
             "source": "model card (held-out subsets of training)",
         },
         "stored_vectors_max_abs_diff": drift,
-        "map": {"source": map_source if map_xy is not None else "none"},
+        "map": {"source": map_source},
         "files": ["report.json", "report.md", "neighbors.png"]
-        + (["tsne.png"] if map_xy is not None else []),
-        "data_fingerprint": manifest.get("data_fingerprint"),
-        "elapsed_s": time.perf_counter() - t0,
+        + (["tsne.png"] if map_source != "none" else []),
+        "data_fingerprint": source.manifest.get("data_fingerprint"),
     }
+
+
+def evaluate(
+    index_dir: Path,
+    out_dir: Path,
+    version: str | None = None,
+    options: EvaluateOptions | None = None,
+) -> dict[str, Any]:
+    """Evaluate a catalogue version; writes the report files and returns ``report.json``'s dict.
+
+    Stages: read the catalogue -> load its model -> cut the patches -> check the stored vectors
+    -> leave-one-out search (network and baselines) -> figures -> report.
+
+    Raises:
+        EvaluationError: fewer than 2 labelled nodules, unreadable scans, a missing model.
+    """
+    options = options or EvaluateOptions()
+    t0 = time.perf_counter()
+    source = _read_catalogue(index_dir, version, options)
+    nodules, rows = source.nodules, source.nodules.labelled
+    embedder = _catalogue_embedder(source, options.device)
+    logger.info(
+        "evaluating %s: %d labelled of %d nodules", source.version, len(rows), len(nodules.ids)
+    )
+    patches = cut_patches(nodules, rows, embedder, options.workers)
+    stored = nodules.vectors[rows]
+    # The stored vectors must be what the model gives for these patches today; a drift would
+    # mean the catalogue and the model (or the data) no longer belong together.
+    fresh = embedder.embed_patches(patches)
+    drift = float(np.abs(fresh - stored).max()) if len(stored) else 0.0
+    found = _compare(nodules, rows, patches, embedder, options)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    map_source = _write_figures(source, patches, found.neighbours, out_dir, options)
+    report = _report(source, embedder.card, found, drift, map_source, options)
+    report["elapsed_s"] = time.perf_counter() - t0
     write_json_atomic(out_dir / "report.json", report)
     (out_dir / "report.md").write_text(render_markdown(report), encoding="utf-8")
     logger.info("report in %s (%.1f s)", out_dir, report["elapsed_s"])

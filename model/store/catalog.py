@@ -156,6 +156,94 @@ def _threshold_problems(
     return []
 
 
+def _checksum_problems(folder: Path, version: str, manifest: dict[str, Any]) -> list[str]:
+    """Data files that are missing or differ from the manifest's checksums."""
+    problems = []
+    for name in DATA_FILES:
+        path = folder / name
+        if not path.is_file():
+            problems.append(f"{version}: {name} is missing")
+        elif sha256_file(path) != manifest.get("files", {}).get(name):
+            problems.append(f"{version}: {name} does not match its manifest checksum")
+    return problems
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """What verification reads from a version's database."""
+
+    ids_rows: list[Any]  # (nodule id, embedding row), by id
+    owners: list[Any]  # (embedding row, nodule id, series UID, patient id), by row
+    builds: list[Build]
+    n_rows: int
+
+
+def _read_rows(catalog: Catalog) -> _Rows:
+    with catalog.sessions() as session:
+        ids_rows = session.execute(
+            select(Nodule.id, Nodule.embedding_row).order_by(Nodule.id)
+        ).all()
+        owners = session.execute(
+            select(Nodule.embedding_row, Nodule.id, Nodule.series_uid, Scan.patient_id)
+            .join(Scan, Scan.id == Nodule.scan_id)
+            .order_by(Nodule.embedding_row)
+        ).all()
+        builds = list(session.execute(select(Build)).scalars().all())
+        n_rows = session.scalar(select(func.count()).select_from(Nodule)) or 0
+    return _Rows(list(ids_rows), list(owners), builds, n_rows)
+
+
+def _shape_problems(
+    version: str, manifest: dict[str, Any], catalog: Catalog, n_rows: int
+) -> list[str]:
+    """Vector counts and dimension agree across index, embeddings, database and manifest."""
+    index, embeddings = catalog.index, catalog.embeddings
+    n, dim = int(manifest.get("n_nodules", -1)), int(manifest.get("dim", -1))
+    problems = []
+    if not (index.ntotal == n_rows == len(embeddings) == n):
+        problems.append(
+            f"{version}: counts disagree: index {index.ntotal}, catalogue {n_rows}, "
+            f"embeddings {len(embeddings)}, manifest {n}"
+        )
+    if index.d != dim or (embeddings.ndim == 2 and embeddings.shape[1] != dim):
+        problems.append(f"{version}: dimension disagrees (index {index.d}, manifest {dim})")
+    return problems
+
+
+def _vector_problems(
+    version: str, manifest: dict[str, Any], catalog: Catalog, ids_rows: list[Any]
+) -> list[str]:
+    """Every stored vector is unit length and found first under its own nodule's id.
+
+    Only for a version whose ids, counts and dimension already agree.
+    """
+    ids = np.array([r[0] for r in ids_rows], dtype=np.int64)
+    order = np.array([r[1] for r in ids_rows])
+    stored = np.asarray(catalog.embeddings[order], dtype=np.float32)
+    _, found = search(catalog.index, stored, 1)
+    exact = manifest.get("index_type") == "exact"
+    hits = float(np.mean(found[:, 0] == ids))
+    problems = []
+    # Exact search must return every vector as its own nearest neighbour; approximate indexes
+    # may miss a few (duplicates, graph/list misses).
+    if (exact and hits < 1.0) or hits < 0.95:
+        problems.append(f"{version}: only {hits:.1%} of stored vectors find themselves first")
+    if not np.allclose(np.linalg.norm(stored, axis=1), 1.0, atol=1e-3):
+        problems.append(f"{version}: stored vectors are not unit length")
+    return problems
+
+
+def _model_problems(
+    version: str, manifest: dict[str, Any], builds: list[Build], expected: str | None
+) -> list[str]:
+    problems = []
+    if len(builds) != 1 or builds[0].model_fingerprint != manifest.get("model_fingerprint"):
+        problems.append(f"{version}: build record and manifest disagree on the model")
+    if expected and manifest.get("model_fingerprint") != expected:
+        problems.append(f"{version}: built with another model than the one expected")
+    return problems
+
+
 def verify_version(
     index_dir: Path, version: str, expected_model_fingerprint: str | None = None
 ) -> list[str]:
@@ -168,18 +256,12 @@ def verify_version(
     vectors and patients; the manifest holding it has no checksum of its own).
     """
     layout = IndexLayout(index_dir)
-    problems: list[str] = []
     try:
         folder = layout.version_dir(version)
         manifest = layout.manifest(version)
     except LayoutError as e:
         return [str(e)]
-    for name in DATA_FILES:
-        path = folder / name
-        if not path.is_file():
-            problems.append(f"{version}: {name} is missing")
-        elif sha256_file(path) != manifest.get("files", {}).get(name):
-            problems.append(f"{version}: {name} does not match its manifest checksum")
+    problems = _checksum_problems(folder, version, manifest)
     if problems:
         return problems
     try:
@@ -187,55 +269,21 @@ def verify_version(
     except (LayoutError, OSError, RuntimeError, ValueError) as e:
         return [f"{version}: cannot open ({e})"]
     try:
-        with catalog.sessions() as session:
-            rows = session.execute(
-                select(Nodule.id, Nodule.embedding_row).order_by(Nodule.id)
-            ).all()
-            owners = session.execute(
-                select(Nodule.embedding_row, Nodule.id, Nodule.series_uid, Scan.patient_id)
-                .join(Scan, Scan.id == Nodule.scan_id)
-                .order_by(Nodule.embedding_row)
-            ).all()
-            builds = session.execute(select(Build)).scalars().all()
-            n_rows = session.scalar(select(func.count()).select_from(Nodule)) or 0
-    except SQLAlchemyError as e:
+        try:
+            rows = _read_rows(catalog)
+        except SQLAlchemyError as e:
+            return [f"{version}: catalogue database unreadable ({type(e).__name__})"]
+        problems += _shape_problems(version, manifest, catalog, rows.n_rows)
+        ids = np.array([r[0] for r in rows.ids_rows], dtype=np.int64)
+        if not np.array_equal(ids, np.sort(index_ids(catalog.index))):
+            problems.append(f"{version}: FAISS ids differ from the catalogue's nodule ids")
+        elif rows.ids_rows and not problems:
+            # Searching the vectors needs ids, counts and dimension that agree.
+            problems += _vector_problems(version, manifest, catalog, rows.ids_rows)
+            problems += _threshold_problems(version, manifest, catalog, rows.owners)
+        problems += _model_problems(version, manifest, rows.builds, expected_model_fingerprint)
+    finally:
         catalog.close()
-        return [f"{version}: catalogue database unreadable ({type(e).__name__})"]
-    index, embeddings = catalog.index, catalog.embeddings
-    n, dim = int(manifest.get("n_nodules", -1)), int(manifest.get("dim", -1))
-    if not (index.ntotal == n_rows == len(embeddings) == n):
-        problems.append(
-            f"{version}: counts disagree: index {index.ntotal}, catalogue {n_rows}, "
-            f"embeddings {len(embeddings)}, manifest {n}"
-        )
-    if index.d != dim or (embeddings.ndim == 2 and embeddings.shape[1] != dim):
-        problems.append(f"{version}: dimension disagrees (index {index.d}, manifest {dim})")
-    ids = np.array([r[0] for r in rows], dtype=np.int64)
-    stored_ids = np.sort(index_ids(index))
-    if not np.array_equal(ids, stored_ids):
-        problems.append(f"{version}: FAISS ids differ from the catalogue's nodule ids")
-    elif len(rows) and not problems:
-        order = np.array([r[1] for r in rows])
-        stored = np.asarray(embeddings[order], dtype=np.float32)
-        _, found = search(index, stored, 1)
-        exact = manifest.get("index_type") == "exact"
-        hits = float(np.mean(found[:, 0] == ids))
-        # Exact search must return every vector as its own nearest neighbour; approximate
-        # indexes may miss a few (duplicates, graph/list misses).
-        if (exact and hits < 1.0) or hits < 0.95:
-            problems.append(f"{version}: only {hits:.1%} of stored vectors find themselves first")
-        norms = np.linalg.norm(stored, axis=1)
-        if not np.allclose(norms, 1.0, atol=1e-3):
-            problems.append(f"{version}: stored vectors are not unit length")
-        problems += _threshold_problems(version, manifest, catalog, owners)
-    if len(builds) != 1 or builds[0].model_fingerprint != manifest.get("model_fingerprint"):
-        problems.append(f"{version}: build record and manifest disagree on the model")
-    if (
-        expected_model_fingerprint
-        and manifest.get("model_fingerprint") != expected_model_fingerprint
-    ):
-        problems.append(f"{version}: built with another model than the one expected")
-    catalog.close()
     if not (folder / MANIFEST).is_file():
         problems.append(f"{version}: manifest vanished")
     return problems
