@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
@@ -40,7 +39,7 @@ from model.embedder import Embedder
 from model.preprocessing import extract_patch
 from model.store.catalog import Catalog
 from model.store.tables import Nodule, Scan
-from model.store.vector_index import set_search_threads
+from model.threads import ThreadPolicy
 from model.volume import VolumeSource
 from model.vote import four_class_shares, majority, malignant_probability
 
@@ -112,18 +111,16 @@ class Retriever:
         catalog: Catalog,
         locator: SeriesLocator,
         max_k: int,
-        faiss_threads: int = 1,
         sources: OpenSources | None = None,
-        torch_threads: int = 1,
         pacs: Pacs | None = None,
+        threads: ThreadPolicy | None = None,
     ) -> None:
         self.embedder = embedder
         self.catalog = catalog
         self.locator = locator
         self.sources = sources or OpenSources(capacity=0)
         self.max_k = max_k
-        self.faiss_threads = faiss_threads
-        self.torch_threads = torch_threads
+        self.threads = threads or ThreadPolicy()
         self.pacs = pacs
         # A catalogue version never changes once published, so its rows can be kept: a query
         # then costs no SQL at all for the neighbours it has seen before.
@@ -239,14 +236,11 @@ class Retriever:
             raise InputError(f"k: must be at most {self.max_k} (NODULE_MAX_K), got {k}")
         total = int(self.catalog.index.ntotal)
         fetch = min(total, k + len(exclude_ids) + 16)
-        # OpenMP thread counts are per thread: set it in the worker thread that searches, or
-        # FAISS starts one thread per core for every concurrent request.
-        set_search_threads(self.faiss_threads)
         while True:
-            scores, ids = self.catalog.search(vector[None].astype(np.float32), max(fetch, 1))
-            # torch's oneDNN and FAISS share one OpenMP runtime, so FAISS's setting just became
-            # torch's too in this thread: give torch its own count back.
-            torch.set_num_threads(self.torch_threads)
+            # OpenMP thread counts are per thread: set in the worker thread that searches, or
+            # FAISS starts one thread per core for every concurrent request.
+            with self.threads.searching():
+                scores, ids = self.catalog.search(vector[None].astype(np.float32), max(fetch, 1))
             pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
             rows = self._rows([i for i, _ in pairs])
             out = [

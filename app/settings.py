@@ -6,12 +6,13 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode
 
-from model.dicomweb import PacsConfig
+from model.settings import SharedSettings
+from model.threads import ThreadPolicy
 
 
-class AppSettings(BaseSettings):
+class AppSettings(SharedSettings):
     """Service settings; ``create_app`` takes an instance, tests pass their own.
 
     Attributes:
@@ -22,18 +23,14 @@ class AppSettings(BaseSettings):
             folder layout (found by their SeriesInstanceUID headers).
         dicom_rescan_s: a miss rebuilds the DICOM header lookup at most this often.
         open_volumes: opened stored CTs kept for repeated queries.
-        dicomweb_url: a PACS's DICOMweb root; coordinate queries with a ``study_uid`` (and series
-            found nowhere else) are read from it. Credentials: ``dicomweb_user`` and
-            ``dicomweb_password`` (basic) or ``dicomweb_token`` (bearer); never logged.
-        dicomweb_timeout_s / dicomweb_max_attempts: per request; 429/503/504 are retried.
+        dicomweb_url (and the other PACS settings of ``SharedSettings``): coordinate queries
+            with a ``study_uid`` (and series found nowhere else) are read from this PACS.
         log_hash_key: key of the hash that stands for series/study UIDs in logs (default: a
             key made per process, so hashes match only within one run).
         device: where the network runs.
         torch_threads / faiss_threads: CPU threads per request (one query is faster on one
             thread than on two: OpenMP start-up dominates).
     """
-
-    model_config = SettingsConfigDict(env_prefix="NODULE_", extra="ignore")
 
     index_dir: Path = Path("index/demo")
     model_dir: Path | None = None
@@ -55,17 +52,11 @@ class AppSettings(BaseSettings):
     api_key: SecretStr | None = None
     access_token: SecretStr | None = None
     """When set, every /v1 route but admin needs ``Authorization: Bearer <token>``."""
-    cors_origins: Annotated[list[str], NoDecode] = []
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Web origins (``https://viewer.example``) whose pages may call the API; comma-separated."""
     auth_failures_per_minute: int = Field(default=10, ge=1, le=10_000)
     """Failed token/admin-key attempts a client may make per minute before 429s."""
     log_hash_key: SecretStr | None = None
-    dicomweb_url: str | None = None
-    dicomweb_user: str | None = None
-    dicomweb_password: SecretStr | None = None
-    dicomweb_token: SecretStr | None = None
-    dicomweb_timeout_s: float = Field(default=10.0, gt=0, le=300)
-    dicomweb_max_attempts: int = Field(default=2, ge=1, le=10)
     max_k: int = Field(default=50, ge=1, le=1000)
     torch_threads: int = Field(default=1, ge=1, le=256)
     faiss_threads: int = Field(default=1, ge=1, le=256)
@@ -80,30 +71,12 @@ class AppSettings(BaseSettings):
             return [v.strip().rstrip("/") for v in value.split(",") if v.strip()]
         return value
 
-    @field_validator(
-        "api_key", "access_token", "log_hash_key", "dicomweb_password", "dicomweb_token"
-    )
+    @field_validator("api_key", "access_token", "log_hash_key")
     @classmethod
     def _empty_key_is_none(cls, value: SecretStr | None) -> SecretStr | None:
         # compose passes NODULE_API_KEY="" when unset: that must disable admin, not open it.
         return value if value is not None and value.get_secret_value().strip() else None
 
-    @field_validator("dicomweb_url", "dicomweb_user")
-    @classmethod
-    def _empty_is_none(cls, value: str | None) -> str | None:
-        # compose passes "" for unset variables: that means "none", not an empty user.
-        return value.strip() or None if value is not None else None
-
-    def pacs_config(self) -> PacsConfig | None:
-        """The PACS to read from, or None when none is configured."""
-        if self.dicomweb_url is None:
-            return None
-        password, token = self.dicomweb_password, self.dicomweb_token
-        return PacsConfig(
-            url=self.dicomweb_url,
-            user=self.dicomweb_user,
-            password=password.get_secret_value() if password else None,
-            token=token.get_secret_value() if token else None,
-            timeout_s=self.dicomweb_timeout_s,
-            max_attempts=self.dicomweb_max_attempts,
-        )
+    def threads(self) -> ThreadPolicy:
+        """The CPU threads of one request's network pass and search."""
+        return ThreadPolicy(torch_threads=self.torch_threads, faiss_threads=self.faiss_threads)

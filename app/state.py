@@ -8,8 +8,6 @@ import time
 from pathlib import Path
 from typing import TypedDict
 
-import torch
-
 from app.access import FailedAttempts
 from app.privacy import UidHasher
 from app.retrieval import Retriever
@@ -20,7 +18,6 @@ from model.dicomweb import Pacs
 from model.embedder import Embedder
 from model.store.catalog import Catalog
 from model.store.leases import ServingLease
-from model.store.vector_index import set_search_threads
 
 logger = logging.getLogger(__name__)
 
@@ -130,8 +127,8 @@ def load_retriever(
     pacs: Pacs | None = None,
 ) -> Retriever:
     """Open the current catalogue version and its model (or the configured one)."""
-    torch.set_num_threads(settings.torch_threads)
-    set_search_threads(settings.faiss_threads)
+    threads = settings.threads()
+    threads.apply()
     catalog = Catalog.open(settings.index_dir, gpu=settings.device != "cpu")
     model_dir = settings.model_dir or Path(str(catalog.manifest["model_dir"]))
     embedder = Embedder.from_model_dir(model_dir, settings.device, batch_size=64)
@@ -140,8 +137,7 @@ def load_retriever(
         catalog,
         locator or SeriesLocator(settings.data_dir, settings.dicom_rescan_s),
         settings.max_k,
-        faiss_threads=settings.faiss_threads,
-        torch_threads=settings.torch_threads,
+        threads=threads,
         sources=sources or OpenSources(settings.open_volumes),
         pacs=pacs,
     )

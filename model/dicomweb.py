@@ -40,9 +40,15 @@ from model.geometry import Geometry
 from model.volume import F32Array, VolumeReadError, check_box
 
 logger = logging.getLogger(__name__)
-# Both write request URLs, which name study, series and instance UIDs, at DEBUG level.
-for _noisy in ("dicomweb_client", "urllib3"):
-    logging.getLogger(_noisy).setLevel(logging.WARNING)
+#: Loggers that write request URLs, which name study, series and instance UIDs, at DEBUG level.
+URL_LOGGERS = ("dicomweb_client", "urllib3")
+
+
+def quiet_url_loggers() -> None:
+    """Keep the DICOMweb client's and urllib3's URL lines (UIDs) out of the log, even at DEBUG."""
+    for name in URL_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
 
 #: Uncompressed frames, explicit VR little endian: what every PACS can send without transcoding
 #: cost on our side (Orthanc refuses dicomweb-client's default frame media type).
@@ -143,6 +149,7 @@ class Pacs:
     """A DICOMweb server: QIDO/WADO requests with errors mapped, and the metadata cache."""
 
     def __init__(self, config: PacsConfig) -> None:
+        quiet_url_loggers()  # here, not at import: importing a module changes no logging
         self.config = config
         session = requests.Session()
         if config.token:

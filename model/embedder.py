@@ -65,7 +65,6 @@ class Embedder:
         card: its model card (patch shape and embedding size come from here).
         device: ``auto``, ``cpu`` or ``cuda``.
         batch_size: patches per forward pass.
-        num_threads: torch CPU threads (process-wide); None leaves torch's setting.
         amp: bfloat16 autocast on CUDA.
     """
 
@@ -76,11 +75,8 @@ class Embedder:
         device: str = "auto",
         *,
         batch_size: int = 64,
-        num_threads: int | None = None,
         amp: bool = True,
     ) -> None:
-        if num_threads is not None:
-            torch.set_num_threads(max(1, num_threads))
         self.card = card
         self.device = resolve_device(device)
         self.batch_size = max(1, batch_size)

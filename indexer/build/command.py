@@ -121,7 +121,8 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     b.add_argument(
         "--dicomweb-url",
         default=None,
-        help="the PACS's DICOMweb root (credentials from NODULE_DICOMWEB_USER/_PASSWORD or "
+        help="the PACS's DICOMweb root (default $NODULE_DICOMWEB_URL; credentials from "
+        "NODULE_DICOMWEB_USER/_PASSWORD or "
         "NODULE_DICOMWEB_TOKEN, never on the command line)",
     )
     b.add_argument("--model", type=Path, required=True, help="MODEL_DIR (card.json, weights.pt)")
@@ -196,19 +197,22 @@ def _ray_options(args: argparse.Namespace) -> RayOptions | None:
     )
 
 
-def run_build(args: argparse.Namespace) -> int:
-    """``build`` and ``add``."""
+def run_build(args: argparse.Namespace, settings: IndexerSettings) -> int:
+    """``build`` and ``add``; ``settings``: the PACS credentials of ``build --series-list``."""
     try:
         pacs = None
         if args.command == "build" and args.series_list is not None:
-            if not args.dicomweb_url:
-                logger.error("--series-list needs --dicomweb-url (the PACS to read from)")
+            pacs = settings.pacs_config(args.dicomweb_url)
+            if pacs is None:
+                logger.error(
+                    "--series-list needs --dicomweb-url or NODULE_DICOMWEB_URL (the PACS to read "
+                    "from)"
+                )
                 return EXIT_BAD_INPUT
-            pacs = IndexerSettings().pacs_config(args.dicomweb_url)
             scans, nodes = collect_pacs(args.series_list, args.labels)
             model_dir = args.model
             fingerprint = hashlib.sha256(
-                args.dicomweb_url.encode() + args.series_list.read_bytes()
+                pacs.url.encode() + args.series_list.read_bytes()
             ).hexdigest()
         elif args.command == "build":
             scans, nodes = collect_data(args.data, args.labels, LabelRule())
@@ -328,9 +332,8 @@ def run_rollback(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: The catalogue commands that need no settings (``build`` and ``add`` are ``run_build``).
 COMMANDS = {
-    "build": run_build,
-    "add": run_build,
     "verify": run_verify,
     "versions": run_versions,
     "rollback": run_rollback,

@@ -7,7 +7,6 @@ import logging
 import os
 from pathlib import Path
 
-import torch
 from pydantic import ValidationError
 
 from indexer.luna import LunaLayoutError
@@ -17,6 +16,7 @@ from indexer.version import code_version
 from model.card import CardError, ModelCard, read_card
 from model.checkpoint import load_model
 from model.network import NoduleNet
+from model.threads import ThreadPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     except ValidationError as e:
         logger.error("invalid training options: %s", e)
         return 2
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    ThreadPolicy.all_cores().apply()  # training owns the machine
     try:
         fingerprint = data_fingerprint(args.data)
         if not (args.force or args.resume) and (args.out / "card.json").is_file():
