@@ -30,7 +30,7 @@ REAL_TRAIN  ?= --init $(MODEL) --outside edge --lr 5e-4 --epochs 5 --intensity-j
 # scanner and kernel than the LIDC scans trained on) with its VOI-less negatives.
 REAL_VAL    ?= subset7
 
-.PHONY: venv demo serve test lint system-deps clean real-model real-eval
+.PHONY: test-fast venv demo serve test lint system-deps clean real-model real-eval
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -119,6 +119,11 @@ system-deps:
 
 test: lint system-deps
 	$(BIN)/python -m pytest
+
+# The inner loop: lint and every test not marked slow (no browser, Ray cluster, killed builds,
+# real-CT set or schemathesis run); about 1.5 minutes on 2 cores. CI runs `make test`.
+test-fast: lint
+	$(BIN)/python -m pytest -m "not slow" -q
 
 clean:
 	rm -rf $(VENV) data models index reports .mypy_cache .ruff_cache .pytest_cache

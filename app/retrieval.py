@@ -37,6 +37,7 @@ from app.series import OpenSources, SeriesLocator
 from model.dicomweb import DicomwebSeriesSource, Pacs, parse_pacs_address
 from model.embedder import Embedder
 from model.preprocessing import extract_patch
+from model.sources import open_source
 from model.store.catalog import Catalog
 from model.store.tables import Nodule, Scan
 from model.threads import ThreadPolicy
@@ -165,9 +166,8 @@ class Retriever:
             if path is not None:  # unknown UIDs are not remembered: they are unbounded
                 with self._cache_lock:
                     self._scan_paths[series_uid] = path
-        address = parse_pacs_address(str(path)) if path is not None else None
-        if address is not None and self.pacs is not None:
-            return DicomwebSeriesSource(self.pacs, address[0], address[1])
+        if path is not None and self.pacs is not None and parse_pacs_address(str(path)):
+            return open_source(path, self.pacs)
         if path is None or not path.exists():
             path = self.locator.find(series_uid)
         if path is not None:
@@ -224,7 +224,7 @@ class Retriever:
             return False
         return not (filters.labelled_only and not row.labelled)
 
-    def neighbours(
+    def neighbors(
         self,
         vector: npt.NDArray[np.float32],
         k: int,
@@ -261,7 +261,7 @@ class Retriever:
         exclude_ids: frozenset[int] = frozenset(),
     ) -> SearchResponse:
         """Neighbours and vote as the API returns them."""
-        neighbors = self.neighbours(vector, k, filters, exclude_ids)
+        neighbors = self.neighbors(vector, k, filters, exclude_ids)
         # The vote rests on the returned neighbours, so the nearest of them decides whether the
         # catalogue holds anything close to the query (``model.store.calibration``).
         best = neighbors[0].similarity if neighbors else None

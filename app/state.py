@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
 from typing import TypedDict
 
 from app.access import FailedAttempts
@@ -16,6 +15,7 @@ from app.settings import AppSettings
 from app.uploads import UploadParser
 from model.dicomweb import Pacs
 from model.embedder import Embedder
+from model.sources import model_dir_of
 from model.store.catalog import Catalog
 from model.store.leases import ServingLease
 
@@ -130,7 +130,7 @@ def load_retriever(
     threads = settings.threads()
     threads.apply()
     catalog = Catalog.open(settings.index_dir, gpu=settings.device != "cpu")
-    model_dir = settings.model_dir or Path(str(catalog.manifest["model_dir"]))
+    model_dir = settings.model_dir or model_dir_of(settings.index_dir, catalog.manifest)
     embedder = Embedder.from_model_dir(model_dir, settings.device, batch_size=64)
     retriever = Retriever(
         embedder,

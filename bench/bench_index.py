@@ -35,12 +35,12 @@ KNOBS = {"hnsw": ("efSearch", [32, 64, 128, 256, 512]), "ivf": ("nprobe", [8, 16
 
 
 def unit(
-    rng: np.random.Generator, n: int, dim: int, centres: np.ndarray | None = None
+    rng: np.random.Generator, n: int, dim: int, centers: np.ndarray | None = None
 ) -> np.ndarray:
     """Unit vectors: isotropic Gaussian, or around ``centres`` (clustered, like real embeddings)."""
     x = rng.standard_normal((n, dim), dtype=np.float32)
-    if centres is not None:
-        x = centres[rng.integers(len(centres), size=n)] + 0.35 * x / np.sqrt(dim)
+    if centers is not None:
+        x = centers[rng.integers(len(centers), size=n)] + 0.35 * x / np.sqrt(dim)
     return np.asarray(x / np.linalg.norm(x, axis=1, keepdims=True), dtype=np.float32)
 
 
@@ -77,9 +77,9 @@ def main() -> int:
     rng = np.random.default_rng(0)
     results: list[dict[str, Any]] = []
     for n in args.sizes:
-        centres = unit(rng, 1000, args.dim) if args.clustered else None
-        base = unit(rng, n, args.dim, centres)
-        queries = unit(rng, args.queries, args.dim, centres)
+        centers = unit(rng, 1000, args.dim) if args.clustered else None
+        base = unit(rng, n, args.dim, centers)
+        queries = unit(rng, args.queries, args.dim, centers)
         ids = np.arange(n, dtype=np.int64)
         for index_type in INDEX_TYPES:
             faiss.omp_set_num_threads(os.cpu_count() or 1)

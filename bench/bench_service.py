@@ -57,7 +57,7 @@ def baseline_ms(retriever: object, mhd: Path, center: tuple[float, float, float]
     t0 = time.perf_counter()
     patch = whole_volume_patch(mhd, center, retriever.embedder.card.preprocessing)
     vector = retriever.embedder.embed_patches(patch[None].astype(np.float32))[0]
-    retriever.neighbours(vector, 5, Filters())
+    retriever.neighbors(vector, 5, Filters())
     return (time.perf_counter() - t0) * 1000.0
 
 

@@ -15,16 +15,14 @@ import numpy as np
 import numpy.typing as npt
 
 from indexer import failpoints
-from model.ct import open_volume
 from model.dicomweb import (
-    DicomwebSeriesSource,
     Pacs,
     PacsConfig,
     PacsError,
-    parse_pacs_address,
 )
 from model.preprocessing import CoordinateOutsideVolumeError, PatchSpec, extract_patch
-from model.volume import VolumeReadError, VolumeSource
+from model.sources import open_source
+from model.volume import VolumeReadError
 
 
 @dataclass(frozen=True)
@@ -37,20 +35,6 @@ class ScanJob:
     spec: PatchSpec
     pacs: PacsConfig | None = None
     """Where ``dicomweb:`` paths are read from (each worker opens its own connection)."""
-
-
-def open_scan(path: Path | str, pacs: PacsConfig | None = None) -> VolumeSource:
-    """A scan for region reads: a file or DICOM folder, or a ``dicomweb:`` series of ``pacs``.
-
-    Raises:
-        VolumeReadError: unreadable, or a ``dicomweb:`` address without a PACS.
-    """
-    address = parse_pacs_address(str(path))
-    if address is None:
-        return open_volume(Path(path))
-    if pacs is None:
-        raise VolumeReadError(f"{path}: a PACS series, but no PACS is configured")
-    return DicomwebSeriesSource(Pacs(pacs), address[0], address[1])
 
 
 @dataclass(frozen=True)
@@ -66,7 +50,7 @@ def cut_scan(job: ScanJob) -> ScanPatches:
     """Open the scan once and cut all its patches (runs in a worker process)."""
     failpoints.crash_if(f"crop:{job.key}")  # tests: a reader that kills its process
     try:
-        source = open_scan(job.path, job.pacs)
+        source = open_source(job.path, Pacs(job.pacs) if job.pacs else None)
         patches = np.stack([extract_patch(source, c, job.spec) for c in job.centers_xyz])
     except (VolumeReadError, CoordinateOutsideVolumeError, PacsError, ValueError, OSError) as e:
         return ScanPatches(job.key, None, f"{type(e).__name__}: {e}")

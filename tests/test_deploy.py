@@ -81,6 +81,7 @@ def _all_commands() -> list[list[str]]:
     return commands
 
 
+@pytest.mark.slow
 def test_every_command_exists_and_starts() -> None:
     commands = _all_commands()
     assert len(commands) >= 6
@@ -100,6 +101,7 @@ def test_every_command_exists_and_starts() -> None:
         assert result.returncode == 0, (command, result.stderr)
 
 
+@pytest.mark.slow
 def test_compose_indexer_command_works_outside_docker(tmp_path: Path, tiny_table: Path) -> None:
     services = _compose()["services"]
     assert isinstance(services, dict)

@@ -24,6 +24,7 @@ from indexer.settings import IndexerSettings
 from indexer.train.samples import data_fingerprint
 from model.card import CardError, read_card
 from model.labels import LabelRule
+from model.sources import model_dir_of
 from model.store.catalog import verify_version
 from model.store.layout import IndexLayout, LayoutError
 from model.store.vector_index import INDEX_TYPES
@@ -220,7 +221,7 @@ def run_build(args: argparse.Namespace, settings: IndexerSettings) -> int:
             fingerprint = data_fingerprint(args.data)
         else:
             old_scans, old_nodes, manifest = collect_current(args.index)
-            model_dir = args.model or Path(str(manifest["model_dir"]))
+            model_dir = args.model or model_dir_of(args.index, manifest)
             card = read_card(model_dir)
             if card.fingerprint != manifest["model_fingerprint"]:
                 logger.error(

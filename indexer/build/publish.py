@@ -29,11 +29,11 @@ from indexer import failpoints
 from indexer.build.embed import EmbedOutcome
 from indexer.build.plan import BuildError, BuildPlan, NoduleEntry, ScanEntry
 from indexer.maps import embedding_map
-from indexer.patches import open_scan
 from indexer.version import code_version
-from model.dicomweb import PacsConfig, parse_pacs_address
+from model.dicomweb import Pacs, PacsConfig, parse_pacs_address
 from model.embedder import Embedder
 from model.labels import CHARACTERISTICS
+from model.sources import open_source
 from model.store.calibration import MatchThreshold, calibrate_match_threshold, patient_group
 from model.store.catalog import sha256_file, sqlite_engine, verify_version
 from model.store.layout import (
@@ -62,6 +62,8 @@ class BuildRecord(BaseModel):
     created_at: datetime
     model_fingerprint: str
     model_dir: str
+    """The model folder, absolute; ``model_dir_relative``: the same, from the index folder."""
+    model_dir_relative: str
     model: dict[str, Any]
     preprocessing: dict[str, Any]
     data_fingerprint: str
@@ -148,7 +150,7 @@ def publish(
     folder.mkdir(parents=True)
     try:
         record = _write_version(
-            folder, version, plan, kept, embedder, outcome, options, timings, started
+            layout, version, plan, kept, embedder, outcome, options, timings, started
         )
         problems = verify_version(layout.root, version, fingerprint)
         if problems:
@@ -165,7 +167,7 @@ def publish(
 
 
 def _write_version(
-    folder: Path,
+    layout: IndexLayout,
     version: str,
     plan: BuildPlan,
     kept: list[NoduleEntry],
@@ -176,6 +178,7 @@ def _write_version(
     started: float,
 ) -> BuildRecord:
     """Every file of the version, the manifest last."""
+    folder = layout.version_dir(version)
     vectors = np.stack([n.vector for n in kept]).astype(np.float32)  # type: ignore[misc]
     ids = np.array([n.nodule_id for n in kept], dtype=np.int64)
     _save_vectors(folder / EMBEDDINGS_FILE, vectors)
@@ -194,6 +197,7 @@ def _write_version(
         created_at=datetime.now(UTC),
         model_fingerprint=embedder.card.fingerprint,
         model_dir=str(options.model_dir.resolve()),
+        model_dir_relative=os.path.relpath(options.model_dir.resolve(), layout.root.resolve()),
         model=embedder.card.summary(),
         preprocessing=embedder.card.preprocessing.model_dump(mode="json"),
         data_fingerprint=options.data_fingerprint,
@@ -286,7 +290,7 @@ def _add_scans(
     scan_ids: dict[str, int] = {}
     for i, uid in enumerate(sorted({n.series_uid for n in nodes})):
         entry = scans[uid]
-        g = entry.geometry or open_scan(entry.path, pacs).geometry
+        g = entry.geometry or open_source(entry.path, Pacs(pacs) if pacs else None).geometry
         session.add(
             Scan(
                 id=i + 1,

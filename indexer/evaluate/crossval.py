@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from indexer.evaluate.metrics import Neighbours, hits_at_1, loo_neighbours
+from indexer.evaluate.metrics import Neighbors, hits_at_1, loo_neighbors
 from indexer.evaluate.report import (
     BASELINES,
     CatalogNodules,
     EvaluateOptions,
-    NeighbourSearch,
+    NeighborSearch,
     _evaluate_features,
     cosine_search,
     paired_difference,
@@ -132,17 +132,17 @@ def with_size_profile(embedder: Embedder, weight: float) -> Embedder:
     return Embedder(network, card, str(embedder.device), batch_size=embedder.batch_size)
 
 
-def cv_search(vectors_by_fold: Sequence[F32], fold: npt.NDArray[np.int64]) -> NeighbourSearch:
+def cv_search(vectors_by_fold: Sequence[F32], fold: npt.NDArray[np.int64]) -> NeighborSearch:
     """Each nodule's neighbours by the vectors of its own fold's model."""
 
-    def search(patients: Sequence[str | None] | None, k: int) -> Neighbours:
+    def search(patients: Sequence[str | None] | None, k: int) -> Neighbors:
         index = np.full((len(fold), k), -1, dtype=np.int64)
         similarity = np.full((len(fold), k), -np.inf)
         for f, vectors in enumerate(vectors_by_fold):
             rows = fold == f
-            found = loo_neighbours(vectors, k, patients)
+            found = loo_neighbors(vectors, k, patients)
             index[rows], similarity[rows] = found.index[rows], found.similarity[rows]
-        return Neighbours(index, similarity)
+        return Neighbors(index, similarity)
 
     return search
 
@@ -150,7 +150,7 @@ def cv_search(vectors_by_fold: Sequence[F32], fold: npt.NDArray[np.int64]) -> Ne
 def binary_hits(labelled: LabelledNodules, vectors: F32, rows: npt.NDArray[np.bool_]) -> float:
     """Binary Recall@1 of ``rows`` as queries (other patients' neighbours), by ``vectors``."""
     nodules = labelled.nodules
-    found = loo_neighbours(vectors, 1, nodules.patient_id)
+    found = loo_neighbors(vectors, 1, nodules.patient_id)
     hits = hits_at_1(nodules.label_binary, found)
     return float(hits[rows].mean()) if rows.any() else float("nan")
 
@@ -235,7 +235,7 @@ def cross_validate(
     )
     rows = np.arange(len(nodules.ids), dtype=np.int64)
     opts = options.evaluate
-    network_section, neighbours = _evaluate_features(network_search, nodules, rows, opts)
+    network_section, neighbors = _evaluate_features(network_search, nodules, rows, opts)
     raw = raw_features(patches)
     searches = {
         "raw": cosine_search(raw),
@@ -246,7 +246,7 @@ def cross_validate(
     baselines, paired = {}, {}
     for name in BASELINES:
         baselines[name], found = _evaluate_features(searches[name], nodules, rows, opts)
-        paired[name] = paired_difference(neighbours, found, nodules, rows, opts)
+        paired[name] = paired_difference(neighbors, found, nodules, rows, opts)
     return {
         "protocol": "patient-grouped cross-validation: each fold's nodules query all other "
         "patients' nodules with the vectors of a model that did not train on the fold",

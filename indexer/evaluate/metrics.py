@@ -21,7 +21,7 @@ I64 = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)
-class Neighbours:
+class Neighbors:
     """Leave-one-out neighbours: ``index[q, j]`` is the j-th nearest of query q (-1: none left)."""
 
     index: I64
@@ -37,9 +37,9 @@ def normalise(vectors: npt.ArrayLike) -> F64:
     return v / np.where(norms > 0, norms, 1.0)
 
 
-def loo_neighbours(
+def loo_neighbors(
     vectors: npt.ArrayLike, k: int, patient_ids: Sequence[str | None] | None = None
-) -> Neighbours:
+) -> Neighbors:
     """The ``k`` most similar other rows of each row (exact cosine search).
 
     Args:
@@ -52,9 +52,9 @@ def loo_neighbours(
     return _top_k(v @ v.T, k, patient_ids)
 
 
-def loo_neighbours_by_size(
+def loo_neighbors_by_size(
     diameters_mm: npt.ArrayLike, k: int, patient_ids: Sequence[str | None] | None = None
-) -> Neighbours:
+) -> Neighbors:
     """The ``k`` other rows nearest in diameter: the size-only baseline.
 
     Similarity is ``1 / (1 + |difference| / 1 mm)`` (1 for equal sizes, positive, so the
@@ -64,12 +64,12 @@ def loo_neighbours_by_size(
     return _top_k(1.0 / (1.0 + np.abs(d[:, None] - d[None, :])), k, patient_ids)
 
 
-def loo_neighbours_by_size_and_vectors(
+def loo_neighbors_by_size_and_vectors(
     vectors: npt.ArrayLike,
     diameters_mm: npt.ArrayLike,
     k: int,
     patient_ids: Sequence[str | None] | None = None,
-) -> Neighbours:
+) -> Neighbors:
     """Neighbours by the mean of the cosine similarity and the size similarity.
 
     Both lie in [-1, 1] and (0, 1]; equal weights make "looks alike and is as large" the
@@ -81,13 +81,13 @@ def loo_neighbours_by_size_and_vectors(
     return _top_k(0.5 * (v @ v.T) + 0.5 * size, k, patient_ids)
 
 
-def hits_at_1(labels: npt.ArrayLike, neighbours: Neighbours) -> npt.NDArray[np.bool_]:
+def hits_at_1(labels: npt.ArrayLike, neighbors: Neighbors) -> npt.NDArray[np.bool_]:
     """Per query: does its nearest neighbour have its label (NaN labels never hit)."""
     y = np.asarray(labels, dtype=np.float64)
-    return np.asarray(neighbour_labels(y, neighbours)[:, 0] == y)
+    return np.asarray(neighbor_labels(y, neighbors)[:, 0] == y)
 
 
-def _top_k(sims: F64, k: int, patient_ids: Sequence[str | None] | None) -> Neighbours:
+def _top_k(sims: F64, k: int, patient_ids: Sequence[str | None] | None) -> Neighbors:
     """Best ``k`` columns of each row of a similarity matrix, never the row itself.
 
     With ``patient_ids``, columns of the row's own patient are excluded too.
@@ -109,14 +109,14 @@ def _top_k(sims: F64, k: int, patient_ids: Sequence[str | None] | None) -> Neigh
     if k_eff < k:
         index = np.pad(index, ((0, 0), (0, k - k_eff)), constant_values=-1)
         top = np.pad(top, ((0, 0), (0, k - k_eff)), constant_values=-np.inf)
-    return Neighbours(index=index, similarity=top)
+    return Neighbors(index=index, similarity=top)
 
 
-def neighbour_labels(labels: npt.ArrayLike, neighbours: Neighbours) -> F64:
+def neighbor_labels(labels: npt.ArrayLike, neighbors: Neighbors) -> F64:
     """``(n, k)`` labels of the neighbours; NaN where there is no neighbour."""
     y = np.asarray(labels, dtype=np.float64)
-    picked = y[np.clip(neighbours.index, 0, None)]
-    return np.where(neighbours.index >= 0, picked, np.nan)
+    picked = y[np.clip(neighbors.index, 0, None)]
+    return np.where(neighbors.index >= 0, picked, np.nan)
 
 
 @dataclass(frozen=True)
@@ -132,12 +132,10 @@ class Hits:
         return self.hits / self.queries if self.queries else float("nan")
 
 
-def recall_at_k(
-    labels: npt.ArrayLike, neighbours: Neighbours, ks: Sequence[int]
-) -> dict[int, Hits]:
+def recall_at_k(labels: npt.ArrayLike, neighbors: Neighbors, ks: Sequence[int]) -> dict[int, Hits]:
     """Recall@k for each k: a query hits when one of its k nearest has its label."""
     y = np.asarray(labels, dtype=np.float64)
-    same = neighbour_labels(y, neighbours) == y[:, None]
+    same = neighbor_labels(y, neighbors) == y[:, None]
     return {k: Hits(int(same[:, :k].any(axis=1).sum()), len(y)) for k in ks}
 
 
@@ -149,12 +147,12 @@ class VoteScores:
     majority: F64
 
 
-def knn_vote(labels_binary: npt.ArrayLike, neighbours: Neighbours, k: int) -> VoteScores:
+def knn_vote(labels_binary: npt.ArrayLike, neighbors: Neighbors, k: int) -> VoteScores:
     """The service's vote (``model.vote``) over each query's k nearest neighbours."""
-    neighbour_y = neighbour_labels(labels_binary, neighbours)[:, :k]
-    sims = np.where(neighbours.index[:, :k] >= 0, neighbours.similarity[:, :k], 0.0)
-    probability = malignant_probability(sims, neighbour_y)
-    return VoteScores(probability=probability, majority=majority(neighbour_y, probability))
+    neighbor_y = neighbor_labels(labels_binary, neighbors)[:, :k]
+    sims = np.where(neighbors.index[:, :k] >= 0, neighbors.similarity[:, :k], 0.0)
+    probability = malignant_probability(sims, neighbor_y)
+    return VoteScores(probability=probability, majority=majority(neighbor_y, probability))
 
 
 def vote_accuracy(labels_binary: npt.ArrayLike, votes: VoteScores) -> float:

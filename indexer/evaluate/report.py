@@ -39,14 +39,14 @@ from sqlalchemy.orm import selectinload
 from indexer.evaluate import figures
 from indexer.evaluate.metrics import (
     Interval,
-    Neighbours,
+    Neighbors,
     VoteScores,
     bootstrap,
     hits_at_1,
     knn_vote,
-    loo_neighbours,
-    loo_neighbours_by_size,
-    loo_neighbours_by_size_and_vectors,
+    loo_neighbors,
+    loo_neighbors_by_size,
+    loo_neighbors_by_size_and_vectors,
     normalise,
     recall_at_k,
     vote_accuracy,
@@ -60,6 +60,7 @@ from model.checkpoint import load_model
 from model.embedder import Embedder
 from model.labels import LabelRule, derive_label
 from model.network import NoduleNet
+from model.sources import model_dir_of
 from model.store.catalog import Catalog
 from model.store.layout import write_json_atomic
 from model.store.tables import Nodule
@@ -84,7 +85,7 @@ BASELINE_NAMES = {
 #: The paired comparisons of the network with each baseline (same queries, resampled together).
 PAIRED_METRICS = ("binary_recall_at_1", "four_class_recall_at_1", "vote_auc")
 #: Finds the k neighbours of every query row, optionally without its own patient.
-NeighbourSearch = Callable[[Sequence[str | None] | None, int], Neighbours]
+NeighborSearch = Callable[[Sequence[str | None] | None, int], Neighbors]
 
 
 class EvaluationError(RuntimeError):
@@ -222,21 +223,19 @@ def random_init_features(
     return random.embed_patches(patches)
 
 
-def cosine_search(vectors: npt.ArrayLike) -> NeighbourSearch:
+def cosine_search(vectors: npt.ArrayLike) -> NeighborSearch:
     """Exact cosine search over feature vectors (the service's metric)."""
-    return lambda patients, k: loo_neighbours(vectors, k, patients)
+    return lambda patients, k: loo_neighbors(vectors, k, patients)
 
 
-def size_search(diameters_mm: npt.ArrayLike) -> NeighbourSearch:
+def size_search(diameters_mm: npt.ArrayLike) -> NeighborSearch:
     """Nearest by annotated diameter: what size alone says."""
-    return lambda patients, k: loo_neighbours_by_size(diameters_mm, k, patients)
+    return lambda patients, k: loo_neighbors_by_size(diameters_mm, k, patients)
 
 
-def size_and_raw_search(vectors: npt.ArrayLike, diameters_mm: npt.ArrayLike) -> NeighbourSearch:
+def size_and_raw_search(vectors: npt.ArrayLike, diameters_mm: npt.ArrayLike) -> NeighborSearch:
     """Raw intensities and size together: the baseline once size is known."""
-    return lambda patients, k: loo_neighbours_by_size_and_vectors(
-        vectors, diameters_mm, k, patients
-    )
+    return lambda patients, k: loo_neighbors_by_size_and_vectors(vectors, diameters_mm, k, patients)
 
 
 def _mean_difference(
@@ -250,8 +249,8 @@ def _interval(interval: Interval) -> dict[str, Any]:
 
 
 def paired_difference(
-    network: Neighbours,
-    baseline: Neighbours,
+    network: Neighbors,
+    baseline: Neighbors,
     nodules: CatalogNodules,
     rows: npt.NDArray[np.int64],
     options: EvaluateOptions,
@@ -281,35 +280,35 @@ def paired_difference(
 
 
 def _section(
-    search: NeighbourSearch,
+    search: NeighborSearch,
     nodules: CatalogNodules,
     rows: npt.NDArray[np.int64],
     exclude_same_patient: bool,
     options: EvaluateOptions,
-) -> tuple[dict[str, Any], Neighbours]:
+) -> tuple[dict[str, Any], Neighbors]:
     """Recall@k, vote accuracy and AUC (with intervals) of one set of features."""
     patients = [nodules.patient_id[r] for r in rows.tolist()] if exclude_same_patient else None
     k_max = max(max(KS), options.vote_k)
-    neighbours = search(patients, k_max)
+    neighbors = search(patients, k_max)
     out: dict[str, Any] = {"recall_at_k": {}, "recall_counts": {}}
     for kind, labels in (
         ("binary", nodules.label_binary[rows]),
         ("four_class", nodules.label_4class[rows]),
     ):
-        recall = recall_at_k(labels, neighbours, KS)
+        recall = recall_at_k(labels, neighbors, KS)
         out["recall_at_k"][kind] = {str(k): h.value for k, h in recall.items()}
         out["recall_counts"][kind] = {
             str(k): {"hits": h.hits, "queries": h.queries} for k, h in recall.items()
         }
     y = nodules.label_binary[rows]
-    votes = knn_vote(y, neighbours, options.vote_k)
+    votes = knn_vote(y, neighbors, options.vote_k)
 
     def accuracy(sample: npt.NDArray[np.int64]) -> float:
-        chosen = knn_vote(y, _take(neighbours, sample), options.vote_k)
+        chosen = knn_vote(y, _take(neighbors, sample), options.vote_k)
         return vote_accuracy(y[sample], chosen)
 
     def auc(sample: npt.NDArray[np.int64]) -> float:
-        chosen = knn_vote(y, _take(neighbours, sample), options.vote_k)
+        chosen = knn_vote(y, _take(neighbors, sample), options.vote_k)
         return vote_auc(y[sample], chosen)
 
     n = len(rows)
@@ -322,25 +321,25 @@ def _section(
     out["auc"] = area.value
     out["auc_ci95"] = [area.low, area.high]
     out["n_without_vote"] = int(np.isnan(votes.majority).sum())
-    return out, neighbours
+    return out, neighbors
 
 
-def _take(neighbours: Neighbours, sample: npt.NDArray[np.int64]) -> Neighbours:
-    return Neighbours(neighbours.index[sample], neighbours.similarity[sample])
+def _take(neighbors: Neighbors, sample: npt.NDArray[np.int64]) -> Neighbors:
+    return Neighbors(neighbors.index[sample], neighbors.similarity[sample])
 
 
 def _evaluate_features(
-    search: NeighbourSearch,
+    search: NeighborSearch,
     nodules: CatalogNodules,
     rows: npt.NDArray[np.int64],
     options: EvaluateOptions,
-) -> tuple[dict[str, Any], Neighbours]:
+) -> tuple[dict[str, Any], Neighbors]:
     """Headline section (per the option) with the other patient mode nested inside."""
-    head, neighbours = _section(search, nodules, rows, options.exclude_same_patient, options)
+    head, neighbors = _section(search, nodules, rows, options.exclude_same_patient, options)
     other, _ = _section(search, nodules, rows, not options.exclude_same_patient, options)
     key = "same_patient_included" if options.exclude_same_patient else "same_patient_excluded"
     head[key] = other
-    return head, neighbours
+    return head, neighbors
 
 
 def _counts(values: npt.NDArray[np.float64]) -> dict[str, int]:
@@ -361,7 +360,7 @@ def _montage_rows(
     nodules: CatalogNodules,
     rows: npt.NDArray[np.int64],
     patches: npt.NDArray[np.float32],
-    neighbours: Neighbours,
+    neighbors: Neighbors,
     count: int,
 ) -> list[list[figures.Panel]]:
     """Queries spread over benign and malignant, each with its 4 nearest neighbours."""
@@ -373,20 +372,20 @@ def _montage_rows(
         if len(members):
             step = max(1, len(members) // max(1, want))
             picks.extend(members[::step][:want].tolist())
-    centre = patches.shape[1] // 2
+    center = patches.shape[1] // 2
     out = []
     for q in picks:
         r = int(rows[q])
         panels = [
-            figures.Panel(patches[q, centre], _caption(nodules, r, "query "), _as_class(nodules, r))
+            figures.Panel(patches[q, center], _caption(nodules, r, "query "), _as_class(nodules, r))
         ]
-        for j, s in zip(neighbours.index[q, :4], neighbours.similarity[q, :4], strict=True):
+        for j, s in zip(neighbors.index[q, :4], neighbors.similarity[q, :4], strict=True):
             if j < 0:
                 continue
             nr = int(rows[j])
             panels.append(
                 figures.Panel(
-                    patches[j, centre],
+                    patches[j, center],
                     _caption(nodules, nr, f"sim {s:.2f} "),
                     _as_class(nodules, nr),
                 )
@@ -404,6 +403,7 @@ def _as_class(nodules: CatalogNodules, r: int) -> int | None:
 class _Catalogue:
     """What an evaluation reads from one catalogue version."""
 
+    index_dir: Path
     version: str
     nodules: CatalogNodules
     manifest: dict[str, Any]
@@ -414,7 +414,7 @@ class _Comparison:
     """The network's section, its neighbours and every baseline's section and paired test."""
 
     network: dict[str, Any]
-    neighbours: Neighbours
+    neighbors: Neighbors
     baselines: dict[str, Any]
     paired: dict[str, Any]
 
@@ -423,7 +423,7 @@ def _read_catalogue(index_dir: Path, version: str | None, options: EvaluateOptio
     catalog = Catalog.open(index_dir, version)
     try:
         nodules = load_nodules(catalog, options.label_rule)
-        loaded = _Catalogue(catalog.version, nodules, dict(catalog.manifest))
+        loaded = _Catalogue(index_dir, catalog.version, nodules, dict(catalog.manifest))
     finally:
         catalog.close()
     if len(nodules.labelled) < 2:
@@ -436,7 +436,7 @@ def _read_catalogue(index_dir: Path, version: str | None, options: EvaluateOptio
 
 def _catalogue_embedder(source: _Catalogue, device: str) -> Embedder:
     """The model the catalogue was built with (refused when its fingerprint differs)."""
-    model_dir = Path(str(source.manifest["model_dir"]))
+    model_dir = model_dir_of(source.index_dir, source.manifest)
     network, card = load_model(model_dir, "cpu")
     if card.fingerprint != source.manifest["model_fingerprint"]:
         raise EvaluationError(
@@ -455,7 +455,7 @@ def _compare(
 ) -> _Comparison:
     """Leave-one-out search with the stored vectors and with each baseline's features."""
     stored = nodules.vectors[rows]
-    network, neighbours = _evaluate_features(cosine_search(stored), nodules, rows, options)
+    network, neighbors = _evaluate_features(cosine_search(stored), nodules, rows, options)
     raw = raw_features(patches)
     searches = {
         "raw": cosine_search(raw),
@@ -466,14 +466,14 @@ def _compare(
     baselines, paired = {}, {}
     for name, search in searches.items():
         baselines[name], found = _evaluate_features(search, nodules, rows, options)
-        paired[name] = paired_difference(neighbours, found, nodules, rows, options)
-    return _Comparison(network, neighbours, baselines, paired)
+        paired[name] = paired_difference(neighbors, found, nodules, rows, options)
+    return _Comparison(network, neighbors, baselines, paired)
 
 
 def _write_figures(
     source: _Catalogue,
     patches: npt.NDArray[np.float32],
-    neighbours: Neighbours,
+    neighbors: Neighbors,
     out_dir: Path,
     options: EvaluateOptions,
 ) -> str:
@@ -489,7 +489,7 @@ def _write_figures(
             out_dir / "tsne.png",
             f"t-SNE of {len(nodules.ids)} nodule embeddings ({source.version})",
         )
-    montage = _montage_rows(nodules, nodules.labelled, patches, neighbours, options.montage_queries)
+    montage = _montage_rows(nodules, nodules.labelled, patches, neighbors, options.montage_queries)
     figures.montage_png(
         montage,
         out_dir / "neighbors.png",
@@ -579,7 +579,7 @@ def evaluate(
     drift = float(np.abs(fresh - stored).max()) if len(stored) else 0.0
     found = _compare(nodules, rows, patches, embedder, options)
     out_dir.mkdir(parents=True, exist_ok=True)
-    map_source = _write_figures(source, patches, found.neighbours, out_dir, options)
+    map_source = _write_figures(source, patches, found.neighbors, out_dir, options)
     report = _report(source, embedder.card, found, drift, map_source, options)
     report["elapsed_s"] = time.perf_counter() - t0
     write_json_atomic(out_dir / "report.json", report)

@@ -146,13 +146,13 @@ def read_labels(path: Path) -> list[NoduleLabel]:
                 mean = float(row["mean_malignancy"]) if row["mean_malignancy"] else None
                 binary = int(row["label_binary"]) if row["label_binary"] else None
                 four = int(row["label_4class"]) if row["label_4class"] else None
-                centre = (float(row["coordX"]), float(row["coordY"]), float(row["coordZ"]))
+                center = (float(row["coordX"]), float(row["coordY"]), float(row["coordZ"]))
                 diameter = float(row["diameter_mm"])
             except (ValueError, TypeError, json.JSONDecodeError):
                 raise LabelSourceError(f"{path.name}:{line}: malformed row") from None
             if binary not in (None, 0, 1) or four not in (None, 1, 2, 4, 5):
                 raise LabelSourceError(f"{path.name}:{line}: label out of range")
-            if not all(math.isfinite(v) for v in (*centre, diameter)):
+            if not all(math.isfinite(v) for v in (*center, diameter)):
                 raise LabelSourceError(f"{path.name}:{line}: non-finite coordinate")
             derived = DerivedLabel(
                 n_readers=int(row["n_readers"]),
@@ -163,7 +163,7 @@ def read_labels(path: Path) -> list[NoduleLabel]:
                 excluded_reason=None,
             )
             out.append(
-                NoduleLabel(row["seriesuid"], row["patient_id"] or None, centre, diameter, derived)
+                NoduleLabel(row["seriesuid"], row["patient_id"] or None, center, diameter, derived)
             )
     return out
 

@@ -76,9 +76,9 @@ def _pair_distances(marks: Sequence[Mark]) -> tuple[F64, F64]:
     (pylidc's rule: outlines that touch). Otherwise: centre distance, within the larger radius.
     """
     n = len(marks)
-    centres = np.array([m.read.center_xyz for m in marks])
+    centers = np.array([m.read.center_xyz for m in marks])
     radii = np.array([_radius(m.read) for m in marks])
-    distance = np.linalg.norm(centres[:, None, :] - centres[None, :, :], axis=-1)
+    distance = np.linalg.norm(centers[:, None, :] - centers[None, :, :], axis=-1)
     reach = np.maximum(radii[:, None], radii[None, :])
     for i in range(n):
         for j in range(i + 1, n):
@@ -133,8 +133,8 @@ def _group_one_scan(marks: Sequence[Mark]) -> list[list[int]]:
         if len(group) <= MAX_READERS or all(marks[k].outline_xyz is None for k in group):
             out.append(group)
             continue
-        centred = [Mark(marks[k].read) for k in group]
-        out.extend([group[k] for k in sub] for sub in _group_one_scan(centred))
+        centered = [Mark(marks[k].read) for k in group]
+        out.extend([group[k] for k in sub] for sub in _group_one_scan(centered))
     return sorted(out)
 
 

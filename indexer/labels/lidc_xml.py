@@ -142,18 +142,18 @@ def to_reads(xml_reads: list[XmlRead], geometry: Geometry, source: str) -> list[
     reads = []
     for r in xml_reads:
         if r.kind is ReadKind.NODULE:
-            centre, diameter, _ = summarise(r.outlines, geometry)
+            center, diameter, _ = summarise(r.outlines, geometry)
             size: float | None = diameter
         else:
             o = r.outlines[0]
-            centre = to_world(geometry, o.z_mm, o.points_col_row.mean(axis=0, keepdims=True))[0]
+            center = to_world(geometry, o.z_mm, o.points_col_row.mean(axis=0, keepdims=True))[0]
             size = None
         reads.append(
             Read(
                 series_uid=r.series_uid,
                 reader_id=r.reader_id,
                 kind=r.kind,
-                center_xyz=(float(centre[0]), float(centre[1]), float(centre[2])),
+                center_xyz=(float(center[0]), float(center[1]), float(center[2])),
                 diameter_mm=size,
                 characteristics=r.characteristics if r.kind is ReadKind.NODULE else None,
                 source=source,

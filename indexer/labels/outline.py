@@ -86,10 +86,10 @@ def summarise(outlines: Sequence[Outline], geometry: Geometry) -> tuple[F64, flo
             areas_mm2.append(pixels * sx * sy)
         index_rows.append(np.column_stack([np.full(len(points), k), points[:, 1], points[:, 0]]))
     # Centroids and boundary points go to world mm in one conversion each (hot on all of LIDC).
-    centres = geometry.index_zyx_to_world(np.asarray(centroids, dtype=np.float64))
+    centers = geometry.index_zyx_to_world(np.asarray(centroids, dtype=np.float64))
     w = np.asarray(weights)
     if w.sum() <= 0:
         w = np.abs(w)
-    centre = (centres * w[:, None]).sum(axis=0) / w.sum()
+    center = (centers * w[:, None]).sum(axis=0) / w.sum()
     diameter = 2.0 * float(np.sqrt(max(areas_mm2, default=0.0) / np.pi))
-    return centre, diameter, geometry.index_zyx_to_world(np.concatenate(index_rows))
+    return center, diameter, geometry.index_zyx_to_world(np.concatenate(index_rows))

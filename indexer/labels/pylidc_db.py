@@ -184,7 +184,7 @@ def marks_of(
             skipped += 1
             continue
         geometry = scans[uid].geometry
-        centre, diameter, points = summarise(outlines, geometry)
+        center, diameter, points = summarise(outlines, geometry)
         values = {name: getattr(a, name) for name in CHARACTERISTICS}
         try:
             characteristics = (
@@ -196,7 +196,7 @@ def marks_of(
             series_uid=uid,
             reader_id=None,
             kind=ReadKind.NODULE,
-            center_xyz=(float(centre[0]), float(centre[1]), float(centre[2])),
+            center_xyz=(float(center[0]), float(center[1]), float(center[2])),
             diameter_mm=diameter,
             characteristics=characteristics,
             source=read_source(database, a.id),

@@ -25,7 +25,7 @@ def read_synthetic_reads(data_dir: Path) -> list[Read]:
         for line, row in enumerate(csv.DictReader(f), start=2):
             try:
                 kind = ReadKind(row["kind"])
-                centre = (float(row["coordX"]), float(row["coordY"]), float(row["coordZ"]))
+                center = (float(row["coordX"]), float(row["coordY"]), float(row["coordZ"]))
                 characteristics = None
                 diameter = None
                 if kind is ReadKind.NODULE:
@@ -38,7 +38,7 @@ def read_synthetic_reads(data_dir: Path) -> list[Read]:
                         series_uid=row["seriesuid"],
                         reader_id=row["reader_id"],
                         kind=kind,
-                        center_xyz=centre,
+                        center_xyz=center,
                         diameter_mm=diameter,
                         characteristics=characteristics,
                         source=f"synthetic:{path.name}:{line}",

@@ -90,7 +90,7 @@ class SynthConfig:
 
 
 @dataclass
-class ScanJob:
+class RenderJob:
     """What one worker needs to render one scan (all randomness derives from seed and index)."""
 
     index: int
@@ -240,7 +240,7 @@ def _paint_lookalikes(
 
 
 def _paint_nodules(
-    canvas: Canvas, anatomy: Anatomy, geometry: Geometry, job: ScanJob, rng: np.random.Generator
+    canvas: Canvas, anatomy: Anatomy, geometry: Geometry, job: RenderJob, rng: np.random.Generator
 ) -> list[tuple[NoduleDesign, NoduleProfile, str]]:
     """Place and render the job's nodules; returns each placed one with its profile and id."""
     taken: list[tuple[F64, float]] = []
@@ -322,7 +322,7 @@ def _add_small_marks(
     canvas: Canvas,
     anatomy: Anatomy,
     geometry: Geometry,
-    job: ScanJob,
+    job: RenderJob,
     rng: np.random.Generator,
     result: ScanResult,
 ) -> None:
@@ -370,7 +370,7 @@ def _add_anatomy_candidates(
         result.candidates.append([uid, *_xyz(_lung_point(anatomy, geometry, rng)), 0])
 
 
-def _write_scan(hu: F32, geometry: Geometry, job: ScanJob) -> dict[str, Any]:
+def _write_scan(hu: F32, geometry: Geometry, job: RenderJob) -> dict[str, Any]:
     """Write the scan's .mhd/.raw (and its DICOM series); returns its geometry table row."""
     uid = job.series_uid
     write_metaimage(hu, geometry, job.out / f"subset{job.subset}" / f"{uid}.mhd")
@@ -394,7 +394,7 @@ def _write_scan(hu: F32, geometry: Geometry, job: ScanJob) -> dict[str, Any]:
     }
 
 
-def render_scan(job: ScanJob) -> ScanResult:
+def render_scan(job: RenderJob) -> ScanResult:
     """Render one scan, write its .mhd/.raw (and DICOM), return its table rows.
 
     Every random draw comes from one generator seeded by (seed, scan index), in a fixed order, so
@@ -425,7 +425,7 @@ def _write_dicts(path: Path, rows: list[dict[str, Any]], header: Sequence[str]) 
         writer.writerows(rows)
 
 
-def plan_jobs(config: SynthConfig, profiles: list[NoduleProfile]) -> list[ScanJob]:
+def plan_jobs(config: SynthConfig, profiles: list[NoduleProfile]) -> list[RenderJob]:
     """Decide every scan's ids, subset, patient and nodules up front (deterministic)."""
     rng = np.random.default_rng([config.seed, 10**6])
     jobs = []
@@ -437,7 +437,7 @@ def plan_jobs(config: SynthConfig, profiles: list[NoduleProfile]) -> list[ScanJo
         n_nodules = int(rng.integers(3, 10))
         picks = rng.choice(len(profiles), size=min(n_nodules, len(profiles)), replace=False)
         jobs.append(
-            ScanJob(
+            RenderJob(
                 index=i,
                 seed=config.seed,
                 series_uid=_uid(config.seed, "series", i),

@@ -20,7 +20,7 @@ F32 = npt.NDArray[np.float32]
 BoolArray = npt.NDArray[np.bool_]
 
 
-def centre_intensity(patches: F32, radius: int = 3) -> npt.NDArray[np.float64]:
+def center_intensity(patches: F32, radius: int = 3) -> npt.NDArray[np.float64]:
     """Mean scaled intensity of the central (2r)^3 voxels of each patch, (N,) in [0, 1]."""
     _, d, h, w = patches.shape
     c = [n // 2 for n in (d, h, w)]
@@ -33,13 +33,13 @@ def centre_intensity(patches: F32, radius: int = 3) -> npt.NDArray[np.float64]:
     return np.asarray(core.reshape(len(patches), -1).mean(axis=1), dtype=np.float64)
 
 
-def difficulty_ranks(centre: npt.ArrayLike, labels: npt.ArrayLike) -> npt.NDArray[np.float64]:
+def difficulty_ranks(center: npt.ArrayLike, labels: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """Difficulty in [0, 1] ranked within each class (0 = easiest).
 
     A negative with a bright centre (vessel, bump, blob) is hard; a positive with a faint centre
     (ground glass, small, subtle) is hard.
     """
-    c = np.asarray(centre, dtype=np.float64)
+    c = np.asarray(center, dtype=np.float64)
     y = np.asarray(labels)
     raw = np.where(y == 1, -c, c)
     ranks = np.zeros(len(c))
@@ -136,12 +136,12 @@ def augment(
     out = np.rot90(out, k=int(rng.integers(4)), axes=(1, 2))
     if scale_jitter > 0.0:
         zoom = float(rng.uniform(1.0 - scale_jitter, 1.0 + scale_jitter))
-        centre = (np.asarray(out.shape, dtype=np.float64) - 1.0) / 2.0
+        center = (np.asarray(out.shape, dtype=np.float64) - 1.0) / 2.0
         # Output voxel o samples input centre + (o - centre) / zoom.
         out = ndimage.affine_transform(
             np.ascontiguousarray(out, dtype=np.float32),
             np.full(3, 1.0 / zoom),
-            offset=centre - centre / zoom,
+            offset=center - center / zoom,
             order=1,
             mode="nearest",
         )

@@ -30,7 +30,7 @@ from indexer.train.curriculum import (
     Curriculum,
     OnlineFilter,
     augment,
-    centre_intensity,
+    center_intensity,
     difficulty_ranks,
 )
 from indexer.train.samples import (
@@ -571,8 +571,8 @@ def train(
     torch.manual_seed(config.seed)
     run = _new_run(config, _network(config, init, device), len(data.samples))
     labels = data.labels
-    centre = centre_intensity(np.stack([data.cache.crop(i) for i in range(len(data.samples))]))
-    ranks = difficulty_ranks(centre, labels)
+    center = center_intensity(np.stack([data.cache.crop(i) for i in range(len(data.samples))]))
+    ranks = difficulty_ranks(center, labels)
     curriculum = Curriculum(config.curriculum_start, config.curriculum_ramp_epochs)
     train_mask = np.zeros(len(data.samples), dtype=bool)
     train_mask[data.train] = True

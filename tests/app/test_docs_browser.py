@@ -18,6 +18,9 @@ from playwright.sync_api import Page, Route, sync_playwright
 
 from tests.app import test_viewer_browser as viewer_browser
 
+# Drives Chromium: make test, not test-fast.
+pytestmark = pytest.mark.slow
+
 ROOT = viewer_browser.ROOT
 #: The viewer test's module fixture: nodule-api on loopback over the small synthetic catalogue.
 server = viewer_browser.server

@@ -20,6 +20,9 @@ from pydicom.uid import generate_uid
 
 from tests.app.live_server import live_api
 
+# Runs nodule-api as a server process and reads its whole log: make test, not test-fast.
+pytestmark = pytest.mark.slow
+
 ADMIN_KEY = "log-test-admin-key"
 PATIENT = {
     "PatientName": "Doe^Jane",

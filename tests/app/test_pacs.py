@@ -15,6 +15,9 @@ from app.main import create_app
 from app.settings import AppSettings
 from tests.orthanc import Orthanc
 
+# Runs a real Orthanc (DICOMweb): make test, not test-fast.
+pytestmark = pytest.mark.slow
+
 
 def _center(shared_data: Path, series_uid: str) -> list[float]:
     with (shared_data / "luna16/annotations.csv").open() as f:

@@ -31,6 +31,9 @@ from app.settings import AppSettings
 from model.store.catalog import Catalog
 from model.store.tables import Nodule
 
+# Hundreds of generated requests (about half a minute): make test, not test-fast.
+pytestmark = pytest.mark.slow
+
 logger = logging.getLogger(__name__)
 EXAMPLES = int(os.environ.get("NODULE_SCHEMATHESIS_EXAMPLES", "300"))
 

@@ -307,6 +307,7 @@ def _memory_bomb() -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 def test_parser_memory_bomb_and_timeout_are_422_and_the_service_lives(
     app_index: Path, synth_set: Path
 ) -> None:

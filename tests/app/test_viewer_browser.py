@@ -32,6 +32,9 @@ from model.ct import load_volume
 from model.preprocessing import PatchSpec, patch_hu
 from tests.app.live_server import live_api
 
+# Drives Chromium: make test, not test-fast.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 K = 4
 

@@ -22,6 +22,7 @@ from indexer.synth.generate import generate
 from model.checkpoint import save_model
 from model.network import NetworkConfig, NoduleNet
 from model.preprocessing import PatchSpec
+from model.sources import model_dir_of
 from model.store.calibration import calibrate_match_threshold, nearest_other_similarities
 from model.store.catalog import Catalog, verify_version
 from model.store.layout import IndexLayout, LayoutError
@@ -172,6 +173,7 @@ def test_approximate_index_types(
     assert main(["verify", "--index", str(index)]) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["embedding", "index-written", "before-switch"])
 def test_build_killed_leaves_the_old_version_serving(
     synth_set: Path, second_set: Path, model_dir: Path, tmp_path: Path, point: str
@@ -381,8 +383,8 @@ def test_verify_checks_the_threshold_and_old_versions_load_without_one(
 
 def test_calibration_skips_the_patient_samples_large_catalogues_and_needs_enough() -> None:
     rng = np.random.default_rng(0)
-    centres = rng.normal(size=(20, 16))
-    vectors = np.repeat(centres, 3, axis=0) + 0.05 * rng.normal(size=(60, 16))
+    centers = rng.normal(size=(20, 16))
+    vectors = np.repeat(centers, 3, axis=0) + 0.05 * rng.normal(size=(60, 16))
     vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
     ids = np.arange(1000, 1060, dtype=np.int64)
     index = build_index(vectors, ids)
@@ -413,3 +415,22 @@ def test_index_ids_read_whichever_swig_module_wrapped_the_id_map() -> None:
         "assert index_ids(index).tolist() == [7, 3, 11, 5]\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_catalogue_moved_with_its_model_still_finds_it(
+    synth_set: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(model_dir, project / "models" / "m")
+    assert _build(synth_set, project / "models" / "m", project / "index") == 0
+    moved = tmp_path / "moved"
+    project.rename(moved)  # the recorded absolute model path no longer exists
+    layout = IndexLayout(moved / "index")
+    manifest = layout.manifest(layout.current() or "")
+    assert not Path(manifest["model_dir"]).exists()
+    assert model_dir_of(moved / "index", manifest) == (moved / "models" / "m").resolve()
+    # Adding scans reads the model the same way (no --model): it is found where it moved.
+    assert (
+        main(["add", "--data", str(synth_set), "--index", str(moved / "index"), "--no-progress"])
+        == 0
+    )

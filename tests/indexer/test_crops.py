@@ -32,7 +32,7 @@ def _crop(path: Path, origin_xyz: tuple[float, float, float], flip_x: bool = Fal
     sitk.WriteImage(image, str(path))
 
 
-def _centre(path: Path) -> list[float]:
+def _center(path: Path) -> list[float]:
     g = load_volume(path).geometry
     return [float(v) for v in g.index_zyx_to_world([4, 12, 10])]
 
@@ -47,7 +47,7 @@ def _collection(tmp_path: Path, rows: list[tuple[str, str, str]]) -> Path:
         for k, (patient, name, ratings) in enumerate(rows):
             image = tmp_path / "src" / "images" / name
             _crop(image, (10.0 * k, -5.0 * k, -100.0 - k), flip_x=k % 2 == 1)
-            writer.writerow([patient, *_centre(image), 6.0 + k, ratings, f"images/{name}"])
+            writer.writerow([patient, *_center(image), 6.0 + k, ratings, f"images/{name}"])
     return table
 
 
@@ -82,8 +82,8 @@ def test_crops_become_a_luna16_folder(tmp_path: Path) -> None:
         # the ball.
         np.testing.assert_array_equal(copied.hu_zyx, source.hu_zyx)
         np.testing.assert_allclose(copied.geometry.direction, source.geometry.direction)
-        centre = annotations[crop_id].center_xyz
-        index = np.round(copied.geometry.world_to_index_zyx(centre)).astype(int)
+        center = annotations[crop_id].center_xyz
+        index = np.round(copied.geometry.world_to_index_zyx(center)).astype(int)
         assert copied.hu_zyx[tuple(index)] == 30
     labels = {r["seriesuid"]: r for r in _rows(out / "labels.csv")}
     assert labels["P1_a"]["label_binary"] == "1"

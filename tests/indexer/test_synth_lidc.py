@@ -187,12 +187,12 @@ def test_the_default_set_is_made_of_real_nodules(lidc_set: Path) -> None:
         assert Characteristics.from_mapping(
             {c: int(group[0][c]) for c in CHARACTERISTICS}
         ) == _annotation_ratings(first)
-        centre = np.array([float(t[k]) for k in ("coordX", "coordY", "coordZ")])
-        read_centres = np.array(
+        center = np.array([float(t[k]) for k in ("coordX", "coordY", "coordZ")])
+        read_centers = np.array(
             [[float(r[k]) for k in ("coordX", "coordY", "coordZ")] for r in group]
         )
         # The annotation is the mean of the readers' outline centres, as LUNA16's are.
-        np.testing.assert_allclose(read_centres.mean(axis=0), centre, atol=0.01)
+        np.testing.assert_allclose(read_centers.mean(axis=0), center, atol=0.01)
 
 
 def test_labels_group_the_default_set_back_into_its_nodules(lidc_set: Path, tmp_path: Path) -> None:

@@ -114,10 +114,10 @@ def test_resume_continues_an_interrupted_run(
 
 def test_curriculum_admits_hard_samples_later(tiny_data: TrainData) -> None:
     labels = tiny_data.labels
-    centre = np.array(
+    center = np.array(
         [tiny_data.cache.crop(i)[6:10, 6:10, 6:10].mean() for i in range(len(labels))]
     )
-    ranks = difficulty_ranks(centre, labels)
+    ranks = difficulty_ranks(center, labels)
     curriculum = Curriculum(start=0.4, ramp_epochs=2)
     online = OnlineFilter(len(labels))
     mask = np.zeros(len(labels), dtype=bool)
@@ -128,7 +128,7 @@ def test_curriculum_admits_hard_samples_later(tiny_data: TrainData) -> None:
     assert len(pos0) < len(pos2)
     # What epoch 0 leaves out are the negatives that look most like nodules (bright centres).
     left_out = np.setdiff1d(neg2, neg0)
-    assert centre[left_out].min() >= centre[neg0].max() - 1e-6
+    assert center[left_out].min() >= center[neg0].max() - 1e-6
 
 
 def test_difficulty_ranks_by_class() -> None:
@@ -198,7 +198,7 @@ def test_train_command_reuses_a_matching_model(
     assert main([*args[:-1], "--device", "tpu", "--force"]) == 2
 
 
-def test_augment_jitters_intensity_and_scale_about_the_centre() -> None:
+def test_augment_jitters_intensity_and_scale_about_the_center() -> None:
     patch = np.zeros((9, 9, 9), dtype=np.float32)
     patch[4, 4, 4] = 1.0
     patch[2:7, 2:7, 2:7] += 0.5

@@ -22,6 +22,9 @@ from model.preprocessing import DEFAULT_SPEC, extract_patch
 from model.volume import F32Array
 from tests.orthanc import Orthanc
 
+# Runs a real Orthanc (DICOMweb): make test, not test-fast.
+pytestmark = pytest.mark.slow
+
 
 def _pacs(orthanc: Orthanc, **options: object) -> Pacs:
     config = PacsConfig(

@@ -174,10 +174,10 @@ def test_extent_and_contains(
     shape: tuple[int, int, int],
 ) -> None:
     g = geometry_of(origin, spacing, direction, shape)
-    centres = g.index_zyx_to_world(np.moveaxis(np.indices(shape), 0, -1).reshape(-1, 3))
+    centers = g.index_zyx_to_world(np.moveaxis(np.indices(shape), 0, -1).reshape(-1, 3))
     low, high = g.extent_world_xyz()
-    np.testing.assert_allclose(low, centres.min(axis=0), atol=1e-9)
-    np.testing.assert_allclose(high, centres.max(axis=0), atol=1e-9)
+    np.testing.assert_allclose(low, centers.min(axis=0), atol=1e-9)
+    np.testing.assert_allclose(high, centers.max(axis=0), atol=1e-9)
     upper = np.asarray(shape, dtype=np.float64) - 1
     for corner in itertools.product(*[(0.0, 1.0)] * 3):
         edge = np.asarray(corner) * upper

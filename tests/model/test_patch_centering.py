@@ -71,7 +71,7 @@ def written(
     return volume, center, paths
 
 
-def test_ball_is_not_on_a_voxel_centre() -> None:
+def test_ball_is_not_on_a_voxel_center() -> None:
     """Guard for the fixture itself: the centre is off-grid and the ball is really there."""
     volume, center = ball_volume(FLIP_Z)
     index = volume.geometry.world_to_index_zyx(center)
@@ -82,7 +82,7 @@ def test_ball_is_not_on_a_voxel_centre() -> None:
 
 
 @pytest.mark.parametrize("fmt", ["memory", "mhd", "nii.gz", "dicom"])
-def test_ball_centred_in_patch(
+def test_ball_centered_in_patch(
     written: tuple[CTVolume, npt.NDArray[np.float64], dict[str, Path]], fmt: str
 ) -> None:
     volume, center, paths = written
@@ -132,7 +132,7 @@ def test_readers_give_the_same_patch(
         np.testing.assert_allclose(patch, reference, atol=1e-4, err_msg=fmt)
 
 
-def test_patch_grid_is_centred_and_world_aligned() -> None:
+def test_patch_grid_is_centered_and_world_aligned() -> None:
     grid = patch_grid_xyz([1.0, 2.0, 3.0], SPEC)
     assert grid.shape == (*SPEC.patch_shape_zyx, 3)
     np.testing.assert_allclose(grid.reshape(-1, 3).mean(axis=0), [1.0, 2.0, 3.0], atol=1e-9)

@@ -63,7 +63,7 @@ def files(
     }
 
 
-def centres_xyz(volume: CTVolume) -> list[npt.NDArray[np.float64]]:
+def centers_xyz(volume: CTVolume) -> list[npt.NDArray[np.float64]]:
     """Patch centres: random interior points, an edge point and one near a volume corner."""
     rng = np.random.default_rng(5)
     upper = np.asarray(volume.geometry.shape_zyx, dtype=np.float64) - 1
@@ -116,7 +116,7 @@ def test_region_patch_equals_whole_patch(files: tuple[CTVolume, dict[str, Path]]
     volume, paths = files
     source = open_volume(paths[fmt])
     whole = load_volume(paths[fmt])
-    for center in centres_xyz(volume):
+    for center in centers_xyz(volume):
         region_patch = extract_patch(source, center.tolist(), SPEC)
         whole_patch = extract_patch(whole, center.tolist(), SPEC)
         np.testing.assert_array_equal(region_patch, whole_patch)
@@ -132,7 +132,7 @@ def test_patch_values_are_trilinear_samples(files: tuple[CTVolume, dict[str, Pat
     source = open_volume(paths["mhd"])
     low, high = SPEC.hu_window
     hu = np.clip(volume.hu_zyx, low, high)
-    for center in centres_xyz(volume)[:4]:
+    for center in centers_xyz(volume)[:4]:
         index = volume.geometry.world_to_index_zyx(patch_grid_xyz(center.tolist(), SPEC))
         assert np.all(index >= 0)
         assert np.all(index <= np.asarray(SHAPE_ZYX) - 1)
@@ -145,7 +145,7 @@ def test_patch_values_are_trilinear_samples(files: tuple[CTVolume, dict[str, Pat
 @pytest.mark.parametrize("fmt", ["mhd", "dicom"])
 def test_corner_patch_is_padded_with_air(files: tuple[CTVolume, dict[str, Path]], fmt: str) -> None:
     volume, paths = files
-    center = centres_xyz(volume)[-1]
+    center = centers_xyz(volume)[-1]
     source = open_volume(paths[fmt])
     patch = patch_hu(source, center.tolist(), SPEC)
     whole = load_volume(paths[fmt])
@@ -173,14 +173,14 @@ def test_dicom_region_read_decodes_only_the_covered_slices(
         return dcmread(path, *args, **kwargs)
 
     monkeypatch.setattr(pydicom, "dcmread", counting_dcmread)
-    extract_patch(source, centres_xyz(volume)[0].tolist(), SPEC)
+    extract_patch(source, centers_xyz(volume)[0].tolist(), SPEC)
     # A 12 mm high patch through 2 mm slices (tilted at most 10 degrees) needs at most 10 slices.
     assert 0 < len(decoded) <= 10 < SHAPE_ZYX[0]
     assert len(set(decoded)) == len(decoded)
 
 
 @pytest.mark.parametrize("fmt", ["mhd", "dicom", "nii.gz"])
-def test_centre_outside_volume_is_refused(
+def test_center_outside_volume_is_refused(
     files: tuple[CTVolume, dict[str, Path]], fmt: str
 ) -> None:
     volume, paths = files
@@ -199,7 +199,7 @@ def test_centre_outside_volume_is_refused(
     "center",
     [[float("nan"), 0.0, 0.0], [0.0, float("inf"), 0.0], [1.0, 2.0], [1.0, 2.0, 3.0, 4.0]],
 )
-def test_bad_centre_is_a_value_error(
+def test_bad_center_is_a_value_error(
     files: tuple[CTVolume, dict[str, Path]], center: list[float]
 ) -> None:
     _, paths = files
