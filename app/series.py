@@ -17,10 +17,8 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-import pydicom
-from pydicom.errors import InvalidDicomError
-
 from model.ct import open_volume
+from model.dicom_io import read_series_uid
 from model.volume import CTVolume, VolumeReadError, VolumeSource
 
 logger = logging.getLogger(__name__)
@@ -44,16 +42,6 @@ _NOT_DICOM = (
     ".pt",
 )
 _BY_NAME = (".mhd", ".mha", ".nii.gz", ".nii")
-
-
-def _series_uid(path: Path) -> str | None:
-    """SeriesInstanceUID of a DICOM file (header only), or None for anything else."""
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
-    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError):
-        return None
-    uid = ds.get("SeriesInstanceUID")
-    return str(uid) if uid else None
 
 
 class SeriesLocator:
@@ -124,7 +112,7 @@ class SeriesLocator:
                         "DICOM lookup stopped after %d files under the data root", self.max_files
                     )
                     return _deepest_common(folders)
-                uid = _series_uid(Path(dirpath) / name)
+                uid = read_series_uid(Path(dirpath) / name)
                 if uid is not None:
                     folders.setdefault(uid, set()).add(dirpath)
         found = _deepest_common(folders)

@@ -69,6 +69,16 @@ def _floats(ds: Dataset, keyword: str, count: int, path: Path) -> tuple[float, .
     return numbers
 
 
+def read_series_uid(path: Path) -> str | None:
+    """SeriesInstanceUID of a DICOM file (that one tag of its header), or None for anything else."""
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
+    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError):
+        return None
+    uid = ds.get("SeriesInstanceUID")
+    return str(uid) if uid else None
+
+
 def _read_header(path: Path) -> SliceHeader | None:
     """Header of one image file, or None for files that are not DICOM images."""
     try:

@@ -165,6 +165,15 @@ class Geometry:
         )
 
 
+def axis_aligned(
+    shape_zyx: Sequence[int], spacing_zyx: Sequence[float], origin_xyz: Sequence[float] = (0, 0, 0)
+) -> Geometry:
+    """The geometry of a bare (z, y, x) array: identity direction, spacing in mm per axis."""
+    nz, ny, nx = (int(n) for n in shape_zyx)
+    sz, sy, sx = (float(s) for s in spacing_zyx)
+    return Geometry.from_itk(tuple(origin_xyz), (sx, sy, sz), np.eye(3).reshape(-1), (nx, ny, nz))
+
+
 def itk_index_xyz(index_zyx: Sequence[int]) -> list[int]:
     """Integer index in ITK (x, y, z) order, e.g. for ``ImageFileReader.SetExtractIndex``."""
     return [int(v) for v in reversed(tuple(index_zyx))]

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from model.ct import open_volume
-from model.geometry import Geometry
+from model.geometry import axis_aligned
 from model.itk_io import MAX_DIM, MAX_VOXELS, load_itk_volume, open_itk_source, suffix_of
 from model.preprocessing import PatchSpec, extract_patch
 from model.volume import CTVolume, VolumeReadError, VolumeSource, check_read_budget
@@ -153,11 +153,7 @@ def read_array(
     )
     hu = np.asarray(array, dtype=np.float32)
     _check_hu(hu, "the array")
-    nz, ny, nx = hu.shape
-    geometry = Geometry.from_itk(
-        (0.0, 0.0, 0.0), spacing[::-1], np.eye(3).reshape(-1), (nx, ny, nz)
-    )
-    return CTVolume(hu_zyx=hu, geometry=geometry)
+    return CTVolume(hu_zyx=hu, geometry=axis_aligned(hu.shape, spacing))
 
 
 def extract_zip(path: Path, out: Path, max_bytes: int = MAX_ZIP_BYTES) -> Path:

@@ -55,7 +55,7 @@ from indexer.synth.phantom import (
     soft_step,
 )
 from indexer.synth.profiles import NoduleProfile
-from model.geometry import Geometry
+from model.geometry import Geometry, spacing_zyx
 from model.itk_io import write_metaimage
 from model.labels import CHARACTERISTICS
 from model.volume import CTVolume
@@ -168,7 +168,7 @@ def _place_nodule(
             if not lung.contains(center, margin_mm=radius + 2.0):
                 continue
         index = geometry.world_to_index_zyx(center)
-        margin = np.array([radius / s for s in geometry.spacing_xyz[::-1]]) + 1
+        margin = np.array([radius / s for s in spacing_zyx(geometry)]) + 1
         if np.any(index < margin) or np.any(index > np.array(geometry.shape_zyx) - 1 - margin):
             continue
         if all(np.linalg.norm(center - c) > radius + r + 4.0 for c, r in taken):

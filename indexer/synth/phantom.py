@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from model.geometry import Geometry
+from model.geometry import Geometry, spacing_zyx
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -282,7 +282,7 @@ def paint_vessel(canvas: Canvas, anatomy: Anatomy, vessel: Vessel) -> None:
 
 def finish(canvas: Canvas, rng: np.random.Generator, noise_hu: float, psf_mm: float) -> F32:
     """Scanner blur (Gaussian PSF in mm) then correlated quantum noise; returns int-valued HU."""
-    sz, sy, sx = canvas.geometry.spacing_xyz[::-1]
+    sz, sy, sx = spacing_zyx(canvas.geometry)
     sigma = [psf_mm / s for s in (sz, sy, sx)]
     blurred = ndimage.gaussian_filter(canvas.hu, sigma=sigma, mode="nearest")
     noise = rng.normal(0.0, 1.0, size=blurred.shape).astype(np.float32)
