@@ -255,8 +255,11 @@ def cross_validate(
         "size_profile_weight_per_fold": chosen,
         "n_queries": len(rows),
         "n_patients": len(set(nodules.patient_id)),
-        "network": network_section,
-        "baselines": baselines,
-        "paired_vs_baselines": paired,
+        "network": network_section.model_dump(),
+        "baselines": {name: section.model_dump() for name, section in baselines.items()},
+        "paired_vs_baselines": {
+            name: {metric: d.model_dump() for metric, d in by_metric.items()}
+            for name, by_metric in paired.items()
+        },
         "elapsed_s": time.perf_counter() - t0,
     }

@@ -24,7 +24,7 @@ import logging
 import platform
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +51,14 @@ from indexer.evaluate.metrics import (
     recall_at_k,
     vote_accuracy,
     vote_auc,
+)
+from indexer.evaluate.records import (
+    EvaluationReport,
+    FeatureResult,
+    FpReduction,
+    PairedDifference,
+    RecallCount,
+    RetrievalSection,
 )
 from indexer.maps import embedding_map
 from indexer.patches import ScanJob, iter_scan_patches
@@ -244,8 +252,12 @@ def _mean_difference(
     return lambda s: float(a[s].mean() - b[s].mean())
 
 
-def _interval(interval: Interval) -> dict[str, Any]:
-    return {"difference": interval.value, "ci95": [interval.low, interval.high]}
+def _interval(interval: Interval) -> PairedDifference:
+    return PairedDifference(
+        difference=interval.value,
+        ci95=(interval.low, interval.high),
+        beats=bool(interval.low > 0),
+    )
 
 
 def paired_difference(
@@ -254,7 +266,7 @@ def paired_difference(
     nodules: CatalogNodules,
     rows: npt.NDArray[np.int64],
     options: EvaluateOptions,
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, PairedDifference]:
     """Network minus baseline on the same queries, with a paired bootstrap interval.
 
     Each replicate resamples the queries once and scores both feature sets on that sample, so
@@ -262,7 +274,7 @@ def paired_difference(
     """
     yb, y4 = nodules.label_binary[rows], nodules.label_4class[rows]
     n, reps, seed = len(rows), options.bootstrap_replicates, options.seed
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, PairedDifference] = {}
     for name, y in (("binary_recall_at_1", yb), ("four_class_recall_at_1", y4)):
         a, b = hits_at_1(y, network), hits_at_1(y, baseline)
         out[name] = _interval(bootstrap(_mean_difference(a, b), n, replicates=reps, seed=seed))
@@ -274,8 +286,6 @@ def paired_difference(
         return vote_auc(yb[s], sample_a) - vote_auc(yb[s], sample_b)
 
     out["vote_auc"] = _interval(bootstrap(auc_difference, n, replicates=reps, seed=seed))
-    for entry in out.values():
-        entry["beats"] = bool(entry["ci95"][0] > 0)
     return out
 
 
@@ -285,20 +295,21 @@ def _section(
     rows: npt.NDArray[np.int64],
     exclude_same_patient: bool,
     options: EvaluateOptions,
-) -> tuple[dict[str, Any], Neighbors]:
+) -> tuple[RetrievalSection, Neighbors]:
     """Recall@k, vote accuracy and AUC (with intervals) of one set of features."""
     patients = [nodules.patient_id[r] for r in rows.tolist()] if exclude_same_patient else None
     k_max = max(max(KS), options.vote_k)
     neighbors = search(patients, k_max)
-    out: dict[str, Any] = {"recall_at_k": {}, "recall_counts": {}}
+    recall_values: dict[str, dict[str, float]] = {}
+    recall_counts: dict[str, dict[str, RecallCount]] = {}
     for kind, labels in (
         ("binary", nodules.label_binary[rows]),
         ("four_class", nodules.label_4class[rows]),
     ):
         recall = recall_at_k(labels, neighbors, KS)
-        out["recall_at_k"][kind] = {str(k): h.value for k, h in recall.items()}
-        out["recall_counts"][kind] = {
-            str(k): {"hits": h.hits, "queries": h.queries} for k, h in recall.items()
+        recall_values[kind] = {str(k): h.value for k, h in recall.items()}
+        recall_counts[kind] = {
+            str(k): RecallCount(hits=h.hits, queries=h.queries) for k, h in recall.items()
         }
     y = nodules.label_binary[rows]
     votes = knn_vote(y, neighbors, options.vote_k)
@@ -315,13 +326,17 @@ def _section(
     reps, seed = options.bootstrap_replicates, options.seed
     acc = bootstrap(accuracy, n, replicates=reps, seed=seed)
     area = bootstrap(auc, n, replicates=reps, seed=seed)
-    out["vote_k"] = options.vote_k
-    out["vote_accuracy"] = acc.value
-    out["vote_accuracy_ci95"] = [acc.low, acc.high]
-    out["auc"] = area.value
-    out["auc_ci95"] = [area.low, area.high]
-    out["n_without_vote"] = int(np.isnan(votes.majority).sum())
-    return out, neighbors
+    section = RetrievalSection(
+        recall_at_k=recall_values,
+        recall_counts=recall_counts,
+        vote_k=options.vote_k,
+        vote_accuracy=acc.value,
+        vote_accuracy_ci95=(acc.low, acc.high),
+        auc=area.value,
+        auc_ci95=(area.low, area.high),
+        n_without_vote=int(np.isnan(votes.majority).sum()),
+    )
+    return section, neighbors
 
 
 def _take(neighbors: Neighbors, sample: npt.NDArray[np.int64]) -> Neighbors:
@@ -333,13 +348,12 @@ def _evaluate_features(
     nodules: CatalogNodules,
     rows: npt.NDArray[np.int64],
     options: EvaluateOptions,
-) -> tuple[dict[str, Any], Neighbors]:
+) -> tuple[FeatureResult, Neighbors]:
     """Headline section (per the option) with the other patient mode nested inside."""
     head, neighbors = _section(search, nodules, rows, options.exclude_same_patient, options)
     other, _ = _section(search, nodules, rows, not options.exclude_same_patient, options)
     key = "same_patient_included" if options.exclude_same_patient else "same_patient_excluded"
-    head[key] = other
-    return head, neighbors
+    return FeatureResult(**dict(head), **{key: other}), neighbors
 
 
 def _counts(values: npt.NDArray[np.float64]) -> dict[str, int]:
@@ -413,10 +427,10 @@ class _Catalogue:
 class _Comparison:
     """The network's section, its neighbours and every baseline's section and paired test."""
 
-    network: dict[str, Any]
+    network: FeatureResult
     neighbors: Neighbors
-    baselines: dict[str, Any]
-    paired: dict[str, Any]
+    baselines: dict[str, FeatureResult]
+    paired: dict[str, dict[str, PairedDifference]]
 
 
 def _read_catalogue(index_dir: Path, version: str | None, options: EvaluateOptions) -> _Catalogue:
@@ -463,7 +477,8 @@ def _compare(
         "diameter": size_search(nodules.diameter_mm[rows]),
         "diameter_raw": size_and_raw_search(raw, nodules.diameter_mm[rows]),
     }
-    baselines, paired = {}, {}
+    baselines: dict[str, FeatureResult] = {}
+    paired: dict[str, dict[str, PairedDifference]] = {}
     for name, search in searches.items():
         baselines[name], found = _evaluate_features(search, nodules, rows, options)
         paired[name] = paired_difference(neighbors, found, nodules, rows, options)
@@ -505,48 +520,50 @@ def _report(
     drift: float,
     map_source: str,
     options: EvaluateOptions,
-) -> dict[str, Any]:
-    """``report.json``'s content (without the elapsed time)."""
+    elapsed_s: float,
+) -> EvaluationReport:
+    """``report.json``'s record."""
     nodules, rows, training = source.nodules, source.nodules.labelled, card.training
     froc = training.froc.model_dump(mode="json") if training and training.froc else None
+    network_r1 = found.network.recall_at_k["binary"]["1"]
     beats = {
-        name: found.network["recall_at_k"]["binary"]["1"]
-        > found.baselines[name]["recall_at_k"]["binary"]["1"]
-        for name in BASELINES
+        name: network_r1 > found.baselines[name].recall_at_k["binary"]["1"] for name in BASELINES
     }
     rule = options.label_rule
-    return {
-        "index_version": source.version,
-        "model_fingerprint": card.fingerprint,
-        "created_at": datetime.now(UTC).isoformat(),
-        "code_version": code_version(),
-        "machine": {"platform": platform.platform(), "python": platform.python_version()},
-        "protocol": "leave-one-out over the labelled nodules, exact cosine search",
-        "exclude_same_patient": options.exclude_same_patient,
-        "label_rule": rule.model_dump(mode="json") if rule else "as stored in the catalogue",
-        "n_nodules": len(nodules.ids),
-        "n_queries": len(rows),
-        "n_patients": len({nodules.patient_id[r] for r in rows.tolist()}),
-        "class_counts": {
+    data_fingerprint = source.manifest.get("data_fingerprint")
+    return EvaluationReport(
+        **dict(found.network),
+        index_version=source.version,
+        model_fingerprint=card.fingerprint,
+        created_at=datetime.now(UTC).isoformat(),
+        code_version=code_version(),
+        machine={"platform": platform.platform(), "python": platform.python_version()},
+        protocol="leave-one-out over the labelled nodules, exact cosine search",
+        exclude_same_patient=options.exclude_same_patient,
+        label_rule=rule.model_dump(mode="json") if rule else "as stored in the catalogue",
+        n_nodules=len(nodules.ids),
+        n_queries=len(rows),
+        n_patients=len({nodules.patient_id[r] for r in rows.tolist()}),
+        class_counts={
             "binary": _counts(nodules.label_binary[rows]),
             "four_class": _counts(nodules.label_4class[rows]),
         },
-        **found.network,
-        "baselines": found.baselines,
-        "paired_vs_baselines": found.paired,
-        "network_beats_baselines_binary_recall_at_1": beats,
-        "paper": {kind: {str(k): v for k, v in PAPER_RECALL[kind].items()} for kind in LABEL_KINDS},
-        "fp_reduction": {
-            "val_auc": training.metrics.get("val_auc") if training else None,
-            "froc": froc,
-            "source": "model card (held-out subsets of training)",
-        },
-        "stored_vectors_max_abs_diff": drift,
-        "map": {"source": map_source},
-        "files": ["report.json", "report.md", "neighbors.png"]
+        baselines=found.baselines,
+        paired_vs_baselines=found.paired,
+        network_beats_baselines_binary_recall_at_1=beats,
+        paper={kind: {str(k): v for k, v in PAPER_RECALL[kind].items()} for kind in LABEL_KINDS},
+        fp_reduction=FpReduction(
+            val_auc=training.metrics.get("val_auc") if training else None,
+            froc=froc,
+            source="model card (held-out subsets of training)",
+        ),
+        stored_vectors_max_abs_diff=drift,
+        map={"source": map_source},
+        files=["report.json", "report.md", "neighbors.png"]
         + (["tsne.png"] if map_source != "none" else []),
-        "data_fingerprint": source.manifest.get("data_fingerprint"),
-    }
+        data_fingerprint=None if data_fingerprint is None else str(data_fingerprint),
+        elapsed_s=elapsed_s,
+    )
 
 
 def evaluate(
@@ -554,8 +571,8 @@ def evaluate(
     out_dir: Path,
     version: str | None = None,
     options: EvaluateOptions | None = None,
-) -> dict[str, Any]:
-    """Evaluate a catalogue version; writes the report files and returns ``report.json``'s dict.
+) -> EvaluationReport:
+    """Evaluate a catalogue version; writes the report files and returns ``report.json``'s record.
 
     Stages: read the catalogue -> load its model -> cut the patches -> check the stored vectors
     -> leave-one-out search (network and baselines) -> figures -> report.
@@ -580,11 +597,12 @@ def evaluate(
     found = _compare(nodules, rows, patches, embedder, options)
     out_dir.mkdir(parents=True, exist_ok=True)
     map_source = _write_figures(source, patches, found.neighbors, out_dir, options)
-    report = _report(source, embedder.card, found, drift, map_source, options)
-    report["elapsed_s"] = time.perf_counter() - t0
-    write_json_atomic(out_dir / "report.json", report)
+    elapsed = time.perf_counter() - t0
+    report = _report(source, embedder.card, found, drift, map_source, options, elapsed)
+    # model_dump (python mode): tuples become JSON lists and NaN stays NaN, as before.
+    write_json_atomic(out_dir / "report.json", report.model_dump())
     (out_dir / "report.md").write_text(render_markdown(report), encoding="utf-8")
-    logger.info("report in %s (%.1f s)", out_dir, report["elapsed_s"])
+    logger.info("report in %s (%.1f s)", out_dir, report.elapsed_s)
     return report
 
 
@@ -592,24 +610,26 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
-def _recall_rows(section: dict[str, Any], kind: str, name: str) -> str:
+def _recall_rows(section: RetrievalSection, kind: str, name: str) -> str:
     cells = []
     for k in KS:
-        counts = section["recall_counts"][kind][str(k)]
-        value = section["recall_at_k"][kind][str(k)]
-        cells.append(f"{_fmt(value)} ({counts['hits']}/{counts['queries']})")
+        counts = section.recall_counts[kind][str(k)]
+        value = section.recall_at_k[kind][str(k)]
+        cells.append(f"{_fmt(value)} ({counts.hits}/{counts.queries})")
     return f"| {name} | " + " | ".join(cells) + " |"
 
 
-def _vote_row(section: dict[str, Any], name: str) -> str:
-    acc, (al, ah) = section["vote_accuracy"], section["vote_accuracy_ci95"]
-    auc, (ul, uh) = section["auc"], section["auc_ci95"]
+def _vote_row(section: RetrievalSection, name: str) -> str:
+    acc, (al, ah) = section.vote_accuracy, section.vote_accuracy_ci95
+    auc, (ul, uh) = section.auc, section.auc_ci95
     return (
         f"| {name} | {_fmt(acc)} [{_fmt(al)}, {_fmt(ah)}] | {_fmt(auc)} [{_fmt(ul)}, {_fmt(uh)}] |"
     )
 
 
-def _tables(report: dict[str, Any], head: dict[str, Any], bases: dict[str, Any]) -> list[str]:
+def _tables(
+    report: EvaluationReport, head: RetrievalSection, bases: Mapping[str, RetrievalSection]
+) -> list[str]:
     lines = []
     for kind, title in (("binary", "binary (1-2 vs 4-5)"), ("four_class", "4-class (1/2/4/5)")):
         lines += [
@@ -620,12 +640,12 @@ def _tables(report: dict[str, Any], head: dict[str, Any], bases: dict[str, Any])
             _recall_rows(head, kind, "FP-reduction network"),
             *(_recall_rows(bases[name], kind, BASELINE_NAMES[name]) for name in BASELINES),
             "| paper (real LUNA16, 679 nodules) | "
-            + " | ".join(f"{report['paper'][kind][str(k)]:.3f}" for k in KS)
+            + " | ".join(f"{report.paper[kind][str(k)]:.3f}" for k in KS)
             + " |",
             "",
         ]
     lines += [
-        f"**kNN vote (k={head['vote_k']})** — value [bootstrap 95% interval]",
+        f"**kNN vote (k={head.vote_k})** — value [bootstrap 95% interval]",
         "",
         "| features | majority accuracy | AUC of weighted probability |",
         "|---|---|---|",
@@ -643,9 +663,9 @@ _PAIRED_NAMES = {
 }
 
 
-def _paired_lines(report: dict[str, Any]) -> list[str]:
+def _paired_lines(report: EvaluationReport) -> list[str]:
     """The paired table and the headline: which baselines the network beats, and on what."""
-    paired = report.get("paired_vs_baselines", {})
+    paired = report.paired_vs_baselines
     lines = [
         "## Network minus each baseline (paired bootstrap over the same queries)",
         "",
@@ -659,10 +679,10 @@ def _paired_lines(report: dict[str, Any]) -> list[str]:
         cells = []
         for metric in PAIRED_METRICS:
             d = paired[name][metric]
-            low, high = d["ci95"]
-            cells.append(f"{d['difference']:+.3f} [{_fmt(low)}, {_fmt(high)}]")
+            low, high = d.ci95
+            cells.append(f"{d.difference:+.3f} [{_fmt(low)}, {_fmt(high)}]")
         lines.append(f"| {BASELINE_NAMES[name]} | " + " | ".join(cells) + " |")
-        won = [_PAIRED_NAMES[m] for m in PAIRED_METRICS if paired[name][m]["beats"]]
+        won = [_PAIRED_NAMES[m] for m in PAIRED_METRICS if paired[name][m].beats]
         verdicts.append(
             f"{BASELINE_NAMES[name]}: " + (", ".join(won) if won else "none of the three")
         )
@@ -676,21 +696,26 @@ def _paired_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render_markdown(report: dict[str, Any]) -> str:
+def _other_rule(section: FeatureResult, exclude_same_patient: bool) -> RetrievalSection:
+    other = section.same_patient_included if exclude_same_patient else section.same_patient_excluded
+    if other is None:
+        raise ValueError("a section lacks the other same-patient rule")
+    return other
+
+
+def render_markdown(report: EvaluationReport) -> str:
     """``report.md``: the tables beside the paper's values, then the run's facts."""
-    headline = "excluded" if report["exclude_same_patient"] else "included"
-    other_key = (
-        "same_patient_included" if report["exclude_same_patient"] else "same_patient_excluded"
-    )
-    other = "included" if report["exclude_same_patient"] else "excluded"
-    bases = report["baselines"]
+    excluded = report.exclude_same_patient
+    headline, other = ("excluded", "included") if excluded else ("included", "excluded")
+    bases = report.baselines
+    counts = report.class_counts
     lines = [
-        f"# Similar-nodule retrieval — catalogue {report['index_version']}",
+        f"# Similar-nodule retrieval — catalogue {report.index_version}",
         "",
-        f"{report['n_queries']} labelled nodules of {report['n_nodules']} "
-        f"({report['n_patients']} patients), leave-one-out; neighbours of the same patient "
-        f"{headline}. Label counts: binary {report['class_counts']['binary']}, 4-class "
-        f"{report['class_counts']['four_class']}. Model {report['model_fingerprint'][:12]}.",
+        f"{report.n_queries} labelled nodules of {report.n_nodules} "
+        f"({report.n_patients} patients), leave-one-out; neighbours of the same patient "
+        f"{headline}. Label counts: binary {counts['binary']}, 4-class "
+        f"{counts['four_class']}. Model {report.model_fingerprint[:12]}.",
         "",
     ]
     lines += _tables(report, report, bases)
@@ -698,27 +723,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += [f"## Same-patient neighbours {other}", ""]
     lines += _tables(
         report,
-        report[other_key],
-        {name: bases[name][other_key] for name in BASELINES},
+        _other_rule(report, excluded),
+        {name: _other_rule(bases[name], excluded) for name in BASELINES},
     )
-    fpr = report["fp_reduction"]
-    froc = fpr["froc"]
-    lines += ["## FP reduction (model card)", ""]
-    if froc:
-        rates = " | ".join(f"{r:g}" for r in froc["fp_per_scan"])
-        sens = " | ".join(_fmt(s) for s in froc["sensitivity"])
-        lines += [
-            f"Validation AUC {_fmt(fpr['val_auc'])}; FROC on {froc['n_scans']} held-out scans "
-            f"({froc['n_nodules']} nodules), CPM **{_fmt(froc['cpm'])}**.",
-            "",
-            f"| FPs/scan | {rates} |",
-            "|---" * (len(froc["fp_per_scan"]) + 1) + "|",
-            f"| sensitivity | {sens} |",
-            "",
-        ]
-    else:
-        lines += ["The model card records no FROC.", ""]
-    beats = report["network_beats_baselines_binary_recall_at_1"]
+    lines += _fp_reduction_lines(report.fp_reduction)
+    beats = report.network_beats_baselines_binary_recall_at_1
     verdict = (
         "is above every baseline"
         if all(beats.values())
@@ -731,8 +740,27 @@ def render_markdown(report: dict[str, Any]) -> str:
         "on a synthetic set they are a reference, not a target.",
         "",
         f"Stored vectors vs re-embedded now: max |diff| "
-        f"{report['stored_vectors_max_abs_diff']:.2e}. Figures: `tsne.png` (map: "
-        f"{report['map']['source']}), `neighbors.png`.",
+        f"{report.stored_vectors_max_abs_diff:.2e}. Figures: `tsne.png` (map: "
+        f"{report.map['source']}), `neighbors.png`.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _fp_reduction_lines(fpr: FpReduction) -> list[str]:
+    froc = fpr.froc
+    lines = ["## FP reduction (model card)", ""]
+    if not froc:
+        return [*lines, "The model card records no FROC.", ""]
+    rates = " | ".join(f"{r:g}" for r in froc["fp_per_scan"])
+    sens = " | ".join(_fmt(s) for s in froc["sensitivity"])
+    return [
+        *lines,
+        f"Validation AUC {_fmt(fpr.val_auc)}; FROC on {froc['n_scans']} held-out scans "
+        f"({froc['n_nodules']} nodules), CPM **{_fmt(froc['cpm'])}**.",
+        "",
+        f"| FPs/scan | {rates} |",
+        "|---" * (len(froc["fp_per_scan"]) + 1) + "|",
+        f"| sensitivity | {sens} |",
+        "",
+    ]
