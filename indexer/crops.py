@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from indexer.labels.build import write_labels
-from indexer.luna import write_table
+from indexer.luna import LunaPoint, write_annotations, write_candidates, write_table
 from model.ct import load_volume
 from model.itk_io import write_metaimage
 from model.labels import LabelRule, NoduleLabel, derive_label
@@ -177,11 +177,13 @@ def _write_crop(crop: Crop, out: Path, n_subsets: int) -> None:
 
 def _write_tables(out: Path, crops: Sequence[Crop], labels: Sequence[NoduleLabel]) -> None:
     """The LUNA16 tables of the imported crops (one scan and one nodule each) and labels.csv."""
-    luna = ["seriesuid", "coordX", "coordY", "coordZ"]
-    rows = [[c.crop_id, *c.center_xyz] for c in crops]
-    annotations = [[*r, c.diameter_mm] for r, c in zip(rows, crops, strict=True)]
-    write_table(out / "annotations.csv", [*luna, "diameter_mm"], annotations)
-    write_table(out / "candidates_V2.csv", [*luna, "class"], [[*r, 1] for r in rows])
+    write_annotations(
+        out / "annotations.csv",
+        (LunaPoint(c.crop_id, c.center_xyz, diameter_mm=c.diameter_mm) for c in crops),
+    )
+    write_candidates(
+        out / "candidates_V2.csv", (LunaPoint(c.crop_id, c.center_xyz, label=1) for c in crops)
+    )
     write_table(out / "seriesuids.csv", None, [[c.crop_id] for c in crops])
     patients = [[c.crop_id, c.patient_id, ""] for c in crops]
     write_table(out / "patients.csv", ["seriesuid", "patient_id", "study_uid"], patients)

@@ -12,6 +12,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+#: The columns of LUNA16's point tables, as written and as read.
+POINT_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ")
+ANNOTATION_COLUMNS = (*POINT_COLUMNS, "diameter_mm")
+CANDIDATE_COLUMNS = (*POINT_COLUMNS, "class")
+
 
 class LunaLayoutError(ValueError):
     """A LUNA16 folder or table is missing or malformed."""
@@ -80,6 +85,18 @@ def candidates_path(data_dir: Path) -> Path:
     """``candidates_V2.csv`` when present (LUNA16's corrected list), else ``candidates.csv``."""
     v2 = data_dir / "candidates_V2.csv"
     return v2 if v2.is_file() else data_dir / "candidates.csv"
+
+
+def write_annotations(path: Path, points: Iterable[LunaPoint]) -> None:
+    """Write an ``annotations.csv`` (or ``annotations_excluded.csv``): one row per point."""
+    write_table(
+        path, ANNOTATION_COLUMNS, ([p.series_uid, *p.center_xyz, p.diameter_mm] for p in points)
+    )
+
+
+def write_candidates(path: Path, points: Iterable[LunaPoint]) -> None:
+    """Write a ``candidates_V2.csv``: one row per point, its ``label`` as the class."""
+    write_table(path, CANDIDATE_COLUMNS, ([p.series_uid, *p.center_xyz, p.label] for p in points))
 
 
 def write_table(path: Path, header: Sequence[str] | None, rows: Iterable[Sequence[object]]) -> None:

@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 from pydicom.uid import generate_uid
 
-from indexer.luna import write_table
+from indexer.luna import LunaPoint, write_annotations, write_candidates, write_table
 from indexer.synth.dicom_export import write_dicom_series
 from indexer.synth.lidc_reads import load_lidc_profiles
 from indexer.synth.lidc_table import load_profiles
@@ -111,9 +111,10 @@ class ScanResult:
     """Rows one scan contributes to the data set's tables."""
 
     series_uid: str
-    annotations: list[list[Any]] = field(default_factory=list)
-    excluded: list[list[Any]] = field(default_factory=list)
-    candidates: list[list[Any]] = field(default_factory=list)
+    annotations: list[LunaPoint] = field(default_factory=list)
+    excluded: list[LunaPoint] = field(default_factory=list)
+    """Nodules fewer than 3 readers marked, small nodules and non-nodules (diameter -1)."""
+    candidates: list[LunaPoint] = field(default_factory=list)
     reads: list[dict[str, Any]] = field(default_factory=list)
     truth: list[dict[str, Any]] = field(default_factory=list)
     geometry: dict[str, Any] = field(default_factory=dict)
@@ -185,8 +186,14 @@ def _lung_point(anatomy: Anatomy, geometry: Geometry, rng: np.random.Generator) 
     raise RuntimeError("no lung voxel inside the scan; the phantom layout is broken")
 
 
-def _xyz(p: npt.ArrayLike) -> list[float]:
-    return [round(float(v), 3) for v in np.asarray(p, dtype=np.float64).reshape(3)]
+def _xyz(p: npt.ArrayLike) -> tuple[float, float, float]:
+    """A world point (mm) rounded to the micrometre, as the tables hold it."""
+    x, y, z = (round(float(v), 3) for v in np.asarray(p, dtype=np.float64).reshape(3))
+    return (x, y, z)
+
+
+def _candidate(uid: str, p_xyz: npt.ArrayLike, label: int) -> LunaPoint:
+    return LunaPoint(uid, _xyz(p_xyz), label=label)
 
 
 def _ball(radius_mm: float, edge_mm: float) -> Callable[[F64, F64, F64], F64]:
@@ -231,12 +238,12 @@ def _paint_lookalikes(
         canvas.paint(wall, r + 2, _ball(r, 0.4), SOFT_TISSUE_HU)
         inner = wall - u / np.linalg.norm(u) * r * 0.5
         if geometry.contains_world(inner):
-            result.candidates.append([uid, *_xyz(inner), 0])
+            result.candidates.append(_candidate(uid, inner, 0))
     blobs = [_lung_point(anatomy, geometry, rng) for _ in range(int(rng.integers(4, 9)))]
     for p in blobs:
         r, blob_hu = rng.uniform(1.0, 2.5), float(rng.uniform(-550, -250))
         canvas.paint(p, r + 2, _ball(r, 0.5), blob_hu)
-        result.candidates.append([uid, *_xyz(p), 0])
+        result.candidates.append(_candidate(uid, p, 0))
 
 
 def _paint_nodules(
@@ -260,16 +267,17 @@ def _paint_nodules(
 
 
 def _truth_row(
-    row: list[Any], design: NoduleDesign, profile: NoduleProfile, nodule_id: str, accepted: bool
+    point: LunaPoint, design: NoduleDesign, profile: NoduleProfile, nodule_id: str, accepted: bool
 ) -> dict[str, Any]:
-    """The ground-truth table row of one nodule (``row``: its annotation row)."""
+    """The ground-truth table row of one nodule (``point``: its annotation)."""
+    x, y, z = point.center_xyz
     return {
         "synthetic_nodule_id": nodule_id,
-        "seriesuid": row[0],
-        "coordX": row[1],
-        "coordY": row[2],
-        "coordZ": row[3],
-        "diameter_mm": row[4],
+        "seriesuid": point.series_uid,
+        "coordX": x,
+        "coordY": y,
+        "coordZ": z,
+        "diameter_mm": point.diameter_mm,
         "morphology": design.morphology,
         "n_readers": len(profile.readers),
         "in_annotations": int(accepted),
@@ -292,9 +300,9 @@ def _record_nodule(
     readers = rng.permutation(READERS)[: len(profile.readers)]
     accepted = len(profile.readers) >= 3
     center = design.center_xyz
-    row = [uid, *_xyz(center), round(design.diameter_mm, 3)]
-    (result.annotations if accepted else result.excluded).append(row)
-    result.truth.append(_truth_row(row, design, profile, nodule_id, accepted))
+    point = LunaPoint(uid, _xyz(center), diameter_mm=round(design.diameter_mm, 3))
+    (result.annotations if accepted else result.excluded).append(point)
+    result.truth.append(_truth_row(point, design, profile, nodule_id, accepted))
     for reader, (slot, ratings) in zip(readers, enumerate(profile.readers), strict=True):
         read_center, read_diameter = _reader_mark(profile, slot, design, rng)
         x, y, z = _xyz(read_center)
@@ -313,9 +321,9 @@ def _record_nodule(
         )
     for _ in range(int(rng.integers(1, 4)) if accepted else 0):
         jitter = rng.normal(0.0, design.diameter_mm / 8.0, size=3)
-        result.candidates.append([uid, *_xyz(center + jitter), 1])
+        result.candidates.append(_candidate(uid, center + jitter, 1))
     if not accepted:
-        result.candidates.append([uid, *_xyz(center), 0])
+        result.candidates.append(_candidate(uid, center, 0))
 
 
 def _add_small_marks(
@@ -334,8 +342,8 @@ def _add_small_marks(
         if small:
             r = rng.uniform(0.9, 1.4)
             canvas.paint(p, r + 2, _ball(r, 0.3), 30.0)
-        result.excluded.append([uid, *_xyz(p), -1])
-        result.candidates.append([uid, *_xyz(p), 0])
+        result.excluded.append(LunaPoint(uid, _xyz(p), diameter_mm=-1))
+        result.candidates.append(_candidate(uid, p, 0))
         x, y, z = _xyz(p)
         for reader in rng.permutation(READERS)[: int(rng.integers(1, 4))]:
             result.reads.append(
@@ -362,12 +370,12 @@ def _add_anatomy_candidates(
         v = anatomy.vessels[int(vessel)]
         p = v.start_xyz + rng.uniform(0.2, 0.8) * (v.end_xyz - v.start_xyz)
         if geometry.contains_world(p):
-            result.candidates.append([uid, *_xyz(p), 0])
+            result.candidates.append(_candidate(uid, p, 0))
     for p in rng.permutation(np.asarray(anatomy.branch_points_xyz))[:20]:
         if geometry.contains_world(p):
-            result.candidates.append([uid, *_xyz(p), 0])
+            result.candidates.append(_candidate(uid, p, 0))
     for _ in range(15):
-        result.candidates.append([uid, *_xyz(_lung_point(anatomy, geometry, rng)), 0])
+        result.candidates.append(_candidate(uid, _lung_point(anatomy, geometry, rng), 0))
 
 
 def _write_scan(hu: F32, geometry: Geometry, job: RenderJob) -> dict[str, Any]:
@@ -529,22 +537,9 @@ def generate(config: SynthConfig, overwrite: bool = False) -> dict[str, Any]:
     else:
         results = [render_scan(job) for job in jobs]
     out = config.out
-    luna_header = ["seriesuid", "coordX", "coordY", "coordZ"]
-    write_table(
-        out / "annotations.csv",
-        [*luna_header, "diameter_mm"],
-        (r for s in results for r in s.annotations),
-    )
-    write_table(
-        out / "annotations_excluded.csv",
-        [*luna_header, "diameter_mm"],
-        (r for s in results for r in s.excluded),
-    )
-    write_table(
-        out / "candidates_V2.csv",
-        [*luna_header, "class"],
-        (r for s in results for r in s.candidates),
-    )
+    write_annotations(out / "annotations.csv", (r for s in results for r in s.annotations))
+    write_annotations(out / "annotations_excluded.csv", (r for s in results for r in s.excluded))
+    write_candidates(out / "candidates_V2.csv", (r for s in results for r in s.candidates))
     write_table(out / "seriesuids.csv", None, ([s.series_uid] for s in results))
     read_header = [
         "seriesuid",
@@ -578,7 +573,7 @@ def generate(config: SynthConfig, overwrite: bool = False) -> dict[str, Any]:
             "annotations": sum(len(s.annotations) for s in results),
             "excluded": sum(len(s.excluded) for s in results),
             "candidates": sum(len(s.candidates) for s in results),
-            "candidates_class1": sum(1 for s in results for c in s.candidates if c[-1] == 1),
+            "candidates_class1": sum(1 for s in results for c in s.candidates if c.label == 1),
             "reads": sum(len(s.reads) for s in results),
             "dicom_series": sum(j.export_dicom for j in jobs),
             "flipped_scans": sum(
