@@ -551,6 +551,76 @@ def _final_card(
     return card
 
 
+class Trainer:
+    """One training run in small steps: restore -> (pool -> epoch -> log -> keep -> checkpoint)*.
+
+    Holds the run's state (``_Run``: network, optimiser, schedule, online filter, generator) and
+    what the curriculum needs (difficulty ranks, the training mask), prepared once.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: TrainData,
+        out_dir: Path,
+        *,
+        device: torch.device,
+        code_version: str,
+        init: NoduleNet | None = None,
+    ) -> None:
+        self.config, self.data, self.out_dir = config, data, out_dir
+        self.device, self.code_version = device, code_version
+        torch.manual_seed(config.seed)
+        self.run = _new_run(config, _network(config, init, device), len(data.samples))
+        center = center_intensity(np.stack([data.cache.crop(i) for i in range(len(data.samples))]))
+        self.ranks = difficulty_ranks(center, data.labels)
+        self.curriculum = Curriculum(config.curriculum_start, config.curriculum_ramp_epochs)
+        self.train_mask = np.zeros(len(data.samples), dtype=bool)
+        self.train_mask[data.train] = True
+        self.checkpoint_path = out_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+
+    def restore(self) -> None:
+        """Continue from the last checkpoint in ``out_dir``, when there is one."""
+        if self.checkpoint_path.is_file():
+            _restore_checkpoint(self.checkpoint_path, self.run, self.config)
+
+    def pool(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """The positives and negatives ``epoch`` draws from."""
+        return epoch_pool(
+            epoch, self.train_mask, self.ranks, self.curriculum, self.run.online, self.data.labels
+        )
+
+    def keep(self, result: _Epoch, elapsed_s: float) -> ModelCard | None:
+        """Save the epoch's weights with their card if they are the ones kept; else None."""
+        if not _selects(result, self.run, self.config):
+            return None
+        record = _training_record(result, self.data, self.config, self.device, elapsed_s)
+        return save_model(
+            self.out_dir,
+            self.run.network,
+            self.config.patch,
+            code_version=self.code_version,
+            training=record,
+        )
+
+    def fit(self, progress: bool = True) -> ModelCard:
+        """Run the remaining epochs; returns the kept model's card (with the whole history)."""
+        run, config = self.run, self.config
+        started = time.perf_counter() - sum(h.get("epoch_s", 0.0) for h in run.history)
+        card: ModelCard | None = None
+        for epoch in range(run.start_epoch, config.epochs):
+            result = _run_epoch(
+                run, epoch, self.pool(epoch), self.data, config, self.device, progress
+            )
+            # JSON has no NaN: a metric a held-out set cannot give (AUC without negatives) is
+            # left out rather than written as null.
+            run.history.append({k: v for k, v in result.row.items() if math.isfinite(v)})
+            _log_epoch(result, config)
+            card = self.keep(result, time.perf_counter() - started) or card
+            _save_checkpoint(self.checkpoint_path, run, config, epoch)
+        return _final_card(self.out_dir, card, run.history, time.perf_counter() - started)
+
+
 def train(
     config: TrainConfig,
     data: TrainData,
@@ -567,31 +637,14 @@ def train(
     ``init``: a trained network to start from (fine-tuning); its architecture must be the
     config's, and ``config.init_fingerprint`` should name it so the card records it.
     """
-    device = resolve_device(device_name)
-    torch.manual_seed(config.seed)
-    run = _new_run(config, _network(config, init, device), len(data.samples))
-    labels = data.labels
-    center = center_intensity(np.stack([data.cache.crop(i) for i in range(len(data.samples))]))
-    ranks = difficulty_ranks(center, labels)
-    curriculum = Curriculum(config.curriculum_start, config.curriculum_ramp_epochs)
-    train_mask = np.zeros(len(data.samples), dtype=bool)
-    train_mask[data.train] = True
-    checkpoint_path = out_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
-    if resume and checkpoint_path.is_file():
-        _restore_checkpoint(checkpoint_path, run, config)
-    started = time.perf_counter() - sum(h.get("epoch_s", 0.0) for h in run.history)
-    card: ModelCard | None = None
-    for epoch in range(run.start_epoch, config.epochs):
-        pool = epoch_pool(epoch, train_mask, ranks, curriculum, run.online, labels)
-        result = _run_epoch(run, epoch, pool, data, config, device, progress)
-        # JSON has no NaN: a metric a held-out set cannot give (AUC without negatives) is left
-        # out rather than written as null.
-        run.history.append({k: v for k, v in result.row.items() if math.isfinite(v)})
-        _log_epoch(result, config)
-        if _selects(result, run, config):
-            record = _training_record(result, data, config, device, time.perf_counter() - started)
-            card = save_model(
-                out_dir, run.network, config.patch, code_version=code_version, training=record
-            )
-        _save_checkpoint(checkpoint_path, run, config, epoch)
-    return _final_card(out_dir, card, run.history, time.perf_counter() - started)
+    trainer = Trainer(
+        config,
+        data,
+        out_dir,
+        device=resolve_device(device_name),
+        code_version=code_version,
+        init=init,
+    )
+    if resume:
+        trainer.restore()
+    return trainer.fit(progress)
