@@ -37,7 +37,7 @@ from app.series import OpenSources, SeriesLocator
 from model.dicomweb import DicomwebSeriesSource, Pacs, parse_pacs_address
 from model.embedder import Embedder
 from model.preprocessing import extract_patch
-from model.sources import open_source
+from model.sources import open_source, relocated
 from model.store.catalog import Catalog
 from model.store.tables import Nodule, Scan
 from model.threads import ThreadPolicy
@@ -162,7 +162,11 @@ class Retriever:
                 scan = session.execute(
                     select(Scan).where(Scan.series_uid == series_uid)
                 ).scalar_one_or_none()
-                path = Path(scan.source_path) if scan is not None else None
+                path = None
+                if scan is not None:
+                    path = relocated(
+                        Path(scan.source_path), self.catalog.index_dir, self.catalog.manifest
+                    )
             if path is not None:  # unknown UIDs are not remembered: they are unbounded
                 with self._cache_lock:
                     self._scan_paths[series_uid] = path

@@ -3,10 +3,17 @@
 A catalogue records each scan as an *address*: a ``.mhd``/``.mha``/``.nii(.gz)`` file, a DICOM
 folder, or ``dicomweb:STUDY/SERIES`` for a series a PACS holds. ``open_source`` opens any of
 them for region reads, for the index build, the evaluation and the service alike.
+
+Paths are recorded as the build saw them, with the index folder's own path then
+(``manifest["index_dir"]``). A catalogue moved or mounted elsewhere together with its data and
+models (``index/`` beside ``data/`` and ``models/``) finds them at the same place relative to
+its new folder (``relocated``); the service also looks a scan up by series UID under its data
+root (``NODULE_DATA_DIR``).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -38,15 +45,20 @@ def open_source(
     return DicomwebSeriesSource(pacs, parsed[0], parsed[1])
 
 
-def model_dir_of(index_dir: Path, manifest: Mapping[str, Any]) -> Path:
-    """The model folder a catalogue version was built with.
+def relocated(recorded: Path, index_dir: Path, manifest: Mapping[str, Any]) -> Path:
+    """Where a path a build recorded is now.
 
-    The path the build recorded; when that holds no model (the catalogue and its models were
-    moved or mounted elsewhere together), the same place relative to ``index_dir``.
+    ``recorded`` itself when it exists (or is a ``dicomweb:`` address); else the same place
+    relative to ``index_dir`` as it was to the index folder when the version was built, when
+    something is there; else ``recorded`` (the caller reports it missing).
     """
-    recorded = Path(str(manifest["model_dir"]))
-    relative = manifest.get("model_dir_relative")
-    if (recorded / "card.json").is_file() or not relative:
+    built_in = manifest.get("index_dir")
+    if recorded.exists() or parse_pacs_address(str(recorded)) or not built_in:
         return recorded
-    moved = (index_dir / str(relative)).resolve()
-    return moved if (moved / "card.json").is_file() else recorded
+    moved = Path(os.path.normpath(index_dir.absolute() / os.path.relpath(recorded, built_in)))
+    return moved if moved.exists() else recorded
+
+
+def model_dir_of(index_dir: Path, manifest: Mapping[str, Any]) -> Path:
+    """The model folder a catalogue version was built with (``relocated``, see the docstring)."""
+    return relocated(Path(str(manifest["model_dir"])), index_dir, manifest)

@@ -62,8 +62,9 @@ class BuildRecord(BaseModel):
     created_at: datetime
     model_fingerprint: str
     model_dir: str
-    """The model folder, absolute; ``model_dir_relative``: the same, from the index folder."""
-    model_dir_relative: str
+    index_dir: str
+    """The index folder when built (absolute): recorded paths are found relative to it when the
+    catalogue has moved together with its data and models (``model.sources.relocated``)."""
     model: dict[str, Any]
     preprocessing: dict[str, Any]
     data_fingerprint: str
@@ -197,7 +198,7 @@ def _write_version(
         created_at=datetime.now(UTC),
         model_fingerprint=embedder.card.fingerprint,
         model_dir=str(options.model_dir.resolve()),
-        model_dir_relative=os.path.relpath(options.model_dir.resolve(), layout.root.resolve()),
+        index_dir=str(layout.root.absolute()),
         model=embedder.card.summary(),
         preprocessing=embedder.card.preprocessing.model_dump(mode="json"),
         data_fingerprint=options.data_fingerprint,

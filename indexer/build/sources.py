@@ -17,6 +17,7 @@ from indexer.train.samples import load_patients
 from model.dicomweb import check_uid, pacs_address
 from model.geometry import Geometry
 from model.labels import CHARACTERISTICS, Characteristics, DerivedLabel, LabelRule, Read, ReadKind
+from model.sources import relocated
 from model.store.catalog import Catalog
 from model.store.tables import Nodule, Scan
 from model.volume import VolumeReadError
@@ -95,9 +96,8 @@ def collect_current(
             scans = {}
             for s in session.execute(select(Scan)).scalars():
                 geometry = Geometry.from_itk(s.origin_xyz, s.spacing_xyz, s.direction, s.size_xyz)
-                scans[s.series_uid] = ScanEntry(
-                    s.series_uid, Path(s.source_path), s.patient_id, geometry
-                )
+                path = relocated(Path(s.source_path), index_dir, catalog.manifest)
+                scans[s.series_uid] = ScanEntry(s.series_uid, path, s.patient_id, geometry)
             nodes = []
             query = select(Nodule).options(selectinload(Nodule.label), selectinload(Nodule.reads))
             for n in session.execute(query.order_by(Nodule.id)).scalars():

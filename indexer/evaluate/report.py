@@ -68,7 +68,7 @@ from model.checkpoint import load_model
 from model.embedder import Embedder
 from model.labels import LabelRule, derive_label
 from model.network import NoduleNet
-from model.sources import model_dir_of
+from model.sources import model_dir_of, relocated
 from model.store.catalog import Catalog
 from model.store.layout import write_json_atomic
 from model.store.tables import Nodule
@@ -172,7 +172,12 @@ def load_nodules(catalog: Catalog, rule: LabelRule | None) -> CatalogNodules:
         out = CatalogNodules(
             ids=np.array([n.id for n in rows], dtype=np.int64),
             series_uid=[n.series_uid for n in rows],
-            source_path={n.series_uid: Path(n.scan.source_path) for n in rows},
+            source_path={
+                n.series_uid: relocated(
+                    Path(n.scan.source_path), catalog.index_dir, catalog.manifest
+                )
+                for n in rows
+            },
             patient_id=[n.scan.patient_id for n in rows],
             center_xyz=[n.center_xyz for n in rows],
             diameter_mm=np.array([n.diameter_mm for n in rows], dtype=np.float64),

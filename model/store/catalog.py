@@ -90,6 +90,11 @@ class Catalog:
         embeddings = np.load(folder / EMBEDDINGS_FILE, mmap_mode="r")
         return cls(version, folder, manifest, index, engine, sessionmaker(engine), embeddings)
 
+    @property
+    def index_dir(self) -> Path:
+        """The index folder this version lives in (``INDEX_DIR``)."""
+        return self.folder.parent.parent
+
     def present(self) -> bool:
         """The version's folder is still on disk (its manifest exists)."""
         return (self.folder / MANIFEST).is_file()

@@ -15,18 +15,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fastapi.testclient import TestClient
 
+from app.main import create_app
+from app.settings import AppSettings
 from indexer.build.builder import build_lock
 from indexer.cli import main
 from indexer.synth.generate import generate
 from model.checkpoint import save_model
 from model.network import NetworkConfig, NoduleNet
 from model.preprocessing import PatchSpec
-from model.sources import model_dir_of
+from model.sources import model_dir_of, relocated
 from model.store.calibration import calibrate_match_threshold, nearest_other_similarities
 from model.store.catalog import Catalog, verify_version
 from model.store.layout import IndexLayout, LayoutError
-from model.store.tables import Label, Nodule, NoduleRead
+from model.store.tables import Label, Nodule, NoduleRead, Scan
 from model.store.vector_index import build_index
 from tests.conftest import small_config
 
@@ -417,20 +420,35 @@ def test_index_ids_read_whichever_swig_module_wrapped_the_id_map() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_a_catalogue_moved_with_its_model_still_finds_it(
+def test_a_catalogue_moved_with_its_data_and_model_still_finds_them(
     synth_set: Path, model_dir: Path, tmp_path: Path
 ) -> None:
     project = tmp_path / "project"
+    shutil.copytree(synth_set, project / "data")
     shutil.copytree(model_dir, project / "models" / "m")
-    assert _build(synth_set, project / "models" / "m", project / "index") == 0
+    assert _build(project / "data", project / "models" / "m", project / "index") == 0
     moved = tmp_path / "moved"
-    project.rename(moved)  # the recorded absolute model path no longer exists
-    layout = IndexLayout(moved / "index")
+    project.rename(moved)  # every recorded absolute path is gone
+    index = moved / "index"
+    layout = IndexLayout(index)
     manifest = layout.manifest(layout.current() or "")
     assert not Path(manifest["model_dir"]).exists()
-    assert model_dir_of(moved / "index", manifest) == (moved / "models" / "m").resolve()
-    # Adding scans reads the model the same way (no --model): it is found where it moved.
-    assert (
-        main(["add", "--data", str(synth_set), "--index", str(moved / "index"), "--no-progress"])
-        == 0
-    )
+    assert model_dir_of(index, manifest) == moved / "models" / "m"
+    catalog = Catalog.open(index)
+    with catalog.sessions() as session:
+        nodule = session.query(Nodule).join(Scan).first()
+        assert nodule is not None
+        recorded, uid, center = nodule.scan.source_path, nodule.series_uid, nodule.center_xyz
+    catalog.close()
+    assert not Path(recorded).exists()
+    assert relocated(Path(recorded), index, manifest).is_file()
+    # The service (no data root configured) reads the scan where it moved.
+    with TestClient(create_app(AppSettings(index_dir=index, device="cpu"))) as client:
+        body = {"series_uid": uid, "center_xyz": list(center), "k": 3}
+        answer = client.post("/v1/search/coordinate", json=body)
+        assert answer.status_code == 200, answer.text
+    # Evaluating re-reads every scan and the model where they are now; add reuses them too.
+    report = moved / "report"
+    args = ["evaluate", "--index", str(index), "--out", str(report), "--bootstrap", "20"]
+    assert main([*args, "--workers", "1", "--quiet"]) == 0
+    assert main(["add", "--data", str(moved / "data"), "--index", str(index), "--no-progress"]) == 0
