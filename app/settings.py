@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
@@ -27,7 +27,6 @@ class AppSettings(SharedSettings):
             with a ``study_uid`` (and series found nowhere else) are read from this PACS.
         log_hash_key: key of the hash that stands for series/study UIDs in logs (default: a
             key made per process, so hashes match only within one run).
-        device: where the network runs.
         torch_threads / faiss_threads: CPU threads per request (one query is faster on one
             thread than on two: OpenMP start-up dominates).
     """
@@ -37,7 +36,6 @@ class AppSettings(SharedSettings):
     data_dir: Path | None = None
     dicom_rescan_s: float = Field(default=60.0, ge=0)
     open_volumes: int = Field(default=16, ge=0, le=1024)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
     max_upload_mb: int = Field(default=200, ge=1, le=4096)
     max_body_kb: int = Field(default=256, ge=1, le=1024 * 1024)
     """Body limit of every route but the upload (JSON bodies are a few hundred bytes)."""

@@ -32,7 +32,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--matrix", type=int, default=192, help="synthetic in-plane size")
     p.add_argument("--epochs", type=int, default=10, help="training epochs")
     p.add_argument("--lidc-table", type=Path, default=None, help="LIDC table for the synthetic set")
-    p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--device",
+        default=None,
+        help="auto, cpu or cuda (default: $NODULE_DEVICE, else auto)",
+    )
 
 
 def run(args: argparse.Namespace, main: Callable[[Sequence[str]], int]) -> int:

@@ -392,6 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as e:
         logger.error("invalid NODULE_* settings: %s", e)
         return 2
+    if getattr(args, "device", ...) is None:
+        args.device = settings.device  # --device not given: NODULE_DEVICE, else auto
     with_settings = {
         "synth": _cmd_synth,
         "build": build_command.run_build,

@@ -7,16 +7,22 @@ are one set of variables with one set of defaults, whichever program reads them.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model.dicomweb import PacsConfig
 
+#: Where the network runs: ``auto`` takes a GPU when torch sees one.
+Device = Literal["auto", "cpu", "cuda"]
+
 
 class SharedSettings(BaseSettings):
-    """PACS settings; override with ``NODULE_*`` variables.
+    """Device and PACS settings; override with ``NODULE_*`` variables.
 
     Attributes:
+        device: where the network runs (the indexer's ``--device`` overrides it).
         dicomweb_url: a PACS's DICOMweb root (``nodule-index build --dicomweb-url`` wins).
         dicomweb_user / dicomweb_password: HTTP basic credentials, or ``dicomweb_token`` for a
             bearer token; never logged, never on a command line.
@@ -26,6 +32,7 @@ class SharedSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="NODULE_", extra="ignore")
 
+    device: Device = "auto"
     dicomweb_url: str | None = None
     dicomweb_user: str | None = None
     dicomweb_password: SecretStr | None = None

@@ -57,7 +57,11 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index-type", choices=INDEX_TYPES, default="exact")
     p.add_argument("--keep", type=int, default=5, help="versions kept (older ones pruned)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument(
+        "--device",
+        default=None,
+        help="auto, cpu or cuda (default: $NODULE_DEVICE, else auto)",
+    )
     p.add_argument(
         "--on-error",
         choices=("fail", "skip"),

@@ -41,7 +41,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument(
+        "--device",
+        default=None,
+        help="auto, cpu or cuda (default: $NODULE_DEVICE, else auto)",
+    )
     p.add_argument("--quiet", action="store_true", help="do not print the report table")
 
 

@@ -27,7 +27,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--data", type=Path, required=True, help="LUNA16-layout folder")
     p.add_argument("--out", type=Path, required=True, help="model folder (card.json, weights.pt)")
     p.add_argument("--epochs", type=int, default=TrainConfig().epochs)
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument(
+        "--device",
+        default=None,
+        help="auto, cpu or cuda (default: $NODULE_DEVICE, else auto)",
+    )
     p.add_argument("--val-subset", action="append", default=None, help="held-out subset(s)")
     p.add_argument("--cache-dir", type=Path, default=None, help="patch cache (default OUT/cache)")
     p.add_argument("--batch-size", type=int, default=TrainConfig().batch_size)
