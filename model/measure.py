@@ -1,0 +1,275 @@
+"""Size and type of a nodule from its mask, as a radiologist reads them: estimates, no diagnosis.
+
+Everything here works on a boolean mask on a CT grid (``mask_zyx``, numpy z, y, x order) with
+that grid's ``Geometry``; distances are world millimetres (voxel centres mapped through the full
+direction matrix), so flipped or oblique grids measure the same.
+
+- **Long and short axis** (Lung-RADS v2022, ACR): on each axial slice of the mask, the longest
+  chord (long axis) and the widest extent perpendicular to it (short axis), edge to edge: the
+  distance between the outermost voxel centres plus one voxel, the voxel size along that
+  direction. The slice with the longest long axis is reported. **Mean diameter** = (long + short)
+  / 2, rounded to 0.1 mm, as Lung-RADS v2022 asks. **Volume** = voxels x voxel volume (mm^3).
+- **Type** from the HU inside the mask's core (the mask less one voxel at its in-plane edge,
+  where partial volume with lung makes every nodule look part-solid; the whole mask when the
+  core would keep fewer than 5 voxels): the solid fraction is the share of core voxels at or
+  above ``SOLID_HU`` (-300 HU, the usual solid-component threshold). Ground-glass below
+  ``GROUND_GLASS_MAX_SOLID`` (0.24), solid at or above ``SOLID_MIN_SOLID`` (0.29), part-solid
+  between. The a-priori cut-points (0.15, 0.6) agreed with the LIDC readers' Texture on the real
+  VOIs with kappa 0.25 on the whole mask and 0.39 on the core (most solid nodules called
+  part-solid); 0.24 and 0.29 are the cut-points a patient-grouped 5-fold fit chose in 4 of 5
+  folds, scoring kappa 0.62 (agreement 0.87) on the held-out patients
+  (``bench/results/measure_lidc_vois.json``). Ground-glass versus solid is what this
+  separates; part-solid nodules overlap solid ones in this fraction and are mostly called solid.
+- **Lung-RADS v2022 size category at baseline** (no prior scan): solid < 6 mm -> 2, 6 to < 8 ->
+  3, 8 to < 15 -> 4A, >= 15 -> 4B; ground-glass < 30 mm -> 2, >= 30 -> 3. Part-solid nodules
+  need the solid component's own size and get none here. Categories from size alone ignore
+  the modifiers (growth, new, perifissural, the S and X modifiers).
+- **Region growing** (``grow_region``), for a query point without a mask: the voxels at or
+  above ``GROW_HU`` (-600 HU: ground-glass and denser, not aerated lung) that are connected to
+  the seed, inside a ball of ``max_radius_mm``, after a one-voxel opening that cuts thin
+  vessel connections. The seed is the densest voxel within 2 mm of the point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+from scipy.spatial import ConvexHull, QhullError
+
+from model.geometry import Geometry, spacing_zyx
+
+NoduleType = Literal["solid", "part-solid", "ground-glass"]
+LungRadsCategory = Literal["2", "3", "4A", "4B"]
+
+#: HU at and above which a voxel counts as solid component.
+SOLID_HU = -300.0
+#: Solid fraction (of the core) below which a nodule is ground-glass.
+GROUND_GLASS_MAX_SOLID = 0.24
+#: Solid fraction (of the core) at and above which a nodule is solid.
+SOLID_MIN_SOLID = 0.29
+#: A core smaller than this falls back to the whole mask.
+MIN_CORE_VOXELS = 5
+#: Region growing keeps voxels at or above this HU.
+GROW_HU = -600.0
+#: Where the seed is searched around the query point (mm).
+SEED_RADIUS_MM = 2.0
+#: Lung-RADS v2022 baseline size bounds (mm, mean diameter) of solid nodules: 2 | 3 | 4A | 4B.
+SOLID_BOUNDS_MM = (6.0, 8.0, 15.0)
+#: Ground-glass nodules: category 2 below this mean diameter (mm), 3 from it.
+GROUND_GLASS_BOUND_MM = 30.0
+
+BoolArray = npt.NDArray[np.bool_]
+
+
+class MeasureError(ValueError):
+    """A mask that cannot be measured (empty, wrong shape)."""
+
+
+@dataclass(frozen=True)
+class AxialAxes:
+    """Long and short axis on one axial slice (mm, edge to edge)."""
+
+    long_axis_mm: float
+    short_axis_mm: float
+    slice_index: int
+    """The slice (numpy z index of the mask's grid) they were measured on."""
+
+
+@dataclass(frozen=True)
+class NoduleMeasurement:
+    """Size, type and Lung-RADS size category of one nodule mask (estimates)."""
+
+    long_axis_mm: float
+    short_axis_mm: float
+    mean_diameter_mm: float
+    """(long + short) / 2, rounded to 0.1 mm."""
+    volume_mm3: float
+    n_voxels: int
+    slice_index: int
+    nodule_type: NoduleType | None
+    """None without HU values."""
+    solid_fraction: float | None
+    lung_rads: LungRadsCategory | None
+    """Baseline size category; None for part-solid nodules and without a type."""
+
+
+def _chord_and_width(points_mm: npt.NDArray[np.float64], pixel_mm: float) -> tuple[float, float]:
+    """Longest chord of 2-D points and the widest extent perpendicular to it, edge to edge."""
+    if len(points_mm) == 1:
+        return pixel_mm, pixel_mm
+    if len(points_mm) > 400:
+        # The extremes lie on the boundary: the convex hull keeps the pairwise search small
+        # (collinear points have no hull; then all of them are searched).
+        with contextlib.suppress(QhullError):
+            points_mm = points_mm[ConvexHull(points_mm).vertices]
+    diff = points_mm[:, None, :] - points_mm[None, :, :]
+    dist = np.sqrt((diff**2).sum(-1))
+    i, j = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    long_mm = float(dist[i, j])
+    if long_mm == 0.0:
+        return pixel_mm, pixel_mm
+    along = (points_mm[j] - points_mm[i]) / long_mm
+    across = np.array([-along[1], along[0]])
+    projected = points_mm @ across
+    return long_mm + pixel_mm, float(projected.max() - projected.min()) + pixel_mm
+
+
+def axial_axes(mask_zyx: BoolArray, geometry: Geometry) -> AxialAxes:
+    """Long and short axis on the axial slice where the long axis is longest.
+
+    Raises:
+        MeasureError: an empty mask, or one whose shape is not the geometry's.
+    """
+    mask = np.asarray(mask_zyx, dtype=bool)
+    if mask.shape != geometry.shape_zyx:
+        raise MeasureError(f"mask shape {mask.shape} is not the grid's {geometry.shape_zyx}")
+    if not mask.any():
+        raise MeasureError("the mask is empty")
+    _, sy, sx = spacing_zyx(geometry)
+    pixel_mm = float(np.sqrt(sx * sy))  # in-plane voxel size (one voxel, edge to edge)
+    best: AxialAxes | None = None
+    for k in np.flatnonzero(mask.any(axis=(1, 2))).tolist():
+        rows, cols = np.nonzero(mask[k])
+        index_zyx = np.stack([np.full(len(rows), k), rows, cols], axis=1).astype(np.float64)
+        world = geometry.index_zyx_to_world(index_zyx)
+        # In-plane coordinates of the slice: world points projected on its two array axes.
+        d = geometry.direction_matrix
+        plane = np.stack([world @ d[:, 0], world @ d[:, 1]], axis=1)
+        long_mm, short_mm = _chord_and_width(plane, pixel_mm)
+        if best is None or long_mm > best.long_axis_mm:
+            best = AxialAxes(long_mm, min(short_mm, long_mm), int(k))
+    assert best is not None
+    return best
+
+
+def mask_core(mask_zyx: BoolArray) -> BoolArray:
+    """The mask less one voxel at its in-plane edge (the whole mask if too little is left)."""
+    in_plane = np.zeros((3, 3, 3), dtype=bool)
+    in_plane[1] = ndimage.generate_binary_structure(2, 1)
+    core = ndimage.binary_erosion(mask_zyx, in_plane)
+    return np.asarray(core if core.sum() >= MIN_CORE_VOXELS else mask_zyx, dtype=bool)
+
+
+def solid_fraction(hu_in_mask: npt.ArrayLike) -> float:
+    """Share of the mask's voxels at or above ``SOLID_HU``."""
+    hu = np.asarray(hu_in_mask, dtype=np.float64)
+    if hu.size == 0:
+        raise MeasureError("the mask is empty")
+    return float((hu >= SOLID_HU).mean())
+
+
+def nodule_type(fraction: float) -> NoduleType:
+    """Solid, part-solid or ground-glass from the solid fraction (module docstring)."""
+    if fraction < GROUND_GLASS_MAX_SOLID:
+        return "ground-glass"
+    if fraction < SOLID_MIN_SOLID:
+        return "part-solid"
+    return "solid"
+
+
+def lung_rads_category(kind: NoduleType, mean_diameter_mm: float) -> LungRadsCategory | None:
+    """Lung-RADS v2022 baseline category from size alone; None for part-solid nodules."""
+    if kind == "ground-glass":
+        return "2" if mean_diameter_mm < GROUND_GLASS_BOUND_MM else "3"
+    if kind == "part-solid":
+        return None
+    low, mid, high = SOLID_BOUNDS_MM
+    if mean_diameter_mm < low:
+        return "2"
+    if mean_diameter_mm < mid:
+        return "3"
+    if mean_diameter_mm < high:
+        return "4A"
+    return "4B"
+
+
+def measure(
+    mask_zyx: BoolArray, geometry: Geometry, hu_zyx: npt.ArrayLike | None = None
+) -> NoduleMeasurement:
+    """Size (and, with the HU on the same grid, type and Lung-RADS size category) of a mask."""
+    axes = axial_axes(mask_zyx, geometry)
+    mask = np.asarray(mask_zyx, dtype=bool)
+    n_voxels = int(mask.sum())
+    sx, sy, sz = geometry.spacing_xyz
+    mean_mm = round((axes.long_axis_mm + axes.short_axis_mm) / 2.0, 1)
+    fraction: float | None = None
+    kind: NoduleType | None = None
+    category: LungRadsCategory | None = None
+    if hu_zyx is not None:
+        hu = np.asarray(hu_zyx)
+        if hu.shape != mask.shape:
+            raise MeasureError(f"HU shape {hu.shape} is not the mask's {mask.shape}")
+        fraction = solid_fraction(hu[mask_core(mask)])
+        kind = nodule_type(fraction)
+        category = lung_rads_category(kind, mean_mm)
+    return NoduleMeasurement(
+        long_axis_mm=round(axes.long_axis_mm, 1),
+        short_axis_mm=round(axes.short_axis_mm, 1),
+        mean_diameter_mm=mean_mm,
+        volume_mm3=round(n_voxels * sx * sy * sz, 1),
+        n_voxels=n_voxels,
+        slice_index=axes.slice_index,
+        nodule_type=kind,
+        solid_fraction=None if fraction is None else round(fraction, 3),
+        lung_rads=category,
+    )
+
+
+def grow_region(
+    hu_zyx: npt.ArrayLike,
+    geometry: Geometry,
+    center_xyz: tuple[float, float, float],
+    max_radius_mm: float = 20.0,
+) -> BoolArray:
+    """A nodule mask grown from a world point (module docstring); empty when nothing is dense.
+
+    Raises:
+        MeasureError: the point lies outside the grid, or the HU array is not the grid's shape.
+    """
+    hu = np.asarray(hu_zyx, dtype=np.float32)
+    if hu.shape != geometry.shape_zyx:
+        raise MeasureError(f"HU shape {hu.shape} is not the grid's {geometry.shape_zyx}")
+    if not geometry.contains_world(center_xyz):
+        raise MeasureError(f"the point {center_xyz} lies outside the volume")
+    # Only the box that holds the ball is searched (a whole CT would cost seconds).
+    center_zyx = geometry.world_to_index_zyx(np.asarray(center_xyz))
+    reach = np.ceil(max_radius_mm / np.asarray(spacing_zyx(geometry))) + 1
+    start = np.clip(np.floor(center_zyx - reach), 0, None).astype(int)
+    stop = np.minimum(np.ceil(center_zyx + reach).astype(int) + 1, geometry.shape_zyx)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(start, stop, strict=True))
+    region = _grow_in_box(
+        hu[box], geometry.with_shape_zyx(hu[box].shape, start), center_xyz, max_radius_mm
+    )
+    mask = np.zeros(hu.shape, dtype=bool)
+    mask[box] = region
+    return mask
+
+
+def _grow_in_box(
+    hu: npt.NDArray[np.float32],
+    geometry: Geometry,
+    center_xyz: tuple[float, float, float],
+    max_radius_mm: float,
+) -> BoolArray:
+    # World distance of every voxel from the point (mm), on the grid's own index axes.
+    grid = np.indices(hu.shape, dtype=np.float64).reshape(3, -1).T
+    distance = np.linalg.norm(geometry.index_zyx_to_world(grid) - np.asarray(center_xyz), axis=1)
+    distance = distance.reshape(hu.shape)
+    dense = (hu >= GROW_HU) & (distance <= max_radius_mm)
+    # A one-voxel opening cuts the thin necks by which vessels touch a nodule.
+    opened = ndimage.binary_opening(dense, structure=ndimage.generate_binary_structure(3, 1))
+    near = distance <= SEED_RADIUS_MM
+    candidates = np.where(near & opened, hu, -np.inf)
+    if not np.isfinite(candidates).any():
+        candidates = np.where(near & dense, hu, -np.inf)  # too small to survive the opening
+        opened = dense
+    if not np.isfinite(candidates).any():
+        return np.zeros(hu.shape, dtype=bool)
+    seed = np.unravel_index(int(np.argmax(candidates)), hu.shape)
+    labels, _ = ndimage.label(opened)
+    return np.asarray(labels == labels[seed])
