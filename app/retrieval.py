@@ -31,11 +31,13 @@ from app.schemas import (
     ScanOut,
     ScanSummary,
     SearchResponse,
+    SizeEstimate,
     Vote,
 )
 from app.series import OpenSources, SeriesLocator
 from model.dicomweb import DicomwebSeriesSource, Pacs, parse_pacs_address
 from model.embedder import Embedder
+from model.measure import estimate_at
 from model.preprocessing import extract_patch
 from model.sources import open_source, relocated
 from model.store.catalog import Catalog
@@ -100,6 +102,25 @@ def vote(neighbors: list[Neighbor]) -> Vote:
         binary=int(majority(binary, probability)),
         four_class=four_class_shares([int(label.label_4class or 0) for label in labelled]),
         n_labelled=len(labelled),
+    )
+
+
+def size_estimate(
+    source: VolumeSource, center_xyz: tuple[float, float, float]
+) -> SizeEstimate | None:
+    """The queried nodule's size and type by region growing from the point (an estimate)."""
+    found = estimate_at(source, center_xyz)
+    if found is None:
+        return None
+    return SizeEstimate(
+        long_axis_mm=found.long_axis_mm,
+        short_axis_mm=found.short_axis_mm,
+        mean_diameter_mm=found.mean_diameter_mm,
+        volume_mm3=found.volume_mm3,
+        nodule_type=found.nodule_type,
+        solid_fraction=found.solid_fraction,
+        lung_rads=found.lung_rads,
+        method="region growing from the query point (>= -600 HU, connected, within 20 mm)",
     )
 
 
@@ -263,6 +284,7 @@ class Retriever:
         filters: Filters,
         query: dict[str, Any],
         exclude_ids: frozenset[int] = frozenset(),
+        size_estimate: SizeEstimate | None = None,
     ) -> SearchResponse:
         """Neighbours and vote as the API returns them."""
         neighbors = self.neighbors(vector, k, filters, exclude_ids)
@@ -271,6 +293,9 @@ class Retriever:
         best = neighbors[0].similarity if neighbors else None
         threshold = self.match_threshold.value if self.match_threshold is not None else None
         close = None if best is None or threshold is None else bool(best >= threshold)
+        if threshold is not None:
+            for neighbor in neighbors:
+                neighbor.weak_match = neighbor.similarity < threshold
         result = vote(neighbors)
         result.withheld = close is False
         return SearchResponse(
@@ -283,6 +308,7 @@ class Retriever:
             ),
             neighbors=neighbors,
             vote=result,
+            size_estimate=size_estimate,
         )
 
     def search_coordinate(
@@ -292,8 +318,13 @@ class Retriever:
         k: int,
         filters: Filters,
         study_uid: str | None = None,
+        *,
+        estimate_size: bool = False,
     ) -> SearchResponse:
-        """Search by a world point in a stored CT series (or one in the PACS)."""
+        """Search by a world point in a stored CT series (or one in the PACS).
+
+        ``estimate_size``: also the queried nodule's size and type (``size_estimate``).
+        """
         source = self.open_series(series_uid, study_uid)
         vector = self.embed_point(source, center_xyz)
         index_zyx = tuple(float(v) for v in source.geometry.world_to_index_zyx(center_xyz))
@@ -302,6 +333,7 @@ class Retriever:
             k,
             filters,
             {"center_xyz": center_xyz, "index_zyx": index_zyx, "series_uid": series_uid},
+            size_estimate=size_estimate(source, center_xyz) if estimate_size else None,
         )
 
     def nodule(self, nodule_id: int) -> NoduleOut:

@@ -11,8 +11,9 @@ max-vote Texture rating):
   with the a-priori ones they replaced (0.15, 0.6), and with the two cut-points refitted on the
   other patients of a patient-grouped 5-fold split, scored on the held-out patients only (how
   model.measure's were chosen);
-- the region-growing mask from the LUNA16 centre alone: its Dice with the readers' mask and its
-  mean diameter against ``diameter_mm``.
+- the region-growing mask from the LUNA16 centre alone: how often it gives one (it refuses
+  nodules it cannot part from their surroundings), its Dice with the readers' mask and its mean
+  diameter against ``diameter_mm``.
 
     python -m bench.bench_measure [--shared ../shared/data] [--out bench/results/FILE.json]
 """
@@ -182,7 +183,8 @@ def run(shared: Path) -> dict[str, Any]:
         "type_refitted_patient_grouped_cv": _cross_validated_types(rows),
         "region_growing": {
             "n_grown": len(grown),
-            "dice_with_readers_mask_median": float(np.median([r.dice for r in rows])),
+            "n_refused": len(rows) - len(grown),
+            "dice_with_readers_mask_median_of_grown": float(np.median([r.dice for r in grown])),
             "mean_diameter_vs_luna16_diameter": _agreement(
                 np.array([r.grown_mean_mm for r in grown]),
                 np.array([r.diameter_mm for r in grown]),

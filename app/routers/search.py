@@ -32,7 +32,12 @@ def search_coordinate(
     started = time.perf_counter()
     try:
         response = retriever.search_coordinate(
-            query.series_uid, query.center_xyz, query.k, query.filters, query.study_uid
+            query.series_uid,
+            query.center_xyz,
+            query.k,
+            query.filters,
+            query.study_uid,
+            estimate_size=query.estimate_size,
         )
     except Exception as error:
         logger.info(

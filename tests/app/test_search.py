@@ -231,6 +231,39 @@ def test_search_reports_its_best_similarity_against_the_versions_threshold(
     assert similar["query"]["best_similarity"] == similar["neighbors"][0]["similarity"]
     assert similar["query"]["close_match"] is (similar["neighbors"][0]["similarity"] >= threshold)
     assert similar["vote"]["withheld"] is (not similar["query"]["close_match"])
+    # Each neighbour says whether it is below the threshold (a weak match).
+    for neighbor in [*result["neighbors"], *similar["neighbors"]]:
+        assert neighbor["weak_match"] is (neighbor["similarity"] < threshold)
+
+
+def test_coordinate_search_estimates_the_nodules_size_when_asked(
+    client: TestClient, app_index: Path
+) -> None:
+    _, series_uid, center, _ = _first_nodule(app_index)
+    body = {"series_uid": series_uid, "center_xyz": list(center), "k": 2}
+    assert client.post("/v1/search/coordinate", json=body).json()["size_estimate"] is None
+    catalog = Catalog.open(app_index)
+    with catalog.sessions() as session:
+        nodules = [
+            (n.series_uid, n.center_xyz, n.diameter_mm)
+            for n in session.query(Nodule).order_by(Nodule.id).limit(10)
+        ]
+    catalog.close()
+    estimated = 0
+    for uid, point, annotated_mm in nodules:
+        query = {"series_uid": uid, "center_xyz": list(point), "k": 2, "estimate_size": True}
+        answer = client.post("/v1/search/coordinate", json=query)
+        assert answer.status_code == 200, answer.text
+        estimate = answer.json()["size_estimate"]
+        if estimate is None:  # a nodule the growing cannot part from the wall: no estimate
+            continue
+        estimated += 1
+        assert estimate["short_axis_mm"] <= estimate["long_axis_mm"]
+        assert abs(estimate["mean_diameter_mm"] - annotated_mm) <= max(3.0, 0.5 * annotated_mm)
+        assert estimate["volume_mm3"] > 0
+        assert estimate["nodule_type"] in {"solid", "part-solid", "ground-glass"}
+        assert "not a diagnosis" in estimate["note"]
+    assert estimated >= len(nodules) // 2
 
 
 def test_nodules_of_other_patients_are_close_matches_as_calibrated(
