@@ -40,7 +40,7 @@ from app.problems import (
     problem_response,
 )
 from app.retrieval import NotFoundError
-from app.routers import admin, health, nodules, scans, search, upload
+from app.routers import admin, health, nodules, reports, scans, search, upload
 from app.settings import AppSettings
 from app.state import CatalogUnavailableError, Serving, State
 from app.uploads import BodyLimitMiddleware, ParserBusyError, UploadParser
@@ -124,6 +124,7 @@ def _add_routes(app: FastAPI, settings: AppSettings) -> None:
     app.include_router(nodules.router, dependencies=guarded)
     app.include_router(admin.router)
     app.include_router(scans.router, dependencies=guarded)
+    app.include_router(reports.router, dependencies=guarded)
     # The viewer: files shipped inside the package, nothing fetched from elsewhere at runtime.
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -6,6 +6,7 @@ series UID: first where the catalogue recorded them, then under the configured d
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 from collections import OrderedDict
@@ -35,11 +36,13 @@ from app.schemas import (
     Vote,
 )
 from app.series import OpenSources, SeriesLocator
+from model.dicom_io import DicomSeriesSource
 from model.dicomweb import DicomwebSeriesSource, Pacs, parse_pacs_address
 from model.embedder import Embedder
 from model.measure import estimate_at
 from model.preprocessing import extract_patch
 from model.sources import open_source, relocated
+from model.sr import SearchFindings, SimilarCase, search_report
 from model.store.catalog import Catalog
 from model.store.tables import Nodule, Scan
 from model.threads import ThreadPolicy
@@ -335,6 +338,53 @@ class Retriever:
             {"center_xyz": center_xyz, "index_zyx": index_zyx, "series_uid": series_uid},
             size_estimate=size_estimate(source, center_xyz) if estimate_size else None,
         )
+
+    def report_sr(
+        self, series_uid: str, center_xyz: tuple[float, float, float], k: int, filters: Filters
+    ) -> bytes:
+        """The search at a point of a stored DICOM series as a DICOM SR (``model.sr``), encoded.
+
+        Raises:
+            InputError: the series is not stored as DICOM (an SR belongs to a DICOM study).
+            NotFoundError: the series is nowhere to be found.
+        """
+        dicom = self._dicom_series(series_uid)  # first: refused before any search work
+        response = self.search_coordinate(series_uid, center_xyz, k, filters)
+        geometry = dicom.geometry
+        # The slices the patch spans are the SR's evidence (and where its point lies).
+        spec = self.embedder.card.preprocessing
+        half_mm = spec.patch_shape_zyx[0] * spec.spacing_mm / 2.0
+        center_z = float(geometry.world_to_index_zyx(np.asarray(center_xyz))[0])
+        reach = int(np.ceil(half_mm / geometry.spacing_xyz[2]))
+        evidence = dicom.slice_headers(round(center_z) - reach, round(center_z) + reach + 1)
+        findings = SearchFindings(
+            center_xyz=center_xyz,
+            frame_of_reference_uid=str(evidence[0].FrameOfReferenceUID),
+            neighbors=[
+                SimilarCase(n.id, n.similarity, n.labels.mean if n.labels else None)
+                for n in response.neighbors
+            ],
+            malignant_probability=response.vote.malignant_probability,
+            vote_binary=response.vote.binary,
+            size=estimate_at(dicom, center_xyz),
+            model_fingerprint=self.embedder.card.fingerprint,
+            index_version=self.catalog.version,
+        )
+        buffer = io.BytesIO()
+        search_report(evidence, findings).save_as(buffer, enforce_file_format=True)
+        return buffer.getvalue()
+
+    def _dicom_series(self, series_uid: str) -> DicomSeriesSource:
+        source = self.open_series(series_uid)
+        if isinstance(source, DicomSeriesSource):
+            return source
+        folder = self.locator.find_dicom(series_uid)
+        if folder is None:
+            raise InputError(
+                "an SR belongs to a DICOM study, and this series is stored as an image file "
+                "(MetaImage or NIfTI) with no DICOM headers"
+            )
+        return DicomSeriesSource(folder, series_uid)
 
     def nodule(self, nodule_id: int) -> NoduleOut:
         """One catalogue nodule.

@@ -77,6 +77,19 @@ class SeriesLocator:
                 self._scanned_at = time.monotonic()
             return self._dicom.get(series_uid)
 
+    def find_dicom(self, series_uid: str) -> Path | None:
+        """The DICOM folder of ``series_uid`` under the root (not a file of it), or None."""
+        if self.root is None or not self.root.is_dir() or not _plausible_uid(series_uid):
+            return None
+        folder = self.root / series_uid
+        if _dicom_uid(series_uid) and folder.is_dir():
+            return folder
+        with self._lock:
+            if self._scanned_at is None:
+                self._dicom = self._scan_dicom(self.root)
+                self._scanned_at = time.monotonic()
+            return self._dicom.get(series_uid)
+
     def _by_name(self, series_uid: str) -> Path | None:
         assert self.root is not None
         for suffix in _BY_NAME:

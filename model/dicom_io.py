@@ -284,6 +284,18 @@ class DicomSeriesSource:
             raise VolumeReadError(f"{header.path.name}: pixel data contains NaN or infinity")
         return hu
 
+    def slice_headers(self, start_z: int, stop_z: int) -> list[Dataset]:
+        """The DICOM headers (no pixels) of slices ``start_z <= k < stop_z`` (clipped).
+
+        Raises:
+            VolumeReadError: a slice's file can no longer be read.
+        """
+        chosen = self._layout.headers[max(0, start_z) : max(0, stop_z)]
+        try:
+            return [pydicom.dcmread(h.path, stop_before_pixels=True) for h in chosen]
+        except (InvalidDicomError, OSError, EOFError, ValueError) as e:
+            raise VolumeReadError(f"a slice header cannot be read ({type(e).__name__})") from None
+
     def read_box(self, start_zyx: Sequence[int], stop_zyx: Sequence[int]) -> F32Array:
         """HU float32 of voxels ``start_zyx <= index < stop_zyx``, decoding only those slices."""
         check_box(self.geometry, start_zyx, stop_zyx)
