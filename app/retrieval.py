@@ -42,7 +42,7 @@ from model.embedder import Embedder
 from model.measure import estimate_at
 from model.preprocessing import extract_patch
 from model.sources import open_source, relocated
-from model.sr import SearchFindings, SimilarCase, search_report
+from model.sr import SearchFindings, SimilarCase, evidence_for, search_report
 from model.store.catalog import Catalog
 from model.store.tables import Nodule, Scan
 from model.threads import ThreadPolicy
@@ -350,13 +350,7 @@ class Retriever:
         """
         dicom = self._dicom_series(series_uid)  # first: refused before any search work
         response = self.search_coordinate(series_uid, center_xyz, k, filters)
-        geometry = dicom.geometry
-        # The slices the patch spans are the SR's evidence (and where its point lies).
-        spec = self.embedder.card.preprocessing
-        half_mm = spec.patch_shape_zyx[0] * spec.spacing_mm / 2.0
-        center_z = float(geometry.world_to_index_zyx(np.asarray(center_xyz))[0])
-        reach = int(np.ceil(half_mm / geometry.spacing_xyz[2]))
-        evidence = dicom.slice_headers(round(center_z) - reach, round(center_z) + reach + 1)
+        evidence = evidence_for(dicom, center_xyz, self.embedder.card.preprocessing)
         findings = SearchFindings(
             center_xyz=center_xyz,
             frame_of_reference_uid=str(evidence[0].FrameOfReferenceUID),

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import ValidationError
 
-from indexer import bootstrap
+from indexer import bootstrap, report_command
 from indexer.build import command as build_command
 from indexer.crops import CropColumns, CropImportError, import_crops
 from indexer.describe import describe
@@ -191,6 +191,7 @@ def _build_parser() -> argparse.ArgumentParser:
     build_command.add_parsers(sub)
     bootstrap.add_parser(sub)
     evaluate_command.add_parser(sub)
+    report_command.add_parser(sub, parse_center_xyz)
     crossval_command.add_parser(sub)
     _add_describe(sub)
     return parser
@@ -411,6 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         **build_command.COMMANDS,
         "bootstrap": _cmd_bootstrap,
         "evaluate": evaluate_command.run,
+        "report": report_command.run,
         "crossval": crossval_command.run,
     }
     return commands[args.command](args)

@@ -31,7 +31,9 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
+from model.dicom_io import DicomSeriesSource
 from model.measure import NoduleMeasurement
+from model.preprocessing import PatchSpec
 
 #: This project's private coding scheme (DICOM PS3.16 8.2: designators starting with 99).
 SCHEME = "99NODSRCH"
@@ -158,6 +160,17 @@ def _complete(header: Dataset) -> Dataset:
         if keyword not in out:
             setattr(out, keyword, "")
     return out
+
+
+def evidence_for(
+    source: DicomSeriesSource, center_xyz: tuple[float, float, float], spec: PatchSpec
+) -> list[Dataset]:
+    """The headers of the slices a model's patch around ``center_xyz`` spans (the evidence)."""
+    geometry = source.geometry
+    half_mm = spec.patch_shape_zyx[0] * spec.spacing_mm / 2.0
+    center_z = round(float(geometry.world_to_index_zyx(np.asarray(center_xyz))[0]))
+    reach = int(np.ceil(half_mm / geometry.spacing_xyz[2]))
+    return source.slice_headers(center_z - reach, center_z + reach + 1)
 
 
 def search_report(

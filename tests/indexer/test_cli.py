@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 
 from indexer.cli import main, parse_center_xyz
@@ -136,3 +137,22 @@ def test_console_script_entry_point_runs() -> None:
     assert result.returncode == 0
     assert "synth" in result.stdout
     assert "patch" in result.stdout
+
+
+def test_report_writes_the_sr_of_a_search(app_index: Path, synth_set: Path, tmp_path: Path) -> None:
+    folder = next((synth_set / "dicom").iterdir())
+    geometry = open_volume(folder).geometry
+    middle = np.asarray(geometry.shape_zyx, dtype=np.float64) / 2
+    x, y, z = (float(v) for v in geometry.index_zyx_to_world(middle))
+    out = tmp_path / "sr.dcm"
+    args = ["report", "--index", str(app_index), "--series", str(folder)]
+    args += ["--center", f"{x},{y},{z}", "--k", "3", "--device", "cpu", "--out", str(out)]
+    assert main(args) == 0
+    sr = pydicom.dcmread(out)
+    header = pydicom.dcmread(next(folder.iterdir()), stop_before_pixels=True)
+    assert sr.Modality == "SR"
+    assert sr.StudyInstanceUID == header.StudyInstanceUID
+    groups = sr.ContentSequence[-2].ContentSequence
+    assert len(groups) == 1 + 3 + 1  # the query, three neighbours, the vote
+    not_dicom = ["report", "--index", str(app_index), "--series", str(tmp_path)]
+    assert main([*not_dicom, "--center", f"{x},{y},{z}", "--out", str(tmp_path / "x.dcm")]) == 2
