@@ -33,12 +33,8 @@ from indexer.evaluate.report import (
     EvaluateOptions,
     NeighborSearch,
     _evaluate_features,
-    cosine_search,
+    baseline_searches,
     paired_difference,
-    random_init_features,
-    raw_features,
-    size_and_raw_search,
-    size_search,
 )
 from indexer.labels.build import read_labels
 from indexer.luna import find_series
@@ -236,13 +232,7 @@ def cross_validate(
     rows = np.arange(len(nodules.ids), dtype=np.int64)
     opts = options.evaluate
     network_section, neighbors = _evaluate_features(network_search, nodules, rows, opts)
-    raw = raw_features(patches)
-    searches = {
-        "raw": cosine_search(raw),
-        "random_init": cosine_search(random_init_features(first, patches, opts.seed)),
-        "diameter": size_search(nodules.diameter_mm),
-        "diameter_raw": size_and_raw_search(raw, nodules.diameter_mm),
-    }
+    searches = baseline_searches(patches, first, nodules.diameter_mm, opts.seed)
     baselines, paired = {}, {}
     for name in BASELINES:
         baselines[name], found = _evaluate_features(searches[name], nodules, rows, opts)

@@ -465,6 +465,22 @@ def _catalogue_embedder(source: _Catalogue, device: str) -> Embedder:
     return Embedder(network, card, device, batch_size=64)
 
 
+def baseline_searches(
+    patches: npt.NDArray[np.float32],
+    embedder: Embedder,
+    diameter_mm: npt.NDArray[np.float64],
+    seed: int,
+) -> dict[str, NeighborSearch]:
+    """The searches the network is compared with (``BASELINES``), over the same queries."""
+    raw = raw_features(patches)
+    return {
+        "raw": cosine_search(raw),
+        "random_init": cosine_search(random_init_features(embedder, patches, seed)),
+        "diameter": size_search(diameter_mm),
+        "diameter_raw": size_and_raw_search(raw, diameter_mm),
+    }
+
+
 def _compare(
     nodules: CatalogNodules,
     rows: npt.NDArray[np.int64],
@@ -475,13 +491,7 @@ def _compare(
     """Leave-one-out search with the stored vectors and with each baseline's features."""
     stored = nodules.vectors[rows]
     network, neighbors = _evaluate_features(cosine_search(stored), nodules, rows, options)
-    raw = raw_features(patches)
-    searches = {
-        "raw": cosine_search(raw),
-        "random_init": cosine_search(random_init_features(embedder, patches, options.seed)),
-        "diameter": size_search(nodules.diameter_mm[rows]),
-        "diameter_raw": size_and_raw_search(raw, nodules.diameter_mm[rows]),
-    }
+    searches = baseline_searches(patches, embedder, nodules.diameter_mm[rows], options.seed)
     baselines: dict[str, FeatureResult] = {}
     paired: dict[str, dict[str, PairedDifference]] = {}
     for name, search in searches.items():
