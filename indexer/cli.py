@@ -393,8 +393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as e:
         logger.error("invalid NODULE_* settings: %s", e)
         return 2
-    if getattr(args, "device", ...) is None:
-        args.device = settings.device  # --device not given: NODULE_DEVICE, else auto
+    if getattr(args, "device", None) is None:
+        # --device not given (or a command without one that runs others): NODULE_DEVICE or auto.
+        args.device = settings.device
     with_settings = {
         "synth": _cmd_synth,
         "build": build_command.run_build,

@@ -56,14 +56,18 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _train_namespace(
-    data: Path, out: Path, val_subsets: tuple[str, ...], extra: list[str]
+    data: Path, out: Path, val_subsets: tuple[str, ...], extra: list[str], device: str
 ) -> argparse.Namespace:
+    """The fold's ``train`` options; ``device``: where it trains unless ``extra`` says."""
     parser = argparse.ArgumentParser(prog="nodule-index", exit_on_error=False)
     sub = parser.add_subparsers(dest="command")
     train_command.add_parser(sub)
     held_out = [a for s in val_subsets for a in ("--val-subset", s)]
     argv = ["train", "--data", str(data), "--out", str(out), *held_out, "--no-progress", *extra]
-    return parser.parse_args(argv)
+    parsed = parser.parse_args(argv)
+    if parsed.device is None:
+        parsed.device = device
+    return parsed
 
 
 def _fmt(value: float | None) -> str:
@@ -118,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         if args.model is not None:
             return Path(str(args.model))
         out: Path = Path(args.out) / f"fold{fold}"
-        train_args = _train_namespace(args.data, out, val_subsets, extra)
+        train_args = _train_namespace(args.data, out, val_subsets, extra, args.device)
         logger.info("fold %d: training without %s", fold, ",".join(val_subsets))
         if train_command.run(train_args) != 0:
             raise CrossValidationError(f"training fold {fold} failed (see above)")
