@@ -267,6 +267,7 @@ def test_chunked_upload_over_the_limit_is_cut_off_while_streaming(
     assert "limit of 1 MB" in response.json()["detail"]
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_real_lidc_dicom_upload_logs_no_patient_identifier(
     client: TestClient, real_series: RealSeries, shared_data: Path, caplog: pytest.LogCaptureFixture

@@ -130,6 +130,7 @@ def test_synth_without_table_says_where_to_get_it(
     assert "--lidc-table" in caplog.text
 
 
+@pytest.mark.slow
 def test_console_script_entry_point_runs() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "indexer", "--help"], capture_output=True, text=True, check=False

@@ -65,6 +65,7 @@ def test_split_and_cache(tiny_data: TrainData) -> None:
     assert tiny_data.labels[tiny_data.train].sum() > 0
 
 
+@pytest.mark.slow
 def test_short_training_lowers_the_loss_and_writes_a_loadable_model(
     tiny_data: TrainData, tmp_path: Path
 ) -> None:
@@ -87,6 +88,7 @@ def test_short_training_lowers_the_loss_and_writes_a_loadable_model(
     assert vectors.shape == (3, card.embedding_dim)
 
 
+@pytest.mark.slow
 def test_resume_continues_an_interrupted_run(
     tiny_data: TrainData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

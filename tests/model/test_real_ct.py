@@ -18,7 +18,8 @@ from model.preprocessing import PatchSpec, extract_patch, patch_hu
 from model.volume import CTVolume, VolumeReadError
 from tests.conftest import REAL_SERIES, RealSeries
 
-pytestmark = pytest.mark.shared_data
+# Reads the real LIDC and CPTAC CTs of ../shared/data: make test, not test-fast.
+pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
 
 UID_PREFIX = "1.3.6.1.4.1.14519.5.2.1.6279.6001."
 
