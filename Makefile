@@ -104,14 +104,16 @@ lint: venv
 
 # System packages the tests drive for real: Debian's Chromium (the viewer's end-to-end test,
 # through Playwright; nothing downloads a browser) and Orthanc with its DICOMweb plugin (the PACS
-# tests). Installed when missing (root, or sudo).
-SYSTEM_PACKAGES := chromium orthanc orthanc-dicomweb
+# tests), and dicom3tools (dciodvfy validates the DICOM SR a search writes). Installed when
+# missing (root, or sudo).
+SYSTEM_PACKAGES := chromium orthanc orthanc-dicomweb dicom3tools
 
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing="$$missing chromium"; \
 	[ -x /usr/sbin/Orthanc ] || missing="$$missing orthanc"; \
 	[ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing="$$missing orthanc-dicomweb"; \
+	command -v dciodvfy >/dev/null 2>&1 || missing="$$missing dicom3tools"; \
 	if [ -n "$$missing" ]; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \

@@ -211,7 +211,7 @@ def search_report(
         relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
     )
     report[0].ContentSequence.append(notice)
-    return hd.sr.Comprehensive3DSR(
+    sr = hd.sr.Comprehensive3DSR(
         evidence=[_complete(h) for h in evidence],
         content=report[0],
         series_instance_uid=generate_uid(),
@@ -221,3 +221,10 @@ def search_report(
         manufacturer="nodule-search",
         is_complete=True,
     )
+    # A private coding scheme is declared in the object that uses it (PS3.3 C.12.1.1.2).
+    scheme = Dataset()
+    scheme.CodingSchemeDesignator = SCHEME
+    scheme.CodingSchemeName = "nodule-search similar-case search"
+    scheme.CodingSchemeResponsibleOrganization = "nodule-search project"
+    sr.CodingSchemeIdentificationSequence = [scheme]
+    return sr

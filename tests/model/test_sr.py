@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,3 +95,17 @@ def test_the_content_tree_carries_tid_1500s_codes(evidence: list[Dataset]) -> No
 def test_an_sr_needs_dicom_evidence() -> None:
     with pytest.raises(ValueError, match="DICOM"):
         search_report([], SearchFindings((0.0, 0.0, 0.0), "1.2.3", [], None, None, None, "f", "v"))
+
+
+def test_dciodvfy_finds_no_error(evidence: list[Dataset], tmp_path: Path) -> None:
+    """dicom3tools' IOD validator (make test installs it): warnings only, never an error."""
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy (Debian dicom3tools) is not installed; make system-deps installs it")
+    path = tmp_path / "sr.dcm"
+    search_report(evidence, _findings(evidence)).save_as(path, enforce_file_format=True)
+    checked = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    lines = (checked.stdout + checked.stderr).splitlines()
+    errors = [line for line in lines if line.startswith("Error")]
+    assert not errors, "\n".join(errors)
+    # What it may warn about: our private coding scheme (declared in the SR) and the synthetic
+    # study's empty StudyID/StudyTime.
