@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pydicom
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
@@ -37,7 +38,7 @@ from app.schemas import (
 )
 from app.series import OpenSources, SeriesLocator
 from model.dicom_io import DicomSeriesSource
-from model.dicomweb import DicomwebSeriesSource, Pacs, parse_pacs_address
+from model.dicomweb import DicomwebSeriesSource, Pacs, StoredInstance, parse_pacs_address
 from model.embedder import Embedder
 from model.measure import estimate_at
 from model.preprocessing import extract_patch
@@ -53,6 +54,15 @@ logger = logging.getLogger(__name__)
 
 #: Catalogue rows kept in memory per served version (a few hundred bytes each).
 ROWS_CACHED = 100_000
+
+
+@dataclass(frozen=True)
+class EncodedReport:
+    """A DICOM report as encoded for the caller (Part 10 bytes)."""
+
+    body: bytes
+    from_pacs: bool
+    """Its series was read from the PACS (so it can be stored there)."""
 
 
 class NotFoundError(KeyError):
@@ -329,6 +339,18 @@ class Retriever:
         ``estimate_size``: also the queried nodule's size and type (``size_estimate``).
         """
         source = self.open_series(series_uid, study_uid)
+        return self.search_source(source, series_uid, center_xyz, k, filters, estimate_size)
+
+    def search_source(
+        self,
+        source: VolumeSource,
+        series_uid: str,
+        center_xyz: tuple[float, float, float],
+        k: int,
+        filters: Filters,
+        estimate_size: bool = False,
+    ) -> SearchResponse:
+        """Search by a world point of an opened series."""
         vector = self.embed_point(source, center_xyz)
         index_zyx = tuple(float(v) for v in source.geometry.world_to_index_zyx(center_xyz))
         return self.respond(
@@ -340,16 +362,21 @@ class Retriever:
         )
 
     def report_sr(
-        self, series_uid: str, center_xyz: tuple[float, float, float], k: int, filters: Filters
-    ) -> bytes:
+        self,
+        series_uid: str,
+        center_xyz: tuple[float, float, float],
+        k: int,
+        filters: Filters,
+        study_uid: str | None = None,
+    ) -> EncodedReport:
         """The search at a point of a stored DICOM series as a DICOM SR (``model.sr``), encoded.
 
         Raises:
             InputError: the series is not stored as DICOM (an SR belongs to a DICOM study).
             NotFoundError: the series is nowhere to be found.
         """
-        dicom = self._dicom_series(series_uid)  # first: refused before any search work
-        response = self.search_coordinate(series_uid, center_xyz, k, filters)
+        dicom = self._dicom_series(series_uid, study_uid)  # first: refused before any search
+        response = self.search_source(dicom, series_uid, center_xyz, k, filters)
         evidence = evidence_for(dicom, center_xyz, self.embedder.card.preprocessing)
         findings = SearchFindings(
             center_xyz=center_xyz,
@@ -366,11 +393,39 @@ class Retriever:
         )
         buffer = io.BytesIO()
         search_report(evidence, findings).save_as(buffer, enforce_file_format=True)
-        return buffer.getvalue()
+        return EncodedReport(buffer.getvalue(), isinstance(dicom, DicomwebSeriesSource))
 
-    def _dicom_series(self, series_uid: str) -> DicomSeriesSource:
-        source = self.open_series(series_uid)
-        if isinstance(source, DicomSeriesSource):
+    def check_can_store(self) -> Pacs:
+        """The PACS to store reports in; InputError when none is configured."""
+        if self.pacs is None:
+            raise InputError(
+                "store=true stores the report in the PACS, and none is configured "
+                "(NODULE_DICOMWEB_URL)"
+            )
+        return self.pacs
+
+    def store_report(self, report: EncodedReport) -> list[StoredInstance]:
+        """Store a report in the PACS its series came from (STOW-RS), byte for byte as encoded.
+
+        Raises:
+            InputError: no PACS, or the report's series was read from files.
+            PacsUnavailableError: the PACS refused it or cannot be reached.
+        """
+        pacs = self.check_can_store()
+        if not report.from_pacs:
+            raise InputError(
+                "store=true stores the report in the PACS its series came from, and this series "
+                "was read from files (give its study_uid to read it from the PACS)"
+            )
+        # Read back from the encoded bytes: the client writes a read dataset as it was read, so
+        # the PACS receives exactly the bytes the caller gets.
+        return pacs.store([pydicom.dcmread(io.BytesIO(report.body))])
+
+    def _dicom_series(
+        self, series_uid: str, study_uid: str | None
+    ) -> DicomSeriesSource | DicomwebSeriesSource:
+        source = self.open_series(series_uid, study_uid)
+        if isinstance(source, DicomSeriesSource | DicomwebSeriesSource):
             return source
         folder = self.locator.find_dicom(series_uid)
         if folder is None:

@@ -18,6 +18,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pydicom
@@ -39,6 +40,32 @@ _ORIENTATION_TOL = 1e-4
 _SPACING_REL_TOL = 0.1
 #: ImageType values of scout/localizer images, which are never the CT volume.
 _LOCALIZER_TYPES = {"LOCALIZER", "SCOUT"}
+
+
+#: Header groups an SR's evidence needs: identification, patient, study/series/frame of reference.
+_EVIDENCE_GROUPS = (0x0008, 0x0010, 0x0020)
+
+
+def evidence_header(ds: Dataset) -> Dataset:
+    """The groups of a slice header a report referencing it copies (no pixels, no bulk data)."""
+    out = Dataset()
+    for element in ds:
+        if element.tag.group in _EVIDENCE_GROUPS and element.VR not in ("OB", "OW", "UN"):
+            out.add(element)
+    return out
+
+
+class HeaderSource(Protocol):
+    """A DICOM series whose slice headers can be read (a folder, or a PACS's metadata)."""
+
+    @property
+    def geometry(self) -> Geometry:
+        """Geometry of the whole series."""
+        ...
+
+    def slice_headers(self, start_z: int, stop_z: int) -> list[Dataset]:
+        """The headers of slices ``start_z <= k < stop_z`` (clipped), sorted along the normal."""
+        ...
 
 
 @dataclass(frozen=True)

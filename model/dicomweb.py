@@ -35,7 +35,13 @@ from dicomweb_client.api import DICOMwebClient
 from pydicom.dataset import Dataset
 from retrying import RetryError  # type: ignore[import-untyped]
 
-from model.dicom_io import SeriesLayout, SliceHeader, header_from_dataset, layout_series
+from model.dicom_io import (
+    SeriesLayout,
+    SliceHeader,
+    evidence_header,
+    header_from_dataset,
+    layout_series,
+)
 from model.geometry import Geometry
 from model.volume import F32Array, VolumeReadError, check_box
 
@@ -136,6 +142,19 @@ class SeriesMetadata:
     layout: SeriesLayout
     pixels: dict[str, _Pixels]
     """By SOP Instance UID."""
+    headers: dict[str, Dataset]
+    """The identification, patient and study groups of each slice (``evidence_header``), by SOP
+    Instance UID: what a report on the series references and copies."""
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    """An instance the PACS accepted, and its WADO-RS URL."""
+
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+    url: str
 
 
 def check_uid(uid: str, what: str) -> str:
@@ -268,6 +287,7 @@ class Pacs:
         name = f"series {series_uid}"
         headers: list[SliceHeader] = []
         pixels: dict[str, _Pixels] = {}
+        evidence: dict[str, Dataset] = {}
         for item in items:
             ds = self._complete(study_uid, series_uid, self._dataset(item))
             sop = str(ds.get("SOPInstanceUID", ""))
@@ -286,9 +306,40 @@ class Pacs:
                 intercept=float(ds.get("RescaleIntercept", 0.0) or 0.0),
             )
             headers.append(header)
+            evidence[sop] = evidence_header(ds)
         if not any(h.modality == "CT" for h in headers):
             raise VolumeReadError(f"{name} is not a CT image series")
-        return SeriesMetadata(study_uid, series_uid, layout_series(headers, name), pixels)
+        layout = layout_series(headers, name)
+        return SeriesMetadata(study_uid, series_uid, layout, pixels, evidence)
+
+    def store(self, instances: Sequence[Dataset]) -> list[StoredInstance]:
+        """Store instances of one study with STOW-RS; where each now lies (WADO-RS URLs).
+
+        Raises:
+            PacsUnavailableError: the PACS refused them (its status is named) or cannot be reached.
+        """
+        study_uid = str(instances[0].StudyInstanceUID)
+        answer: Dataset = self._call(
+            "storing a report", self.client.store_instances, list(instances), study_uid
+        )
+        failed = answer.get("FailedSOPSequence") or []
+        if failed:
+            reason = failed[0].get("FailureReason")
+            raise PacsUnavailableError(
+                f"the PACS refused to store {len(failed)} of {len(instances)} instances "
+                f"(failure reason {reason})"
+            )
+        root = self.config.url.rstrip("/")
+        return [
+            StoredInstance(
+                study_uid=study_uid,
+                series_uid=str(ds.SeriesInstanceUID),
+                sop_instance_uid=str(ds.SOPInstanceUID),
+                url=f"{root}/studies/{study_uid}/series/{ds.SeriesInstanceUID}"
+                f"/instances/{ds.SOPInstanceUID}",
+            )
+            for ds in instances
+        ]
 
     def frame_hu(self, metadata: SeriesMetadata, header: SliceHeader) -> F32Array:
         """One slice in HU (WADO-RS frame 1, uncompressed), (rows, columns) float32."""
@@ -329,6 +380,14 @@ class DicomwebSeriesSource:
     def geometry(self) -> Geometry:
         """Geometry of the whole series (from the PACS metadata)."""
         return self.metadata.layout.geometry
+
+    def slice_headers(self, start_z: int, stop_z: int) -> list[Dataset]:
+        """The headers of slices ``start_z <= k < stop_z`` (clipped), from the series metadata.
+
+        Only the groups a report copies (``model.dicom_io.evidence_header``); nothing is fetched.
+        """
+        chosen = self.metadata.layout.headers[max(0, start_z) : max(0, stop_z)]
+        return [self.metadata.headers[h.path.name] for h in chosen]
 
     def read_box(self, start_zyx: Sequence[int], stop_zyx: Sequence[int]) -> F32Array:
         """HU float32 of voxels ``start_zyx <= index < stop_zyx``, fetching only those slices."""

@@ -31,7 +31,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from model.dicom_io import DicomSeriesSource
+from model.dicom_io import HeaderSource
 from model.measure import NoduleMeasurement
 from model.preprocessing import PatchSpec
 
@@ -163,7 +163,7 @@ def _complete(header: Dataset) -> Dataset:
 
 
 def evidence_for(
-    source: DicomSeriesSource, center_xyz: tuple[float, float, float], spec: PatchSpec
+    source: HeaderSource, center_xyz: tuple[float, float, float], spec: PatchSpec
 ) -> list[Dataset]:
     """The headers of the slices a model's patch around ``center_xyz`` spans (the evidence)."""
     geometry = source.geometry

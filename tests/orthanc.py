@@ -96,11 +96,30 @@ class Orthanc:
             self.process.wait(timeout=20)
         self.process = None
 
-    def store(self, folder: Path) -> tuple[str, str]:
-        """STOW-RS every DICOM file of ``folder``; returns (study UID, series UID)."""
+    def client(self) -> DICOMwebClient:
+        """A DICOMweb client of this server, logged in."""
         session = requests.Session()
         session.auth = (self.user, self.password)
-        client = DICOMwebClient(self.url, session=session)
+        return DICOMwebClient(self.url, session=session)
+
+    def retrieve_bytes(self, instance_url: str) -> bytes:
+        """One instance by WADO-RS, as the Part 10 bytes the server sends (the multipart cut)."""
+        answer = requests.get(
+            instance_url,
+            auth=(self.user, self.password),
+            headers={"Accept": 'multipart/related; type="application/dicom"'},
+            timeout=10,
+        )
+        answer.raise_for_status()
+        boundary = answer.headers["Content-Type"].split("boundary=")[1].split(";")[0].strip('"')
+        parts = [p for p in answer.content.split(b"--" + boundary.encode()) if b"\r\n\r\n" in p]
+        assert len(parts) == 1, f"expected one instance, got {len(parts)} parts"
+        body = parts[0].split(b"\r\n\r\n", 1)[1]
+        return body[:-2] if body.endswith(b"\r\n") else body
+
+    def store(self, folder: Path) -> tuple[str, str]:
+        """STOW-RS every DICOM file of ``folder``; returns (study UID, series UID)."""
+        client = self.client()
         datasets = [pydicom.dcmread(p) for p in sorted(folder.rglob("*.dcm"))]
         client.store_instances(datasets)
         return str(datasets[0].StudyInstanceUID), str(datasets[0].SeriesInstanceUID)

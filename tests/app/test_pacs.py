@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -134,3 +136,56 @@ def test_pacs_settings_never_show_the_password() -> None:
     assert "s3cret-value" not in repr(config)
     assert "s3cret-value" not in repr(settings)
     assert AppSettings(dicomweb_url="  ").pacs_config() is None
+
+
+def _referenced_instances(sr: pydicom.Dataset) -> set[str]:
+    return {
+        str(instance.ReferencedSOPInstanceUID)
+        for study in sr.CurrentRequestedProcedureEvidenceSequence
+        for series in study.ReferencedSeriesSequence
+        for instance in series.ReferencedSOPSequence
+    }
+
+
+def test_an_sr_stored_in_the_pacs_is_found_again_and_retrieved_byte_for_byte(
+    app_index: Path,
+    orthanc: Orthanc,
+    pacs_lidc: tuple[str, str, Path],
+    shared_data: Path,
+    tmp_path: Path,
+) -> None:
+    study, series, folder = pacs_lidc
+    body = {"series_uid": series, "center_xyz": _center(shared_data, series), "k": 3}
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / series).symlink_to(folder, target_is_directory=True)
+    with TestClient(create_app(_settings(app_index, files, orthanc))) as client:
+        on_files = client.post("/v1/reports/sr", json=body)
+        not_from_pacs = client.post("/v1/reports/sr?store=true", json=body)
+        stored = client.post("/v1/reports/sr?store=true", json={**body, "study_uid": study})
+    assert on_files.status_code == 200, on_files.text
+    assert not_from_pacs.status_code == 422
+    assert "read from files" in not_from_pacs.json()["detail"]
+    assert stored.status_code == 201, stored.text
+    assert stored.headers["content-type"] == "application/dicom"
+    sr = pydicom.dcmread(io.BytesIO(stored.content))
+    # The PACS's metadata gives the same evidence as the files' headers.
+    file_sr = pydicom.dcmread(io.BytesIO(on_files.content))
+    assert _referenced_instances(sr) == _referenced_instances(file_sr)
+    assert len(_referenced_instances(sr)) > 1
+    assert (sr.StudyInstanceUID, sr.PatientID) == (study, file_sr.PatientID)
+    found = orthanc.client().search_for_instances(
+        study, search_filters={"SOPInstanceUID": sr.SOPInstanceUID, "Modality": "SR"}
+    )
+    assert len(found) == 1
+    assert found[0]["0020000E"]["Value"] == [sr.SeriesInstanceUID]
+    location = stored.headers["location"]
+    assert location.endswith(f"/instances/{sr.SOPInstanceUID}")
+    assert orthanc.retrieve_bytes(location) == stored.content
+
+
+def test_storing_an_sr_needs_a_pacs(client: TestClient) -> None:
+    body = {"series_uid": "1.2.3.4", "center_xyz": [0.0, 0.0, 0.0]}
+    answer = client.post("/v1/reports/sr?store=true", json=body)
+    assert answer.status_code == 422
+    assert "NODULE_DICOMWEB_URL" in answer.json()["detail"]
