@@ -42,8 +42,9 @@ from model.dicomweb import DicomwebSeriesSource, Pacs, StoredInstance, parse_pac
 from model.embedder import Embedder
 from model.measure import estimate_at
 from model.preprocessing import extract_patch
+from model.report import ReportFiles, SearchOutcome, build_report
 from model.sources import open_source, relocated
-from model.sr import SearchFindings, SimilarCase, evidence_for, search_report
+from model.sr import SimilarCase
 from model.store.catalog import Catalog
 from model.store.tables import Nodule, Scan
 from model.threads import ThreadPolicy
@@ -58,9 +59,9 @@ ROWS_CACHED = 100_000
 
 @dataclass(frozen=True)
 class EncodedReport:
-    """A DICOM report as encoded for the caller (Part 10 bytes)."""
+    """A search's DICOM objects as encoded for the caller (Part 10 bytes)."""
 
-    body: bytes
+    files: ReportFiles
     from_pacs: bool
     """Its series was read from the PACS (so it can be stored there)."""
 
@@ -368,8 +369,12 @@ class Retriever:
         k: int,
         filters: Filters,
         study_uid: str | None = None,
+        *,
+        with_seg: bool = False,
     ) -> EncodedReport:
-        """The search at a point of a stored DICOM series as a DICOM SR (``model.sr``), encoded.
+        """The search at a point of a stored DICOM series as a DICOM SR (``model.report``).
+
+        With ``with_seg`` the estimated mask goes along as a SEG.
 
         Raises:
             InputError: the series is not stored as DICOM (an SR belongs to a DICOM study).
@@ -377,23 +382,18 @@ class Retriever:
         """
         dicom = self._dicom_series(series_uid, study_uid)  # first: refused before any search
         response = self.search_source(dicom, series_uid, center_xyz, k, filters)
-        evidence = evidence_for(dicom, center_xyz, self.embedder.card.preprocessing)
-        findings = SearchFindings(
-            center_xyz=center_xyz,
-            frame_of_reference_uid=str(evidence[0].FrameOfReferenceUID),
+        outcome = SearchOutcome(
             neighbors=[
                 SimilarCase(n.id, n.similarity, n.labels.mean if n.labels else None)
                 for n in response.neighbors
             ],
             malignant_probability=response.vote.malignant_probability,
             vote_binary=response.vote.binary,
-            size=estimate_at(dicom, center_xyz),
-            model_fingerprint=self.embedder.card.fingerprint,
-            index_version=self.catalog.version,
         )
-        buffer = io.BytesIO()
-        search_report(evidence, findings).save_as(buffer, enforce_file_format=True)
-        return EncodedReport(buffer.getvalue(), isinstance(dicom, DicomwebSeriesSource))
+        files = build_report(
+            dicom, center_xyz, outcome, self.embedder.card, self.catalog.version, with_seg=with_seg
+        )
+        return EncodedReport(files, isinstance(dicom, DicomwebSeriesSource))
 
     def check_can_store(self) -> Pacs:
         """The PACS to store reports in; InputError when none is configured."""
@@ -419,7 +419,7 @@ class Retriever:
             )
         # Read back from the encoded bytes: the client writes a read dataset as it was read, so
         # the PACS receives exactly the bytes the caller gets.
-        return pacs.store([pydicom.dcmread(io.BytesIO(report.body))])
+        return pacs.store([pydicom.dcmread(io.BytesIO(part)) for part in report.files.parts])
 
     def _dicom_series(
         self, series_uid: str, study_uid: str | None

@@ -1,5 +1,7 @@
 """``nodule-index report``: a similar-case search at a point of a DICOM series, as a DICOM SR.
 
+With ``--seg-out`` the estimated nodule mask goes along as a DICOM SEG the SR references.
+
 The same report as the service's ``POST /v1/reports/sr`` (``model.sr``), from the command line:
 the catalogue's current version and its model, a DICOM folder, a world point (mm, LPS).
 """
@@ -9,7 +11,6 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +20,11 @@ from sqlalchemy.orm import selectinload
 from model.card import CardError
 from model.dicom_io import DicomSeriesSource
 from model.embedder import Embedder
-from model.measure import MeasureError, estimate_at
+from model.measure import MeasureError
 from model.preprocessing import CoordinateOutsideVolumeError, extract_patch
+from model.report import SearchOutcome, build_report
 from model.sources import model_dir_of
-from model.sr import SearchFindings, SimilarCase, evidence_for, search_report
+from model.sr import SimilarCase
 from model.store.catalog import Catalog
 from model.store.layout import LayoutError
 from model.store.tables import Nodule
@@ -30,15 +32,6 @@ from model.volume import VolumeReadError
 from model.vote import majority, malignant_probability
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Found:
-    """The neighbours of a query and the vote over the labelled ones."""
-
-    cases: list[SimilarCase]
-    malignant_probability: float | None
-    vote_binary: int | None
 
 
 def add_parser(
@@ -56,9 +49,15 @@ def add_parser(
     p.add_argument("--k", type=int, default=5, help="neighbours (default 5)")
     p.add_argument("--device", default=None, help="auto, cpu or cuda (default: $NODULE_DEVICE)")
     p.add_argument("--out", type=Path, required=True, help="the SR file to write (.dcm)")
+    p.add_argument(
+        "--seg-out",
+        type=Path,
+        default=None,
+        help="also write the estimated nodule mask as a DICOM SEG the SR references (.dcm)",
+    )
 
 
-def _neighbors(catalog: Catalog, vector: np.ndarray, k: int) -> Found:
+def _neighbors(catalog: Catalog, vector: np.ndarray, k: int) -> SearchOutcome:
     scores, ids = catalog.search(vector[None].astype(np.float32), k)
     pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
     cases: list[SimilarCase] = []
@@ -80,9 +79,9 @@ def _neighbors(catalog: Catalog, vector: np.ndarray, k: int) -> Found:
                 sims.append(similarity)
                 binary.append(float(label.label_binary))
     if not binary:
-        return Found(cases, None, None)
+        return SearchOutcome(cases, None, None)
     probability = float(malignant_probability(sims, binary))
-    return Found(cases, probability, int(majority(binary, probability)))
+    return SearchOutcome(cases, probability, int(majority(binary, probability)))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,18 +97,15 @@ def run(args: argparse.Namespace) -> int:
         center = tuple(args.center)
         patch = extract_patch(source, center, embedder.card.preprocessing)
         found = _neighbors(catalog, embedder.embed_patches(patch[None])[0], args.k)
-        evidence = evidence_for(source, center, embedder.card.preprocessing)
-        findings = SearchFindings(
-            center_xyz=center,
-            frame_of_reference_uid=str(evidence[0].FrameOfReferenceUID),
-            neighbors=found.cases,
-            malignant_probability=found.malignant_probability,
-            vote_binary=found.vote_binary,
-            size=estimate_at(source, center),
-            model_fingerprint=embedder.card.fingerprint,
-            index_version=catalog.version,
+        files = build_report(
+            source, center, found, embedder.card, catalog.version, with_seg=args.seg_out is not None
         )
-        search_report(evidence, findings).save_as(args.out, enforce_file_format=True)
+        args.out.write_bytes(files.sr)
+        if args.seg_out is not None:
+            if files.seg is None:
+                logger.warning("no mask could be grown at the point: no SEG written")
+            else:
+                args.seg_out.write_bytes(files.seg)
     except (
         CardError,
         VolumeReadError,
@@ -121,5 +117,5 @@ def run(args: argparse.Namespace) -> int:
         return 2
     finally:
         catalog.close()
-    logger.info("SR of %d neighbours written to %s", len(found.cases), args.out)
+    logger.info("SR of %d neighbours written to %s", len(found.neighbors), args.out)
     return 0

@@ -13,6 +13,7 @@ reads only the slices it covers. No patient identifier is ever logged or put in 
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -28,7 +29,7 @@ from pydicom.pixels.processing import apply_modality_lut
 
 from model.geometry import Geometry, GeometryError
 from model.itk_io import MAX_DIM, MAX_VOXELS
-from model.volume import CTVolume, F32Array, VolumeReadError, check_box
+from model.volume import CTVolume, F32Array, VolumeReadError, VolumeSource, check_box
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +43,9 @@ _SPACING_REL_TOL = 0.1
 _LOCALIZER_TYPES = {"LOCALIZER", "SCOUT"}
 
 
-#: Header groups an SR's evidence needs: identification, patient, study/series/frame of reference.
-_EVIDENCE_GROUPS = (0x0008, 0x0010, 0x0020)
+#: Header groups a report's evidence needs: identification, patient, acquisition, study/series/
+#: frame of reference, image pixel description (rows, columns, spacing) -- all but pixel data.
+_EVIDENCE_GROUPS = (0x0008, 0x0010, 0x0018, 0x0020, 0x0028)
 
 
 def evidence_header(ds: Dataset) -> Dataset:
@@ -55,13 +57,32 @@ def evidence_header(ds: Dataset) -> Dataset:
     return out
 
 
-class HeaderSource(Protocol):
-    """A DICOM series whose slice headers can be read (a folder, or a PACS's metadata)."""
+#: Type 2 attributes (present, may be empty) of the patient and study modules a derived object (SR,
+#: SEG) copies from its sources; some writers leave them out, which the SR must not inherit.
+_TYPE2_COPIED = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+)
 
-    @property
-    def geometry(self) -> Geometry:
-        """Geometry of the whole series."""
-        ...
+
+def with_copied_type2(header: Dataset) -> Dataset:
+    """A copy of a slice header with the copied type 2 attributes present (empty if absent)."""
+    out = copy.copy(header)
+    for keyword in _TYPE2_COPIED:
+        if keyword not in out:
+            setattr(out, keyword, "")
+    return out
+
+
+class HeaderSource(VolumeSource, Protocol):
+    """A DICOM series: region reads and its slice headers (a folder, or a PACS's metadata)."""
 
     def slice_headers(self, start_z: int, stop_z: int) -> list[Dataset]:
         """The headers of slices ``start_z <= k < stop_z`` (clipped), sorted along the normal."""

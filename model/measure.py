@@ -313,12 +313,24 @@ def _ball_element(geometry: Geometry, radius_mm: float) -> BoolArray:
     return np.asarray((z * sz) ** 2 + (y * sy) ** 2 + (x * sx) ** 2 <= radius_mm**2 + 1e-9)
 
 
-def estimate_at(
-    source: VolumeSource, center_xyz: tuple[float, float, float], max_radius_mm: float = 20.0
-) -> NoduleMeasurement | None:
-    """Size and type of the nodule at a world point of a CT, by region growing (no mask).
+@dataclass(frozen=True)
+class GrownRegion:
+    """A nodule mask grown from a point, in the box of the series it was read from."""
 
-    Reads only the box around the ball (a region read); None when nothing dense is there.
+    mask_zyx: BoolArray
+    start_zyx: tuple[int, int, int]
+    """The box's first voxel in the series (index, z y x)."""
+    geometry: Geometry
+    """Of the box (its origin at ``start_zyx``)."""
+    measurement: NoduleMeasurement
+
+
+def grow_at(
+    source: VolumeSource, center_xyz: tuple[float, float, float], max_radius_mm: float = 20.0
+) -> GrownRegion | None:
+    """The nodule at a world point of a CT by region growing, measured; None when nothing dense.
+
+    Reads only the box around the ball (a region read).
 
     Raises:
         MeasureError: the point lies outside the volume.
@@ -330,4 +342,19 @@ def estimate_at(
     hu = np.asarray(source.read_box(start, stop), dtype=np.float32)
     box = geometry.with_shape_zyx((hu.shape[0], hu.shape[1], hu.shape[2]), start)
     mask = grow_region(hu, box, center_xyz, max_radius_mm)
-    return measure(mask, box, hu) if mask.any() else None
+    if not mask.any():
+        return None
+    first = (int(start[0]), int(start[1]), int(start[2]))
+    return GrownRegion(mask, first, box, measure(mask, box, hu))
+
+
+def estimate_at(
+    source: VolumeSource, center_xyz: tuple[float, float, float], max_radius_mm: float = 20.0
+) -> NoduleMeasurement | None:
+    """Size and type of the nodule at a world point of a CT, by region growing (no mask).
+
+    Raises:
+        MeasureError: the point lies outside the volume.
+    """
+    grown = grow_at(source, center_xyz, max_radius_mm)
+    return grown.measurement if grown is not None else None

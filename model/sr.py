@@ -9,7 +9,9 @@ patient's identifiers go in (neighbours are named by their catalogue id only). I
 - one TID 1410 planar ROI group, "query nodule": the query point as an image region (SCOORD3D
   POINT in the queried series' frame of reference), finding type Nodule, finding site Lung; with
   a size estimate, its mean diameter (Lung-RADS, mm) and volume (mm3), and the type and Lung-RADS
-  category as qualitative evaluations;
+  category as qualitative evaluations; when the estimated mask goes along as a SEG
+  (``model.seg``), the size sits instead in a TID 1411 volumetric group of the same tracking
+  identifier that references the SEG's segment (and the SEG is in the evidence);
 - one TID 1501 group per neighbour: its catalogue id as the tracking identifier, the cosine
   similarity and the mean of its readers' malignancy ratings (codes of this project's private
   scheme ``99NODSRCH``: DICOM has none for them);
@@ -21,7 +23,6 @@ Built with highdicom (the maintained library for DICOM SR, SEG and their templat
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,7 +32,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from model.dicom_io import HeaderSource
+from model.dicom_io import HeaderSource, with_copied_type2
 from model.measure import NoduleMeasurement
 from model.preprocessing import PatchSpec
 
@@ -77,34 +78,66 @@ class SearchFindings:
     size: NoduleMeasurement | None
     model_fingerprint: str
     index_version: str
+    segment: hd.sr.ReferencedSegment | None = None
+    """The estimated mask's segment in a SEG that goes with the report (``model.seg``)."""
 
 
-def _query_group(findings: SearchFindings) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
+def _size_items(
+    size: NoduleMeasurement | None,
+) -> tuple[list[hd.sr.Measurement], list[hd.sr.QualitativeEvaluation]]:
+    if size is None:
+        return [], []
+    measurements = [
+        hd.sr.Measurement(codes.SCT.Diameter, size.mean_diameter_mm, codes.UCUM.Millimeter),
+        hd.sr.Measurement(codes.SCT.Volume, size.volume_mm3, codes.UCUM.CubicMillimeter),
+    ]
+    evaluations = []
+    if size.nodule_type is not None:
+        evaluations.append(hd.sr.QualitativeEvaluation(NODULE_TYPE, _TYPES[size.nodule_type]))
+    if size.lung_rads is not None:
+        category = hd.sr.CodedConcept(f"LR{size.lung_rads}", SCHEME, size.lung_rads)
+        evaluations.append(hd.sr.QualitativeEvaluation(LUNG_RADS, category))
+    return measurements, evaluations
+
+
+_QueryGroup = (
+    hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations
+    | hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
+)
+
+
+def _query_groups(findings: SearchFindings) -> list[_QueryGroup]:
+    """The query point (TID 1410); with a SEG, the size on its segment (TID 1411) instead."""
     region = hd.sr.ImageRegion3D(
         graphic_type=hd.sr.GraphicTypeValues3D.POINT,
         graphic_data=np.asarray([findings.center_xyz], dtype=np.float64),
         frame_of_reference_uid=findings.frame_of_reference_uid,
     )
-    measurements, evaluations = [], []
-    size = findings.size
-    if size is not None:
-        measurements = [
-            hd.sr.Measurement(codes.SCT.Diameter, size.mean_diameter_mm, codes.UCUM.Millimeter),
-            hd.sr.Measurement(codes.SCT.Volume, size.volume_mm3, codes.UCUM.CubicMillimeter),
-        ]
-        if size.nodule_type is not None:
-            evaluations.append(hd.sr.QualitativeEvaluation(NODULE_TYPE, _TYPES[size.nodule_type]))
-        if size.lung_rads is not None:
-            category = hd.sr.CodedConcept(f"LR{size.lung_rads}", SCHEME, size.lung_rads)
-            evaluations.append(hd.sr.QualitativeEvaluation(LUNG_RADS, category))
-    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="query nodule"),
-        referenced_region=region,
-        finding_type=codes.SCT.Nodule,
-        finding_sites=[hd.sr.FindingSite(codes.SCT.Lung)],
-        measurements=measurements or None,
-        qualitative_evaluations=evaluations or None,
-    )
+    tracking = hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="query nodule")
+    measurements, evaluations = _size_items(findings.size)
+    on_point = findings.segment is None
+    groups: list[_QueryGroup] = [
+        hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=tracking,
+            referenced_region=region,
+            finding_type=codes.SCT.Nodule,
+            finding_sites=[hd.sr.FindingSite(codes.SCT.Lung)],
+            measurements=(measurements or None) if on_point else None,
+            qualitative_evaluations=(evaluations or None) if on_point else None,
+        )
+    ]
+    if findings.segment is not None:
+        groups.append(
+            hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=tracking,
+                referenced_segment=findings.segment,
+                finding_type=codes.SCT.Nodule,
+                finding_sites=[hd.sr.FindingSite(codes.SCT.Lung)],
+                measurements=measurements or None,
+                qualitative_evaluations=evaluations or None,
+            )
+        )
+    return groups
 
 
 def _neighbor_group(case: SimilarCase, rank: int) -> hd.sr.MeasurementsAndQualitativeEvaluations:
@@ -136,30 +169,6 @@ def _vote_group(findings: SearchFindings) -> hd.sr.MeasurementsAndQualitativeEva
         measurements=measurements,
         qualitative_evaluations=evaluations,
     )
-
-
-#: Type 2 attributes (present, may be empty) of the patient and study modules highdicom copies
-#: from the evidence; some writers leave them out, which the SR must not inherit.
-_TYPE2_COPIED = (
-    "PatientName",
-    "PatientID",
-    "PatientBirthDate",
-    "PatientSex",
-    "StudyDate",
-    "StudyTime",
-    "ReferringPhysicianName",
-    "StudyID",
-    "AccessionNumber",
-)
-
-
-def _complete(header: Dataset) -> Dataset:
-    """A copy of a slice header with the copied type 2 attributes present (empty if absent)."""
-    out = copy.copy(header)
-    for keyword in _TYPE2_COPIED:
-        if keyword not in out:
-            setattr(out, keyword, "")
-    return out
 
 
 def evidence_for(
@@ -194,10 +203,8 @@ def search_report(
             model_name=findings.model_fingerprint[:12],
         ),
     )
-    groups: list[
-        hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations
-        | hd.sr.MeasurementsAndQualitativeEvaluations
-    ] = [_query_group(findings)]
+    groups: list[_QueryGroup | hd.sr.MeasurementsAndQualitativeEvaluations] = []
+    groups += _query_groups(findings)
     groups += [_neighbor_group(c, i + 1) for i, c in enumerate(findings.neighbors)]
     groups.append(_vote_group(findings))
     report = hd.sr.MeasurementReport(
@@ -212,7 +219,7 @@ def search_report(
     )
     report[0].ContentSequence.append(notice)
     sr = hd.sr.Comprehensive3DSR(
-        evidence=[_complete(h) for h in evidence],
+        evidence=[with_copied_type2(h) for h in evidence],
         content=report[0],
         series_instance_uid=generate_uid(),
         series_number=series_number,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -16,18 +17,37 @@ router = APIRouter(prefix="/v1/reports", tags=["reports"])
 DICOM_MEDIA_TYPE = "application/dicom"
 
 
+MULTIPART_DICOM = 'multipart/related; type="application/dicom"'
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
+def multipart_related(parts: list[bytes]) -> tuple[bytes, str]:
+    """DICOM objects as one multipart/related body (RFC 2387), and its content type.
+
+    The parts are ``application/dicom``, as WADO-RS sends instances.
+    """
+    boundary = secrets.token_hex(16)
+    chunks = []
+    for part in parts:
+        chunks += [f"--{boundary}\r\nContent-Type: {DICOM_MEDIA_TYPE}\r\n\r\n".encode(), part]
+        chunks.append(b"\r\n")
+    chunks.append(f"--{boundary}--\r\n".encode())
+    return b"".join(chunks), f"{MULTIPART_DICOM}; boundary={boundary}"
+
+
 @router.post(
     "/sr",
     response_class=Response,
     responses={
         200: {
-            "content": {DICOM_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
-            "description": "a DICOM Comprehensive 3D SR (TID 1500) in the queried study",
+            "content": {DICOM_MEDIA_TYPE: _BINARY, MULTIPART_DICOM: _BINARY},
+            "description": "a DICOM Comprehensive 3D SR (TID 1500) in the queried study; with "
+            "seg=true the SR and the estimated mask's SEG as multipart/related",
         },
         201: {
-            "content": {DICOM_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
-            "description": "store=true: the SR, now stored in the PACS (its WADO-RS URL in "
-            "Location)",
+            "content": {DICOM_MEDIA_TYPE: _BINARY, MULTIPART_DICOM: _BINARY},
+            "description": "store=true: the same, now stored in the PACS (the SR's WADO-RS URL "
+            "in Location)",
         },
         404: {"model": Problem},
         422: {"model": Problem},
@@ -41,8 +61,15 @@ def report_sr(
     store: Annotated[
         bool,
         Query(
-            description="also store the SR in the PACS the series came from (STOW-RS); the "
-            "series must be read from the PACS (study_uid)"
+            description="also store the report in the PACS the series came from (STOW-RS); "
+            "the series must be read from the PACS (study_uid)"
+        ),
+    ] = False,
+    seg: Annotated[
+        bool,
+        Query(
+            description="the estimated mask as a DICOM SEG goes along, referenced by the SR "
+            "(multipart/related: the SR, then the SEG when a mask could be grown)"
         ),
     ] = False,
 ) -> Response:
@@ -52,23 +79,30 @@ def report_sr(
     that study's patient and study modules and references the slices the query used. It holds
     the query point, the size estimate, each neighbour (catalogue id, similarity, mean rating)
     and the vote, marked as decision support, not a diagnosis. ``estimate_size`` is implied.
-    With ``store=true`` the same bytes are stored in the PACS (201, ``Location``: the instance).
+    With ``store=true`` the same bytes are stored in the PACS (201, ``Location``: the SR).
     """
     if store:
         retriever.check_can_store()  # refused before any search work
     report = retriever.report_sr(
-        query.series_uid, query.center_xyz, query.k, query.filters, query.study_uid
+        query.series_uid, query.center_xyz, query.k, query.filters, query.study_uid, with_seg=seg
     )
-    headers = {"Content-Disposition": 'attachment; filename="nodule-search-sr.dcm"'}
     status = 200
+    headers = {}
     if store:
         stored = retriever.store_report(report)
         headers["Location"] = stored[0].url
         status = 201
     logger.info(
-        "SR of a search on series %s (%d bytes%s)",
+        "SR of a search on series %s (%d objects, %d bytes%s)",
         hash_uid(query.series_uid),
-        len(report.body),
+        len(report.files.parts),
+        sum(len(p) for p in report.files.parts),
         ", stored in the PACS" if store else "",
     )
-    return Response(report.body, status_code=status, media_type=DICOM_MEDIA_TYPE, headers=headers)
+    if seg:
+        body, media_type = multipart_related(report.files.parts)
+        return Response(body, status_code=status, media_type=media_type, headers=headers)
+    headers["Content-Disposition"] = 'attachment; filename="nodule-search-sr.dcm"'
+    return Response(
+        report.files.sr, status_code=status, media_type=DICOM_MEDIA_TYPE, headers=headers
+    )

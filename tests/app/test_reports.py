@@ -12,6 +12,8 @@ from fastapi.testclient import TestClient
 from model.ct import open_volume
 from model.dicom_io import DicomSeriesSource
 from model.sr import DISCLAIMER
+from tests.model.synthetic import growable_nodule
+from tests.model.test_seg import SEGMENTATION_STORAGE, content_items
 
 
 def _dicom_series(synth_set: Path) -> tuple[str, tuple[float, float, float], pydicom.Dataset]:
@@ -50,3 +52,29 @@ def test_an_sr_needs_a_dicom_series(client: TestClient, app_index: Path, synth_s
     answer = client.post("/v1/reports/sr", json=body)
     assert answer.status_code == 422
     assert "DICOM" in answer.json()["detail"]
+
+
+def _parts(answer_content: bytes, content_type: str) -> list[bytes]:
+    """The bodies of a multipart/related answer."""
+    boundary = content_type.split("boundary=")[1].encode()
+    chunks = answer_content.split(b"--" + boundary)[1:-1]
+    return [c.split(b"\r\n\r\n", 1)[1][: -len(b"\r\n")] for c in chunks]
+
+
+def test_with_seg_the_estimated_mask_rides_along(client: TestClient, synth_set: Path) -> None:
+    source, center = growable_nodule(synth_set)
+    body = {"series_uid": source.series_uid, "center_xyz": list(center), "k": 3}
+    answer = client.post("/v1/reports/sr?seg=true", json=body)
+    assert answer.status_code == 200, answer.text
+    content_type = answer.headers["content-type"]
+    assert content_type.startswith('multipart/related; type="application/dicom"')
+    sr, seg = (pydicom.dcmread(io.BytesIO(p)) for p in _parts(answer.content, content_type))
+    assert sr.Modality == "SR"
+    assert (seg.SOPClassUID, seg.Modality) == (SEGMENTATION_STORAGE, "SEG")
+    assert seg.StudyInstanceUID == sr.StudyInstanceUID
+    segments = [
+        i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+        for i in content_items(sr.ContentSequence)
+        if i.ValueType == "IMAGE"
+    ]
+    assert segments == [seg.SOPInstanceUID]

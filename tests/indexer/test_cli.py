@@ -16,6 +16,7 @@ from indexer.cli import main, parse_center_xyz
 from indexer.luna import find_series, read_annotations
 from model.ct import open_volume
 from model.preprocessing import DEFAULT_SPEC, PatchSpec, extract_patch
+from tests.model.synthetic import growable_nodule
 
 
 def _first_nodule(synth_set: Path) -> tuple[Path, tuple[float, float, float]]:
@@ -157,3 +158,19 @@ def test_report_writes_the_sr_of_a_search(app_index: Path, synth_set: Path, tmp_
     assert len(groups) == 1 + 3 + 1  # the query, three neighbours, the vote
     not_dicom = ["report", "--index", str(app_index), "--series", str(tmp_path)]
     assert main([*not_dicom, "--center", f"{x},{y},{z}", "--out", str(tmp_path / "x.dcm")]) == 2
+
+
+def test_report_writes_the_seg_beside_the_sr(
+    app_index: Path, synth_set: Path, tmp_path: Path
+) -> None:
+    source, (x, y, z) = growable_nodule(synth_set)
+    out, seg_out = tmp_path / "sr.dcm", tmp_path / "seg.dcm"
+    args = ["report", "--index", str(app_index), "--series", str(source.folder)]
+    args += ["--center", f"{x},{y},{z}", "--device", "cpu", "--out", str(out)]
+    assert main([*args, "--seg-out", str(seg_out)]) == 0
+    sr, seg = pydicom.dcmread(out), pydicom.dcmread(seg_out)
+    assert seg.Modality == "SEG"
+    assert seg.StudyInstanceUID == sr.StudyInstanceUID
+    # The SR's volumetric group carries the size on the SEG's segment (TID 1411).
+    query_groups = sr.ContentSequence[-2].ContentSequence[:2]
+    assert seg.SOPInstanceUID in str(query_groups[1])

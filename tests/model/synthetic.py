@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,9 @@ import SimpleITK as sitk
 from scipy import special
 
 from indexer.synth.dicom_export import write_dicom_series
+from model.dicom_io import DicomSeriesSource
 from model.geometry import Geometry
+from model.measure import grow_at
 from model.volume import CTVolume
 
 F64 = npt.NDArray[np.float64]
@@ -190,3 +193,20 @@ def assert_patch_matches_reference(
     assert np.all(patch_hu_values[band] >= low - atol)
     assert np.all(patch_hu_values[band] <= high + atol)
     return int(inside.sum()), int(outside.sum())
+
+
+def annotated_centers(table: Path, series_uid: str) -> list[tuple[float, float, float]]:
+    """World centres (x, y, z mm) of a series' nodules in a LUNA16 annotations table."""
+    with table.open() as f:
+        rows = [r for r in csv.DictReader(f) if r["seriesuid"] == series_uid]
+    return [(float(r["coordX"]), float(r["coordY"]), float(r["coordZ"])) for r in rows]
+
+
+def growable_nodule(synth_set: Path) -> tuple[DicomSeriesSource, tuple[float, float, float]]:
+    """A DICOM series of the synthetic set and the centre of a nodule a mask grows at."""
+    for folder in sorted((synth_set / "dicom").iterdir()):
+        source = DicomSeriesSource(folder)
+        for center in annotated_centers(synth_set / "annotations.csv", source.series_uid):
+            if grow_at(source, center) is not None:
+                return source, center
+    raise AssertionError("no synthetic DICOM nodule grows a mask")

@@ -1,0 +1,98 @@
+"""The DICOM objects of one search: the SR (``model.sr``), the estimated mask's SEG (``model.seg``).
+
+One builder for the service (``POST /v1/reports/sr``) and the command line (``nodule-index
+report``): both hand it an opened DICOM series, the query point and what the search found.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+
+from pydicom.dataset import Dataset
+
+from model.card import ModelCard
+from model.dicom_io import HeaderSource
+from model.measure import grow_at
+from model.seg import mask_segmentation, segment_reference
+from model.sr import SearchFindings, SimilarCase, evidence_for, search_report
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """What a search found: the neighbours as a report names them, and the vote."""
+
+    neighbors: Sequence[SimilarCase]
+    malignant_probability: float | None
+    vote_binary: int | None
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """The encoded objects (DICOM Part 10 bytes).
+
+    ``seg`` is there when one was asked for and a mask could be grown.
+    """
+
+    sr: bytes
+    seg: bytes | None
+
+    @property
+    def parts(self) -> list[bytes]:
+        """The SR first, then the SEG."""
+        return [self.sr] if self.seg is None else [self.sr, self.seg]
+
+
+def software_version() -> str:
+    """This package's version (the SEG's software versions)."""
+    try:
+        return version("nodule-search")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def encode(dataset: Dataset) -> bytes:
+    """A dataset as a DICOM Part 10 file's bytes."""
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def build_report(
+    source: HeaderSource,
+    center_xyz: tuple[float, float, float],
+    outcome: SearchOutcome,
+    card: ModelCard,
+    index_version: str,
+    *,
+    with_seg: bool = False,
+) -> ReportFiles:
+    """The SR of a search at ``center_xyz`` (world mm, LPS) of a DICOM series, and its SEG.
+
+    The size comes from region growing at the point (``model.measure.grow_at``); with
+    ``with_seg`` its mask is a SEG the SR references, when a mask could be grown.
+
+    Raises:
+        MeasureError: the point lies outside the volume.
+        ValueError: the series' headers cannot make a report (highdicom's checks).
+    """
+    evidence = evidence_for(source, center_xyz, card.preprocessing)
+    grown = grow_at(source, center_xyz)
+    seg = None
+    if with_seg and grown is not None:
+        seg = mask_segmentation(source, grown, software_version())
+    findings = SearchFindings(
+        center_xyz=center_xyz,
+        frame_of_reference_uid=str(evidence[0].FrameOfReferenceUID),
+        neighbors=outcome.neighbors,
+        malignant_probability=outcome.malignant_probability,
+        vote_binary=outcome.vote_binary,
+        size=grown.measurement if grown is not None else None,
+        model_fingerprint=card.fingerprint,
+        index_version=index_version,
+        segment=segment_reference(seg) if seg is not None else None,
+    )
+    sr = search_report([*evidence, seg] if seg is not None else evidence, findings)
+    return ReportFiles(encode(sr), encode(seg) if seg is not None else None)

@@ -1,0 +1,113 @@
+"""The estimated mask as a DICOM SEG (model.seg): it round-trips, and the SR references it."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+
+from model.card import read_card
+from model.dicom_io import DicomSeriesSource
+from model.measure import GrownRegion, grow_at
+from model.report import SearchOutcome, build_report
+from model.seg import SEGMENT_NUMBER, mask_segmentation
+from model.sr import SimilarCase
+from tests.conftest import RealSeries
+from tests.model.synthetic import annotated_centers, growable_nodule
+
+SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+
+
+def _read_back(source: DicomSeriesSource, region: GrownRegion, encoded: bytes) -> np.ndarray:
+    """The SEG's segment on the slices the region covers, (z, rows, columns)."""
+    seg = hd.seg.segread(io.BytesIO(encoded))
+    z0 = region.start_zyx[0]
+    headers = source.slice_headers(z0, z0 + region.mask_zyx.shape[0])
+    pixels = seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=[str(h.SOPInstanceUID) for h in headers],
+        segment_numbers=[SEGMENT_NUMBER],
+        assert_missing_frames_are_empty=True,
+    )
+    return np.asarray(pixels[..., 0])
+
+
+def _assert_round_trip(source: DicomSeriesSource, center: tuple[float, float, float]) -> bytes:
+    region = grow_at(source, center)
+    assert region is not None
+    seg = mask_segmentation(source, region, "test")
+    buffer = io.BytesIO()
+    seg.save_as(buffer, enforce_file_format=True)
+    assert seg.SOPClassUID == SEGMENTATION_STORAGE
+    back = _read_back(source, region, buffer.getvalue())
+    _, y0, x0 = region.start_zyx
+    _, height, width = region.mask_zyx.shape
+    np.testing.assert_array_equal(back[:, y0 : y0 + height, x0 : x0 + width], region.mask_zyx)
+    assert int(back.sum()) == int(region.mask_zyx.sum())  # nothing outside the box
+    assert seg.StudyInstanceUID == source.slice_headers(0, 1)[0].StudyInstanceUID
+    return buffer.getvalue()
+
+
+def test_the_seg_round_trips_on_a_synthetic_series(synth_set: Path) -> None:
+    source, center = growable_nodule(synth_set)
+    _assert_round_trip(source, center)
+
+
+def test_the_seg_round_trips_on_a_real_lidc_series(
+    real_series: RealSeries, shared_data: Path
+) -> None:
+    """LIDC-IDRI-0003's 8.8 mm nodule (LUNA16 annotation), grown and written on the real headers."""
+    source = DicomSeriesSource(real_series["LIDC-IDRI-0003"])
+    centers = annotated_centers(shared_data / "luna16/annotations.csv", source.series_uid)
+    _assert_round_trip(source, centers[1])
+
+
+def test_the_sr_references_the_segs_segment(synth_set: Path, app_model: Path) -> None:
+    source, center = growable_nodule(synth_set)
+    outcome = SearchOutcome([SimilarCase(3, 0.9, 4.0)], 0.7, 1)
+    files = build_report(source, center, outcome, read_card(app_model), "v1", with_seg=True)
+    assert files.seg is not None
+    sr = pydicom.dcmread(io.BytesIO(files.sr))
+    seg = pydicom.dcmread(io.BytesIO(files.seg))
+    referenced = [
+        item.ReferencedSOPSequence[0]
+        for item in content_items(sr.ContentSequence)
+        if item.ValueType == "IMAGE" and "ReferencedSegmentNumber" in item.ReferencedSOPSequence[0]
+    ]
+    assert [(r.ReferencedSOPInstanceUID, r.ReferencedSegmentNumber) for r in referenced] == [
+        (seg.SOPInstanceUID, SEGMENT_NUMBER)
+    ]
+    evidence = {
+        str(instance.ReferencedSOPInstanceUID)
+        for study in sr.CurrentRequestedProcedureEvidenceSequence
+        for series in study.ReferencedSeriesSequence
+        for instance in series.ReferencedSOPSequence
+    }
+    assert seg.SOPInstanceUID in evidence
+    without = build_report(source, center, outcome, read_card(app_model), "v1")
+    assert without.seg is None
+
+
+def content_items(items: pydicom.Sequence) -> list[pydicom.Dataset]:
+    out = []
+    for item in items:
+        out.append(item)
+        if "ContentSequence" in item:
+            out += content_items(item.ContentSequence)
+    return out
+
+
+def test_dciodvfy_finds_no_error_in_the_seg(synth_set: Path, tmp_path: Path) -> None:
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy (Debian dicom3tools) is not installed; make system-deps installs it")
+    source, center = growable_nodule(synth_set)
+    path = tmp_path / "seg.dcm"
+    path.write_bytes(_assert_round_trip(source, center))
+    checked = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    errors = [line for line in (checked.stdout + checked.stderr).splitlines() if "Error" in line]
+    assert not errors, "\n".join(errors)
