@@ -40,7 +40,7 @@ from app.series import OpenSources, SeriesLocator
 from model.dicom_io import DicomSeriesSource
 from model.dicomweb import DicomwebSeriesSource, Pacs, StoredInstance, parse_pacs_address
 from model.embedder import Embedder
-from model.measure import estimate_at
+from model.measure import GROW_METHOD, estimate_at
 from model.preprocessing import extract_patch
 from model.report import ReportFiles, SearchOutcome, build_report
 from model.sources import open_source, relocated
@@ -124,18 +124,7 @@ def size_estimate(
 ) -> SizeEstimate | None:
     """The queried nodule's size and type by region growing from the point (an estimate)."""
     found = estimate_at(source, center_xyz)
-    if found is None:
-        return None
-    return SizeEstimate(
-        long_axis_mm=found.long_axis_mm,
-        short_axis_mm=found.short_axis_mm,
-        mean_diameter_mm=found.mean_diameter_mm,
-        volume_mm3=found.volume_mm3,
-        nodule_type=found.nodule_type,
-        solid_fraction=found.solid_fraction,
-        lung_rads=found.lung_rads,
-        method="region growing from the query point (>= -600 HU, connected, within 20 mm)",
-    )
+    return SizeEstimate.of(found, GROW_METHOD) if found is not None else None
 
 
 class Retriever:

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from model.measure import NoduleMeasurement
+
 XYZ = tuple[float, float, float]
 #: The largest ``k`` any request may name; the service's own ``NODULE_MAX_K`` may be lower.
 K_LIMIT = 1000
@@ -157,6 +159,20 @@ class SizeEstimate(BaseModel):
     method: str = Field(description="how the nodule's extent was found")
     note: str = "estimate from the image for decision support, not a diagnosis"
 
+    @classmethod
+    def of(cls, found: NoduleMeasurement, method: str) -> SizeEstimate:
+        """The answer's form of a measurement (``model.measure``)."""
+        return cls(
+            long_axis_mm=found.long_axis_mm,
+            short_axis_mm=found.short_axis_mm,
+            mean_diameter_mm=found.mean_diameter_mm,
+            volume_mm3=found.volume_mm3,
+            nodule_type=found.nodule_type,
+            solid_fraction=found.solid_fraction,
+            lung_rads=found.lung_rads,
+            method=method,
+        )
+
 
 class SearchResponse(BaseModel):
     """The answer to every search."""
@@ -166,8 +182,9 @@ class SearchResponse(BaseModel):
     vote: Vote
     size_estimate: SizeEstimate | None = Field(
         default=None,
-        description="coordinate searches with estimate_size: the queried nodule's size and type "
-        "by region growing from the point (null when nothing dense is there, or not asked)",
+        description="with estimate_size, or an upload with a mask: the queried nodule's size "
+        "and type, from the mask or by region growing from the point (null when nothing dense "
+        "is there, or not asked)",
     )
 
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from model.preprocessing import PatchSpec
+from model.measure import NoduleMeasurement
 from model.upload_worker import EXIT_UNUSABLE, MEMORY_ENV
-from model.uploads import UploadContentError, UploadPatch
+from model.uploads import UploadContentError, UploadJob, UploadPatch
 
 logger = logging.getLogger(__name__)
 
@@ -155,33 +155,15 @@ class UploadParser:
         self.wait_s = wait_s
         self._slots = threading.BoundedSemaphore(slots)
 
-    def parse(
-        self,
-        path: Path,
-        kind: str,
-        spec: PatchSpec,
-        center_xyz: list[float] | None,
-        spacing_zyx: list[float] | None,
-        workdir: Path,
-        series_uid: str | None = None,
-    ) -> UploadPatch:
-        """Run the worker; its patch, or an UploadContentError saying what went wrong.
+    def parse(self, job: UploadJob) -> UploadPatch:
+        """Run the worker on ``job``; its patch, or an UploadContentError saying what went wrong.
 
         Raises:
             ParserBusyError: no parser slot freed within ``wait_s``.
             UploadContentError: the upload is unusable (or broke its parser).
         """
-        out = workdir / "patch.npz"
-        request = {
-            "path": str(path),
-            "kind": kind,
-            "spec": spec.model_dump(mode="json"),
-            "center_xyz": center_xyz,
-            "spacing_zyx": spacing_zyx,
-            "workdir": str(workdir),
-            "out": str(out),
-            "series_uid": series_uid,
-        }
+        out = job.workdir / "patch.npz"
+        request = {"job": job.model_dump(mode="json"), "out": str(out)}
         if not self._slots.acquire(timeout=self.wait_s):
             raise ParserBusyError(self.slots, max(1, round(self.timeout_s / 4)))
         try:
@@ -226,10 +208,13 @@ class UploadParser:
         with np.load(out) as result:
             center = tuple(float(v) for v in result["center_xyz"])
             index = tuple(float(v) for v in result["index_zyx"])
+            size = json.loads(str(result["size_json"]))
             return UploadPatch(
                 patch=np.asarray(result["patch"], dtype=np.float32),
                 center_xyz=(center[0], center[1], center[2]),
                 index_zyx=(index[0], index[1], index[2]),
+                size=NoduleMeasurement(**size["size"]) if size["size"] is not None else None,
+                size_method=size["method"],
             )
 
     def close(self) -> None:

@@ -57,6 +57,8 @@ GROUND_GLASS_MAX_SOLID = 0.24
 SOLID_MIN_SOLID = 0.29
 #: A core smaller than this falls back to the whole mask.
 MIN_CORE_VOXELS = 5
+#: How a grown estimate was made, as answers name it.
+GROW_METHOD = "region growing from the query point (>= -600 HU, connected, within 20 mm)"
 #: Region growing keeps voxels at or above this HU.
 GROW_HU = -600.0
 #: Radii (mm) of the balls region growing tries, smallest first.
@@ -314,8 +316,8 @@ def _ball_element(geometry: Geometry, radius_mm: float) -> BoolArray:
 
 
 @dataclass(frozen=True)
-class GrownRegion:
-    """A nodule mask grown from a point, in the box of the series it was read from."""
+class NoduleRegion:
+    """A nodule mask in a box of the series it lies in, measured (grown, or uploaded)."""
 
     mask_zyx: BoolArray
     start_zyx: tuple[int, int, int]
@@ -327,7 +329,7 @@ class GrownRegion:
 
 def grow_at(
     source: VolumeSource, center_xyz: tuple[float, float, float], max_radius_mm: float = 20.0
-) -> GrownRegion | None:
+) -> NoduleRegion | None:
     """The nodule at a world point of a CT by region growing, measured; None when nothing dense.
 
     Reads only the box around the ball (a region read).
@@ -345,7 +347,7 @@ def grow_at(
     if not mask.any():
         return None
     first = (int(start[0]), int(start[1]), int(start[2]))
-    return GrownRegion(mask, first, box, measure(mask, box, hu))
+    return NoduleRegion(mask, first, box, measure(mask, box, hu))
 
 
 def estimate_at(

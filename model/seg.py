@@ -16,7 +16,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from model.dicom_io import HeaderSource, with_copied_type2
-from model.measure import GrownRegion
+from model.measure import NoduleRegion
 
 SEGMENT_NUMBER = 1
 SEGMENT_LABEL = "query nodule (estimate)"
@@ -36,7 +36,7 @@ def _description(version: str) -> hd.seg.SegmentDescription:
     )
 
 
-def series_mask(region: GrownRegion, headers: list[Dataset]) -> np.ndarray:
+def series_mask(region: NoduleRegion, headers: list[Dataset]) -> np.ndarray:
     """The region's mask on the full slices of ``headers`` (z, rows, columns) as uint8.
 
     ``headers``: the series' slices ``region.start_zyx[0]`` onwards, one per mask slice.
@@ -52,7 +52,7 @@ def series_mask(region: GrownRegion, headers: list[Dataset]) -> np.ndarray:
 
 
 def mask_segmentation(
-    source: HeaderSource, region: GrownRegion, software_version: str, *, series_number: int = 991
+    source: HeaderSource, region: NoduleRegion, software_version: str, *, series_number: int = 991
 ) -> hd.seg.Segmentation:
     """A binary SEG of a grown region on the slices of ``source`` it covers.
 

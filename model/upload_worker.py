@@ -3,9 +3,9 @@
 The service starts this for every upload with a time limit; the process limits its own address
 space (``NODULE_WORKER_MEMORY_BYTES``) and core dumps before importing any reader, so whatever a
 malformed file does to the readers (crash, memory bomb, endless loop) ends this process, not the
-service. The request is JSON on stdin ``{path, kind, spec, center_xyz, spacing_zyx, workdir,
-out, series_uid}``; the patch is written to ``out`` (``.npz``). Exit status: 0 done, 3 the
-content is unusable (the message on stdout as JSON), anything else a crash.
+service. The request is JSON on stdin ``{"job": UploadJob, "out": path}``; the patch, where it
+was cut and the size estimate (JSON) are written to ``out`` (``.npz``). Exit status: 0 done, 3
+the content is unusable (the message on stdout as JSON), anything else a crash.
 """
 
 from __future__ import annotations
@@ -26,34 +26,27 @@ def main() -> int:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     # Imported only now: the limits above must already hold while the readers load.
-    from pathlib import Path
+    import dataclasses
 
     import numpy as np
 
-    from model.preprocessing import CoordinateOutsideVolumeError, PatchSpec
-    from model.uploads import UploadContentError, cut_upload, voxel_budget
+    from model.preprocessing import CoordinateOutsideVolumeError
+    from model.uploads import UploadContentError, UploadJob, cut_upload, voxel_budget
     from model.volume import VolumeReadError
 
     request = json.loads(sys.stdin.read())
     try:
-        result = cut_upload(
-            Path(request["path"]),
-            request["kind"],
-            PatchSpec.model_validate(request["spec"]),
-            request["center_xyz"],
-            request["spacing_zyx"],
-            Path(request["workdir"]),
-            voxel_budget(limit),
-            request.get("series_uid"),
-        )
+        result = cut_upload(UploadJob.model_validate(request["job"]), voxel_budget(limit))
     except (UploadContentError, VolumeReadError, CoordinateOutsideVolumeError, ValueError) as e:
         sys.stdout.write(json.dumps({"detail": str(e)}))
         return EXIT_UNUSABLE
+    size = dataclasses.asdict(result.size) if result.size is not None else None
     np.savez(
         request["out"],
         patch=result.patch,
         center_xyz=np.asarray(result.center_xyz),
         index_zyx=np.asarray(result.index_zyx),
+        size_json=np.asarray(json.dumps({"size": size, "method": result.size_method})),
     )
     return 0
 

@@ -19,10 +19,19 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict
 
 from model.ct import open_volume
 from model.geometry import axis_aligned
 from model.itk_io import MAX_DIM, MAX_VOXELS, load_itk_volume, open_itk_source, suffix_of
+from model.masks import (
+    IMAGE_MASK_SUFFIXES,
+    SEG_SUFFIXES,
+    centroid_xyz,
+    mask_region,
+    read_mask,
+)
+from model.measure import GROW_METHOD, NoduleMeasurement, NoduleRegion, grow_at
 from model.preprocessing import PatchSpec, extract_patch
 from model.volume import CTVolume, VolumeReadError, VolumeSource, check_read_budget
 
@@ -43,6 +52,8 @@ ARRAY_BYTES_PER_VOXEL = 4 + 1
 #: DICOM series are read slice by slice for the box a patch needs; their declared stored size
 #: (16-bit CT) is what is bounded.
 DICOM_BYTES_PER_VOXEL = 2
+#: How an upload's size estimate was made (the answer's ``size_estimate.method``).
+MASK_METHOD = "from the uploaded mask, on the CT's grid"
 
 
 def voxel_budget(memory_limit_bytes: int | None) -> int | None:
@@ -67,6 +78,9 @@ class UploadPatch:
     patch: npt.NDArray[np.float32]
     center_xyz: tuple[float, float, float]
     index_zyx: tuple[float, float, float]
+    size: NoduleMeasurement | None = None
+    """From the uploaded mask, or grown from the point (``estimate_size``); None: neither."""
+    size_method: str | None = None
 
 
 def upload_kind(filename: str) -> str:
@@ -81,6 +95,19 @@ def upload_kind(filename: str) -> str:
     raise UnsupportedUploadError(
         f"unsupported file type {suffix or '(none)'!r}; send .npy/.npz (with spacing_zyx), .nii, "
         ".nii.gz, .mha, or a .zip of a DICOM series or of a .mhd + .raw pair"
+    )
+
+
+def mask_kind(filename: str) -> str:
+    """``image`` (NIfTI / MetaImage) or ``seg`` (DICOM SEG) from a mask's file name."""
+    suffix = suffix_of(Path(PurePosixPath(filename).name or "mask"))
+    if suffix in IMAGE_MASK_SUFFIXES:
+        return "image"
+    if suffix in SEG_SUFFIXES:
+        return "seg"
+    raise UnsupportedUploadError(
+        f"unsupported mask type {suffix or '(none)'!r}; send .nii, .nii.gz, .mha or a DICOM SEG "
+        "(.dcm)"
     )
 
 
@@ -221,73 +248,115 @@ def _extract_member(
     return written
 
 
-def cut_upload(
-    path: Path,
-    kind: str,
-    spec: PatchSpec,
-    center_xyz: Sequence[float] | None,
-    spacing_zyx: Sequence[float] | None,
-    workdir: Path,
-    max_read_bytes: int | None = None,
-    series_uid: str | None = None,
-) -> UploadPatch:
-    """Read an upload and cut the model's patch at ``center_xyz`` (default: the volume's centre).
+class UploadJob(BaseModel):
+    """One upload to parse: what the service hands its parser process (as JSON).
 
-    Args:
+    Attributes:
         path: the uploaded file, saved under a name with its suffix.
         kind: ``array``, ``image`` or ``zip`` (``upload_kind``).
         spec: the model's patch spec.
-        center_xyz: world mm (LPS); None: the volume's centre.
+        center_xyz: world mm (LPS); None: the mask's centroid, else the volume's centre.
         spacing_zyx: mm, for arrays only.
         workdir: where a zip is extracted.
+        series_uid: which series of a zip holding several DICOM series to read.
+        mask_path / mask_kind: a nodule mask (``model.masks.mask_kind``) on the upload's CT.
+        estimate_size: without a mask, grow one from the point (``model.measure.grow_at``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path
+    kind: str
+    spec: PatchSpec
+    center_xyz: tuple[float, float, float] | None = None
+    spacing_zyx: tuple[float, float, float] | None = None
+    workdir: Path
+    series_uid: str | None = None
+    mask_path: Path | None = None
+    mask_kind: str | None = None
+    estimate_size: bool = False
+
+
+def _open_upload(job: UploadJob, max_read_bytes: int | None) -> VolumeSource:
+    """The upload's CT as a region source (small formats read whole)."""
+    if job.series_uid is not None and job.kind != "zip":
+        raise UploadContentError("series_uid picks a series out of a zip of DICOM files only")
+    if job.kind == "array":
+        return read_array(job.path, job.spacing_zyx, max_read_bytes)
+    if job.kind == "image":
+        volume = load_itk_volume(job.path, max_read_bytes)
+        _check_hu(volume.hu_zyx, "the image")
+        return volume
+    target = extract_zip(job.path, job.workdir / "zip")
+    if target.is_dir():
+        # Headers only; slices are read for the patch's box.
+        source = open_volume(target, job.series_uid)
+        check_read_budget(
+            source.geometry.shape_zyx, DICOM_BYTES_PER_VOXEL, max_read_bytes, "the series"
+        )
+        return source
+    if job.series_uid is not None:
+        raise UploadContentError("series_uid names a DICOM series, but the zip holds a .mhd")
+    return open_itk_source(target, max_read_bytes)
+
+
+def _size_of(
+    job: UploadJob, source: VolumeSource, max_read_bytes: int | None
+) -> tuple[NoduleRegion | None, str | None]:
+    """The uploaded mask on the CT, or with ``estimate_size`` one grown later (None here)."""
+    if job.mask_path is None:
+        return None, None
+    if job.center_xyz is not None:
+        raise UploadContentError(
+            "give either center_xyz or a mask: the mask's centroid is the centre"
+        )
+    mask = read_mask(job.mask_path, job.mask_kind or "image", max_read_bytes)
+    return mask_region(source, mask), MASK_METHOD
+
+
+def cut_upload(job: UploadJob, max_read_bytes: int | None = None) -> UploadPatch:
+    """Read an upload and cut the model's patch at its centre (``UploadJob.center_xyz``).
+
+    Args:
+        job: what to parse.
         max_read_bytes: what reading the voxels may allocate; files declaring more are refused
             from their headers (``VolumeTooLargeError``), before the allocation.
-        series_uid: which series of a zip holding several DICOM series to read.
 
     Raises:
         UploadContentError / VolumeReadError: unusable content (422).
         CoordinateOutsideVolumeError: the centre is outside the volume (422).
     """
-    source: VolumeSource
-    if series_uid is not None and kind != "zip":
-        raise UploadContentError("series_uid picks a series out of a zip of DICOM files only")
-    if kind == "array":
-        source = read_array(path, spacing_zyx, max_read_bytes)
-    elif kind == "image":
-        source = load_itk_volume(path, max_read_bytes)
-        _check_hu(source.hu_zyx, "the image")
-    else:
-        target = extract_zip(path, workdir / "zip")
-        if target.is_dir():
-            # Headers only; slices are read for the patch's box.
-            source = open_volume(target, series_uid)
-            check_read_budget(
-                source.geometry.shape_zyx, DICOM_BYTES_PER_VOXEL, max_read_bytes, "the series"
-            )
-        elif series_uid is not None:
-            raise UploadContentError("series_uid names a DICOM series, but the zip holds a .mhd")
-        else:
-            source = open_itk_source(target, max_read_bytes)
+    source = _open_upload(job, max_read_bytes)
     geometry = source.geometry
-    if center_xyz is None:
+    region, method = _size_of(job, source, max_read_bytes)
+    if region is not None:
+        center = np.asarray(centroid_xyz(region), dtype=np.float64)
+    elif job.center_xyz is None:
         middle = (np.asarray(geometry.shape_zyx, dtype=np.float64) - 1) / 2.0
         center = geometry.index_zyx_to_world(middle)
     else:
-        center = np.asarray(center_xyz, dtype=np.float64)
-    patch = extract_patch(source, center, spec)
+        center = np.asarray(job.center_xyz, dtype=np.float64)
+    patch = extract_patch(source, center, job.spec)
+    center_xyz = (float(center[0]), float(center[1]), float(center[2]))
+    if region is None and job.estimate_size:
+        region, method = grow_at(source, center_xyz), GROW_METHOD
     index_zyx = geometry.world_to_index_zyx(center)
     return UploadPatch(
         patch=patch,
-        center_xyz=(float(center[0]), float(center[1]), float(center[2])),
+        center_xyz=center_xyz,
         index_zyx=(float(index_zyx[0]), float(index_zyx[1]), float(index_zyx[2])),
+        size=region.measurement if region is not None else None,
+        size_method=method if region is not None else None,
     )
 
 
 __all__ = [
     "UnsupportedUploadError",
     "UploadContentError",
+    "UploadJob",
     "UploadPatch",
     "VolumeReadError",
     "cut_upload",
+    "mask_kind",
     "upload_kind",
 ]

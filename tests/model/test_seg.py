@@ -14,7 +14,7 @@ import pytest
 
 from model.card import read_card
 from model.dicom_io import DicomSeriesSource
-from model.measure import GrownRegion, grow_at
+from model.measure import NoduleRegion, grow_at
 from model.report import SearchOutcome, build_report
 from model.seg import SEGMENT_NUMBER, mask_segmentation
 from model.sr import SimilarCase
@@ -24,7 +24,7 @@ from tests.model.synthetic import annotated_centers, growable_nodule
 SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 
 
-def _read_back(source: DicomSeriesSource, region: GrownRegion, encoded: bytes) -> np.ndarray:
+def _read_back(source: DicomSeriesSource, region: NoduleRegion, encoded: bytes) -> np.ndarray:
     """The SEG's segment on the slices the region covers, (z, rows, columns)."""
     seg = hd.seg.segread(io.BytesIO(encoded))
     z0 = region.start_zyx[0]

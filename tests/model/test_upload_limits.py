@@ -17,7 +17,13 @@ import pytest
 from app.uploads import parser_environment
 from model.preprocessing import PatchSpec
 from model.upload_worker import EXIT_UNUSABLE, MEMORY_ENV
-from model.uploads import UploadContentError, cut_upload, extract_zip, voxel_budget
+from model.uploads import (
+    UploadContentError,
+    UploadJob,
+    cut_upload,
+    extract_zip,
+    voxel_budget,
+)
 from model.volume import CTVolume, VolumeTooLargeError
 from tests.model.synthetic import IDENTITY, make_geometry, sphere_hu, write_dicom, write_itk
 
@@ -63,12 +69,13 @@ def test_every_format_is_refused_from_its_header_when_its_voxels_exceed_the_budg
 ) -> None:
     for name, (path, kind) in _uploads(tmp_path).items():
         work = tmp_path / f"work-{name}"
-        spacing = [1.0, 1.0, 1.0] if kind == "array" else None
-        patch = cut_upload(path, kind, SPEC, None, spacing, work / "a", 64 * 1024**2)
+        spacing = (1.0, 1.0, 1.0) if kind == "array" else None
+        job = UploadJob(path=path, kind=kind, spec=SPEC, spacing_zyx=spacing, workdir=work / "a")
+        patch = cut_upload(job, 64 * 1024**2)
         assert patch.patch.shape == SPEC.patch_shape_zyx, name
         # 64,000 voxels are at least 128 KB (DICOM, stored int16) to read: 100 KB is too little.
         with pytest.raises(VolumeTooLargeError, match=r"declares 40x40x40 \(z, y, x\) voxels"):
-            cut_upload(path, kind, SPEC, None, spacing, work / "b", 100 * 1024)
+            cut_upload(job.model_copy(update={"workdir": work / "b"}), 100 * 1024)
 
 
 def _npz_declaring(shape: tuple[int, int, int], descr: str) -> bytes:
@@ -115,13 +122,11 @@ def test_a_tiny_npz_declaring_2_to_the_29_voxels_stays_under_the_parser_cap(
     path.write_bytes(_npz_declaring((512, 1024, 1024), "|u1"))  # 2^29 uint8 voxels
     assert path.stat().st_size < 1024
     cap = 3072 * 1024**2  # the default NODULE_PARSER_MEMORY_MB
+    job = UploadJob(
+        path=path, kind="array", spec=SPEC, spacing_zyx=(1.0, 1.0, 1.0), workdir=tmp_path
+    )
     request: dict[str, object] = {
-        "path": str(path),
-        "kind": "array",
-        "spec": SPEC.model_dump(mode="json"),
-        "center_xyz": None,
-        "spacing_zyx": [1.0, 1.0, 1.0],
-        "workdir": str(tmp_path),
+        "job": job.model_dump(mode="json"),
         "out": str(tmp_path / "patch.npz"),
     }
     status, stdout, peak = _worker_peak(request, cap)
@@ -150,14 +155,14 @@ def test_a_series_is_picked_out_of_a_zip_of_two(tmp_path: Path) -> None:
     write_dicom(volume, tmp_path / "two" / "a", series_uid="1.2.826.0.1.3680043.10.71")
     write_dicom(volume, tmp_path / "two" / "b", series_uid="1.2.826.0.1.3680043.10.72")
     upload = _zip_folder(tmp_path / "two", tmp_path / "two.zip")
+    job = UploadJob(path=upload, kind="zip", spec=SPEC, workdir=tmp_path / "w1")
     with pytest.raises(ValueError, match=r"2 CT series.*series_uid.*10\.71.*10\.72"):
-        cut_upload(upload, "zip", SPEC, None, None, tmp_path / "w1")
-    patch = cut_upload(
-        upload, "zip", SPEC, None, None, tmp_path / "w2", series_uid="1.2.826.0.1.3680043.10.72"
-    )
+        cut_upload(job)
+    picked = {"workdir": tmp_path / "w2", "series_uid": "1.2.826.0.1.3680043.10.72"}
+    patch = cut_upload(job.model_copy(update=picked))
     assert patch.patch.shape == SPEC.patch_shape_zyx
     with pytest.raises(ValueError, match="not found"):
-        cut_upload(upload, "zip", SPEC, None, None, tmp_path / "w3", series_uid="1.2.3.4")
+        cut_upload(job.model_copy(update={"workdir": tmp_path / "w3", "series_uid": "1.2.3.4"}))
 
 
 def test_the_parser_environment_carries_no_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
