@@ -86,6 +86,33 @@ def preview_png(
     return _png(np.concatenate([axial, coronal, sagittal], axis=1))
 
 
+#: Pixels a side of a zoomed axial view (``zoom_png``).
+ZOOM_PX = 256
+#: Bounds of a zoomed view's field, mm: a small nodule to a large mass with its surroundings.
+ZOOM_FOV_RANGE_MM = (16.0, 160.0)
+
+
+def zoom_png(
+    source: VolumeSource,
+    center_xyz: tuple[float, float, float],
+    fov_mm: float = 64.0,
+    window: DisplayWindow = LUNG_WINDOW,
+) -> tuple[bytes, float]:
+    """A world-aligned axial view, ``fov_mm`` square, centred on a point; the PNG and its pixel mm.
+
+    The comparison view scrolls two of these in step: each at its own nodule's centre plus the
+    same z offset. Same orientation as ``axial_view_png`` (the patient's left to the right).
+
+    Raises:
+        CoordinateOutsideVolumeError: the point is outside the scan.
+    """
+    pixel = fov_mm / ZOOM_PX
+    spec = PatchSpec(
+        patch_shape_zyx=(1, ZOOM_PX, ZOOM_PX), spacing_mm=pixel, hu_window=window.hu_range
+    )
+    return _png(window.grey(patch_hu(source, center_xyz, spec)[0])), pixel
+
+
 def _png(grey: npt.NDArray[np.uint8]) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(grey, mode="L").save(buffer, format="PNG")

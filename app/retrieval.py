@@ -27,6 +27,7 @@ from app.schemas import (
     MapOut,
     MapPoint,
     Neighbor,
+    NoduleDetail,
     NoduleOut,
     QueryInfo,
     ScanList,
@@ -40,13 +41,15 @@ from app.series import OpenSources, SeriesLocator
 from model.dicom_io import DicomSeriesSource
 from model.dicomweb import DicomwebSeriesSource, Pacs, StoredInstance, parse_pacs_address
 from model.embedder import Embedder
+from model.labels import CHARACTERISTICS
 from model.measure import GROW_METHOD, estimate_at
+from model.network import embedding_parts, part_similarities
 from model.preprocessing import extract_patch
 from model.report import ReportFiles, SearchOutcome, build_report
 from model.sources import open_source, relocated
 from model.sr import SimilarCase
 from model.store.catalog import Catalog
-from model.store.tables import Nodule, Scan
+from model.store.tables import Nodule, NoduleRead, Scan
 from model.threads import ThreadPolicy
 from model.volume import VolumeSource
 from model.vote import four_class_shares, majority, malignant_probability
@@ -77,6 +80,7 @@ class NotFoundError(KeyError):
 class _Row:
     nodule: NoduleOut
     labelled: bool
+    embedding_row: int
 
 
 def _label_out(nodule: Nodule) -> LabelOut | None:
@@ -92,6 +96,10 @@ def _label_out(nodule: Nodule) -> LabelOut | None:
     )
 
 
+def _labelled(nodule: Nodule) -> bool:
+    return nodule.label is not None and nodule.label.label_binary is not None
+
+
 def _nodule_out(nodule: Nodule) -> NoduleOut:
     return NoduleOut(
         id=nodule.id,
@@ -101,6 +109,17 @@ def _nodule_out(nodule: Nodule) -> NoduleOut:
         diameter_mm=nodule.diameter_mm,
         labels=_label_out(nodule),
     )
+
+
+def median_characteristics(reads: list[NoduleRead]) -> dict[str, float] | None:
+    """The readers' median of each LIDC characteristic (those some reader rated); None: no read."""
+    out: dict[str, float] = {}
+    for name in CHARACTERISTICS:
+        column = "internal_structure" if name == "internalStructure" else name
+        values = [v for r in reads if (v := getattr(r, column)) is not None]
+        if values:
+            out[name] = float(np.median(values))
+    return out or None
 
 
 def vote(neighbors: list[Neighbor]) -> Vote:
@@ -154,6 +173,7 @@ class Retriever:
         self._scan_paths: dict[str, Path | None] = {}
         self._cache_lock = threading.Lock()
         self._map: MapOut | None = None
+        self.parts = embedding_parts(embedder.card.arch)
         # Read once: a version's threshold never changes (None for versions built without one).
         self.match_threshold = catalog.match_threshold
 
@@ -231,7 +251,7 @@ class Retriever:
                 .options(selectinload(Nodule.label), selectinload(Nodule.scan))
             )
             fetched = {
-                n.id: _Row(_nodule_out(n), n.label is not None and n.label.label_binary is not None)
+                n.id: _Row(_nodule_out(n), _labelled(n), n.embedding_row)
                 for n in session.execute(query).scalars()
             }
         with self._cache_lock:
@@ -272,13 +292,21 @@ class Retriever:
             pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
             rows = self._rows([i for i, _ in pairs])
             out = [
-                Neighbor(**rows[i].nodule.model_dump(), similarity=s)
+                Neighbor(
+                    **rows[i].nodule.model_dump(),
+                    similarity=s,
+                    level_similarity=self._levels_alike(vector, rows[i]),
+                )
                 for i, s in pairs
                 if i in rows and i not in exclude_ids and self._passes(rows[i], filters)
             ]
             if len(out) >= k or fetch >= total:
                 return out[:k]
             fetch = min(total, fetch * 4)
+
+    def _levels_alike(self, vector: npt.NDArray[np.float32], row: _Row) -> list[float]:
+        stored = np.asarray(self.catalog.embeddings[row.embedding_row], dtype=np.float32)
+        return [round(v, 4) for v in part_similarities(vector, stored, self.parts)]
 
     def respond(
         self,
@@ -304,6 +332,7 @@ class Retriever:
         return SearchResponse(
             query=QueryInfo(
                 index_version=self.catalog.version,
+                levels=[p.name for p in self.parts],
                 best_similarity=best,
                 match_threshold=threshold,
                 close_match=close,
@@ -434,6 +463,25 @@ class Retriever:
         if nodule_id not in rows:
             raise NotFoundError(f"nodule {nodule_id} is not in the catalogue")
         return rows[nodule_id].nodule
+
+    def nodule_detail(self, nodule_id: int, *, estimate_size: bool = False) -> NoduleDetail:
+        """One catalogue nodule with its readers' median characteristics (and a size estimate).
+
+        Raises:
+            NotFoundError: no such id.
+        """
+        nodule = self.nodule(nodule_id)
+        with self.catalog.sessions() as session:
+            reads = session.execute(
+                select(NoduleRead).where(NoduleRead.nodule_id == nodule_id)
+            ).scalars()
+            characteristics = median_characteristics(list(reads))
+        size = None
+        if estimate_size:
+            size = size_estimate(self.open_series(nodule.series_uid), nodule.center_xyz)
+        return NoduleDetail(
+            **nodule.model_dump(), characteristics=characteristics, size_estimate=size
+        )
 
     def similar_to(self, nodule_id: int, k: int, filters: Filters) -> SearchResponse:
         """Neighbours of an indexed nodule (itself excluded), from its stored vector."""

@@ -69,6 +69,11 @@ class QueryInfo(BaseModel):
     series_uid: str | None = None
     nodule_id: int | None = None
     index_version: str
+    levels: list[str] = Field(
+        default_factory=list,
+        description="names of the blocks of neighbors[].level_similarity (the model's encoder "
+        "levels, fine to coarse)",
+    )
     preview_png_base64: str | None = Field(
         default=None,
         description="uploads with preview=true: axial, coronal and sagittal slices of the query "
@@ -121,6 +126,12 @@ class Neighbor(NoduleOut):
         description="similarity below the catalogue's calibrated close-match threshold (null: "
         "the version records no threshold)",
     )
+    level_similarity: list[float] | None = Field(
+        default=None,
+        description="why similar: the cosine similarity within each block of the search vector "
+        "(encoder levels, fine to coarse, and the size profile if used), named by "
+        "query.levels",
+    )
 
 
 class Vote(BaseModel):
@@ -172,6 +183,21 @@ class SizeEstimate(BaseModel):
             lung_rads=found.lung_rads,
             method=method,
         )
+
+
+class NoduleDetail(NoduleOut):
+    """A catalogue nodule with what its readers saw, for a side-by-side comparison."""
+
+    characteristics: dict[str, float] | None = Field(
+        default=None,
+        description="the readers' median of each LIDC characteristic (subtlety, "
+        "internalStructure, calcification, sphericity, margin, lobulation, spiculation, "
+        "texture, malignancy); null without reads",
+    )
+    size_estimate: SizeEstimate | None = Field(
+        default=None,
+        description="estimate_size=true: size and type by region growing from its centre",
+    )
 
 
 class SearchResponse(BaseModel):

@@ -19,8 +19,11 @@ Embedding (``embedding_pool``):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
@@ -61,6 +64,50 @@ class NetworkConfig(BaseModel):
         """Length of the search vector: the features, and the size profile when it is used."""
         extra = self.size_profile_shells if self.size_profile_weight > 0 else 0
         return self.feature_dim + extra
+
+
+@dataclass(frozen=True)
+class EmbeddingPart:
+    """A block of the search vector: one encoder level's pooled features, or the size profile."""
+
+    name: str
+    start: int
+    stop: int
+
+
+def embedding_parts(config: NetworkConfig) -> list[EmbeddingPart]:
+    """The blocks of the search vector, in order (``pool_embedding``, ``search_vector``).
+
+    With ``center-multiscale`` each encoder level is one block (level 0 at full resolution, the
+    last one the bottleneck); ``avg`` has the bottleneck alone. The size profile comes last.
+    """
+    if config.embedding_pool == "avg":
+        parts = [EmbeddingPart("bottleneck", 0, config.feature_dim)]
+    else:
+        parts, start = [], 0
+        for level in range(config.levels + 1):
+            channels = config.width * 2**level
+            scale = "full resolution" if level == 0 else f"1/{2**level} resolution"
+            if level == config.levels:
+                scale += ", bottleneck"
+            parts.append(EmbeddingPart(f"level {level} ({scale})", start, start + channels))
+            start += channels
+    if config.size_profile_weight > 0:
+        end = config.feature_dim + config.size_profile_shells
+        parts.append(EmbeddingPart("size profile (intensity by distance)", config.feature_dim, end))
+    return parts
+
+
+def part_similarities(
+    a: npt.NDArray[np.float32], b: npt.NDArray[np.float32], parts: list[EmbeddingPart]
+) -> list[float]:
+    """Cosine similarity of two search vectors within each block (0 where a block is all 0)."""
+    out = []
+    for part in parts:
+        x, y = a[part.start : part.stop], b[part.start : part.stop]
+        norm = float(np.linalg.norm(x) * np.linalg.norm(y))
+        out.append(float(np.dot(x, y)) / norm if norm > 0 else 0.0)
+    return out
 
 
 def _central(feature: Tensor, fraction: float) -> Tensor:

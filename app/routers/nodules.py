@@ -8,15 +8,22 @@ from fastapi import APIRouter, Query, Response
 
 from app.preview import preview_png
 from app.routers.deps import DisplayWindowDep, NoduleIdPath, RetrieverDep
-from app.schemas import K_LIMIT, Filters, NoduleOut, Problem, SearchResponse
+from app.schemas import K_LIMIT, Filters, NoduleDetail, Problem, SearchResponse
 
 router = APIRouter(prefix="/v1/nodules", tags=["nodules"])
 
 
-@router.get("/{nodule_id}", response_model=NoduleOut, responses={404: {"model": Problem}})
-def get_nodule(nodule_id: NoduleIdPath, retriever: RetrieverDep) -> NoduleOut:
-    """One catalogue nodule with its readers' ratings and labels."""
-    return retriever.nodule(nodule_id)
+@router.get("/{nodule_id}", response_model=NoduleDetail, responses={404: {"model": Problem}})
+def get_nodule(
+    nodule_id: NoduleIdPath,
+    retriever: RetrieverDep,
+    estimate_size: Annotated[
+        bool,
+        Query(description="also its size and type by region growing from its centre (an estimate)"),
+    ] = False,
+) -> NoduleDetail:
+    """One catalogue nodule with its readers' ratings, labels and median characteristics."""
+    return retriever.nodule_detail(nodule_id, estimate_size=estimate_size)
 
 
 @router.get(

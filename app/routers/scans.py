@@ -7,7 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from app.errors import InputError, parse_triple
-from app.preview import MAX_VIEW_PX, MIN_DEFAULT_VIEW_PX, axial_view_png, preview_png
+from app.preview import (
+    MAX_VIEW_PX,
+    MIN_DEFAULT_VIEW_PX,
+    ZOOM_FOV_RANGE_MM,
+    axial_view_png,
+    preview_png,
+    zoom_png,
+)
 from app.routers.deps import MAX_SQLITE_INT, DisplayWindowDep, RetrieverDep
 from app.schemas import MapOut, Problem, ScanList, ScanOut
 
@@ -81,6 +88,34 @@ def point_preview(
     source = retriever.open_series(series_uid)
     png = preview_png(source, (center[0], center[1], center[2]), window)
     return Response(png, media_type="image/png")
+
+
+@router.get("/scans/{series_uid}/zoom.png", response_class=Response, responses=PNG)
+def zoomed_view(
+    series_uid: str,
+    retriever: RetrieverDep,
+    window: DisplayWindowDep,
+    center_xyz: Annotated[str, Query(description="x,y,z world mm (LPS)", max_length=100)],
+    fov_mm: Annotated[
+        float,
+        Query(
+            ge=ZOOM_FOV_RANGE_MM[0],
+            le=ZOOM_FOV_RANGE_MM[1],
+            description="side of the square field, mm",
+        ),
+    ] = 64.0,
+) -> Response:
+    """An axial view, ``fov_mm`` square and 256 px a side, centred on a point (default lung).
+
+    For side-by-side comparison: the viewer asks for each nodule's centre plus one z offset.
+    ``X-Pixel-MM`` gives the pixel size; a point outside the scan is a 422.
+    """
+    center = parse_triple(center_xyz, "center_xyz")
+    if center is None:
+        raise InputError("center_xyz is required (x,y,z in mm)")
+    source = retriever.open_series(series_uid)
+    png, pixel = zoom_png(source, (center[0], center[1], center[2]), fov_mm, window)
+    return Response(png, media_type="image/png", headers={"X-Pixel-MM": repr(pixel)})
 
 
 @router.get("/map", response_model=MapOut)

@@ -259,3 +259,75 @@ def test_upload_can_return_the_query_patch(client: TestClient, synth_set: Path) 
     png = base64.b64decode(response.json()["query"]["preview_png_base64"])
     width, height = _png_size(png)
     assert width == 3 * height
+
+
+def test_zoomed_view_is_centred_and_bounded(client: TestClient, synth_set: Path) -> None:
+    mhd = {p.stem: p for p in synth_set.glob("subset*/*.mhd")}
+    uid = next(
+        s["series_uid"]
+        for s in client.get("/v1/scans").json()["scans"]
+        if s["series_uid"] in mhd and s["n_nodules"]
+    )
+    scan = client.get(f"/v1/scans/{uid}").json()
+    x, y, z = scan["nodules"][0]["center_xyz"]
+    ok = client.get(f"/v1/scans/{uid}/zoom.png", params={"center_xyz": f"{x},{y},{z}"})
+    assert ok.status_code == 200
+    assert _png_size(ok.content) == (256, 256)
+    assert float(ok.headers["X-Pixel-MM"]) == pytest.approx(64.0 / 256)
+    # The middle pixel is the point: the same HU as the patch function gives there.
+    source = load_volume(mhd[uid])
+    one = PatchSpec(
+        patch_shape_zyx=(1, 1, 1), spacing_mm=0.25, hu_window=WINDOW_PRESETS["lung"].hu_range
+    )
+    expected = WINDOW_PRESETS["lung"].grey(patch_hu(source, (x, y, z), one))[0, 0, 0]
+    with Image.open(io.BytesIO(ok.content)) as image:
+        middle = np.asarray(image)[128, 128]
+    assert abs(int(middle) - int(expected)) <= 40  # a half-pixel shift on a 0.25 mm grid
+    for params, phrase in (
+        ({"center_xyz": f"{x},{y},9999"}, "outside"),
+        ({"center_xyz": f"{x},{y},{z}", "fov_mm": "2"}, "fov_mm"),
+        ({"center_xyz": "1,2"}, "center_xyz"),
+    ):
+        response = client.get(f"/v1/scans/{uid}/zoom.png", params=params)
+        assert response.status_code == 422, params
+        assert phrase in response.json()["detail"], response.json()
+
+
+def test_why_similar_the_level_similarities_make_up_the_similarity(client: TestClient) -> None:
+    body = client.get("/v1/nodules/0/similar", params={"k": 4}).json()
+    levels = body["query"]["levels"]
+    assert levels[0].startswith("level 0")
+    assert "bottleneck" in levels[-1]
+    for n in body["neighbors"]:
+        assert len(n["level_similarity"]) == len(levels)
+        # Each level's block is unit length in the search vector: the cosine similarity is the
+        # mean of the levels' similarities (the app's model uses no size profile).
+        assert np.mean(n["level_similarity"]) == pytest.approx(n["similarity"], abs=1e-3)
+
+
+def test_a_nodules_detail_has_its_readers_characteristics(client: TestClient) -> None:
+    ids = [p["id"] for p in client.get("/v1/map").json()["points"]]
+    details = [client.get(f"/v1/nodules/{i}").json() for i in ids]
+    read = [d for d in details if d["characteristics"]]
+    assert read, "no synthetic nodule has reads"
+    for d in read:
+        assert set(d["characteristics"]) <= {
+            "subtlety",
+            "internalStructure",
+            "calcification",
+            "sphericity",
+            "margin",
+            "lobulation",
+            "spiculation",
+            "texture",
+            "malignancy",
+        }
+        if d["labels"] and d["labels"]["ratings"]:
+            assert d["characteristics"]["malignancy"] == pytest.approx(
+                float(np.median(d["labels"]["ratings"]))
+            )
+    assert all(d["size_estimate"] is None for d in details)
+    sized = client.get(f"/v1/nodules/{read[0]['id']}", params={"estimate_size": "true"}).json()
+    if sized["size_estimate"] is not None:
+        assert sized["size_estimate"]["mean_diameter_mm"] > 0
+    assert client.get("/v1/nodules/999999").status_code == 404
