@@ -321,9 +321,9 @@ async function runSearch(label, request) {
   state.search.controller = controller;
   setBusy(true, label);
   try {
-    const { result, preview } = await request(controller.signal);
+    const { result, preview, sized } = await request(controller.signal);
     if (seq !== state.search.seq) return;
-    renderResult(result, preview);
+    renderResult(result, preview, Boolean(sized));
   } catch (e) {
     if (seq !== state.search.seq) return;
     showResultError(e.message);
@@ -342,7 +342,9 @@ function showResultError(message) {
   $("neighbors").innerHTML = "";
   $("vote").innerHTML = "—";
   $("match-notice").hidden = true;
+  $("size-estimate").hidden = true;
   $("query-preview-box").hidden = true;
+  closeCompare();
   const box = $("error");
   box.textContent = message;
   box.hidden = false;
@@ -359,13 +361,14 @@ async function searchPoint(event) {
     center_xyz: center,
     k: Number($("k").value) || 5,
     filters: { labelled_only: $("labelled-only").checked },
+    estimate_size: true,
   };
   await runSearch("Searching similar nodules…", async (signal) => {
     const response = await api("/v1/search/coordinate", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), signal,
     });
     const uid = encodeURIComponent(body.series_uid);
-    return { result: await response.json(), preview: { url: `/v1/scans/${uid}/preview.png?center_xyz=${center.join(",")}`, windowed: true } };
+    return { result: await response.json(), preview: { url: `/v1/scans/${uid}/preview.png?center_xyz=${center.join(",")}`, windowed: true }, sized: true };
   });
 }
 
@@ -379,11 +382,14 @@ async function searchUpload(event) {
   if ($("upload-spacing").value.trim()) form.append("spacing_zyx", $("upload-spacing").value);
   form.append("k", $("upload-k").value || "5");
   form.append("preview", "true");
+  const mask = $("upload-mask").files[0];
+  if (mask) form.append("mask", mask, mask.name);
+  else form.append("estimate_size", "true");
   await runSearch(`Uploading ${file.name} and searching…`, async (signal) => {
     const result = await (await api("/v1/search/upload", { method: "POST", body: form, signal })).json();
     const png = result.query.preview_png_base64;
     // The upload's preview is the model's own patch (its HU window), not re-windowable.
-    return { result, preview: png ? { url: `data:image/png;base64,${png}`, windowed: false } : null };
+    return { result, preview: png ? { url: `data:image/png;base64,${png}`, windowed: false } : null, sized: true };
   });
 }
 
@@ -426,6 +432,7 @@ async function loadThumb(box, img, url) {
 function refreshResultImages() {
   const result = state.result;
   if (!result) return;
+  if (!$("compare").hidden) drawComparePanes();
   if (result.preview && result.preview.windowed) loadThumb($("query-preview-box"), $("query-preview"), windowedUrl(result.preview.url));
   document.querySelectorAll("#neighbors .thumb").forEach((box) => {
     const img = box.querySelector("img");
@@ -508,19 +515,36 @@ function renderNeighbours(neighbors) {
           <span class="lab" style="color:${label.colour}">${esc(label.text)}</span></span>
       </div>
       <div class="details">
-        <b>#${n.id}</b> · similarity <b>${fmt(n.similarity, 3)}</b><br>
+        <b>#${n.id}</b> · similarity <b>${fmt(n.similarity, 3)}</b>${n.weak_match ? `<span class="weak-tag" data-testid="weak-match" title="below this catalogue's calibrated match threshold">weak match</span>` : ""}<br>
         ${fmt(n.diameter_mm)} mm · patient ${esc(n.patient_id || "?")}<br>
         readers' malignancy: ${esc(ratings)}${l && l.mean !== null ? ` (mean ${fmt(l.mean, 2)})` : ""}<br>
         ${esc(label.text)}
       </div>`;
     const thumb = card.querySelector(".thumb");
     loadThumb(thumb, thumb.querySelector("img"), windowedUrl(`/v1/nodules/${n.id}/preview.png`));
-    card.addEventListener("click", () => searchNodule(n.id));
+    card.title = "compare side by side with the query";
+    card.addEventListener("click", () => openCompare(n));
     box.appendChild(card);
   }
 }
 
-function renderResult(result, preview) {
+function sizeText(size) {
+  const type = size.nodule_type ? esc(size.nodule_type) : "type not estimated";
+  const category = size.lung_rads ? ` · Lung-RADS ${esc(size.lung_rads)} (size category)` : "";
+  return `mean diameter <b>${fmt(size.mean_diameter_mm)} mm</b> (long ${fmt(size.long_axis_mm)} × short ${fmt(size.short_axis_mm)} mm) · volume ${fmt(size.volume_mm3, 0)} mm³ · ${type}${category}`;
+}
+
+function renderSizeEstimate(size, asked) {
+  const box = $("size-estimate");
+  if (size) {
+    box.innerHTML = `<b>Size (estimate)</b>: ${sizeText(size)}<div class="note">${esc(size.method)}; ${esc(size.note)}</div>`;
+  } else {
+    box.innerHTML = `<b>No size estimate</b>: <span class="note">no nodule could be parted from its surroundings at this point (region growing refuses rather than guesses).</span>`;
+  }
+  box.hidden = !size && !asked;
+}
+
+function renderResult(result, preview, sized = false) {
   state.result = { ...result, preview };
   $("error").hidden = true;
   $("results").hidden = false;
@@ -539,6 +563,7 @@ function renderResult(result, preview) {
   } else {
     previewBox.hidden = true;
   }
+  renderSizeEstimate(result.size_estimate, sized);
   renderMatchNotice(q, result.neighbors);
   renderVote(result.vote);
   renderNeighbours(result.neighbors);
@@ -549,6 +574,180 @@ function renderResult(result, preview) {
   if (queryId === null && first && first.similarity > 0.9999) queryId = first.id;
   state.highlight = { query: queryId, neighbours: result.neighbors.map((n) => n.id).filter((id) => id !== queryId) };
   drawMap();
+}
+
+// ---- side-by-side comparison ------------------------------------------------------------------
+// Two zoomed axial views, one per nodule, each at its own centre plus one shared z offset, in the
+// same window: scrolling either moves both (synchronised around each nodule's centre).
+const COMPARE_FOV_MM = 64;
+const COMPARE_REACH_MM = 30;
+const CHARACTERISTIC_NAMES = {
+  subtlety: "subtlety", internalStructure: "internal structure", calcification: "calcification",
+  sphericity: "sphericity", margin: "margin", lobulation: "lobulation", spiculation: "spiculation",
+  texture: "texture", malignancy: "malignancy",
+};
+const compare = { neighbor: null, sides: {}, offset: 0, step: 1, panes: {} };
+
+function textureType(texture) {
+  // LIDC texture: 1-2 ground-glass, 3-4 part-solid, 5 solid (docs/protocol.md).
+  if (texture === null || texture === undefined) return null;
+  return texture <= 2 ? "ground-glass" : texture < 5 ? "part-solid" : "solid";
+}
+
+async function scanInfo(uid) {
+  try {
+    return await (await api(`/v1/scans/${encodeURIComponent(uid)}`)).json();
+  } catch (e) {
+    return null; // a series outside the catalogue (an upload's, a PACS study's)
+  }
+}
+
+async function noduleDetail(id) {
+  return (await api(`/v1/nodules/${id}?estimate_size=true`)).json();
+}
+
+function detailHtml(detail, size) {
+  const parts = [];
+  if (detail) {
+    const l = detail.labels;
+    parts.push(`#${detail.id} · patient ${esc(detail.patient_id || "?")} · catalogue diameter <b>${fmt(detail.diameter_mm)} mm</b>`);
+    parts.push(l ? `readers' malignancy ${esc(l.ratings.join(", "))}${l.mean !== null ? ` (mean ${fmt(l.mean, 2)})` : ""} · ${esc(labelText(l).text)}` : "no readers' ratings");
+    const texture = detail.characteristics ? detail.characteristics.texture : null;
+    if (texture !== null && texture !== undefined) parts.push(`readers' texture ${fmt(texture, 1)} (${textureType(texture)})`);
+  } else {
+    parts.push("the query: no readers' ratings (not a catalogue nodule)");
+  }
+  parts.push(size ? `estimate: ${sizeText(size)}` : `<span class="note">no size estimate at this centre</span>`);
+  return parts.map((p) => `<div>${p}</div>`).join("");
+}
+
+function renderWhy(levels, similarities, queryChars, neighborChars) {
+  const box = $("why-similar");
+  let html = "";
+  (similarities || []).forEach((value, i) => {
+    const width = Math.max(0, Math.min(1, value)) * 100;
+    html += `<span data-testid="why-level">${esc(levels[i] || `part ${i}`)}</span><div class="bar"><div style="width:${width}%"></div></div><span>${fmt(value, 3)}</span>`;
+  });
+  if (!html) html = "<span>No per-level similarity in this answer.</span>";
+  if (neighborChars) {
+    let rows = "";
+    for (const [name, label] of Object.entries(CHARACTERISTIC_NAMES)) {
+      const q = queryChars ? queryChars[name] : undefined, n = neighborChars[name];
+      if (n === undefined && q === undefined) continue;
+      const shared = q !== undefined && n !== undefined && Math.round(q) === Math.round(n);
+      rows += `<tr class="${shared ? "shared" : ""}" data-testid="why-characteristic"><td>${esc(label)}</td><td>${q === undefined ? "–" : fmt(q, 1)}</td><td>${n === undefined ? "–" : fmt(n, 1)}</td><td>${shared ? "shared" : ""}</td></tr>`;
+    }
+    const note = queryChars ? "" : " (the query has no readers' ratings: only the neighbour's)";
+    html += `<table><caption>Readers' median ratings (LIDC scales)${esc(note)}</caption><tr><th></th><th>query</th><th>neighbour</th><th></th></tr>${rows}</table>`;
+  }
+  box.innerHTML = html;
+}
+
+function compareUrl(side) {
+  const [x, y, z] = side.center;
+  const uid = encodeURIComponent(side.uid);
+  return `/v1/scans/${uid}/zoom.png?center_xyz=${x},${y},${z + compare.offset}&fov_mm=${COMPARE_FOV_MM}&${wlQuery()}`;
+}
+
+// One request in flight per view; the latest wish wins (wheel, slider, window).
+async function pumpPane(which) {
+  const pane = compare.panes[which];
+  const img = $(`compare-${which}-img`), note = $(`compare-${which}-note`);
+  pane.inFlight = true;
+  try {
+    while (pane.wanted) {
+      const want = pane.wanted;
+      pane.wanted = null;
+      try {
+        const blob = await (await api(want.url)).blob();
+        const objectUrl = URL.createObjectURL(blob);
+        await new Promise((resolve, reject) => { img.onload = resolve; img.onerror = reject; img.src = objectUrl; });
+        if (img.dataset.objectUrl) URL.revokeObjectURL(img.dataset.objectUrl);
+        img.dataset.objectUrl = objectUrl;
+        note.hidden = true;
+      } catch (e) {
+        note.textContent = `Δz ${fmt(want.offset)} mm: ${e.message}`;
+        note.hidden = false;
+      }
+      // What is on screen, for people and for tests.
+      img.dataset.offset = want.offset.toFixed(1);
+      img.dataset.window = String(Math.round(want.width));
+    }
+  } finally {
+    pane.inFlight = false;
+  }
+}
+
+function drawComparePanes() {
+  $("compare-offset").textContent = `Δz ${compare.offset >= 0 ? "+" : ""}${fmt(compare.offset)} mm from each centre`;
+  for (const which of ["query", "neighbor"]) {
+    const side = compare.sides[which];
+    if (!side) continue;
+    const pane = compare.panes[which] || (compare.panes[which] = { wanted: null, inFlight: false });
+    pane.wanted = { url: compareUrl(side), offset: compare.offset, width: state.wl.width };
+    if (!pane.inFlight) pumpPane(which);
+  }
+}
+
+function setCompareOffset(offset) {
+  const reach = Math.floor(COMPARE_REACH_MM / compare.step) * compare.step;
+  compare.offset = Math.max(-reach, Math.min(reach, Math.round(offset / compare.step) * compare.step));
+  $("compare-slider").value = String(compare.offset);
+  drawComparePanes();
+}
+
+async function openCompare(n) {
+  const result = state.result;
+  if (!result) return;
+  const q = result.query;
+  compare.neighbor = n;
+  compare.sides = { neighbor: { uid: n.series_uid, center: n.center_xyz } };
+  compare.panes = {};
+  // A point on an indexed nodule is that nodule (its nearest neighbour is itself, similarity ~1).
+  const first = result.neighbors[0];
+  const itself = first && first.similarity > 0.9999 && first.series_uid === q.series_uid ? first.id : null;
+  const queryNodule = q.nodule_id !== null && q.nodule_id !== undefined ? q.nodule_id : itself;
+  if (q.series_uid && q.center_xyz) compare.sides.query = { uid: q.series_uid, center: q.center_xyz };
+  $("compare").hidden = false;
+  $("compare-title").textContent = `Query and neighbour #${n.id} side by side · similarity ${fmt(n.similarity, 3)}${n.weak_match ? " (weak match)" : ""}`;
+  $("compare-query-caption").textContent = queryNodule !== null ? `Query: nodule #${queryNodule}` : q.series_uid ? "Query: the point searched" : "Query: the uploaded volume";
+  $("compare-neighbor-caption").textContent = `Neighbour #${n.id}`;
+  const queryImg = $("compare-query-img");
+  const queryNote = $("compare-query-note");
+  queryNote.hidden = true;
+  if (!compare.sides.query) {
+    // An upload has no stored slices: its own patch preview, which does not scroll.
+    queryImg.removeAttribute("src");
+    if (result.preview) queryImg.src = result.preview.url;
+    queryNote.textContent = "An uploaded volume is not stored: its patch is shown, and only the neighbour scrolls.";
+    queryNote.hidden = false;
+  }
+  const [queryScan, neighborScan, queryDetail, neighborDetail] = await Promise.all([
+    compare.sides.query ? scanInfo(compare.sides.query.uid) : null,
+    scanInfo(n.series_uid),
+    queryNodule !== null ? noduleDetail(queryNodule) : null,
+    noduleDetail(n.id),
+  ]);
+  if (compare.neighbor !== n) return; // another comparison was opened meanwhile
+  // Both views move by the coarser of the two slice spacings, so each step shows a new slice.
+  compare.step = Math.max(queryScan ? queryScan.spacing_xyz[2] : 0, neighborScan ? neighborScan.spacing_xyz[2] : 0) || 1;
+  const slider = $("compare-slider");
+  const reach = Math.floor(COMPARE_REACH_MM / compare.step) * compare.step;
+  slider.min = String(-reach); slider.max = String(reach); slider.step = String(compare.step);
+  $("compare-query-details").innerHTML = detailHtml(queryDetail, queryDetail ? queryDetail.size_estimate : result.size_estimate);
+  $("compare-neighbor-details").innerHTML = detailHtml(neighborDetail, neighborDetail.size_estimate);
+  renderWhy(q.levels || [], n.level_similarity, queryDetail ? queryDetail.characteristics : null, neighborDetail.characteristics);
+  setCompareOffset(0);
+}
+
+function closeCompare() {
+  $("compare").hidden = true;
+  compare.neighbor = null;
+}
+
+function wheelCompare(event) {
+  event.preventDefault();
+  setCompareOffset(compare.offset + Math.sign(event.deltaY) * compare.step);
 }
 
 // ---- the map --------------------------------------------------------------------------------
@@ -639,6 +838,16 @@ async function start() {
   $("point-form").addEventListener("submit", searchPoint);
   $("upload-form").addEventListener("submit", searchUpload);
   $("nodule-form").addEventListener("submit", (e) => { e.preventDefault(); searchNodule($("nodule-id").value); });
+  $("compare-close").addEventListener("click", closeCompare);
+  $("compare").addEventListener("click", (e) => { if (e.target === $("compare")) closeCompare(); });
+  document.addEventListener("keydown", (e) => { if (e.key === "Escape" && !$("compare").hidden) closeCompare(); });
+  $("compare-slider").addEventListener("input", (e) => setCompareOffset(Number(e.target.value)));
+  for (const which of ["query", "neighbor"]) $(`compare-${which}-img`).addEventListener("wheel", wheelCompare, { passive: false });
+  $("compare-similar").addEventListener("click", () => {
+    const n = compare.neighbor;
+    closeCompare();
+    if (n) searchNodule(n.id);
+  });
   showWl();
   try {
     const info = await (await api("/v1/index")).json();

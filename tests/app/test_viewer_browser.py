@@ -4,7 +4,9 @@
 browser loads the page; types a z (the slice follows) and one outside the scan; switches the
 window/level by preset and by Shift-drag; runs a coordinate query at a nodule (thumbnails with
 similarity and label, no warning) and at a plain-lung point ("no close match", vote withheld);
-opens a nodule from the map; uploads an ``.npy`` held in flight (spinner, disabled buttons, the
+opens a neighbour side by side with the query (the same window, both views scrolled in step by the
+wheel around their own centres, "why similar"); tags weak matches; opens a nodule from the map;
+uploads an ``.npy`` held in flight (spinner, disabled buttons, the
 old result dimmed) and a broken file (its message replaces the result). A screenshot of every
 state goes to ``$NODULE_TEST_ARTIFACTS`` (default ``test-artifacts/``) as the test's artifact.
 """
@@ -19,6 +21,7 @@ import os
 import re
 import shutil
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -155,6 +158,79 @@ def _wait_for_slice(page: Page, z: float, window: float | None = None) -> None:
     )
 
 
+def _offsets_shown(page: Page) -> list[str | None]:
+    return [
+        page.get_attribute(f"[data-testid=compare-{which}-img]", "data-offset")
+        for which in ("query", "neighbor")
+    ]
+
+
+def _zoom_z(url: str) -> tuple[str, float]:
+    """The series and the world z of a zoom.png request."""
+    uid = urllib.parse.unquote(url.split("/v1/scans/")[1].split("/zoom.png")[0])
+    center = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["center_xyz"][0]
+    return uid, float(center.split(",")[2])
+
+
+def _compare(
+    page: Page,
+    server: str,
+    query_uid: str,
+    query_center: list[float],
+    artifacts: Path,
+) -> None:
+    """Open the second neighbour side by side, scroll both by the wheel, change the window."""
+    zooms: list[str] = []
+    page.on("request", lambda r: zooms.append(r.url) if "/zoom.png" in r.url else None)
+    card = page.locator("[data-testid=neighbor-card]").nth(1)
+    neighbor = _get(f"{server}/v1/nodules/{card.get_attribute('data-id')}")
+    card.click()
+    page.locator("[data-testid=compare]").wait_for(state="visible")
+    shown = "w => document.getElementById('compare-' + w + '-img').dataset.offset === '0.0'"
+    for which in ("query", "neighbor"):
+        page.wait_for_function(shown, arg=which)
+    assert page.eval_on_selector("[data-testid=compare-neighbor-img]", "i => i.naturalWidth") == 256
+    assert "readers' malignancy" in page.inner_text("[data-testid=compare-neighbor-details]")
+    levels = _get(f"{server}/v1/nodules/{neighbor['id']}/similar?k=1")["query"]["levels"]
+    assert page.locator("[data-testid=why-level]").count() == len(levels)
+    step = max(
+        _get(f"{server}/v1/scans/{u}")["spacing_xyz"][2]
+        for u in (query_uid, neighbor["series_uid"])
+    )
+    box = page.locator("[data-testid=compare-neighbor-img]").bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, 100)
+    page.mouse.wheel(0, 100)
+    moved = f"{2 * step:.1f}"
+    page.wait_for_function(
+        "o => ['query', 'neighbor'].every(w => "
+        "document.getElementById('compare-' + w + '-img').dataset.offset === o)",
+        arg=moved,
+    )
+    assert _offsets_shown(page) == [moved, moved]
+    assert f"+{2 * step:.1f} mm" in page.inner_text("[data-testid=compare-offset]")
+    # Each view was asked for at its own centre plus the same offset (the query's centre is the
+    # point as the form holds it, to 0.01 mm).
+    asked = [_zoom_z(u) for u in zooms]
+    for series, center_z in (
+        (query_uid, query_center[2]),
+        (neighbor["series_uid"], neighbor["center_xyz"][2]),
+    ):
+        assert any(u == series and abs(z - (center_z + 2 * step)) < 0.006 for u, z in asked), (
+            f"{series} {center_z} {step} {asked}"
+        )
+    page.click("[data-testid=compare-wl-mediastinum]")
+    page.wait_for_function(
+        "['query', 'neighbor'].every(w => "
+        "document.getElementById('compare-' + w + '-img').dataset.window === '350')"
+    )
+    page.screenshot(path=str(artifacts / "3b-compare.png"), full_page=True)
+    page.keyboard.press("Escape")
+    page.locator("[data-testid=compare]").wait_for(state="hidden")
+    page.click("[data-testid=wl-lung]")
+
+
 def test_viewer_in_chromium(server: str, synth_set: Path, artifacts: Path, tmp_path: Path) -> None:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -231,7 +307,7 @@ def test_viewer_in_chromium(server: str, synth_set: Path, artifacts: Path, tmp_p
             # A coordinate query at the first indexed nodule of the first scan, its thumbnails
             # held back at first: (a) each shows a spinner in its place until it has loaded.
             thumbs: list[Route] = []
-            page.route("**/v1/nodules/*/preview.png", lambda route: thumbs.append(route))
+            page.route("**/v1/nodules/*/preview.png*", lambda route: thumbs.append(route))
             page.fill("#k", str(K))
             page.click("[data-testid=search-point]")
             cards = page.locator("[data-testid=neighbor-card]")
@@ -243,9 +319,12 @@ def test_viewer_in_chromium(server: str, synth_set: Path, artifacts: Path, tmp_p
                 "e => getComputedStyle(e, '::after').animationName",
             )
             assert spinner == "spin"
-            page.unroute("**/v1/nodules/*/preview.png")
+            # The glob names the query string too (every thumbnail URL has its window in it):
+            # without it nothing was held, and the check above passed only by timing.
+            assert len(thumbs) == K
             for route in thumbs:
                 route.continue_()
+            page.unroute("**/v1/nodules/*/preview.png*")
             assert "similarity 1.000" in cards.first.inner_text()  # the nodule itself
             assert page.locator("[data-testid=vote]").inner_text().strip() not in ("", "—")
             assert "series" in page.inner_text("[data-testid=query-info]")
@@ -269,6 +348,16 @@ def test_viewer_in_chromium(server: str, synth_set: Path, artifacts: Path, tmp_p
                 "#neighbors .thumb img", "imgs => imgs.every(i => i.naturalWidth === 384)"
             )
             page.screenshot(path=str(artifacts / "3-coordinate-query.png"), full_page=True)
+            # The point query's size estimate is shown, marked as an estimate.
+            size = page.locator("[data-testid=size-estimate]")
+            assert size.is_visible()
+            assert re.search(r"Size \(estimate\)|No size estimate", size.inner_text())
+            if "Size (estimate)" in size.inner_text():
+                assert "not a diagnosis" in size.inner_text()
+
+            # (h) A neighbour opens side by side with the query, in the same window; both views
+            # scroll in step around their own centres; "why similar" shows every level.
+            _compare(page, server, uid, scan["nodules"][0]["center_xyz"], artifacts)
 
             # (g) A point in plain lung: "no close match", the vote withheld and greyed.
             lung_uid, lung_xyz = _plain_lung_point(server, synth_set)
@@ -290,6 +379,8 @@ def test_viewer_in_chromium(server: str, synth_set: Path, artifacts: Path, tmp_p
             page.wait_for_function(
                 "document.querySelectorAll('#neighbors .thumb.loading').length === 0"
             )
+            # Every neighbour is below the threshold: each is tagged a weak match.
+            assert page.locator("[data-testid=weak-match]").count() == K
             page.screenshot(path=str(artifacts / "4-no-close-match.png"), full_page=True)
 
             # A click on a map point opens that nodule as the next query.
