@@ -153,7 +153,9 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     app.add_middleware(
         BodyLimitMiddleware,
         default_bytes=settings.max_body_kb * 1024,
-        per_path={upload.UPLOAD_PATH: settings.max_upload_mb * 1024 * 1024},
+        per_path=dict.fromkeys(
+            (upload.UPLOAD_PATH, reports.UPLOAD_PATH), settings.max_upload_mb * 1024 * 1024
+        ),
     )
     _add_metrics(app)
     _add_browser_policy(app, settings)

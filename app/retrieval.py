@@ -45,12 +45,13 @@ from model.labels import CHARACTERISTICS
 from model.measure import GROW_METHOD, estimate_at
 from model.network import embedding_parts, part_similarities
 from model.preprocessing import extract_patch
-from model.report import ReportFiles, SearchOutcome, build_report
+from model.report import ReportFiles, SearchOutcome, assemble_report, build_report
 from model.sources import open_source, relocated
 from model.sr import SimilarCase
 from model.store.catalog import Catalog
 from model.store.tables import Nodule, NoduleRead, Scan
 from model.threads import ThreadPolicy
+from model.uploads import UploadPatch
 from model.volume import VolumeSource
 from model.vote import four_class_shares, majority, malignant_probability
 
@@ -120,6 +121,18 @@ def median_characteristics(reads: list[NoduleRead]) -> dict[str, float] | None:
         if values:
             out[name] = float(np.median(values))
     return out or None
+
+
+def _outcome(response: SearchResponse) -> SearchOutcome:
+    """A search answer as a report names it (catalogue ids, similarities, mean ratings)."""
+    return SearchOutcome(
+        neighbors=[
+            SimilarCase(n.id, n.similarity, n.labels.mean if n.labels else None)
+            for n in response.neighbors
+        ],
+        malignant_probability=response.vote.malignant_probability,
+        vote_binary=response.vote.binary,
+    )
 
 
 def vote(neighbors: list[Neighbor]) -> Vote:
@@ -400,18 +413,38 @@ class Retriever:
         """
         dicom = self._dicom_series(series_uid, study_uid)  # first: refused before any search
         response = self.search_source(dicom, series_uid, center_xyz, k, filters)
-        outcome = SearchOutcome(
-            neighbors=[
-                SimilarCase(n.id, n.similarity, n.labels.mean if n.labels else None)
-                for n in response.neighbors
-            ],
-            malignant_probability=response.vote.malignant_probability,
-            vote_binary=response.vote.binary,
-        )
         files = build_report(
-            dicom, center_xyz, outcome, self.embedder.card, self.catalog.version, with_seg=with_seg
+            dicom,
+            center_xyz,
+            _outcome(response),
+            self.embedder.card,
+            self.catalog.version,
+            with_seg=with_seg,
         )
         return EncodedReport(files, isinstance(dicom, DicomwebSeriesSource))
+
+    def report_upload(
+        self, cut: UploadPatch, k: int, filters: Filters, *, with_seg: bool = False
+    ) -> EncodedReport:
+        """The search of an uploaded DICOM series as an SR (and SEG), from the parser's headers.
+
+        Raises:
+            InputError: the parse kept no headers (not a report job).
+        """
+        if cut.headers is None:
+            raise InputError("an SR of an upload needs the uploaded DICOM series' headers")
+        vector = self.embedder.embed_patches(cut.patch[None])[0]
+        response = self.respond(vector, k, filters, {"center_xyz": cut.center_xyz})
+        files = assemble_report(
+            cut.headers,
+            cut.center_xyz,
+            cut.region,
+            _outcome(response),
+            self.embedder.card,
+            self.catalog.version,
+            with_seg=with_seg,
+        )
+        return EncodedReport(files, from_pacs=False)
 
     def check_can_store(self) -> Pacs:
         """The PACS to store reports in; InputError when none is configured."""

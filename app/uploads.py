@@ -1,4 +1,4 @@
-"""Receiving uploads: body-size limits enforced while bodies stream in, and a parser subprocess.
+"""Receiving uploads: body-size limits while bodies stream in, the forms, a parser subprocess.
 
 The parser runs in a separate process with an address-space limit and a time limit: a crash or a
 memory bomb while reading an untrusted file ends that process (-> 422), never the service.
@@ -11,16 +11,27 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-import numpy as np
+from fastapi import UploadFile
 
-from model.measure import NoduleMeasurement
+from app.errors import SPACING_RANGE_MM, parse_triple
+from app.schemas import COORDINATE_LIMIT_MM
+from model.preprocessing import PatchSpec
 from model.upload_worker import EXIT_UNUSABLE, MEMORY_ENV
-from model.uploads import UploadContentError, UploadJob, UploadPatch
+from model.uploads import (
+    UploadContentError,
+    UploadJob,
+    UploadPatch,
+    mask_kind,
+    read_result,
+    upload_kind,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -205,17 +216,7 @@ class UploadParser:
             raise UploadContentError(
                 "the file could not be parsed (the parser ran out of memory or crashed)"
             )
-        with np.load(out) as result:
-            center = tuple(float(v) for v in result["center_xyz"])
-            index = tuple(float(v) for v in result["index_zyx"])
-            size = json.loads(str(result["size_json"]))
-            return UploadPatch(
-                patch=np.asarray(result["patch"], dtype=np.float32),
-                center_xyz=(center[0], center[1], center[2]),
-                index_zyx=(index[0], index[1], index[2]),
-                size=NoduleMeasurement(**size["size"]) if size["size"] is not None else None,
-                size_method=size["method"],
-            )
+        return read_result(out)
 
     def close(self) -> None:
         """Nothing is kept between uploads."""
@@ -229,3 +230,85 @@ def _exception_type(stderr: str) -> str:
         if name and all(part.isidentifier() for part in name.split(".")):
             return name.rsplit(".", 1)[-1]
     return "no traceback"
+
+
+@dataclass
+class UploadForm:
+    """The fields of an upload form (``/v1/search/upload``, ``/v1/reports/sr/upload``)."""
+
+    file: UploadFile
+    mask: UploadFile | None = None
+    center_xyz: str | None = None
+    spacing_zyx: str | None = None
+    series_uid: str | None = None
+    estimate_size: bool = False
+    report: bool = False
+
+
+@dataclass(frozen=True)
+class ReceivedUpload:
+    """A parsed upload: the parser's answer, what was sent (for the log) and its size."""
+
+    patch: UploadPatch
+    what: str
+    n_bytes: int
+
+
+def receive_upload(parser: UploadParser, spec: PatchSpec, form: UploadForm) -> ReceivedUpload:
+    """Check the form, save its files to a temporary folder, parse them in the parser process.
+
+    Raises:
+        UnsupportedUploadError: a file type the service does not read (415).
+        InputError / UploadContentError: a bad field or unusable content (422).
+        ParserBusyError: every parser is busy (503).
+    """
+    kind = upload_kind(form.file.filename or "")
+    # A form whose mask field was left empty sends a part with no file name.
+    mask = form.mask if form.mask is not None and form.mask.filename else None
+    kind_of_mask = mask_kind(mask.filename or "") if mask is not None else None
+    center = parse_triple(form.center_xyz, "center_xyz", limit=COORDINATE_LIMIT_MM)
+    spacing = parse_triple(
+        form.spacing_zyx, "spacing_zyx", low=SPACING_RANGE_MM[0], limit=SPACING_RANGE_MM[1]
+    )
+    with tempfile.TemporaryDirectory(prefix="nodule-upload-") as tmp:
+        path, size = save_file(form.file, Path(tmp), "upload")
+        mask_path = None
+        if mask is not None:
+            mask_path, mask_size = save_file(mask, Path(tmp), "mask")
+            size += mask_size
+        job = UploadJob(
+            path=path,
+            kind=kind,
+            spec=spec,
+            center_xyz=_triple(center),
+            spacing_zyx=_triple(spacing),
+            workdir=Path(tmp),
+            series_uid=form.series_uid or None,
+            mask_path=mask_path,
+            mask_kind=kind_of_mask,
+            estimate_size=form.estimate_size,
+            report=form.report,
+        )
+        patch = parser.parse(job)
+    what = kind + (f" with a {kind_of_mask} mask" if kind_of_mask else "")
+    return ReceivedUpload(patch, what, size)
+
+
+def save_file(file: UploadFile, folder: Path, stem: str) -> tuple[Path, int]:
+    """Stream an uploaded file into ``folder``; its path and size in bytes.
+
+    Only the suffix of the client's name is kept: nothing else of it reaches a path.
+    """
+    name = PurePosixPath(file.filename or stem).name
+    suffix = ".nii.gz" if name.lower().endswith(".nii.gz") else PurePosixPath(name).suffix.lower()
+    path = folder / f"{stem}{suffix}"
+    size = 0
+    with path.open("wb") as out:
+        while chunk := file.file.read(1 << 20):
+            out.write(chunk)
+            size += len(chunk)
+    return path, size
+
+
+def _triple(values: list[float] | None) -> tuple[float, float, float] | None:
+    return None if values is None else (values[0], values[1], values[2])

@@ -48,11 +48,15 @@ _LOCALIZER_TYPES = {"LOCALIZER", "SCOUT"}
 _EVIDENCE_GROUPS = (0x0008, 0x0010, 0x0018, 0x0020, 0x0028)
 
 
+#: Value representations of binary data (LUTs, private blobs): never part of a report's evidence.
+_BINARY_VRS = ("OB", "OD", "OF", "OL", "OV", "OW", "UN")
+
+
 def evidence_header(ds: Dataset) -> Dataset:
     """The groups of a slice header a report referencing it copies (no pixels, no bulk data)."""
     out = Dataset()
     for element in ds:
-        if element.tag.group in _EVIDENCE_GROUPS and element.VR not in ("OB", "OW", "UN"):
+        if element.tag.group in _EVIDENCE_GROUPS and element.VR not in _BINARY_VRS:
             out.add(element)
     return out
 
@@ -81,12 +85,36 @@ def with_copied_type2(header: Dataset) -> Dataset:
     return out
 
 
-class HeaderSource(VolumeSource, Protocol):
-    """A DICOM series: region reads and its slice headers (a folder, or a PACS's metadata)."""
+class SliceHeaders(Protocol):
+    """The geometry of a DICOM series and its slices' headers (what a report references)."""
+
+    @property
+    def geometry(self) -> Geometry:
+        """Geometry of the whole series."""
+        ...
 
     def slice_headers(self, start_z: int, stop_z: int) -> list[Dataset]:
         """The headers of slices ``start_z <= k < stop_z`` (clipped), sorted along the normal."""
         ...
+
+
+class HeaderSource(VolumeSource, SliceHeaders, Protocol):
+    """A DICOM series: region reads and its slice headers (a folder, or a PACS's metadata)."""
+
+
+@dataclass(frozen=True)
+class HeaderSnapshot:
+    """Some slice headers of a series, kept by slice index (what an upload's parser sends back).
+
+    ``slice_headers`` gives those of the asked range that it holds.
+    """
+
+    geometry: Geometry
+    headers: dict[int, Dataset]
+
+    def slice_headers(self, start_z: int, stop_z: int) -> list[Dataset]:
+        """The held headers of slices ``start_z <= k < stop_z``, in slice order."""
+        return [self.headers[k] for k in range(max(0, start_z), stop_z) if k in self.headers]
 
 
 @dataclass(frozen=True)

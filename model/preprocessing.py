@@ -15,6 +15,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import ndimage
 
+from model.geometry import Geometry
 from model.volume import F32Array, VolumeSource
 
 FloatArray = npt.NDArray[np.float64]
@@ -236,3 +237,17 @@ def extract_patch(source: VolumeSource, center_xyz: npt.ArrayLike, spec: PatchSp
     low, high = spec.hu_window
     hu = patch_hu(source, center_xyz, spec)
     return np.asarray((hu - low) / (high - low), dtype=np.float32)
+
+
+def patch_slice_range(
+    geometry: Geometry, center_xyz: tuple[float, float, float], spec: PatchSpec
+) -> tuple[int, int]:
+    """``[start, stop)`` of the volume's slices a patch around ``center_xyz`` spans (unclipped).
+
+    The patch's z extent (``patch_shape_zyx[0] * spacing_mm``) in the volume's slice steps,
+    rounded out to whole slices: the slices a report cites as evidence.
+    """
+    half_mm = spec.patch_shape_zyx[0] * spec.spacing_mm / 2.0
+    center_z = round(float(geometry.world_to_index_zyx(np.asarray(center_xyz))[0]))
+    reach = int(np.ceil(half_mm / geometry.spacing_xyz[2]))
+    return center_z - reach, center_z + reach + 1

@@ -14,8 +14,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pydicom.dataset import Dataset
 
 from model.card import ModelCard
-from model.dicom_io import HeaderSource
-from model.measure import grow_at
+from model.dicom_io import HeaderSource, SliceHeaders
+from model.measure import NoduleRegion, grow_at
 from model.seg import mask_segmentation, segment_reference
 from model.sr import SearchFindings, SimilarCase, evidence_for, search_report
 
@@ -78,18 +78,43 @@ def build_report(
         MeasureError: the point lies outside the volume.
         ValueError: the series' headers cannot make a report (highdicom's checks).
     """
-    evidence = evidence_for(source, center_xyz, card.preprocessing)
-    grown = grow_at(source, center_xyz)
+    region = grow_at(source, center_xyz)
+    return assemble_report(
+        source, center_xyz, region, outcome, card, index_version, with_seg=with_seg
+    )
+
+
+def assemble_report(
+    headers: SliceHeaders,
+    center_xyz: tuple[float, float, float],
+    region: NoduleRegion | None,
+    outcome: SearchOutcome,
+    card: ModelCard,
+    index_version: str,
+    *,
+    with_seg: bool = False,
+) -> ReportFiles:
+    """The SR (and with ``with_seg`` the SEG of ``region``) from the series' headers alone.
+
+    ``headers`` must hold the slices the model's patch spans (``model.sr.evidence_for``) and
+    those ``region`` covers; ``region``: the measured nodule mask, grown or given (None: none).
+
+    Raises:
+        ValueError: the headers cannot make a report (highdicom's checks).
+    """
+    evidence = evidence_for(headers, center_xyz, card.preprocessing)
+    if not evidence:
+        raise ValueError("an SR needs the headers of the queried CT series (DICOM)")
     seg = None
-    if with_seg and grown is not None:
-        seg = mask_segmentation(source, grown, software_version())
+    if with_seg and region is not None:
+        seg = mask_segmentation(headers, region, software_version())
     findings = SearchFindings(
         center_xyz=center_xyz,
         frame_of_reference_uid=str(evidence[0].FrameOfReferenceUID),
         neighbors=outcome.neighbors,
         malignant_probability=outcome.malignant_probability,
         vote_binary=outcome.vote_binary,
-        size=grown.measurement if grown is not None else None,
+        size=region.measurement if region is not None else None,
         model_fingerprint=card.fingerprint,
         index_version=index_version,
         segment=segment_reference(seg) if seg is not None else None,

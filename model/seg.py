@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from model.dicom_io import HeaderSource, with_copied_type2
+from model.dicom_io import SliceHeaders, with_copied_type2
 from model.measure import NoduleRegion
 
 SEGMENT_NUMBER = 1
@@ -52,7 +52,7 @@ def series_mask(region: NoduleRegion, headers: list[Dataset]) -> np.ndarray:
 
 
 def mask_segmentation(
-    source: HeaderSource, region: NoduleRegion, software_version: str, *, series_number: int = 991
+    source: SliceHeaders, region: NoduleRegion, software_version: str, *, series_number: int = 991
 ) -> hd.seg.Segmentation:
     """A binary SEG of a grown region on the slices of ``source`` it covers.
 

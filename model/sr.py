@@ -32,9 +32,9 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from model.dicom_io import HeaderSource, with_copied_type2
+from model.dicom_io import SliceHeaders, with_copied_type2
 from model.measure import NoduleMeasurement
-from model.preprocessing import PatchSpec
+from model.preprocessing import PatchSpec, patch_slice_range
 
 #: This project's private coding scheme (DICOM PS3.16 8.2: designators starting with 99).
 SCHEME = "99NODSRCH"
@@ -172,14 +172,10 @@ def _vote_group(findings: SearchFindings) -> hd.sr.MeasurementsAndQualitativeEva
 
 
 def evidence_for(
-    source: HeaderSource, center_xyz: tuple[float, float, float], spec: PatchSpec
+    source: SliceHeaders, center_xyz: tuple[float, float, float], spec: PatchSpec
 ) -> list[Dataset]:
     """The headers of the slices a model's patch around ``center_xyz`` spans (the evidence)."""
-    geometry = source.geometry
-    half_mm = spec.patch_shape_zyx[0] * spec.spacing_mm / 2.0
-    center_z = round(float(geometry.world_to_index_zyx(np.asarray(center_xyz))[0]))
-    reach = int(np.ceil(half_mm / geometry.spacing_xyz[2]))
-    return source.slice_headers(center_z - reach, center_z + reach + 1)
+    return source.slice_headers(*patch_slice_range(source.geometry, center_xyz, spec))
 
 
 def search_report(

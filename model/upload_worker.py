@@ -26,12 +26,16 @@ def main() -> int:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     # Imported only now: the limits above must already hold while the readers load.
-    import dataclasses
-
-    import numpy as np
+    from pathlib import Path
 
     from model.preprocessing import CoordinateOutsideVolumeError
-    from model.uploads import UploadContentError, UploadJob, cut_upload, voxel_budget
+    from model.uploads import (
+        UploadContentError,
+        UploadJob,
+        cut_upload,
+        voxel_budget,
+        write_result,
+    )
     from model.volume import VolumeReadError
 
     request = json.loads(sys.stdin.read())
@@ -40,14 +44,7 @@ def main() -> int:
     except (UploadContentError, VolumeReadError, CoordinateOutsideVolumeError, ValueError) as e:
         sys.stdout.write(json.dumps({"detail": str(e)}))
         return EXIT_UNUSABLE
-    size = dataclasses.asdict(result.size) if result.size is not None else None
-    np.savez(
-        request["out"],
-        patch=result.patch,
-        center_xyz=np.asarray(result.center_xyz),
-        index_zyx=np.asarray(result.index_zyx),
-        size_json=np.asarray(json.dumps({"size": size, "method": result.size_method})),
-    )
+    write_result(Path(request["out"]), result)
     return 0
 
 

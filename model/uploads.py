@@ -11,18 +11,23 @@ headers.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import zipfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict
+from pydicom.dataset import Dataset
 
 from model.ct import open_volume
-from model.geometry import axis_aligned
+from model.dicom_io import DicomSeriesSource, HeaderSnapshot, evidence_header
+from model.geometry import Geometry, axis_aligned
 from model.itk_io import MAX_DIM, MAX_VOXELS, load_itk_volume, open_itk_source, suffix_of
 from model.masks import (
     IMAGE_MASK_SUFFIXES,
@@ -32,7 +37,7 @@ from model.masks import (
     read_mask,
 )
 from model.measure import GROW_METHOD, NoduleMeasurement, NoduleRegion, grow_at
-from model.preprocessing import PatchSpec, extract_patch
+from model.preprocessing import PatchSpec, extract_patch, patch_slice_range
 from model.volume import CTVolume, VolumeReadError, VolumeSource, check_read_budget
 
 ARRAY_SUFFIXES = (".npy", ".npz")
@@ -81,6 +86,10 @@ class UploadPatch:
     size: NoduleMeasurement | None = None
     """From the uploaded mask, or grown from the point (``estimate_size``); None: neither."""
     size_method: str | None = None
+    region: NoduleRegion | None = None
+    """The measured mask itself (``report`` jobs)."""
+    headers: HeaderSnapshot | None = None
+    """``report`` jobs: the series' headers of the slices the patch and the region span."""
 
 
 def upload_kind(filename: str) -> str:
@@ -261,6 +270,7 @@ class UploadJob(BaseModel):
         series_uid: which series of a zip holding several DICOM series to read.
         mask_path / mask_kind: a nodule mask (``model.masks.mask_kind``) on the upload's CT.
         estimate_size: without a mask, grow one from the point (``model.measure.grow_at``).
+        report: keep what a DICOM SR and SEG of the query need (``UploadPatch.headers``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -275,6 +285,9 @@ class UploadJob(BaseModel):
     mask_path: Path | None = None
     mask_kind: str | None = None
     estimate_size: bool = False
+    report: bool = False
+    """For a DICOM report: keep the headers of the slices the patch and the nodule's mask span
+    (the upload must be a zip of a DICOM series), and grow a mask when none was sent."""
 
 
 def _open_upload(job: UploadJob, max_read_bytes: int | None) -> VolumeSource:
@@ -338,7 +351,7 @@ def cut_upload(job: UploadJob, max_read_bytes: int | None = None) -> UploadPatch
         center = np.asarray(job.center_xyz, dtype=np.float64)
     patch = extract_patch(source, center, job.spec)
     center_xyz = (float(center[0]), float(center[1]), float(center[2]))
-    if region is None and job.estimate_size:
+    if region is None and (job.estimate_size or job.report):
         region, method = grow_at(source, center_xyz), GROW_METHOD
     index_zyx = geometry.world_to_index_zyx(center)
     return UploadPatch(
@@ -347,7 +360,96 @@ def cut_upload(job: UploadJob, max_read_bytes: int | None = None) -> UploadPatch
         index_zyx=(float(index_zyx[0]), float(index_zyx[1]), float(index_zyx[2])),
         size=region.measurement if region is not None else None,
         size_method=method if region is not None else None,
+        region=region if job.report else None,
+        headers=_report_headers(source, center_xyz, region, job.spec) if job.report else None,
     )
+
+
+def _report_headers(
+    source: VolumeSource,
+    center_xyz: tuple[float, float, float],
+    region: NoduleRegion | None,
+    spec: PatchSpec,
+) -> HeaderSnapshot:
+    """The headers (``evidence_header``) of the slices the patch and the region span."""
+    if not isinstance(source, DicomSeriesSource):
+        raise UploadContentError(
+            "a DICOM report belongs to a DICOM study: upload a .zip of the DICOM series"
+        )
+    start, stop = patch_slice_range(source.geometry, center_xyz, spec)
+    wanted = set(range(max(0, start), min(stop, source.geometry.shape_zyx[0])))
+    if region is not None:
+        z0 = region.start_zyx[0]
+        wanted |= set(range(z0, z0 + region.mask_zyx.shape[0]))
+    low, high = min(wanted), max(wanted) + 1
+    headers = source.slice_headers(low, high)
+    return HeaderSnapshot(
+        source.geometry,
+        {low + i: evidence_header(h) for i, h in enumerate(headers) if low + i in wanted},
+    )
+
+
+def write_result(path: Path, result: UploadPatch) -> None:
+    """Save what the parser found (``read_result`` reads it back in the service)."""
+    size = dataclasses.asdict(result.size) if result.size is not None else None
+    arrays: dict[str, npt.NDArray[Any]] = {
+        "patch": result.patch,
+        "center_xyz": np.asarray(result.center_xyz),
+        "index_zyx": np.asarray(result.index_zyx),
+        "size_json": np.asarray(json.dumps({"size": size, "method": result.size_method})),
+    }
+    if result.region is not None:
+        arrays["region_mask"] = result.region.mask_zyx
+        arrays["region_start"] = np.asarray(result.region.start_zyx)
+    if result.headers is not None:
+        snapshot = {
+            "geometry": dataclasses.asdict(result.headers.geometry),
+            "headers": {str(k): ds.to_json_dict() for k, ds in result.headers.headers.items()},
+        }
+        arrays["headers_json"] = np.asarray(json.dumps(snapshot))
+    # numpy's stubs match ``**arrays`` against its ``allow_pickle`` keyword.
+    np.savez(path, **arrays)  # type: ignore[arg-type]
+
+
+def _triple(values: npt.ArrayLike) -> tuple[float, float, float]:
+    v = [float(x) for x in np.asarray(values).reshape(-1)]
+    return (v[0], v[1], v[2])
+
+
+def read_result(path: Path) -> UploadPatch:
+    """What ``write_result`` saved."""
+    with np.load(path) as saved:
+        size = json.loads(str(saved["size_json"]))
+        measurement = NoduleMeasurement(**size["size"]) if size["size"] is not None else None
+        headers = None
+        if "headers_json" in saved:
+            snapshot = json.loads(str(saved["headers_json"]))
+            g = snapshot["geometry"]
+            geometry = Geometry(
+                origin_xyz=_triple(g["origin_xyz"]),
+                spacing_xyz=_triple(g["spacing_xyz"]),
+                direction=tuple(float(v) for v in g["direction"]),  # type: ignore[arg-type]
+                shape_zyx=tuple(int(v) for v in g["shape_zyx"]),  # type: ignore[arg-type]
+            )
+            datasets = {int(k): Dataset.from_json(v) for k, v in snapshot["headers"].items()}
+            headers = HeaderSnapshot(geometry, datasets)
+        region = None
+        if "region_mask" in saved and headers is not None and measurement is not None:
+            mask = np.asarray(saved["region_mask"], dtype=bool)
+            start = tuple(int(v) for v in saved["region_start"])
+            box = headers.geometry.with_shape_zyx(
+                (mask.shape[0], mask.shape[1], mask.shape[2]), start
+            )
+            region = NoduleRegion(mask, (start[0], start[1], start[2]), box, measurement)
+        return UploadPatch(
+            patch=np.asarray(saved["patch"], dtype=np.float32),
+            center_xyz=_triple(saved["center_xyz"]),
+            index_zyx=_triple(saved["index_zyx"]),
+            size=measurement,
+            size_method=size["method"],
+            region=region,
+            headers=headers,
+        )
 
 
 __all__ = [
@@ -358,5 +460,7 @@ __all__ = [
     "VolumeReadError",
     "cut_upload",
     "mask_kind",
+    "read_result",
     "upload_kind",
+    "write_result",
 ]

@@ -6,15 +6,18 @@ import logging
 import secrets
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 
+from app.retrieval import EncodedReport
 from app.routers.deps import RetrieverDep, UidHasherDep
-from app.schemas import CoordinateQuery, Problem
+from app.schemas import K_LIMIT, CoordinateQuery, Filters, Problem
+from app.uploads import UploadForm, receive_upload
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
 DICOM_MEDIA_TYPE = "application/dicom"
+UPLOAD_PATH = "/v1/reports/sr/upload"
 
 
 MULTIPART_DICOM = 'multipart/related; type="application/dicom"'
@@ -99,6 +102,13 @@ def report_sr(
         sum(len(p) for p in report.files.parts),
         ", stored in the PACS" if store else "",
     )
+    return _dicom_response(report, seg, status, headers)
+
+
+def _dicom_response(
+    report: EncodedReport, seg: bool, status: int, headers: dict[str, str]
+) -> Response:
+    """The SR alone (``application/dicom``), or with ``seg`` the SR and SEG as multipart."""
     if seg:
         body, media_type = multipart_related(report.files.parts)
         return Response(body, status_code=status, media_type=media_type, headers=headers)
@@ -106,3 +116,63 @@ def report_sr(
     return Response(
         report.files.sr, status_code=status, media_type=DICOM_MEDIA_TYPE, headers=headers
     )
+
+
+@router.post(
+    "/sr/upload",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {DICOM_MEDIA_TYPE: _BINARY, MULTIPART_DICOM: _BINARY},
+            "description": "the SR of a search in an uploaded DICOM series (with seg=true, "
+            "and the SEG)",
+        },
+        413: {"model": Problem},
+        415: {"model": Problem},
+        422: {"model": Problem},
+        503: {"model": Problem, "description": "every upload parser is busy (Retry-After)"},
+    },
+)
+def report_upload(
+    request: Request,
+    retriever: RetrieverDep,
+    file: Annotated[UploadFile, File(description="a .zip of the DICOM CT series")],
+    center_xyz: Annotated[
+        str | None, Form(description="x,y,z world mm (LPS); default: the mask's centroid")
+    ] = None,
+    mask: Annotated[
+        UploadFile | None,
+        File(description="a nodule mask on the series (.nii, .nii.gz, .mha or a DICOM SEG)"),
+    ] = None,
+    series_uid: Annotated[
+        str | None,
+        Form(description="which series of a zip holding several DICOM series", max_length=128),
+    ] = None,
+    k: Annotated[int, Form(ge=1, le=K_LIMIT)] = 5,
+    exclude_patient_id: Annotated[str | None, Form(max_length=128)] = None,
+    labelled_only: Annotated[bool, Form()] = False,
+    seg: Annotated[
+        bool, Form(description="the nodule's mask as a DICOM SEG goes along (multipart)")
+    ] = False,
+) -> Response:
+    """The search of an uploaded DICOM series as a DICOM SR of its study (and the SEG).
+
+    The same report as ``POST /v1/reports/sr``, for a series sent in the request (a zip of its
+    DICOM files) instead of one the service holds; the size comes from the mask when one is
+    sent, else from region growing at ``center_xyz``. Parsed in the upload parser process, with
+    its limits. Nothing is stored: the upload is not from the PACS.
+    """
+    received = receive_upload(
+        request.state.parser,
+        retriever.embedder.card.preprocessing,
+        UploadForm(file=file, mask=mask, center_xyz=center_xyz, series_uid=series_uid, report=True),
+    )
+    filters = Filters(exclude_patient_id=exclude_patient_id, labelled_only=labelled_only)
+    report = retriever.report_upload(received.patch, k, filters, with_seg=seg)
+    logger.info(
+        "SR of an upload search (%s, %.1f MB; %d objects)",
+        received.what,
+        received.n_bytes / 1e6,
+        len(report.files.parts),
+    )
+    return _dicom_response(report, seg, 200, {})

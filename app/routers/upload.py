@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import base64
 import logging
-import tempfile
-from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 
-from app.errors import SPACING_RANGE_MM, parse_triple
 from app.preview import patch_preview_png
 from app.routers.deps import RetrieverDep
 from app.schemas import (
-    COORDINATE_LIMIT_MM,
     K_LIMIT,
     Filters,
     Problem,
     SearchResponse,
     SizeEstimate,
 )
-from app.uploads import UploadParser
-from model.uploads import UploadJob, mask_kind, upload_kind
+from app.uploads import UploadForm, receive_upload
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/search", tags=["search"])
@@ -72,33 +67,19 @@ def search_upload(
     ] = False,
 ) -> SearchResponse:
     """Similar nodules to the one at ``center_xyz`` (or the mask's centroid) in an upload."""
-    kind = upload_kind(file.filename or "")
-    # A form whose mask field was left empty sends a part with no file name.
-    kind_of_mask = mask_kind(mask.filename) if mask is not None and mask.filename else None
-    center = parse_triple(center_xyz, "center_xyz", limit=COORDINATE_LIMIT_MM)
-    spacing = parse_triple(
-        spacing_zyx, "spacing_zyx", low=SPACING_RANGE_MM[0], limit=SPACING_RANGE_MM[1]
-    )
-    parser: UploadParser = request.state.parser
-    with tempfile.TemporaryDirectory(prefix="nodule-upload-") as tmp:
-        path, size = _save(file, Path(tmp), "upload")
-        mask_path = None
-        if mask is not None and kind_of_mask is not None:
-            mask_path, mask_size = _save(mask, Path(tmp), "mask")
-            size += mask_size
-        job = UploadJob(
-            path=path,
-            kind=kind,
-            spec=retriever.embedder.card.preprocessing,
-            center_xyz=_triple(center),
-            spacing_zyx=_triple(spacing),
-            workdir=Path(tmp),
-            series_uid=series_uid or None,
-            mask_path=mask_path,
-            mask_kind=kind_of_mask,
+    received = receive_upload(
+        request.state.parser,
+        retriever.embedder.card.preprocessing,
+        UploadForm(
+            file=file,
+            mask=mask,
+            center_xyz=center_xyz,
+            spacing_zyx=spacing_zyx,
+            series_uid=series_uid,
             estimate_size=estimate_size,
-        )
-        cut = parser.parse(job)
+        ),
+    )
+    cut = received.patch
     vector = retriever.embedder.embed_patches(cut.patch[None])[0]
     filters = Filters(exclude_patient_id=exclude_patient_id, labelled_only=labelled_only)
     query: dict[str, Any] = {"center_xyz": cut.center_xyz, "index_zyx": cut.index_zyx}
@@ -109,31 +90,10 @@ def search_upload(
         found = SizeEstimate.of(cut.size, cut.size_method)
     response = retriever.respond(vector, k, filters, query, size_estimate=found)
     logger.info(
-        "upload search (%s%s, %.1f MB): %d neighbours, %d labelled",
-        kind,
-        f" with a {kind_of_mask} mask" if kind_of_mask else "",
-        size / 1e6,
+        "upload search (%s, %.1f MB): %d neighbours, %d labelled",
+        received.what,
+        received.n_bytes / 1e6,
         len(response.neighbors),
         response.vote.n_labelled,
     )
     return response
-
-
-def _save(file: UploadFile, folder: Path, stem: str) -> tuple[Path, int]:
-    """Stream an uploaded file into ``folder``; its path and size in bytes.
-
-    Only the suffix of the client's name is kept: nothing else of it reaches a path.
-    """
-    name = PurePosixPath(file.filename or stem).name
-    suffix = ".nii.gz" if name.lower().endswith(".nii.gz") else PurePosixPath(name).suffix.lower()
-    path = folder / f"{stem}{suffix}"
-    size = 0
-    with path.open("wb") as out:
-        while chunk := file.file.read(1 << 20):
-            out.write(chunk)
-            size += len(chunk)
-    return path, size
-
-
-def _triple(values: list[float] | None) -> tuple[float, float, float] | None:
-    return None if values is None else (values[0], values[1], values[2])

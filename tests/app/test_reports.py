@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -78,3 +79,96 @@ def test_with_seg_the_estimated_mask_rides_along(client: TestClient, synth_set: 
         if i.ValueType == "IMAGE"
     ]
     assert segments == [seg.SOPInstanceUID]
+
+
+def _zip_of(folder: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted(folder.iterdir()):
+            archive.write(path, path.name)
+    return buffer.getvalue()
+
+
+def _measurements(sr: pydicom.Dataset) -> list[tuple[str, float]]:
+    return [
+        (
+            str(i.ConceptNameCodeSequence[0].CodeMeaning),
+            float(i.MeasuredValueSequence[0].NumericValue),
+        )
+        for i in content_items(sr.ContentSequence)
+        if i.ValueType == "NUM"
+    ]
+
+
+def _evidence(sr: pydicom.Dataset) -> set[str]:
+    return {
+        str(instance.ReferencedSOPInstanceUID)
+        for study in sr.CurrentRequestedProcedureEvidenceSequence
+        for series in study.ReferencedSeriesSequence
+        for instance in series.ReferencedSOPSequence
+    }
+
+
+def test_the_sr_of_an_uploaded_series_is_the_sr_of_the_stored_one(
+    client: TestClient, synth_set: Path
+) -> None:
+    source, center = growable_nodule(synth_set)
+    body = {"series_uid": source.series_uid, "center_xyz": list(center), "k": 3}
+    stored = client.post("/v1/reports/sr?seg=true", json=body)
+    assert stored.status_code == 200, stored.text
+    stored_sr, stored_seg = (
+        pydicom.dcmread(io.BytesIO(p))
+        for p in _parts(stored.content, stored.headers["content-type"])
+    )
+    form = {"center_xyz": ",".join(str(v) for v in center), "k": "3", "seg": "true"}
+    upload = client.post(
+        "/v1/reports/sr/upload", files={"file": ("series.zip", _zip_of(source.folder))}, data=form
+    )
+    assert upload.status_code == 200, upload.text
+    sr, seg = (
+        pydicom.dcmread(io.BytesIO(p))
+        for p in _parts(upload.content, upload.headers["content-type"])
+    )
+    assert (sr.StudyInstanceUID, sr.PatientID) == (stored_sr.StudyInstanceUID, stored_sr.PatientID)
+    # The same slices cited, the same neighbours and measurements as for the stored series...
+    assert _evidence(sr) - {seg.SOPInstanceUID} == _evidence(stored_sr) - {
+        stored_seg.SOPInstanceUID
+    }
+    assert _measurements(sr) == _measurements(stored_sr)
+    # ... and the same mask in the SEG.
+    assert seg.NumberOfFrames == stored_seg.NumberOfFrames
+    assert np.array_equal(seg.pixel_array, stored_seg.pixel_array)
+    # The SEG sent back as the mask gives the same size.
+    with_mask = client.post(
+        "/v1/reports/sr/upload",
+        files={
+            "file": ("series.zip", _zip_of(source.folder)),
+            "mask": ("mask.dcm", _parts(upload.content, upload.headers["content-type"])[1]),
+        },
+        data={"k": "3"},
+    )
+    assert with_mask.status_code == 200, with_mask.text
+    assert with_mask.headers["content-type"] == "application/dicom"
+    masked = pydicom.dcmread(io.BytesIO(with_mask.content))
+    assert [m for m in _measurements(masked) if m[0] in ("Diameter", "Volume")] == [
+        m for m in _measurements(stored_sr) if m[0] in ("Diameter", "Volume")
+    ]
+
+
+def test_an_sr_upload_must_be_a_dicom_series(client: TestClient, synth_set: Path) -> None:
+    mhd = next(synth_set.glob("subset*/*.mhd"))
+    geometry = open_volume(mhd).geometry
+    middle = np.asarray(geometry.shape_zyx, dtype=np.float64) / 2
+    center = ",".join(str(float(v)) for v in geometry.index_zyx_to_world(middle))
+    files = {"file": ("ct.zip", _zip_of_files([mhd, mhd.with_suffix(".raw")]))}
+    answer = client.post("/v1/reports/sr/upload", files=files, data={"center_xyz": center})
+    assert answer.status_code == 422
+    assert "upload a .zip of the DICOM series" in answer.json()["detail"]
+
+
+def _zip_of_files(paths: list[Path]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in paths:
+            archive.write(path, path.name)
+    return buffer.getvalue()
