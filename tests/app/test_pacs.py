@@ -15,6 +15,8 @@ from pydantic import SecretStr
 
 from app.main import create_app
 from app.settings import AppSettings
+from tests.app.test_reports import multipart_parts
+from tests.model.synthetic import growable_nodule
 from tests.orthanc import Orthanc
 
 # Runs a real Orthanc (DICOMweb): make test, not test-fast.
@@ -189,3 +191,30 @@ def test_storing_an_sr_needs_a_pacs(client: TestClient) -> None:
     answer = client.post("/v1/reports/sr?store=true", json=body)
     assert answer.status_code == 422
     assert "NODULE_DICOMWEB_URL" in answer.json()["detail"]
+
+
+def test_with_seg_the_sr_and_the_seg_are_both_stored_in_the_pacs(
+    app_index: Path, orthanc: Orthanc, synth_set: Path, tmp_path: Path
+) -> None:
+    source, center = growable_nodule(synth_set)
+    study, series = orthanc.store(source.folder)
+    body = {"series_uid": series, "study_uid": study, "center_xyz": list(center), "k": 3}
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with TestClient(create_app(_settings(app_index, empty, orthanc))) as client:
+        stored = client.post("/v1/reports/sr?store=true&seg=true", json=body)
+    assert stored.status_code == 201, stored.text
+    parts = multipart_parts(stored.content, stored.headers["content-type"])
+    assert len(parts) == 2
+    sr, seg = (pydicom.dcmread(io.BytesIO(p)) for p in parts)
+    assert stored.headers["location"].endswith(f"/instances/{sr.SOPInstanceUID}")
+    for dataset, encoded, modality in ((sr, parts[0], "SR"), (seg, parts[1], "SEG")):
+        found = orthanc.client().search_for_instances(
+            study, search_filters={"SOPInstanceUID": dataset.SOPInstanceUID, "Modality": modality}
+        )
+        assert len(found) == 1, modality
+        url = (
+            f"{orthanc.url}/studies/{study}/series/{dataset.SeriesInstanceUID}"
+            f"/instances/{dataset.SOPInstanceUID}"
+        )
+        assert orthanc.retrieve_bytes(url) == encoded

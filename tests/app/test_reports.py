@@ -55,7 +55,7 @@ def test_an_sr_needs_a_dicom_series(client: TestClient, app_index: Path, synth_s
     assert "DICOM" in answer.json()["detail"]
 
 
-def _parts(answer_content: bytes, content_type: str) -> list[bytes]:
+def multipart_parts(answer_content: bytes, content_type: str) -> list[bytes]:
     """The bodies of a multipart/related answer."""
     boundary = content_type.split("boundary=")[1].encode()
     chunks = answer_content.split(b"--" + boundary)[1:-1]
@@ -69,7 +69,9 @@ def test_with_seg_the_estimated_mask_rides_along(client: TestClient, synth_set: 
     assert answer.status_code == 200, answer.text
     content_type = answer.headers["content-type"]
     assert content_type.startswith('multipart/related; type="application/dicom"')
-    sr, seg = (pydicom.dcmread(io.BytesIO(p)) for p in _parts(answer.content, content_type))
+    sr, seg = (
+        pydicom.dcmread(io.BytesIO(p)) for p in multipart_parts(answer.content, content_type)
+    )
     assert sr.Modality == "SR"
     assert (seg.SOPClassUID, seg.Modality) == (SEGMENTATION_STORAGE, "SEG")
     assert seg.StudyInstanceUID == sr.StudyInstanceUID
@@ -118,7 +120,7 @@ def test_the_sr_of_an_uploaded_series_is_the_sr_of_the_stored_one(
     assert stored.status_code == 200, stored.text
     stored_sr, stored_seg = (
         pydicom.dcmread(io.BytesIO(p))
-        for p in _parts(stored.content, stored.headers["content-type"])
+        for p in multipart_parts(stored.content, stored.headers["content-type"])
     )
     form = {"center_xyz": ",".join(str(v) for v in center), "k": "3", "seg": "true"}
     upload = client.post(
@@ -127,7 +129,7 @@ def test_the_sr_of_an_uploaded_series_is_the_sr_of_the_stored_one(
     assert upload.status_code == 200, upload.text
     sr, seg = (
         pydicom.dcmread(io.BytesIO(p))
-        for p in _parts(upload.content, upload.headers["content-type"])
+        for p in multipart_parts(upload.content, upload.headers["content-type"])
     )
     assert (sr.StudyInstanceUID, sr.PatientID) == (stored_sr.StudyInstanceUID, stored_sr.PatientID)
     # The same slices cited, the same neighbours and measurements as for the stored series...
@@ -143,7 +145,10 @@ def test_the_sr_of_an_uploaded_series_is_the_sr_of_the_stored_one(
         "/v1/reports/sr/upload",
         files={
             "file": ("series.zip", _zip_of(source.folder)),
-            "mask": ("mask.dcm", _parts(upload.content, upload.headers["content-type"])[1]),
+            "mask": (
+                "mask.dcm",
+                multipart_parts(upload.content, upload.headers["content-type"])[1],
+            ),
         },
         data={"k": "3"},
     )
