@@ -564,6 +564,9 @@ function renderResult(result, preview, sized = false) {
     previewBox.hidden = true;
   }
   renderSizeEstimate(result.size_estimate, sized);
+  // A query in a stored series can be saved as DICOM (the service says if the series is not).
+  $("sr-bar").hidden = !(q.series_uid && q.center_xyz);
+  $("sr-notice").textContent = "";
   renderMatchNotice(q, result.neighbors);
   renderVote(result.vote);
   renderNeighbours(result.neighbors);
@@ -574,6 +577,63 @@ function renderResult(result, preview, sized = false) {
   if (queryId === null && first && first.similarity > 0.9999) queryId = first.id;
   state.highlight = { query: queryId, neighbours: result.neighbors.map((n) => n.id).filter((id) => id !== queryId) };
   drawMap();
+}
+
+// ---- the search as DICOM ------------------------------------------------------------------------
+async function saveSr() {
+  const q = state.result && state.result.query;
+  if (!q || !q.series_uid) return;
+  const notice = $("sr-notice");
+  notice.textContent = "Writing the DICOM SR…";
+  const body = { series_uid: q.series_uid, center_xyz: q.center_xyz, k: state.result.neighbors.length || 5 };
+  try {
+    const response = await api("/v1/reports/sr?seg=true", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+    // multipart/related: the SR, then the SEG when a mask could be grown; saved as one file each.
+    const type = response.headers.get("Content-Type") || "";
+    const boundary = (type.match(/boundary=([^;]+)/) || [])[1];
+    const data = new Uint8Array(await response.arrayBuffer());
+    const parts = boundary ? splitMultipart(data, boundary) : [data];
+    parts.forEach((part, i) => download(part, i === 0 ? "nodule-search-sr.dcm" : "nodule-search-seg.dcm"));
+    notice.textContent = parts.length > 1 ? "Saved: the SR and the SEG of the estimated mask." : "Saved: the SR (no mask could be grown, so no SEG).";
+  } catch (e) {
+    notice.textContent = e.message;
+  }
+}
+
+function splitMultipart(data, boundary) {
+  // Parts are "--boundary\r\nheaders\r\n\r\nbody\r\n"; the bodies are binary, so search bytes.
+  const marker = new TextEncoder().encode(`--${boundary}`);
+  const find = (from, needle) => {
+    outer: for (let i = from; i <= data.length - needle.length; i += 1) {
+      for (let j = 0; j < needle.length; j += 1) if (data[i + j] !== needle[j]) continue outer;
+      return i;
+    }
+    return -1;
+  };
+  const blank = new TextEncoder().encode("\r\n\r\n");
+  const parts = [];
+  let at = find(0, marker);
+  while (at >= 0) {
+    const next = find(at + marker.length, marker);
+    if (next < 0) break;
+    const start = find(at, blank) + blank.length;
+    parts.push(data.slice(start, next - 2));
+    at = next;
+  }
+  return parts;
+}
+
+function download(bytes, name) {
+  const url = URL.createObjectURL(new Blob([bytes], { type: "application/dicom" }));
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
 
 // ---- side-by-side comparison ------------------------------------------------------------------
@@ -838,6 +898,7 @@ async function start() {
   $("point-form").addEventListener("submit", searchPoint);
   $("upload-form").addEventListener("submit", searchUpload);
   $("nodule-form").addEventListener("submit", (e) => { e.preventDefault(); searchNodule($("nodule-id").value); });
+  $("save-sr").addEventListener("click", saveSr);
   $("compare-close").addEventListener("click", closeCompare);
   $("compare").addEventListener("click", (e) => { if (e.target === $("compare")) closeCompare(); });
   document.addEventListener("keydown", (e) => { if (e.key === "Escape" && !$("compare").hidden) closeCompare(); });

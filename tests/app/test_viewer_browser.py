@@ -231,6 +231,21 @@ def _compare(
     page.click("[data-testid=wl-lung]")
 
 
+def _save_sr(page: Page, server: str, uid: str, tmp_path: Path) -> None:
+    """The query saved as DICOM: the SR downloads, a DICOM file (the synthetic set's first scan
+    is also stored as a DICOM series, so the service can write the SR)."""
+    with page.expect_download() as download:
+        page.click("[data-testid=save-sr]")
+    path = tmp_path / "saved-sr.dcm"
+    download.value.save_as(path)
+    saved = path.read_bytes()
+    assert saved[128:132] == b"DICM"
+    assert uid.encode() in saved  # it references the queried series
+    page.wait_for_function(
+        "document.querySelector('[data-testid=sr-notice]').innerText.startsWith('Saved')"
+    )
+
+
 def test_viewer_in_chromium(server: str, synth_set: Path, artifacts: Path, tmp_path: Path) -> None:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -358,6 +373,7 @@ def test_viewer_in_chromium(server: str, synth_set: Path, artifacts: Path, tmp_p
             # (h) A neighbour opens side by side with the query, in the same window; both views
             # scroll in step around their own centres; "why similar" shows every level.
             _compare(page, server, uid, scan["nodules"][0]["center_xyz"], artifacts)
+            _save_sr(page, server, uid, tmp_path)
 
             # (g) A point in plain lung: "no close match", the vote withheld and greyed.
             lung_uid, lung_xyz = _plain_lung_point(server, synth_set)
