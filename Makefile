@@ -30,7 +30,7 @@ REAL_TRAIN  ?= --init $(MODEL) --outside edge --lr 5e-4 --epochs 5 --intensity-j
 # scanner and kernel than the LIDC scans trained on) with its VOI-less negatives.
 REAL_VAL    ?= subset7
 
-.PHONY: test-fast venv demo serve test lint system-deps clean real-model real-eval
+.PHONY: compose-test test-fast venv demo serve test lint system-deps clean real-model real-eval
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -101,6 +101,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile .ci/standin.Dockerfile
 
 # System packages the tests drive for real: Debian's Chromium (the viewer's end-to-end test,
 # through Playwright; nothing downloads a browser) and Orthanc with its DICOMweb plugin (the PACS
@@ -126,6 +127,13 @@ test: lint system-deps
 # real-CT set or schemathesis run); about 1.5 minutes on 2 cores. CI runs `make test`.
 test-fast: lint
 	$(BIN)/python -m pytest -m "not slow" -q
+
+# The Docker image and the compose stack, built and run for real (docs/docker.md): installs
+# Docker from Debian when missing, starts (and stops) dockerd, builds the image, runs
+# `docker-compose up` on a small synthetic catalogue, a search, a restart, `down -v`. Root only.
+# CI runs it after `make test`.
+compose-test:
+	.ci/compose-test
 
 clean:
 	rm -rf $(VENV) data models index reports .mypy_cache .ruff_cache .pytest_cache
