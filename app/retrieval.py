@@ -43,7 +43,7 @@ from model.dicomweb import DicomwebSeriesSource, Pacs, StoredInstance, parse_pac
 from model.embedder import Embedder
 from model.labels import CHARACTERISTICS
 from model.measure import GROW_METHOD, estimate_at
-from model.network import embedding_parts, part_similarities
+from model.network import embedding_parts, part_similarity_matrix
 from model.preprocessing import extract_patch
 from model.report import ReportFiles, SearchOutcome, assemble_report, build_report
 from model.sources import open_source, relocated
@@ -304,22 +304,32 @@ class Retriever:
                 scores, ids = self.catalog.search(vector[None].astype(np.float32), max(fetch, 1))
             pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
             rows = self._rows([i for i, _ in pairs])
-            out = [
-                Neighbor(
-                    **rows[i].nodule.model_dump(),
-                    similarity=s,
-                    level_similarity=self._levels_alike(vector, rows[i]),
-                )
+            kept = [
+                (i, s)
                 for i, s in pairs
                 if i in rows and i not in exclude_ids and self._passes(rows[i], filters)
             ]
-            if len(out) >= k or fetch >= total:
-                return out[:k]
+            if len(kept) >= k or fetch >= total:
+                return self._as_neighbors(vector, kept[:k], rows)
             fetch = min(total, fetch * 4)
 
-    def _levels_alike(self, vector: npt.NDArray[np.float32], row: _Row) -> list[float]:
-        stored = np.asarray(self.catalog.embeddings[row.embedding_row], dtype=np.float32)
-        return [round(v, 4) for v in part_similarities(vector, stored, self.parts)]
+    def _as_neighbors(
+        self,
+        vector: npt.NDArray[np.float32],
+        kept: list[tuple[int, float]],
+        rows: dict[int, _Row],
+    ) -> list[Neighbor]:
+        """The answer's neighbours, each with its per-level similarity (one numpy pass)."""
+        if not kept:
+            return []
+        stored = np.asarray(
+            self.catalog.embeddings[[rows[i].embedding_row for i, _ in kept]], dtype=np.float32
+        )
+        levels = np.round(part_similarity_matrix(vector, stored, self.parts), 4)
+        return [
+            Neighbor(**rows[i].nodule.model_dump(), similarity=s, level_similarity=list(sims))
+            for (i, s), sims in zip(kept, levels.tolist(), strict=True)
+        ]
 
     def respond(
         self,

@@ -20,6 +20,7 @@ Embedding (``embedding_pool``):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Literal
 
 import numpy as np
@@ -98,15 +99,22 @@ def embedding_parts(config: NetworkConfig) -> list[EmbeddingPart]:
     return parts
 
 
-def part_similarities(
-    a: npt.NDArray[np.float32], b: npt.NDArray[np.float32], parts: list[EmbeddingPart]
-) -> list[float]:
-    """Cosine similarity of two search vectors within each block (0 where a block is all 0)."""
-    out = []
-    for part in parts:
-        x, y = a[part.start : part.stop], b[part.start : part.stop]
-        norm = float(np.linalg.norm(x) * np.linalg.norm(y))
-        out.append(float(np.dot(x, y)) / norm if norm > 0 else 0.0)
+def part_similarity_matrix(
+    query: npt.NDArray[np.float32], stored: npt.NDArray[np.float32], parts: list[EmbeddingPart]
+) -> npt.NDArray[np.float64]:
+    """Cosine similarity of a query vector (D,) to each stored vector (N, D) within each block.
+
+    Returns (N, len(parts)); 0 where a block is all zero. The blocks must tile ``[0, D)`` in
+    order, as ``embedding_parts`` makes them.
+    """
+    starts = [p.start for p in parts]
+    if starts[0] != 0 or any(a.stop != b.start for a, b in pairwise(parts)):
+        raise ValueError("the blocks do not tile the vector")
+    q = np.asarray(query, dtype=np.float64)[: parts[-1].stop]
+    s = np.asarray(stored, dtype=np.float64)[:, : parts[-1].stop]
+    dots = np.add.reduceat(s * q, starts, axis=1)
+    norms = np.sqrt(np.add.reduceat(s * s, starts, axis=1) * np.add.reduceat(q * q, starts))
+    out: npt.NDArray[np.float64] = np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
     return out
 
 

@@ -14,7 +14,13 @@ from model.card import CardError, read_card
 from model.checkpoint import load_model, save_model
 from model.embedder import Embedder, EmbeddingInputError
 from model.loss import hard_mining_loss
-from model.network import NetworkConfig, NoduleNet, _central
+from model.network import (
+    NetworkConfig,
+    NoduleNet,
+    _central,
+    embedding_parts,
+    part_similarity_matrix,
+)
 from model.preprocessing import PatchSpec
 
 SPEC = PatchSpec(patch_shape_zyx=(16, 16, 16), spacing_mm=2.0)
@@ -240,3 +246,18 @@ def test_cards_written_before_the_size_profile_still_load(tmp_path: Path) -> Non
     del card["arch"]["size_profile_shells"]
     (tmp_path / "m" / "card.json").write_text(json.dumps(card))
     assert load_model(tmp_path / "m")[1].arch.size_profile_weight == 0.0
+
+
+def test_part_similarities_per_encoder_level() -> None:
+    config = NetworkConfig(width=4, levels=2)
+    parts = embedding_parts(config)
+    assert [(p.start, p.stop) for p in parts] == [(0, 4), (4, 12), (12, 28)]
+    query = np.zeros(28, dtype=np.float32)
+    query[0], query[4], query[12] = 1.0, 1.0, 1.0
+    stored = np.zeros((2, 28), dtype=np.float32)
+    stored[0, 0], stored[0, 5], stored[0, 12] = 2.0, 1.0, -3.0  # same, orthogonal, opposite
+    sims = part_similarity_matrix(query, stored, parts)
+    np.testing.assert_allclose(sims[0], [1.0, 0.0, -1.0])
+    np.testing.assert_allclose(sims[1], [0.0, 0.0, 0.0])  # an all-zero vector: 0, not NaN
+    with pytest.raises(ValueError, match="tile"):
+        part_similarity_matrix(query, stored, [parts[0], parts[2]])
