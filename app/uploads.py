@@ -16,12 +16,12 @@ import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import UploadFile
+from fastapi import File, Form, UploadFile
 
 from app.errors import SPACING_RANGE_MM, parse_triple
-from app.schemas import COORDINATE_LIMIT_MM
+from app.schemas import COORDINATE_LIMIT_MM, K_LIMIT, Problem
 from model.preprocessing import PatchSpec
 from model.upload_worker import EXIT_UNUSABLE, MEMORY_ENV
 from model.uploads import (
@@ -230,6 +230,31 @@ def _exception_type(stderr: str) -> str:
         if name and all(part.isidentifier() for part in name.split(".")):
             return name.rsplit(".", 1)[-1]
     return "no traceback"
+
+
+#: The error answers of both upload routes, for their OpenAPI documents.
+UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
+    413: {"model": Problem},
+    415: {"model": Problem},
+    422: {"model": Problem},
+    503: {"model": Problem, "description": "every upload parser is busy (Retry-After)"},
+}
+
+#: Form fields both upload routes take (``/v1/search/upload``, ``/v1/reports/sr/upload``).
+SeriesUidField = Annotated[
+    str | None,
+    Form(description="which series of a zip holding several DICOM series", max_length=128),
+]
+KField = Annotated[int, Form(ge=1, le=K_LIMIT)]
+ExcludePatientField = Annotated[str | None, Form(max_length=128)]
+LabelledOnlyField = Annotated[bool, Form()]
+MaskField = Annotated[
+    UploadFile | None,
+    File(
+        description="a nodule mask on the uploaded CT (.nii, .nii.gz, .mha or a DICOM SEG .dcm; "
+        "any grid): its centroid is the centre (no center_xyz), its voxels the size"
+    ),
+]
 
 
 @dataclass

@@ -10,8 +10,17 @@ from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 
 from app.retrieval import EncodedReport
 from app.routers.deps import RetrieverDep, UidHasherDep
-from app.schemas import K_LIMIT, CoordinateQuery, Filters, Problem
-from app.uploads import UploadForm, receive_upload
+from app.schemas import CoordinateQuery, Filters, Problem
+from app.uploads import (
+    UPLOAD_ERRORS,
+    ExcludePatientField,
+    KField,
+    LabelledOnlyField,
+    MaskField,
+    SeriesUidField,
+    UploadForm,
+    receive_upload,
+)
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
@@ -127,10 +136,7 @@ def _dicom_response(
             "description": "the SR of a search in an uploaded DICOM series (with seg=true, "
             "and the SEG)",
         },
-        413: {"model": Problem},
-        415: {"model": Problem},
-        422: {"model": Problem},
-        503: {"model": Problem, "description": "every upload parser is busy (Retry-After)"},
+        **UPLOAD_ERRORS,
     },
 )
 def report_upload(
@@ -140,17 +146,11 @@ def report_upload(
     center_xyz: Annotated[
         str | None, Form(description="x,y,z world mm (LPS); default: the mask's centroid")
     ] = None,
-    mask: Annotated[
-        UploadFile | None,
-        File(description="a nodule mask on the series (.nii, .nii.gz, .mha or a DICOM SEG)"),
-    ] = None,
-    series_uid: Annotated[
-        str | None,
-        Form(description="which series of a zip holding several DICOM series", max_length=128),
-    ] = None,
-    k: Annotated[int, Form(ge=1, le=K_LIMIT)] = 5,
-    exclude_patient_id: Annotated[str | None, Form(max_length=128)] = None,
-    labelled_only: Annotated[bool, Form()] = False,
+    mask: MaskField = None,
+    series_uid: SeriesUidField = None,
+    k: KField = 5,
+    exclude_patient_id: ExcludePatientField = None,
+    labelled_only: LabelledOnlyField = False,
     seg: Annotated[
         bool, Form(description="the nodule's mask as a DICOM SEG goes along (multipart)")
     ] = False,

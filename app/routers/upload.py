@@ -11,13 +11,20 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from app.preview import patch_preview_png
 from app.routers.deps import RetrieverDep
 from app.schemas import (
-    K_LIMIT,
     Filters,
-    Problem,
     SearchResponse,
     SizeEstimate,
 )
-from app.uploads import UploadForm, receive_upload
+from app.uploads import (
+    UPLOAD_ERRORS,
+    ExcludePatientField,
+    KField,
+    LabelledOnlyField,
+    MaskField,
+    SeriesUidField,
+    UploadForm,
+    receive_upload,
+)
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/search", tags=["search"])
@@ -28,10 +35,7 @@ UPLOAD_PATH = "/v1/search/upload"
     "/upload",
     response_model=SearchResponse,
     responses={
-        413: {"model": Problem},
-        415: {"model": Problem},
-        422: {"model": Problem},
-        503: {"model": Problem, "description": "every upload parser is busy (Retry-After)"},
+        **UPLOAD_ERRORS,
     },
 )
 def search_upload(
@@ -44,23 +48,14 @@ def search_upload(
         str | None, Form(description="x,y,z world mm (LPS); default: volume centre")
     ] = None,
     spacing_zyx: Annotated[str | None, Form(description="z,y,x mm; required for arrays")] = None,
-    series_uid: Annotated[
-        str | None,
-        Form(description="which series of a zip holding several DICOM series", max_length=128),
-    ] = None,
-    k: Annotated[int, Form(ge=1, le=K_LIMIT)] = 5,
-    exclude_patient_id: Annotated[str | None, Form(max_length=128)] = None,
-    labelled_only: Annotated[bool, Form()] = False,
+    series_uid: SeriesUidField = None,
+    k: KField = 5,
+    exclude_patient_id: ExcludePatientField = None,
+    labelled_only: LabelledOnlyField = False,
     preview: Annotated[
         bool, Form(description="also return the query patch's slices (query.preview_png_base64)")
     ] = False,
-    mask: Annotated[
-        UploadFile | None,
-        File(
-            description="a nodule mask on the uploaded CT (.nii, .nii.gz, .mha or a DICOM SEG "
-            ".dcm; any grid): its centroid is the centre (no center_xyz), its voxels the size"
-        ),
-    ] = None,
+    mask: MaskField = None,
     estimate_size: Annotated[
         bool,
         Form(description="without a mask: estimate the size by region growing from the point"),

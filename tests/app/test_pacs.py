@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from app.main import create_app
 from app.settings import AppSettings
-from tests.app.test_reports import multipart_parts
+from tests.app.test_reports import multipart_parts, referenced_instances
 from tests.model.synthetic import growable_nodule
 from tests.orthanc import Orthanc
 
@@ -140,15 +140,6 @@ def test_pacs_settings_never_show_the_password() -> None:
     assert AppSettings(dicomweb_url="  ").pacs_config() is None
 
 
-def _referenced_instances(sr: pydicom.Dataset) -> set[str]:
-    return {
-        str(instance.ReferencedSOPInstanceUID)
-        for study in sr.CurrentRequestedProcedureEvidenceSequence
-        for series in study.ReferencedSeriesSequence
-        for instance in series.ReferencedSOPSequence
-    }
-
-
 def test_an_sr_stored_in_the_pacs_is_found_again_and_retrieved_byte_for_byte(
     app_index: Path,
     orthanc: Orthanc,
@@ -173,8 +164,8 @@ def test_an_sr_stored_in_the_pacs_is_found_again_and_retrieved_byte_for_byte(
     sr = pydicom.dcmread(io.BytesIO(stored.content))
     # The PACS's metadata gives the same evidence as the files' headers.
     file_sr = pydicom.dcmread(io.BytesIO(on_files.content))
-    assert _referenced_instances(sr) == _referenced_instances(file_sr)
-    assert len(_referenced_instances(sr)) > 1
+    assert referenced_instances(sr) == referenced_instances(file_sr)
+    assert len(referenced_instances(sr)) > 1
     assert (sr.StudyInstanceUID, sr.PatientID) == (study, file_sr.PatientID)
     found = orthanc.client().search_for_instances(
         study, search_filters={"SOPInstanceUID": sr.SOPInstanceUID, "Modality": "SR"}

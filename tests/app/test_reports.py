@@ -102,7 +102,7 @@ def _measurements(sr: pydicom.Dataset) -> list[tuple[str, float]]:
     ]
 
 
-def _evidence(sr: pydicom.Dataset) -> set[str]:
+def referenced_instances(sr: pydicom.Dataset) -> set[str]:
     return {
         str(instance.ReferencedSOPInstanceUID)
         for study in sr.CurrentRequestedProcedureEvidenceSequence
@@ -133,7 +133,7 @@ def test_the_sr_of_an_uploaded_series_is_the_sr_of_the_stored_one(
     )
     assert (sr.StudyInstanceUID, sr.PatientID) == (stored_sr.StudyInstanceUID, stored_sr.PatientID)
     # The same slices cited, the same neighbours and measurements as for the stored series...
-    assert _evidence(sr) - {seg.SOPInstanceUID} == _evidence(stored_sr) - {
+    assert referenced_instances(sr) - {seg.SOPInstanceUID} == referenced_instances(stored_sr) - {
         stored_seg.SOPInstanceUID
     }
     assert _measurements(sr) == _measurements(stored_sr)

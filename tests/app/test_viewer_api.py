@@ -21,6 +21,7 @@ from app.preview import (
 )
 from model.ct import load_volume
 from model.geometry import Geometry
+from model.labels import CHARACTERISTICS
 from model.preprocessing import PatchSpec, patch_hu
 from model.store.catalog import Catalog
 from model.store.tables import Nodule
@@ -311,17 +312,7 @@ def test_a_nodules_detail_has_its_readers_characteristics(client: TestClient) ->
     read = [d for d in details if d["characteristics"]]
     assert read, "no synthetic nodule has reads"
     for d in read:
-        assert set(d["characteristics"]) <= {
-            "subtlety",
-            "internalStructure",
-            "calcification",
-            "sphericity",
-            "margin",
-            "lobulation",
-            "spiculation",
-            "texture",
-            "malignancy",
-        }
+        assert set(d["characteristics"]) <= set(CHARACTERISTICS)
         if d["labels"] and d["labels"]["ratings"]:
             assert d["characteristics"]["malignancy"] == pytest.approx(
                 float(np.median(d["labels"]["ratings"]))
