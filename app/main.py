@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import fastapi_offline
 from fastapi import Depends, FastAPI, Request
@@ -57,6 +59,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 #: redoc.standalone.js, favicon.png) as the fastapi-offline wheel ships them.
 DOCS_ASSETS_DIR = Path(fastapi_offline.__file__).parent / "static"
 DOCS_ASSETS_URL = "/docs-assets"
+OPENAPI_URL = "/openapi.json"
 #: Images, fonts and fetches of the docs pages from this origin only: ReDoc's side menu loads the
 #: Redocly logo from cdn.redoc.ly whatever its options say, and the browser must not even try.
 DOCS_CSP = "img-src 'self' data:; font-src 'self' data:; connect-src 'self'"
@@ -148,6 +151,8 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         redoc_url=None,
         # Swagger UI would send the spec's URL to validator.swagger.io for its badge.
         swagger_ui_parameters={"validatorUrl": None},
+        # Served by _add_openapi, which fills the examples from the served catalogue.
+        openapi_url=None,
     )
     _add_error_handlers(app)
     app.add_middleware(
@@ -162,8 +167,51 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     # Added last, so it is outermost: it sees every answer, the 413s of the upload limit included.
     app.add_middleware(AccessLogMiddleware)
     _add_routes(app, settings)
+    _add_openapi(app, settings)
     _add_docs(app)
     return app
+
+
+#: POSTs whose body is a ``CoordinateQuery`` (and whether their series must be DICOM): their
+#: examples name a nodule of the served catalogue.
+_POINT_OPERATIONS = (("/v1/search/coordinate", False), ("/v1/reports/sr", True))
+
+
+def _add_openapi(app: FastAPI, settings: AppSettings) -> None:
+    """``/openapi.json`` with request examples that work on the catalogue being served.
+
+    A coordinate example must name a series the service has, so it is taken from the served
+    catalogue (its first nodule) when the API is open; with an access token the document, which
+    anyone may read, names no series of the catalogue.
+    """
+
+    @app.get(OPENAPI_URL, include_in_schema=False)
+    async def openapi(request: Request) -> JSONResponse:
+        schema = app.openapi()
+        serving = getattr(request.state, "serving", None)  # None: run without its lifespan
+        if settings.access_token is None and serving is not None:
+            retriever = serving.retriever()
+            schema = copy.deepcopy(schema)
+            for path, dicom in _POINT_OPERATIONS:
+                point = retriever.example_point(dicom=dicom)
+                if point is not None:
+                    with_point_example(schema, path, *point)
+        return JSONResponse(schema)
+
+
+def with_point_example(
+    schema: dict[str, Any], path: str, series_uid: str, center_xyz: tuple[float, float, float]
+) -> None:
+    """Set the request example of the POST at ``path`` to a query at this nodule, in place."""
+    operation = schema.get("paths", {}).get(path, {}).get("post")
+    body = (operation or {}).get("requestBody", {}).get("content", {}).get("application/json")
+    if body is not None:
+        body["example"] = {
+            "series_uid": series_uid,
+            "center_xyz": list(center_xyz),
+            "k": 5,
+            "estimate_size": True,
+        }
 
 
 def _add_browser_policy(app: FastAPI, settings: AppSettings) -> None:
@@ -225,7 +273,7 @@ def _add_docs(app: FastAPI) -> None:
     hospital networks); this is FastAPI's self-hosting recipe with the files of fastapi-offline.
     """
     app.mount(DOCS_ASSETS_URL, StaticFiles(directory=DOCS_ASSETS_DIR), name="docs-assets")
-    openapi_url = app.openapi_url or "/openapi.json"
+    openapi_url = OPENAPI_URL
     oauth2_redirect_url = app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect"
 
     @app.get("/docs", include_in_schema=False)

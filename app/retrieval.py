@@ -22,10 +22,12 @@ from sqlalchemy.orm import selectinload
 
 from app.errors import InputError
 from app.schemas import (
+    CoordinateQuery,
     Filters,
     LabelOut,
     MapOut,
     MapPoint,
+    MeasuredAxes,
     Neighbor,
     NoduleDetail,
     NoduleOut,
@@ -35,6 +37,7 @@ from app.schemas import (
     ScanSummary,
     SearchResponse,
     SizeEstimate,
+    SizeMeasured,
     Vote,
 )
 from app.series import OpenSources, SeriesLocator
@@ -42,7 +45,7 @@ from model.dicom_io import DicomSeriesSource
 from model.dicomweb import DicomwebSeriesSource, Pacs, StoredInstance, parse_pacs_address
 from model.embedder import Embedder
 from model.labels import CHARACTERISTICS
-from model.measure import GROW_METHOD, estimate_at
+from model.measure import GROW_METHOD, NoduleMeasurement, estimate_at, ruler_measurement
 from model.network import embedding_parts, part_similarity_matrix
 from model.preprocessing import extract_patch
 from model.report import ReportFiles, SearchOutcome, assemble_report, build_report
@@ -53,9 +56,10 @@ from model.store.tables import Nodule, NoduleRead, Scan
 from model.threads import ThreadPolicy
 from model.uploads import UploadPatch
 from model.volume import VolumeSource
-from model.vote import four_class_shares, majority, malignant_probability
+from model.vote import MatchState, four_class_shares, majority, malignant_probability, match_state
 
 logger = logging.getLogger(__name__)
+XYZ = tuple[float, float, float]
 
 #: Catalogue rows kept in memory per served version (a few hundred bytes each).
 ROWS_CACHED = 100_000
@@ -124,14 +128,26 @@ def median_characteristics(reads: list[NoduleRead]) -> dict[str, float] | None:
 
 
 def _outcome(response: SearchResponse) -> SearchOutcome:
-    """A search answer as a report names it (catalogue ids, similarities, mean ratings)."""
+    """A search answer as a report names it: what the screen shows, no more.
+
+    Catalogue ids, similarities, mean ratings and weak-match marks; the match state, so that a
+    withheld vote is left out; the user's ruler measurement, when given.
+    """
+    query = response.query
+    measured = response.size_measured
     return SearchOutcome(
         neighbors=[
-            SimilarCase(n.id, n.similarity, n.labels.mean if n.labels else None)
+            SimilarCase(n.id, n.similarity, n.labels.mean if n.labels else None, n.weak_match)
             for n in response.neighbors
         ],
-        malignant_probability=response.vote.malignant_probability,
+        malignant_probability=response.vote.malignant_share,
         vote_binary=response.vote.binary,
+        match=MatchState(query.best_similarity, query.match_threshold, query.close_match),
+        measured=(
+            ruler_measurement(measured.long_axis_mm, measured.short_axis_mm, measured.nodule_type)
+            if measured is not None
+            else None
+        ),
     )
 
 
@@ -139,16 +155,96 @@ def vote(neighbors: list[Neighbor]) -> Vote:
     """Similarity-weighted malignancy vote over the labelled neighbours (``model.vote``)."""
     labelled = [n.labels for n in neighbors if n.labels and n.labels.label_binary is not None]
     if not labelled:
-        return Vote(malignant_probability=None, binary=None, four_class={}, n_labelled=0)
+        return Vote(malignant_share=None, binary=None, four_class={}, n_labelled=0)
     sims = [n.similarity for n in neighbors if n.labels and n.labels.label_binary is not None]
     binary = [float(label.label_binary or 0) for label in labelled]
     probability = float(malignant_probability(sims, binary))
     return Vote(
-        malignant_probability=probability,
+        malignant_share=probability,
         binary=int(majority(binary, probability)),
         four_class=four_class_shares([int(label.label_4class or 0) for label in labelled]),
         n_labelled=len(labelled),
     )
+
+
+@dataclass(frozen=True)
+class PointOptions:
+    """How a point query is answered: the request's options, typed once."""
+
+    k: int
+    filters: Filters
+    estimate_size: bool = False
+    include_own_patient: bool = False
+    measured: MeasuredAxes | None = None
+
+    @classmethod
+    def of(cls, query: CoordinateQuery) -> PointOptions:
+        """The options of a coordinate request body."""
+        return cls(
+            k=query.k,
+            filters=query.filters,
+            estimate_size=query.estimate_size,
+            include_own_patient=query.include_own_patient,
+            measured=query.measured_axes_mm,
+        )
+
+
+@dataclass(frozen=True)
+class Exclusions:
+    """What a query leaves out of its neighbours besides the request's filters."""
+
+    query_nodule_id: int | None = None
+    """The catalogue nodule at the query point (it is the query)."""
+    nodule_ids: frozenset[int] = frozenset()
+    own_patient_id: str | None = None
+    """The queried scan's patient, left out (the paper's protocol); None: nobody's."""
+
+    @property
+    def patient_ids(self) -> frozenset[str]:
+        """Patients whose nodules are left out."""
+        return frozenset() if self.own_patient_id is None else frozenset({self.own_patient_id})
+
+
+NO_EXCLUSIONS = Exclusions()
+
+
+def nodule_at(
+    nodules: list[tuple[int, tuple[float, float, float], float]],
+    center_xyz: tuple[float, float, float],
+) -> int | None:
+    """The nodule whose recorded sphere holds the point (the nearest centre if several).
+
+    Args:
+        nodules: ``(id, centre, diameter)`` of a series' nodules, world mm (LPS).
+        center_xyz: the query point, world mm (LPS).
+
+    Returns:
+        Its id, or None when the point lies in none (LUNA16's hit rule: within diameter / 2).
+    """
+    point = np.asarray(center_xyz, dtype=np.float64)
+    best: tuple[float, int] | None = None
+    for nodule_id, centre, diameter_mm in nodules:
+        distance = float(np.linalg.norm(np.asarray(centre, dtype=np.float64) - point))
+        if distance <= diameter_mm / 2.0 and (best is None or distance < best[0]):
+            best = (distance, nodule_id)
+    return None if best is None else best[1]
+
+
+def _measured(axes: MeasuredAxes | None, estimate: NoduleMeasurement | None) -> SizeMeasured | None:
+    """The user's axes as answered, with the estimate's type for the Lung-RADS category."""
+    if axes is None:
+        return None
+    kind = estimate.nodule_type if estimate is not None else None
+    return SizeMeasured.of(ruler_measurement(axes.long_axis_mm, axes.short_axis_mm, kind))
+
+
+def uploaded_series_uid(cut: UploadPatch) -> str | None:
+    """The series UID of an uploaded DICOM series, from the headers the parser kept (or None)."""
+    if cut.headers is None or not cut.headers.headers:
+        return None
+    first = next(iter(cut.headers.headers.values()))
+    uid = first.get("SeriesInstanceUID")
+    return str(uid) if uid else None
 
 
 def size_estimate(
@@ -195,6 +291,10 @@ class Retriever:
         """Model and index agree (the index was built with this model)."""
         return self.embedder.card.fingerprint == self.catalog.model_fingerprint
 
+    def _recorded_path(self, scan: Scan) -> Path:
+        """Where the catalogue recorded a scan, moved along with the catalogue if it moved."""
+        return relocated(Path(scan.source_path), self.catalog.index_dir, self.catalog.manifest)
+
     def open_series(self, series_uid: str, study_uid: str | None = None) -> VolumeSource:
         """The CT of a series, for region reads.
 
@@ -219,11 +319,7 @@ class Retriever:
                 scan = session.execute(
                     select(Scan).where(Scan.series_uid == series_uid)
                 ).scalar_one_or_none()
-                path = None
-                if scan is not None:
-                    path = relocated(
-                        Path(scan.source_path), self.catalog.index_dir, self.catalog.manifest
-                    )
+                path = self._recorded_path(scan) if scan is not None else None
             if path is not None:  # unknown UIDs are not remembered: they are unbounded
                 with self._cache_lock:
                     self._scan_paths[series_uid] = path
@@ -275,8 +371,10 @@ class Retriever:
         return {**found, **fetched}
 
     @staticmethod
-    def _passes(row: _Row, filters: Filters) -> bool:
+    def _passes(row: _Row, filters: Filters, exclude_patients: frozenset[str]) -> bool:
         n = row.nodule
+        if n.patient_id is not None and n.patient_id in exclude_patients:
+            return False
         if filters.exclude_patient_id is not None and n.patient_id == filters.exclude_patient_id:
             return False
         if filters.min_diameter_mm is not None and n.diameter_mm < filters.min_diameter_mm:
@@ -290,13 +388,13 @@ class Retriever:
         vector: npt.NDArray[np.float32],
         k: int,
         filters: Filters,
-        exclude_ids: frozenset[int] = frozenset(),
+        exclusions: Exclusions = NO_EXCLUSIONS,
     ) -> list[Neighbor]:
-        """The ``k`` most similar catalogue nodules that pass the filters."""
+        """The ``k`` most similar catalogue nodules that pass the filters and exclusions."""
         if k > self.max_k:
             raise InputError(f"k: must be at most {self.max_k} (NODULE_MAX_K), got {k}")
         total = int(self.catalog.index.ntotal)
-        fetch = min(total, k + len(exclude_ids) + 16)
+        fetch = min(total, k + len(exclusions.nodule_ids) + 16)
         while True:
             # OpenMP thread counts are per thread: set in the worker thread that searches, or
             # FAISS starts one thread per core for every concurrent request.
@@ -307,7 +405,9 @@ class Retriever:
             kept = [
                 (i, s)
                 for i, s in pairs
-                if i in rows and i not in exclude_ids and self._passes(rows[i], filters)
+                if i in rows
+                and i not in exclusions.nodule_ids
+                and self._passes(rows[i], filters, exclusions.patient_ids)
             ]
             if len(kept) >= k or fetch >= total:
                 return self._as_neighbors(vector, kept[:k], rows)
@@ -337,28 +437,27 @@ class Retriever:
         k: int,
         filters: Filters,
         query: dict[str, Any],
-        exclude_ids: frozenset[int] = frozenset(),
+        exclusions: Exclusions = NO_EXCLUSIONS,
         size_estimate: SizeEstimate | None = None,
     ) -> SearchResponse:
         """Neighbours and vote as the API returns them."""
-        neighbors = self.neighbors(vector, k, filters, exclude_ids)
+        neighbors = self.neighbors(vector, k, filters, exclusions)
         # The vote rests on the returned neighbours, so the nearest of them decides whether the
         # catalogue holds anything close to the query (``model.store.calibration``).
-        best = neighbors[0].similarity if neighbors else None
         threshold = self.match_threshold.value if self.match_threshold is not None else None
-        close = None if best is None or threshold is None else bool(best >= threshold)
-        if threshold is not None:
-            for neighbor in neighbors:
-                neighbor.weak_match = neighbor.similarity < threshold
+        state = match_state(neighbors[0].similarity if neighbors else None, threshold)
+        for neighbor in neighbors:
+            neighbor.weak_match = state.weak(neighbor.similarity)
         result = vote(neighbors)
-        result.withheld = close is False
+        result.withheld = state.withheld
         return SearchResponse(
             query=QueryInfo(
                 index_version=self.catalog.version,
                 levels=[p.name for p in self.parts],
-                best_similarity=best,
+                best_similarity=state.best_similarity,
                 match_threshold=threshold,
-                close_match=close,
+                close_match=state.close_match,
+                excluded_patient_id=exclusions.own_patient_id,
                 **query,
             ),
             neighbors=neighbors,
@@ -370,59 +469,109 @@ class Retriever:
         self,
         series_uid: str,
         center_xyz: tuple[float, float, float],
-        k: int,
-        filters: Filters,
+        options: PointOptions,
         study_uid: str | None = None,
-        *,
-        estimate_size: bool = False,
     ) -> SearchResponse:
-        """Search by a world point in a stored CT series (or one in the PACS).
-
-        ``estimate_size``: also the queried nodule's size and type (``size_estimate``).
-        """
+        """Search by a world point in a stored CT series (or one in the PACS)."""
         source = self.open_series(series_uid, study_uid)
-        return self.search_source(source, series_uid, center_xyz, k, filters, estimate_size)
+        return self.search_source(source, series_uid, center_xyz, options)
 
     def search_source(
         self,
         source: VolumeSource,
         series_uid: str,
         center_xyz: tuple[float, float, float],
-        k: int,
-        filters: Filters,
-        estimate_size: bool = False,
+        options: PointOptions,
     ) -> SearchResponse:
-        """Search by a world point of an opened series."""
+        """Search by a world point of an opened series.
+
+        When the series is a catalogue scan, the nodule whose recorded radius holds the point is
+        the query (``query.nodule_id``, never a neighbour) and, unless
+        ``options.include_own_patient``, the scan's patient's nodules are left out.
+        """
         vector = self.embed_point(source, center_xyz)
         index_zyx = tuple(float(v) for v in source.geometry.world_to_index_zyx(center_xyz))
-        return self.respond(
+        exclusions = self.exclusions_at(series_uid, center_xyz, options.include_own_patient)
+        estimate = None
+        if options.estimate_size or options.measured is not None:
+            estimate = estimate_at(source, center_xyz)
+        response = self.respond(
             vector,
-            k,
-            filters,
-            {"center_xyz": center_xyz, "index_zyx": index_zyx, "series_uid": series_uid},
-            size_estimate=size_estimate(source, center_xyz) if estimate_size else None,
+            options.k,
+            options.filters,
+            {
+                "center_xyz": center_xyz,
+                "index_zyx": index_zyx,
+                "series_uid": series_uid,
+                "nodule_id": exclusions.query_nodule_id,
+                "own_patient_included": options.include_own_patient,
+            },
+            exclusions,
+            size_estimate=(
+                SizeEstimate.of(estimate, GROW_METHOD)
+                if options.estimate_size and estimate is not None
+                else None
+            ),
         )
+        response.size_measured = _measured(options.measured, estimate)
+        return response
+
+    def exclusions_at(
+        self, series_uid: str, center_xyz: tuple[float, float, float], include_own_patient: bool
+    ) -> Exclusions:
+        """What a point query in ``series_uid`` leaves out: the nodule there, its patient's."""
+        with self.catalog.sessions() as session:
+            scan = session.execute(
+                select(Scan).where(Scan.series_uid == series_uid)
+            ).scalar_one_or_none()
+            if scan is None:
+                return NO_EXCLUSIONS
+            patient = scan.patient_id
+            nodules = session.execute(
+                select(
+                    Nodule.id, Nodule.center_x, Nodule.center_y, Nodule.center_z, Nodule.diameter_mm
+                ).where(Nodule.scan_id == scan.id)
+            ).all()
+        at_point = nodule_at(
+            [(i, (float(x), float(y), float(z)), float(d)) for i, x, y, z, d in nodules],
+            center_xyz,
+        )
+        own = None if include_own_patient or patient is None else patient
+        return Exclusions(
+            query_nodule_id=at_point,
+            nodule_ids=frozenset() if at_point is None else frozenset({at_point}),
+            own_patient_id=own,
+        )
+
+    def upload_exclusions(
+        self, series_uid: str | None, center_xyz: tuple[float, float, float]
+    ) -> Exclusions:
+        """An upload of a catalogue series leaves out the same as a point query in it does."""
+        if series_uid is None:
+            return NO_EXCLUSIONS
+        return self.exclusions_at(series_uid, center_xyz, include_own_patient=False)
 
     def report_sr(
         self,
         series_uid: str,
         center_xyz: tuple[float, float, float],
-        k: int,
-        filters: Filters,
+        options: PointOptions,
         study_uid: str | None = None,
         *,
         with_seg: bool = False,
     ) -> EncodedReport:
         """The search at a point of a stored DICOM series as a DICOM SR (``model.report``).
 
-        With ``with_seg`` the estimated mask goes along as a SEG.
+        The SR carries what the answer to the same search shows: the match state (no vote when
+        it is withheld), weak matches, and the user's measurement. With ``with_seg`` the
+        estimated mask goes along as a SEG.
 
         Raises:
             InputError: the series is not stored as DICOM (an SR belongs to a DICOM study).
             NotFoundError: the series is nowhere to be found.
         """
         dicom = self._dicom_series(series_uid, study_uid)  # first: refused before any search
-        response = self.search_source(dicom, series_uid, center_xyz, k, filters)
+        response = self.search_source(dicom, series_uid, center_xyz, options)
         files = build_report(
             dicom,
             center_xyz,
@@ -444,7 +593,9 @@ class Retriever:
         if cut.headers is None:
             raise InputError("an SR of an upload needs the uploaded DICOM series' headers")
         vector = self.embedder.embed_patches(cut.patch[None])[0]
-        response = self.respond(vector, k, filters, {"center_xyz": cut.center_xyz})
+        exclusions = self.upload_exclusions(uploaded_series_uid(cut), cut.center_xyz)
+        query = {"center_xyz": cut.center_xyz, "nodule_id": exclusions.query_nodule_id}
+        response = self.respond(vector, k, filters, query, exclusions)
         files = assemble_report(
             cut.headers,
             cut.center_xyz,
@@ -490,11 +641,36 @@ class Retriever:
             return source
         folder = self.locator.find_dicom(series_uid)
         if folder is None:
-            raise InputError(
-                "an SR belongs to a DICOM study, and this series is stored as an image file "
-                "(MetaImage or NIfTI) with no DICOM headers"
-            )
+            raise InputError(self._no_dicom_reason())
         return DicomSeriesSource(folder, series_uid)
+
+    def _no_dicom_reason(self) -> str:
+        """Why no DICOM folder of a series was found: the data root's state names the cause."""
+        root = self.locator.root
+        if root is None:
+            return (
+                "an SR belongs to a DICOM study; this series was read from an image file and no "
+                "data root is configured (NODULE_DATA_DIR) to find its DICOM folder in"
+            )
+        if not root.is_dir():
+            return (
+                "an SR belongs to a DICOM study; this series was read from an image file and "
+                "the data root (NODULE_DATA_DIR) does not exist on the server, so its DICOM "
+                "folder cannot be looked for"
+            )
+        return (
+            "an SR belongs to a DICOM study, and this series is stored as an image file "
+            "(MetaImage or NIfTI) with no DICOM folder of it under the data root"
+        )
+
+    def is_dicom(self, series_uid: str, recorded: Path | None) -> bool:
+        """Whether a series is stored as DICOM (a folder, the PACS, or a DICOM folder found).
+
+        ``recorded``: where the catalogue says it lies (relocated), if it says.
+        """
+        if recorded is not None and (recorded.is_dir() or parse_pacs_address(str(recorded))):
+            return True
+        return self.locator.find_dicom(series_uid) is not None
 
     def nodule(self, nodule_id: int) -> NoduleOut:
         """One catalogue nodule.
@@ -539,7 +715,7 @@ class Retriever:
                 "series_uid": nodule.series_uid,
                 "nodule_id": nodule_id,
             },
-            exclude_ids=frozenset({nodule_id}),
+            Exclusions(query_nodule_id=nodule_id, nodule_ids=frozenset({nodule_id})),
         )
 
     def scans(self, limit: int, offset: int) -> ScanList:
@@ -555,7 +731,12 @@ class Retriever:
                 .offset(offset)
             )
             rows = [
-                ScanSummary(series_uid=scan.series_uid, patient_id=scan.patient_id, n_nodules=n)
+                ScanSummary(
+                    series_uid=scan.series_uid,
+                    patient_id=scan.patient_id,
+                    n_nodules=n,
+                    dicom=self.is_dicom(scan.series_uid, self._recorded_path(scan)),
+                )
                 for scan, n in session.execute(counts).all()
             ]
         return ScanList(total=int(total), scans=rows)
@@ -577,7 +758,11 @@ class Retriever:
                 select(Scan).where(Scan.series_uid == series_uid)
             ).scalar_one_or_none()
             patient = scan.patient_id if scan is not None else None
+            recorded = self._recorded_path(scan) if scan is not None else None
         rows = self._rows(ids)
+        dicom = isinstance(source, DicomSeriesSource | DicomwebSeriesSource) or self.is_dicom(
+            series_uid, recorded
+        )
         g = source.geometry
         low, high = g.extent_world_xyz()
         return ScanOut(
@@ -592,7 +777,21 @@ class Retriever:
             ),
             size_xyz=(int(g.size_xyz[0]), int(g.size_xyz[1]), int(g.size_xyz[2])),
             nodules=[rows[i].nodule for i in ids if i in rows],
+            dicom=dicom,
         )
+
+    def example_point(self, *, dicom: bool = False) -> tuple[str, XYZ] | None:
+        """A catalogue nodule's series and centre, for the API docs' examples (None: none).
+
+        ``dicom``: the first nodule of a series stored as DICOM (an SR can be made there).
+        """
+        with self.catalog.sessions() as session:
+            query = select(Nodule).options(selectinload(Nodule.scan)).order_by(Nodule.id)
+            for nodule in session.execute(query.limit(1 if not dicom else 10_000)).scalars():
+                scan = nodule.scan
+                if not dicom or self.is_dicom(scan.series_uid, self._recorded_path(scan)):
+                    return nodule.series_uid, nodule.center_xyz
+        return None
 
     def map_points(self) -> MapOut:
         """Every nodule's 2-D map position (none when the version has no map)."""

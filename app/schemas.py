@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
-from model.measure import NoduleMeasurement
+from model.measure import RULER_MAX_MM, RULER_METHOD, NoduleMeasurement, RulerMeasurement
 
 XYZ = tuple[float, float, float]
 #: The largest ``k`` any request may name; the service's own ``NODULE_MAX_K`` may be lower.
@@ -22,11 +22,46 @@ class Filters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     exclude_patient_id: str | None = Field(
-        default=None, max_length=128, description="drop this patient's nodules"
+        default=None,
+        max_length=128,
+        description="drop this patient's nodules too (a coordinate search on a catalogue scan "
+        "already drops that scan's patient unless include_own_patient is set)",
     )
-    min_diameter_mm: float | None = Field(default=None, ge=0, le=1000, allow_inf_nan=False)
-    max_diameter_mm: float | None = Field(default=None, ge=0, le=1000, allow_inf_nan=False)
-    labelled_only: bool = False
+    min_diameter_mm: float | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        allow_inf_nan=False,
+        description="only neighbours whose recorded diameter is at least this (mm)",
+    )
+    max_diameter_mm: float | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        allow_inf_nan=False,
+        description="only neighbours whose recorded diameter is at most this (mm)",
+    )
+    labelled_only: bool = Field(
+        default=False,
+        description="only neighbours with a benign/malignant label (mean rating not 3)",
+    )
+
+
+class MeasuredAxes(BaseModel):
+    """The radiologist's own long and short axis of the queried nodule (a ruler, one slice)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    long_axis_mm: float = Field(
+        gt=0, le=RULER_MAX_MM, allow_inf_nan=False, description="longest diameter, mm"
+    )
+    short_axis_mm: float = Field(
+        gt=0,
+        le=RULER_MAX_MM,
+        allow_inf_nan=False,
+        description="longest diameter perpendicular to it on the same slice, mm (the smaller of "
+        "the two is taken as the short axis)",
+    )
 
 
 class CoordinateQuery(BaseModel):
@@ -50,6 +85,19 @@ class CoordinateQuery(BaseModel):
         description="also estimate the queried nodule's size, type and Lung-RADS size category "
         "by region growing from the point (size_estimate; about 15-20 ms more)",
     )
+    include_own_patient: bool = Field(
+        default=False,
+        description="also return nodules of the queried scan's patient (default: when the "
+        "series is a catalogue scan, its patient's nodules are left out, as in the paper's "
+        "protocol; query.excluded_patient_id says which). The nodule at the point itself is "
+        "never a neighbour",
+    )
+    measured_axes_mm: MeasuredAxes | None = Field(
+        default=None,
+        description="the radiologist's own long and short axis of the nodule (the viewer's "
+        "ruler): answered as size_measured with its Lung-RADS size category, and written into "
+        "the SR marked as measured by the user",
+    )
 
     @field_validator("center_xyz")
     @classmethod
@@ -62,13 +110,34 @@ class CoordinateQuery(BaseModel):
 
 
 class QueryInfo(BaseModel):
-    """Where the query was taken."""
+    """Where the query was taken, and what was left out of its answer."""
 
-    center_xyz: XYZ | None = None
-    index_zyx: XYZ | None = None
-    series_uid: str | None = None
-    nodule_id: int | None = None
-    index_version: str
+    center_xyz: XYZ | None = Field(
+        default=None, description="the query point, world mm (ITK/LPS frame)"
+    )
+    index_zyx: XYZ | None = Field(
+        default=None,
+        description="the query point as a continuous voxel index of the queried series, numpy "
+        "(z, y, x) order, 0-based (voxel centres at whole numbers)",
+    )
+    series_uid: str | None = Field(default=None, description="the queried series")
+    nodule_id: int | None = Field(
+        default=None,
+        description="the catalogue nodule queried: the one asked for, or the catalogue nodule "
+        "of the queried series whose recorded radius holds the point. It is never among the "
+        "neighbours and never counts in the vote",
+    )
+    excluded_patient_id: str | None = Field(
+        default=None,
+        description="the patient whose nodules were left out of the neighbours (the queried "
+        "scan's, the paper's protocol); null when none was",
+    )
+    own_patient_included: bool = Field(
+        default=False,
+        description="true when the request asked for the queried scan's patient's nodules too "
+        "(include_own_patient)",
+    )
+    index_version: str = Field(description="the catalogue version that answered")
     levels: list[str] = Field(
         default_factory=list,
         description="names of the blocks of neighbors[].level_similarity (the model's encoder "
@@ -99,28 +168,39 @@ class QueryInfo(BaseModel):
 class LabelOut(BaseModel):
     """Radiologists' ratings of a catalogue nodule and the labels derived from them."""
 
-    ratings: list[int]
-    n_readers: int
-    mean: float | None
-    label_binary: int | None = Field(description="0 benign (1-2), 1 malignant (4-5)")
-    label_4class: int | None = Field(description="rounded mean rating: 1, 2, 4 or 5")
+    ratings: list[int] = Field(
+        description="each reader's LIDC malignancy rating, 1 (highly unlikely) to 5 (highly "
+        "suspicious)"
+    )
+    n_readers: int = Field(description="readers who marked the nodule")
+    mean: float | None = Field(
+        description="mean of the ratings, 1-5 (null without a rating)", ge=1, le=5
+    )
+    label_binary: int | None = Field(
+        description="0 benign (mean rounds to 1-2), 1 malignant (4-5); null when it rounds to 3"
+    )
+    label_4class: int | None = Field(
+        description="rounded mean rating: 1, 2, 4 or 5; null when it rounds to 3"
+    )
 
 
 class NoduleOut(BaseModel):
     """A catalogue nodule."""
 
-    id: int
-    series_uid: str
-    patient_id: str | None
-    center_xyz: XYZ
-    diameter_mm: float
-    labels: LabelOut | None
+    id: int = Field(description="catalogue nodule id (stable within a catalogue)")
+    series_uid: str = Field(description="the CT series it lies in")
+    patient_id: str | None = Field(description="the catalogue's patient id (LIDC-IDRI-xxxx)")
+    center_xyz: XYZ = Field(description="its centre, world mm (ITK/LPS frame)")
+    diameter_mm: float = Field(description="recorded diameter (annotations.csv), mm")
+    labels: LabelOut | None = Field(description="the readers' ratings; null when unrated")
 
 
 class Neighbor(NoduleOut):
     """A similar nodule with its cosine similarity to the query."""
 
-    similarity: float
+    similarity: float = Field(
+        description="cosine similarity of the search vectors, -1 to 1 (1: the same vector)"
+    )
     weak_match: bool | None = Field(
         default=None,
         description="similarity below the catalogue's calibrated close-match threshold (null: "
@@ -137,17 +217,38 @@ class Neighbor(NoduleOut):
 class Vote(BaseModel):
     """Decision support from the labelled neighbours; not a diagnosis."""
 
-    malignant_probability: float | None = Field(
-        description="similarity-weighted share of malignant labelled neighbours"
+    malignant_share: float | None = Field(
+        ge=0,
+        le=1,
+        description="similarity-weighted share of malignant neighbours among the labelled ones, "
+        "0-1: a share of similar cases, not a probability of malignancy",
     )
-    binary: int | None = Field(description="majority label of the labelled neighbours")
-    four_class: dict[str, float] = Field(description="distribution over ratings 1, 2, 4, 5")
-    n_labelled: int
+    binary: int | None = Field(
+        description="majority label of the labelled neighbours: 0 benign, 1 malignant"
+    )
+    four_class: dict[str, float] = Field(
+        description="share of each rounded mean rating (keys 1, 2, 4, 5) among the labelled "
+        "neighbours, 0-1"
+    )
+    n_labelled: int = Field(description="neighbours with a benign/malignant label, the voters")
     withheld: bool = Field(
         default=False,
         description="true when the query has no close match in the catalogue "
-        "(query.close_match false): the numbers are computed but should not be relied on",
+        "(query.close_match false): the numbers are computed but should not be relied on, and "
+        "the SR carries no vote",
     )
+
+    # Marked deprecated in the schema only: pydantic's own ``deprecated=`` warns on every
+    # serialisation, and answering the alias is this release's promise, not a misuse.
+    @computed_field(  # type: ignore[prop-decorator]
+        description="deprecated alias of malignant_share (renamed: it is a share, not a "
+        "probability); answered for one release, removed in the next",
+        json_schema_extra={"deprecated": True},
+    )
+    @property
+    def malignant_probability(self) -> float | None:
+        """Deprecated: the old name of ``malignant_share``."""
+        return self.malignant_share
 
 
 class SizeEstimate(BaseModel):
@@ -160,15 +261,20 @@ class SizeEstimate(BaseModel):
     long_axis_mm: float
     short_axis_mm: float
     mean_diameter_mm: float = Field(description="(long + short axis) / 2, to 0.1 mm")
-    volume_mm3: float
-    nodule_type: Literal["solid", "part-solid", "ground-glass"] | None
+    volume_mm3: float = Field(description="voxels of the estimated mask x voxel volume, mm^3")
+    nodule_type: Literal["solid", "part-solid", "ground-glass"] | None = Field(
+        description="from the share of the mask's core at or above -300 HU (null: not known)"
+    )
     solid_fraction: float | None = Field(description="share of the core at or above -300 HU")
     lung_rads: Literal["2", "3", "4A", "4B"] | None = Field(
         description="Lung-RADS v2022 baseline category from size and type alone (no prior, no "
         "modifiers); null for part-solid nodules"
     )
     method: str = Field(description="how the nodule's extent was found")
-    note: str = "estimate from the image for decision support, not a diagnosis"
+    note: str = Field(
+        default="estimate from the image for decision support, not a diagnosis",
+        description="how to read these numbers",
+    )
 
     @classmethod
     def of(cls, found: NoduleMeasurement, method: str) -> SizeEstimate:
@@ -182,6 +288,43 @@ class SizeEstimate(BaseModel):
             solid_fraction=found.solid_fraction,
             lung_rads=found.lung_rads,
             method=method,
+        )
+
+
+class SizeMeasured(BaseModel):
+    """The queried nodule's size as the radiologist measured it (the ruler), with Lung-RADS."""
+
+    long_axis_mm: float = Field(description="the user's long axis, mm")
+    short_axis_mm: float = Field(description="the user's short axis, mm")
+    mean_diameter_mm: float = Field(description="(long + short axis) / 2, to 0.1 mm")
+    nodule_type: Literal["solid", "part-solid", "ground-glass"] | None = Field(
+        description="the type the Lung-RADS category used: the image estimate's when there is "
+        "one; null when none was made (solid is then assumed, see type_assumed)"
+    )
+    type_assumed: bool = Field(
+        description="no type was estimated: the category takes the nodule as solid (the "
+        "higher of the two size rules)"
+    )
+    lung_rads: Literal["2", "3", "4A", "4B"] | None = Field(
+        description="Lung-RADS v2022 baseline category from the measured size and the type "
+        "(no prior, no modifiers); null for part-solid nodules"
+    )
+    method: str = Field(default=RULER_METHOD, description="how the size was measured")
+    note: str = Field(
+        default="measured by the user; the category is from size and type alone",
+        description="how to read these numbers",
+    )
+
+    @classmethod
+    def of(cls, ruler: RulerMeasurement) -> SizeMeasured:
+        """The answer's form of a ruler measurement (``model.measure``)."""
+        return cls(
+            long_axis_mm=ruler.long_axis_mm,
+            short_axis_mm=ruler.short_axis_mm,
+            mean_diameter_mm=ruler.mean_diameter_mm,
+            nodule_type=ruler.nodule_type,
+            type_assumed=ruler.type_assumed,
+            lung_rads=ruler.lung_rads,
         )
 
 
@@ -211,6 +354,11 @@ class SearchResponse(BaseModel):
         description="with estimate_size, or an upload with a mask: the queried nodule's size "
         "and type, from the mask or by region growing from the point (null when nothing dense "
         "is there, or not asked)",
+    )
+    size_measured: SizeMeasured | None = Field(
+        default=None,
+        description="with measured_axes_mm: the radiologist's own measurement and its Lung-RADS "
+        "size category (null when none was given)",
     )
 
 
@@ -269,7 +417,12 @@ class ScanSummary(BaseModel):
 
     series_uid: str
     patient_id: str | None
-    n_nodules: int
+    n_nodules: int = Field(description="catalogue nodules in it")
+    dicom: bool = Field(
+        default=False,
+        description="stored as a DICOM series (under the data root or in the PACS), so a DICOM "
+        "SR can be made of a search in it; false for image files (MetaImage, NIfTI)",
+    )
 
 
 class ScanList(BaseModel):
@@ -288,11 +441,15 @@ class ScanOut(BaseModel):
 
     series_uid: str
     patient_id: str | None
-    extent_min_xyz: XYZ
-    extent_max_xyz: XYZ
-    spacing_xyz: XYZ
-    size_xyz: tuple[int, int, int]
+    extent_min_xyz: XYZ = Field(description="the first voxel centre's corner, world mm")
+    extent_max_xyz: XYZ = Field(description="the last voxel centre's corner, world mm")
+    spacing_xyz: XYZ = Field(description="voxel spacing, mm, (x, y, z)")
+    size_xyz: tuple[int, int, int] = Field(description="voxels along x, y, z")
     nodules: list[NoduleOut]
+    dicom: bool = Field(
+        default=False,
+        description="stored as a DICOM series, so a DICOM SR can be made of a search in it",
+    )
 
 
 class MapPoint(BaseModel):

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.retrieval import PointOptions
 from app.schemas import Filters
 from app.settings import AppSettings
 from app.state import load_retriever
@@ -74,11 +75,11 @@ def main() -> int:
     with retriever.catalog.sessions() as session:
         nodules = [(n.series_uid, n.center_xyz) for n in session.query(Nodule).order_by(Nodule.id)]
     queries = [nodules[i % len(nodules)] for i in range(args.queries)]
-    retriever.search_coordinate(*queries[0], 5, Filters())  # warm-up
+    retriever.search_coordinate(*queries[0], PointOptions(5, Filters()))  # warm-up
     in_process = []
     for uid, center in queries:
         t0 = time.perf_counter()
-        retriever.search_coordinate(uid, center, 5, Filters())
+        retriever.search_coordinate(uid, center, PointOptions(5, Filters()))
         in_process.append((time.perf_counter() - t0) * 1000.0)
     mhd = {p.stem: p for p in args.data.glob("subset*/*.mhd")}
     base = [baseline_ms(retriever, mhd[uid], center) for uid, center in queries[:10]]

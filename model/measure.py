@@ -229,6 +229,53 @@ def measure(
     )
 
 
+#: How a ruler measurement was made, as answers and the SR name it.
+RULER_METHOD = "measured by the user: long and short axis on an axial slice (ruler)"
+#: The largest axis a ruler measurement may give (mm): beyond it, no lung nodule.
+RULER_MAX_MM = 300.0
+
+
+@dataclass(frozen=True)
+class RulerMeasurement:
+    """A radiologist's own long and short axis of the queried nodule (mm, one axial slice).
+
+    The Lung-RADS size category takes the type from the image's estimate; without one the
+    nodule is taken as solid (``type_assumed``), whose bounds give the higher category.
+    """
+
+    long_axis_mm: float
+    short_axis_mm: float
+    mean_diameter_mm: float
+    """(long + short) / 2, rounded to 0.1 mm (Lung-RADS v2022)."""
+    nodule_type: NoduleType | None
+    type_assumed: bool
+    lung_rads: LungRadsCategory | None
+
+
+def ruler_measurement(
+    long_axis_mm: float, short_axis_mm: float, nodule_type: NoduleType | None = None
+) -> RulerMeasurement:
+    """The user's axes as a measurement (the larger is the long axis), with Lung-RADS.
+
+    Raises:
+        MeasureError: an axis that is not a positive length up to ``RULER_MAX_MM``.
+    """
+    axes = (float(long_axis_mm), float(short_axis_mm))
+    if not all(np.isfinite(a) and 0.0 < a <= RULER_MAX_MM for a in axes):
+        raise MeasureError(f"ruler axes must be lengths in (0, {RULER_MAX_MM:g}] mm, got {axes}")
+    long_mm, short_mm = max(axes), min(axes)
+    mean_mm = round((long_mm + short_mm) / 2.0, 1)
+    kind = nodule_type if nodule_type is not None else "solid"
+    return RulerMeasurement(
+        long_axis_mm=round(long_mm, 1),
+        short_axis_mm=round(short_mm, 1),
+        mean_diameter_mm=mean_mm,
+        nodule_type=nodule_type,
+        type_assumed=nodule_type is None,
+        lung_rads=lung_rads_category(kind, mean_mm),
+    )
+
+
 def grow_region(
     hu_zyx: npt.ArrayLike,
     geometry: Geometry,

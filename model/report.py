@@ -15,18 +15,25 @@ from pydicom.dataset import Dataset
 
 from model.card import ModelCard
 from model.dicom_io import HeaderSource, SliceHeaders
-from model.measure import NoduleRegion, grow_at
+from model.measure import NoduleRegion, RulerMeasurement, grow_at
 from model.seg import mask_segmentation, segment_reference
 from model.sr import SearchFindings, SimilarCase, evidence_for, search_report
+from model.vote import UNKNOWN_MATCH, MatchState
 
 
 @dataclass(frozen=True)
 class SearchOutcome:
-    """What a search found: the neighbours as a report names them, and the vote."""
+    """What a search found: the neighbours as a report names them, the match state, the vote.
+
+    A withheld vote (``match.withheld``) is not coded in the SR, whatever the numbers.
+    """
 
     neighbors: Sequence[SimilarCase]
     malignant_probability: float | None
     vote_binary: int | None
+    match: MatchState = UNKNOWN_MATCH
+    measured: RulerMeasurement | None = None
+    """The radiologist's own axes of the query nodule (the ruler), when given."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,8 @@ def assemble_report(
         model_fingerprint=card.fingerprint,
         index_version=index_version,
         segment=segment_reference(seg) if seg is not None else None,
+        match=outcome.match,
+        measured=outcome.measured,
     )
     sr = search_report([*evidence, seg] if seg is not None else evidence, findings)
     return ReportFiles(encode(sr), encode(seg) if seg is not None else None)

@@ -15,8 +15,19 @@ patient's identifiers go in (neighbours are named by their catalogue id only). I
 - one TID 1501 group per neighbour: its catalogue id as the tracking identifier, the cosine
   similarity and the mean of its readers' malignancy ratings (codes of this project's private
   scheme ``99NODSRCH``: DICOM has none for them);
-- the vote: the similarity-weighted malignant share and its majority as a qualitative
-  evaluation, with the decision-support disclaimer as text.
+  and, when the catalogue version records a close-match threshold, whether it is a weak match
+  (below the threshold), as the screen marks it;
+- the vote group: the best similarity and the threshold, whether the catalogue holds a close
+  match, and only when the vote is not withheld (``model.vote.MatchState``) the
+  similarity-weighted malignant share and its majority as a qualitative evaluation. A withheld
+  vote codes neither: the SR never says more than the screen does;
+- as text: the search's state in words (close match, or no close match with the best similarity
+  and the threshold, the vote withheld) and the decision-support disclaimer.
+
+A size the radiologist measured with the ruler (``model.measure.RulerMeasurement``) goes into
+the query group as long axis, short axis and mean diameter with the method "measured by the
+user", and its Lung-RADS category as such; the estimate's volume and type stay marked as
+estimates.
 
 Built with highdicom (the maintained library for DICOM SR, SEG and their templates).
 """
@@ -33,8 +44,9 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from model.dicom_io import SliceHeaders, with_copied_type2
-from model.measure import NoduleMeasurement
+from model.measure import NoduleMeasurement, RulerMeasurement
 from model.preprocessing import PatchSpec, patch_slice_range
+from model.vote import UNKNOWN_MATCH, MatchState
 
 #: This project's private coding scheme (DICOM PS3.16 8.2: designators starting with 99).
 SCHEME = "99NODSRCH"
@@ -45,10 +57,20 @@ VOTE = hd.sr.CodedConcept("SIM004", SCHEME, "Similar-case malignancy vote")
 NODULE_TYPE = hd.sr.CodedConcept("SIM005", SCHEME, "Nodule type (estimate)")
 LUNG_RADS = hd.sr.CodedConcept("SIM006", SCHEME, "Lung-RADS v2022 size category (estimate)")
 DISCLAIMER_NAME = hd.sr.CodedConcept("SIM007", SCHEME, "Decision support notice")
+WEAK_MATCH = hd.sr.CodedConcept("SIM008", SCHEME, "Weak match (below the close-match threshold)")
+SEARCH_STATE = hd.sr.CodedConcept("SIM009", SCHEME, "Similar-case search state")
+BEST_SIMILARITY = hd.sr.CodedConcept("SIM010", SCHEME, "Best similarity of the neighbours")
+MATCH_THRESHOLD = hd.sr.CodedConcept("SIM011", SCHEME, "Close-match threshold")
+CLOSE_MATCH = hd.sr.CodedConcept("SIM012", SCHEME, "Close match in the catalogue")
+BY_USER = hd.sr.CodedConcept("SIM013", SCHEME, "Measured by the user (ruler)")
+BY_ESTIMATE = hd.sr.CodedConcept("SIM014", SCHEME, "Estimated from the image (region growing)")
+LUNG_RADS_MEASURED = hd.sr.CodedConcept(
+    "SIM015", SCHEME, "Lung-RADS v2022 size category (user's measurement)"
+)
 NO_UNIT = hd.sr.CodedConcept("1", "UCUM", "no units")
 DISCLAIMER = (
     "Decision support from similar cases, not a diagnosis. Sizes and types are estimates from "
-    "the image."
+    "the image unless marked as measured by the user."
 )
 _TYPES = {
     "solid": hd.sr.CodedConcept("SIM101", SCHEME, "Solid"),
@@ -64,6 +86,8 @@ class SimilarCase:
     nodule_id: int
     similarity: float
     mean_rating: float | None
+    weak_match: bool | None = None
+    """Below the catalogue's close-match threshold (None: the version records none)."""
 
 
 @dataclass(frozen=True)
@@ -80,23 +104,53 @@ class SearchFindings:
     index_version: str
     segment: hd.sr.ReferencedSegment | None = None
     """The estimated mask's segment in a SEG that goes with the report (``model.seg``)."""
+    match: MatchState = UNKNOWN_MATCH
+    """Whether the catalogue holds a close match; a withheld vote is not coded."""
+    measured: RulerMeasurement | None = None
+    """The radiologist's own axes of the query nodule (the ruler), when given."""
 
 
 def _size_items(
     size: NoduleMeasurement | None,
 ) -> tuple[list[hd.sr.Measurement], list[hd.sr.QualitativeEvaluation]]:
+    """The estimate's diameter, volume, type and Lung-RADS category (each marked an estimate)."""
     if size is None:
         return [], []
     measurements = [
-        hd.sr.Measurement(codes.SCT.Diameter, size.mean_diameter_mm, codes.UCUM.Millimeter),
-        hd.sr.Measurement(codes.SCT.Volume, size.volume_mm3, codes.UCUM.CubicMillimeter),
+        hd.sr.Measurement(
+            codes.SCT.Diameter, size.mean_diameter_mm, codes.UCUM.Millimeter, method=BY_ESTIMATE
+        ),
+        hd.sr.Measurement(
+            codes.SCT.Volume, size.volume_mm3, codes.UCUM.CubicMillimeter, method=BY_ESTIMATE
+        ),
     ]
     evaluations = []
     if size.nodule_type is not None:
         evaluations.append(hd.sr.QualitativeEvaluation(NODULE_TYPE, _TYPES[size.nodule_type]))
     if size.lung_rads is not None:
-        category = hd.sr.CodedConcept(f"LR{size.lung_rads}", SCHEME, size.lung_rads)
-        evaluations.append(hd.sr.QualitativeEvaluation(LUNG_RADS, category))
+        evaluations.append(hd.sr.QualitativeEvaluation(LUNG_RADS, _category(size.lung_rads)))
+    return measurements, evaluations
+
+
+def _category(lung_rads: str) -> hd.sr.CodedConcept:
+    return hd.sr.CodedConcept(f"LR{lung_rads}", SCHEME, lung_rads)
+
+
+def _ruler_items(
+    ruler: RulerMeasurement,
+) -> tuple[list[hd.sr.Measurement], list[hd.sr.QualitativeEvaluation]]:
+    """The user's long and short axis and their mean, and the Lung-RADS category they give."""
+    mm = codes.UCUM.Millimeter
+    measurements = [
+        hd.sr.Measurement(codes.SCT.LongAxis, ruler.long_axis_mm, mm, method=BY_USER),
+        hd.sr.Measurement(codes.SCT.ShortAxis, ruler.short_axis_mm, mm, method=BY_USER),
+        hd.sr.Measurement(codes.SCT.Diameter, ruler.mean_diameter_mm, mm, method=BY_USER),
+    ]
+    evaluations = []
+    if ruler.lung_rads is not None:
+        evaluations.append(
+            hd.sr.QualitativeEvaluation(LUNG_RADS_MEASURED, _category(ruler.lung_rads))
+        )
     return measurements, evaluations
 
 
@@ -107,23 +161,32 @@ _QueryGroup = (
 
 
 def _query_groups(findings: SearchFindings) -> list[_QueryGroup]:
-    """The query point (TID 1410); with a SEG, the size on its segment (TID 1411) instead."""
+    """The query point (TID 1410); with a SEG, the estimate on its segment (TID 1411) instead.
+
+    The user's ruler measurement, when given, sits on the point: it is the radiologist's own.
+    """
     region = hd.sr.ImageRegion3D(
         graphic_type=hd.sr.GraphicTypeValues3D.POINT,
         graphic_data=np.asarray([findings.center_xyz], dtype=np.float64),
         frame_of_reference_uid=findings.frame_of_reference_uid,
     )
     tracking = hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="query nodule")
-    measurements, evaluations = _size_items(findings.size)
-    on_point = findings.segment is None
+    estimated, estimate_evaluations = _size_items(findings.size)
+    on_segment = findings.segment is not None
+    point_items: list[hd.sr.Measurement] = [] if on_segment else estimated
+    point_evaluations = [] if on_segment else estimate_evaluations
+    if findings.measured is not None:
+        ruler, ruler_evaluations = _ruler_items(findings.measured)
+        point_items = ruler + point_items
+        point_evaluations = point_evaluations + ruler_evaluations
     groups: list[_QueryGroup] = [
         hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=tracking,
             referenced_region=region,
             finding_type=codes.SCT.Nodule,
             finding_sites=[hd.sr.FindingSite(codes.SCT.Lung)],
-            measurements=(measurements or None) if on_point else None,
-            qualitative_evaluations=(evaluations or None) if on_point else None,
+            measurements=point_items or None,
+            qualitative_evaluations=point_evaluations or None,
         )
     ]
     if findings.segment is not None:
@@ -133,41 +196,97 @@ def _query_groups(findings: SearchFindings) -> list[_QueryGroup]:
                 referenced_segment=findings.segment,
                 finding_type=codes.SCT.Nodule,
                 finding_sites=[hd.sr.FindingSite(codes.SCT.Lung)],
-                measurements=measurements or None,
-                qualitative_evaluations=evaluations or None,
+                measurements=estimated or None,
+                qualitative_evaluations=estimate_evaluations or None,
             )
         )
     return groups
+
+
+def _yes_no(flag: bool) -> hd.sr.CodedConcept:
+    return hd.sr.CodedConcept.from_code(codes.SCT.Yes if flag else codes.SCT.No)
 
 
 def _neighbor_group(case: SimilarCase, rank: int) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     measurements = [hd.sr.Measurement(SIMILARITY, case.similarity, NO_UNIT)]
     if case.mean_rating is not None:
         measurements.append(hd.sr.Measurement(MEAN_RATING, case.mean_rating, NO_UNIT))
+    evaluations = None
+    if case.weak_match is not None:
+        evaluations = [hd.sr.QualitativeEvaluation(WEAK_MATCH, _yes_no(case.weak_match))]
+    weak = " (weak match)" if case.weak_match else ""
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
-            uid=generate_uid(), identifier=f"similar case {rank}: catalogue nodule {case.nodule_id}"
+            uid=generate_uid(),
+            identifier=f"similar case {rank}: catalogue nodule {case.nodule_id}{weak}",
         ),
         finding_type=codes.SCT.Nodule,
         measurements=measurements,
+        qualitative_evaluations=evaluations,
     )
 
 
+def _match_items(
+    match: MatchState,
+) -> tuple[list[hd.sr.Measurement], list[hd.sr.QualitativeEvaluation]]:
+    """The best similarity, the threshold and whether that is a close match, where known."""
+    measurements = []
+    if match.best_similarity is not None:
+        measurements.append(hd.sr.Measurement(BEST_SIMILARITY, match.best_similarity, NO_UNIT))
+    if match.threshold is not None:
+        measurements.append(hd.sr.Measurement(MATCH_THRESHOLD, match.threshold, NO_UNIT))
+    evaluations = []
+    if match.close_match is not None:
+        evaluations.append(hd.sr.QualitativeEvaluation(CLOSE_MATCH, _yes_no(match.close_match)))
+    return measurements, evaluations
+
+
 def _vote_group(findings: SearchFindings) -> hd.sr.MeasurementsAndQualitativeEvaluations:
-    measurements = None
-    if findings.malignant_probability is not None:
-        share = hd.sr.Measurement(MALIGNANT_SHARE, findings.malignant_probability, NO_UNIT)
-        measurements = [share]
-    evaluations = None
-    if findings.vote_binary is not None:
+    """The match state, and the vote unless it is withheld (then no vote concept at all)."""
+    measurements, evaluations = _match_items(findings.match)
+    withheld = findings.match.withheld
+    if not withheld and findings.malignant_probability is not None:
+        measurements.append(
+            hd.sr.Measurement(MALIGNANT_SHARE, findings.malignant_probability, NO_UNIT)
+        )
+    if not withheld and findings.vote_binary is not None:
         verdict = codes.SCT.Malignant if findings.vote_binary == 1 else codes.SCT.Benign
-        evaluations = [hd.sr.QualitativeEvaluation(VOTE, verdict)]
+        evaluations.append(hd.sr.QualitativeEvaluation(VOTE, verdict))
+    title = "similar-case vote withheld" if withheld else "similar-case vote"
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
-            uid=generate_uid(), identifier=f"similar-case vote ({findings.index_version})"
+            uid=generate_uid(), identifier=f"{title} ({findings.index_version})"
         ),
-        measurements=measurements,
-        qualitative_evaluations=evaluations,
+        measurements=measurements or None,
+        qualitative_evaluations=evaluations or None,
+    )
+
+
+def state_text(match: MatchState) -> str:
+    """The search's state in words, as the screen says it."""
+    if match.best_similarity is None:
+        return "No neighbour was found in the catalogue; no similar-case vote."
+    if match.threshold is None:
+        return (
+            f"Best similarity {match.best_similarity:.3f}; this catalogue version records no "
+            "close-match threshold, so no neighbour is marked as a weak match."
+        )
+    if match.withheld:
+        return (
+            f"No close match in the catalogue: the best similarity {match.best_similarity:.3f} "
+            f"is below the close-match threshold {match.threshold:.3f}. The similar-case vote "
+            "is withheld; the neighbours are listed for reference only."
+        )
+    return (
+        f"Close match in the catalogue: the best similarity {match.best_similarity:.3f} is at or "
+        f"above the close-match threshold {match.threshold:.3f}. Neighbours below it are "
+        "marked as weak matches."
+    )
+
+
+def _text(name: hd.sr.CodedConcept, value: str) -> hd.sr.TextContentItem:
+    return hd.sr.TextContentItem(
+        name=name, value=value, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
     )
 
 
@@ -208,12 +327,10 @@ def search_report(
         procedure_reported=codes.LN.CTUnspecifiedBodyRegion,
         imaging_measurements=groups,
     )
-    notice = hd.sr.TextContentItem(
-        name=DISCLAIMER_NAME,
-        value=DISCLAIMER,
-        relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
-    )
-    report[0].ContentSequence.append(notice)
+    root = report[0].ContentSequence
+    # The state in words just before the measurements it qualifies; the notice closes the tree.
+    root.insert(len(root) - 1, _text(SEARCH_STATE, state_text(findings.match)))
+    root.append(_text(DISCLAIMER_NAME, DISCLAIMER))
     sr = hd.sr.Comprehensive3DSR(
         evidence=[with_copied_type2(h) for h in evidence],
         content=report[0],

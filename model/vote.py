@@ -8,6 +8,7 @@ a tie decided by the weighted probability; ``four_class`` is the share of each r
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -61,3 +62,38 @@ def four_class_shares(ratings: Sequence[int]) -> dict[str, float]:
     if n == 0:
         return {}
     return {str(r): sum(1 for v in ratings if v == r) / n for r in FOUR_CLASSES}
+
+
+@dataclass(frozen=True)
+class MatchState:
+    """Whether the catalogue holds anything close to a query: the one rule the screen and SR share.
+
+    The nearest returned neighbour decides (``model.store.calibration``): ``close_match`` is
+    ``best_similarity >= threshold``, None without a neighbour or without a threshold. A query
+    with no close match gets no vote: it is withheld on the screen and left out of the SR.
+    """
+
+    best_similarity: float | None
+    threshold: float | None
+    close_match: bool | None
+
+    @property
+    def withheld(self) -> bool:
+        """The vote is withheld: there is a threshold and the nearest neighbour is below it."""
+        return self.close_match is False
+
+    def weak(self, similarity: float) -> bool | None:
+        """A neighbour below the threshold (a weak match); None without a threshold."""
+        return None if self.threshold is None else bool(similarity < self.threshold)
+
+
+def match_state(best_similarity: float | None, threshold: float | None) -> MatchState:
+    """The match state of a query whose nearest neighbour has ``best_similarity`` (cosine)."""
+    close = (
+        None if best_similarity is None or threshold is None else bool(best_similarity >= threshold)
+    )
+    return MatchState(best_similarity, threshold, close)
+
+
+#: The state of a search with no threshold and no neighbour known (older callers, tests).
+UNKNOWN_MATCH = MatchState(None, None, None)

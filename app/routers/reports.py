@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 
-from app.retrieval import EncodedReport
+from app.retrieval import EncodedReport, PointOptions
 from app.routers.deps import RetrieverDep, UidHasherDep
 from app.schemas import CoordinateQuery, Filters, Problem
 from app.uploads import (
@@ -89,14 +89,17 @@ def report_sr(
 
     The series must be DICOM (a folder under the data root, or a study in the PACS): the SR takes
     that study's patient and study modules and references the slices the query used. It holds
-    the query point, the size estimate, each neighbour (catalogue id, similarity, mean rating)
-    and the vote, marked as decision support, not a diagnosis. ``estimate_size`` is implied.
+    the query point, the size estimate (and the user's ``measured_axes_mm``, marked as measured
+    by the user), each neighbour (catalogue id, similarity, mean rating, weak match) and the
+    match state: with no close match the vote is withheld and not coded, as on the screen; the
+    queried nodule and (unless ``include_own_patient``) its patient are left out as in the
+    search. All of it marked as decision support, not a diagnosis. ``estimate_size`` is implied.
     With ``store=true`` the same bytes are stored in the PACS (201, ``Location``: the SR).
     """
     if store:
         retriever.check_can_store()  # refused before any search work
     report = retriever.report_sr(
-        query.series_uid, query.center_xyz, query.k, query.filters, query.study_uid, with_seg=seg
+        query.series_uid, query.center_xyz, PointOptions.of(query), query.study_uid, with_seg=seg
     )
     status = 200
     headers = {}

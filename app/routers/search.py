@@ -7,6 +7,7 @@ import time
 
 from fastapi import APIRouter
 
+from app.retrieval import PointOptions
 from app.routers.deps import RetrieverDep, UidHasherDep
 from app.schemas import CoordinateQuery, Problem, SearchResponse
 
@@ -27,17 +28,15 @@ def search_coordinate(
     With ``study_uid`` the series is read from the configured PACS over DICOMweb (only the slices
     the patch needs); a series not in the PACS is a 404, an unreachable PACS a 503.
 
-    A plain ``def``: reading, the network and FAISS are CPU-bound and run in the threadpool.
+    When the series is a catalogue scan, its patient's other nodules are left out unless
+    ``include_own_patient`` (``query.excluded_patient_id`` says whose were), and the catalogue
+    nodule at the point is the query itself (``query.nodule_id``): never a neighbour, never a
+    vote. ``measured_axes_mm`` (the viewer's ruler) is answered as ``size_measured``.
     """
     started = time.perf_counter()
     try:
         response = retriever.search_coordinate(
-            query.series_uid,
-            query.center_xyz,
-            query.k,
-            query.filters,
-            query.study_uid,
-            estimate_size=query.estimate_size,
+            query.series_uid, query.center_xyz, PointOptions.of(query), query.study_uid
         )
     except Exception as error:
         logger.info(

@@ -83,7 +83,10 @@ def search_upload(
     found = None
     if cut.size is not None and cut.size_method is not None:
         found = SizeEstimate.of(cut.size, cut.size_method)
-    response = retriever.respond(vector, k, filters, query, size_estimate=found)
+    # A catalogue series uploaded (named by series_uid) leaves out what a point query in it does.
+    exclusions = retriever.upload_exclusions(series_uid, cut.center_xyz)
+    query["nodule_id"] = exclusions.query_nodule_id
+    response = retriever.respond(vector, k, filters, query, exclusions, size_estimate=found)
     logger.info(
         "upload search (%s, %.1f MB): %d neighbours, %d labelled",
         received.what,

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import pytest
 from fastapi.testclient import TestClient
 
 from model.ct import open_volume
 from model.dicom_io import DicomSeriesSource
 from model.sr import DISCLAIMER
+from tests.app.test_search import _serving_edited_copy
 from tests.model.synthetic import growable_nodule
 from tests.model.test_seg import SEGMENTATION_STORAGE, content_items
 
@@ -177,3 +179,73 @@ def _zip_of_files(paths: list[Path]) -> bytes:
         for path in paths:
             archive.write(path, path.name)
     return buffer.getvalue()
+
+
+VOTE_CONCEPTS = {("99NODSRCH", "SIM003"), ("99NODSRCH", "SIM004")}
+
+
+def _concepts(sr: pydicom.Dataset) -> dict[tuple[str, str], pydicom.Dataset]:
+    return {
+        (
+            str(i.ConceptNameCodeSequence[0].CodingSchemeDesignator),
+            str(i.ConceptNameCodeSequence[0].CodeValue),
+        ): i
+        for i in content_items(sr.ContentSequence)
+    }
+
+
+@pytest.mark.parametrize(("threshold", "withheld"), [(0.99999, True), (-1.0, False)])
+def test_the_sr_says_what_the_screen_says(
+    app_index: Path, synth_set: Path, tmp_path: Path, threshold: float, withheld: bool
+) -> None:
+    """A withheld search's SR codes no vote; a close match's carries it and the threshold."""
+    entry = {"value": threshold, "percentile": 5.0, "n_queries": 3, "n_nodules": 3}
+    source, center = growable_nodule(synth_set)
+    body = {"series_uid": source.series_uid, "center_xyz": list(center), "k": 3}
+    with _serving_edited_copy(app_index, synth_set, tmp_path, entry) as service:
+        screen = service.post("/v1/search/coordinate", json=body).json()
+        answer = service.post("/v1/reports/sr", json=body)
+    assert answer.status_code == 200, answer.text
+    assert screen["vote"]["withheld"] is withheld
+    concepts = _concepts(pydicom.dcmread(io.BytesIO(answer.content)))
+    if withheld:
+        assert not VOTE_CONCEPTS & concepts.keys()
+    else:
+        assert concepts.keys() >= VOTE_CONCEPTS
+    threshold_item = concepts[("99NODSRCH", "SIM011")]
+    assert float(threshold_item.MeasuredValueSequence[0].NumericValue) == threshold
+    state = str(concepts[("99NODSRCH", "SIM009")].TextValue)
+    assert ("No close match" in state) is withheld
+
+
+def test_a_ruler_measurement_reaches_the_sr(client: TestClient, synth_set: Path) -> None:
+    source, center = growable_nodule(synth_set)
+    body = {
+        "series_uid": source.series_uid,
+        "center_xyz": list(center),
+        "k": 3,
+        "measured_axes_mm": {"long_axis_mm": 6.5, "short_axis_mm": 11.0},
+    }
+    screen = client.post("/v1/search/coordinate", json=body).json()
+    measured = screen["size_measured"]
+    assert (measured["long_axis_mm"], measured["short_axis_mm"]) == (11.0, 6.5)
+    assert measured["mean_diameter_mm"] == 8.8
+    answer = client.post("/v1/reports/sr", json=body)
+    assert answer.status_code == 200, answer.text
+    concepts = _concepts(pydicom.dcmread(io.BytesIO(answer.content)))
+    long_axis = concepts[("SCT", "103339001")]
+    assert float(long_axis.MeasuredValueSequence[0].NumericValue) == 11.0
+    category = concepts[("99NODSRCH", "SIM015")]
+    assert category.ConceptCodeSequence[0].CodeMeaning == measured["lung_rads"]
+
+
+def test_a_bad_ruler_measurement_is_a_422(client: TestClient, synth_set: Path) -> None:
+    source, center = growable_nodule(synth_set)
+    body = {
+        "series_uid": source.series_uid,
+        "center_xyz": list(center),
+        "measured_axes_mm": {"long_axis_mm": -1, "short_axis_mm": 11.0},
+    }
+    answer = client.post("/v1/search/coordinate", json=body)
+    assert answer.status_code == 422
+    assert "measured_axes_mm" in answer.text

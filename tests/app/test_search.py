@@ -46,15 +46,25 @@ def test_health_ready_and_index(client: TestClient, app_index: Path) -> None:
     catalog.close()
 
 
-def test_coordinate_query_finds_the_nodule_itself(client: TestClient, app_index: Path) -> None:
-    nodule_id, series_uid, center, patient = _first_nodule(app_index)
+def _patient_nodules(app_index: Path, patient: str | None) -> set[int]:
+    catalog = Catalog.open(app_index)
+    with catalog.sessions() as session:
+        ids = {n.id for n in session.query(Nodule).all() if n.scan.patient_id == patient}
+    catalog.close()
+    return ids
+
+
+def test_a_point_on_a_catalogue_nodule_is_that_nodule_never_its_own_neighbour(
+    client: TestClient, app_index: Path
+) -> None:
+    nodule_id, series_uid, center, _ = _first_nodule(app_index)
     body = {"series_uid": series_uid, "center_xyz": list(center), "k": 4}
     response = client.post("/v1/search/coordinate", json=body)
     assert response.status_code == 200, response.text
     result = response.json()
-    first = result["neighbors"][0]
-    assert first["id"] == nodule_id
-    assert first["similarity"] == pytest.approx(1.0, abs=1e-4)
+    ids = [n["id"] for n in result["neighbors"]]
+    assert nodule_id not in ids
+    assert result["query"]["nodule_id"] == nodule_id
     assert len(result["neighbors"]) == 4
     assert result["query"]["series_uid"] == series_uid
     assert result["query"]["index_zyx"] is not None
@@ -62,11 +72,70 @@ def test_coordinate_query_finds_the_nodule_itself(client: TestClient, app_index:
     assert vote["n_labelled"] == sum(
         1 for n in result["neighbors"] if n["labels"] and n["labels"]["label_binary"] is not None
     )
-    excluded = client.post(
-        "/v1/search/coordinate", json={**body, "filters": {"exclude_patient_id": patient}}
+    assert vote["malignant_share"] == vote["malignant_probability"]  # the deprecated alias
+
+
+def test_the_queried_scans_patient_is_left_out_unless_asked(
+    client: TestClient, app_index: Path
+) -> None:
+    nodule_id, series_uid, center, patient = _first_nodule(app_index)
+    own = _patient_nodules(app_index, patient) - {nodule_id}
+    assert own, "the fixture's first patient has one nodule only: the test needs two"
+    body = {"series_uid": series_uid, "center_xyz": list(center), "k": 50}
+    default = client.post("/v1/search/coordinate", json=body).json()
+    assert default["query"]["excluded_patient_id"] == patient
+    assert default["query"]["own_patient_included"] is False
+    assert all(n["patient_id"] != patient for n in default["neighbors"])
+    included = client.post(
+        "/v1/search/coordinate", json={**body, "include_own_patient": True}
     ).json()
-    assert all(n["patient_id"] != patient for n in excluded["neighbors"])
-    assert nodule_id not in [n["id"] for n in excluded["neighbors"]]
+    assert included["query"]["excluded_patient_id"] is None
+    assert included["query"]["own_patient_included"] is True
+    ids = {n["id"] for n in included["neighbors"]}
+    assert own <= ids  # the patient's other nodules come back when asked for
+    assert nodule_id not in ids  # the queried nodule itself never does
+
+
+def test_a_point_inside_a_nodules_radius_is_that_nodule(
+    client: TestClient, app_index: Path
+) -> None:
+    catalog = Catalog.open(app_index)
+    with catalog.sessions() as session:
+        nodule = max(session.query(Nodule).all(), key=lambda n: n.diameter_mm)
+        nodule_id, series_uid = nodule.id, nodule.series_uid
+        center, radius = np.asarray(nodule.center_xyz), nodule.diameter_mm / 2
+    catalog.close()
+    inside = center + np.asarray([0.6 * radius, 0.0, 0.0])
+    outside = center + np.asarray([1.5 * radius + 1.0, 0.0, 0.0])
+    for point, expected in ((inside, nodule_id), (outside, None)):
+        body = {"series_uid": series_uid, "center_xyz": point.tolist(), "k": 3}
+        result = client.post("/v1/search/coordinate", json=body).json()
+        assert result["query"]["nodule_id"] == expected, point
+        if expected is not None:
+            assert nodule_id not in [n["id"] for n in result["neighbors"]]
+
+
+def test_the_diameter_filter_and_an_extra_patient_are_left_out(
+    client: TestClient, app_index: Path
+) -> None:
+    _, series_uid, center, _ = _first_nodule(app_index)
+    catalog = Catalog.open(app_index)
+    with catalog.sessions() as session:
+        other = next(
+            n.scan.patient_id
+            for n in session.query(Nodule).order_by(Nodule.id).all()
+            if n.series_uid != series_uid
+        )
+    catalog.close()
+    body = {
+        "series_uid": series_uid,
+        "center_xyz": list(center),
+        "k": 10,
+        "filters": {"exclude_patient_id": other, "min_diameter_mm": 5.0},
+    }
+    result = client.post("/v1/search/coordinate", json=body).json()
+    assert all(n["patient_id"] != other for n in result["neighbors"])
+    assert all(n["diameter_mm"] >= 5.0 for n in result["neighbors"])
 
 
 def test_service_embedding_equals_the_indexers(
@@ -82,13 +151,16 @@ def test_service_embedding_equals_the_indexers(
         extract_patch(open_volume(path), center, embedder.card.preprocessing)[None]
     )[0]
     np.testing.assert_allclose(service_side, stored, atol=1e-5)
-    # And through the HTTP path: the top similarity is the dot product of the two.
+    # And through the HTTP path: each neighbour's similarity is its stored vector's dot product
+    # with this one (the queried nodule itself is never a neighbour).
     result = client.post(
-        "/v1/search/coordinate", json={"series_uid": series_uid, "center_xyz": list(center), "k": 1}
+        "/v1/search/coordinate", json={"series_uid": series_uid, "center_xyz": list(center), "k": 3}
     ).json()
-    assert result["neighbors"][0]["similarity"] == pytest.approx(
-        float(stored @ service_side), abs=1e-5
-    )
+    catalog = Catalog.open(app_index)
+    for neighbor in result["neighbors"]:
+        expected = float(catalog.vector_of(neighbor["id"]) @ service_side)
+        assert neighbor["similarity"] == pytest.approx(expected, abs=1e-5)
+    catalog.close()
 
 
 def test_nodule_and_similar(client: TestClient, app_index: Path) -> None:
@@ -225,8 +297,9 @@ def test_search_reports_its_best_similarity_against_the_versions_threshold(
     query = result["query"]
     assert query["best_similarity"] == result["neighbors"][0]["similarity"]
     assert query["match_threshold"] == threshold
-    assert query["close_match"] is True  # the nodule itself is in the catalogue
-    assert result["vote"]["withheld"] is False
+    # The nodule itself is the query, not a neighbour: its nearest other decides.
+    assert query["close_match"] is (query["best_similarity"] >= threshold)
+    assert result["vote"]["withheld"] is (not query["close_match"])
     similar = client.get(f"/v1/nodules/{nodule_id}/similar", params={"k": 2}).json()
     assert similar["query"]["best_similarity"] == similar["neighbors"][0]["similarity"]
     assert similar["query"]["close_match"] is (similar["neighbors"][0]["similarity"] >= threshold)
@@ -369,7 +442,8 @@ def test_versions_without_a_threshold_still_serve(
         assert old.get("/v1/index").json()["match_threshold"] is None
         body = {"series_uid": series_uid, "center_xyz": list(center), "k": 3}
         result = old.post("/v1/search/coordinate", json=body).json()
-        assert result["query"]["best_similarity"] == pytest.approx(1.0, abs=1e-4)
+        assert result["query"]["best_similarity"] == result["neighbors"][0]["similarity"]
+        assert all(n["weak_match"] is None for n in result["neighbors"])
         assert result["query"]["match_threshold"] is None
         assert result["query"]["close_match"] is None
         assert result["vote"]["withheld"] is False
@@ -404,11 +478,26 @@ def test_the_threshold_applies_to_every_kind_of_search(
             assert result["vote"]["withheld"] is True, kind
             # Withheld, not hidden: the numbers stay for a client that shows them greyed.
             assert result["vote"]["n_labelled"] >= 1, kind
+        # Not even the nodule's own centre finds a close match: it is the query, not a neighbour.
         itself = service.post(
             "/v1/search/coordinate",
             json={"series_uid": series_uid, "center_xyz": list(center), "k": 3},
         ).json()
-        assert itself["query"]["close_match"] is True
+        assert itself["query"]["nodule_id"] == nodule_id
+        assert itself["query"]["close_match"] is False
+
+
+def test_a_close_match_shows_the_vote(app_index: Path, synth_set: Path, tmp_path: Path) -> None:
+    lenient = {"value": -1.0, "percentile": 5.0, "n_queries": 3, "n_nodules": 3}
+    _, series_uid, center, _ = _first_nodule(app_index)
+    with _serving_edited_copy(app_index, synth_set, tmp_path, lenient) as service:
+        result = service.post(
+            "/v1/search/coordinate",
+            json={"series_uid": series_uid, "center_xyz": list(center), "k": 3},
+        ).json()
+        assert result["query"]["close_match"] is True
+        assert result["vote"]["withheld"] is False
+        assert all(n["weak_match"] is False for n in result["neighbors"])
 
 
 @pytest.mark.parametrize("entry", [{"value": "high"}, {"value": 3.0, "percentile": 5.0}, [0.9]])

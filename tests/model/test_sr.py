@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import shutil
 import subprocess
@@ -12,8 +13,9 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
-from model.measure import NoduleMeasurement
-from model.sr import DISCLAIMER, SearchFindings, SimilarCase, search_report
+from model.measure import NoduleMeasurement, ruler_measurement
+from model.sr import DISCLAIMER, SearchFindings, SimilarCase, search_report, state_text
+from model.vote import match_state
 
 COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
 
@@ -97,12 +99,95 @@ def test_an_sr_needs_dicom_evidence() -> None:
         search_report([], SearchFindings((0.0, 0.0, 0.0), "1.2.3", [], None, None, None, "f", "v"))
 
 
+VOTE_CONCEPTS = {("99NODSRCH", "SIM003"), ("99NODSRCH", "SIM004")}  # the share, the verdict
+
+
+def _with_state(evidence: list[Dataset], best: float, threshold: float) -> SearchFindings:
+    found = _findings(evidence)
+    state = match_state(best, threshold)
+    neighbors = [
+        SimilarCase(c.nodule_id, c.similarity, c.mean_rating, state.weak(c.similarity))
+        for c in found.neighbors
+    ]
+    return dataclasses.replace(found, neighbors=neighbors, match=state)
+
+
+def _numbers(items: list[Dataset]) -> dict[tuple[str, str], float]:
+    return {
+        _code(i): float(i.MeasuredValueSequence[0].NumericValue)
+        for i in items
+        if i.ValueType == "NUM"
+    }
+
+
+def test_a_withheld_vote_is_not_in_the_sr(evidence: list[Dataset]) -> None:
+    """No close match: no vote concept at all, the state in words, the numbers it rests on."""
+    findings = _with_state(evidence, best=0.931, threshold=0.95)
+    assert findings.match.withheld
+    items = list(_items(search_report(evidence, findings).ContentSequence))
+    assert not VOTE_CONCEPTS & {_code(i) for i in items}
+    texts = [str(getattr(i, "TextValue", "")) for i in items]
+    assert state_text(findings.match) in texts
+    assert any("No close match" in t and "withheld" in t for t in texts)
+    numbers = _numbers(items)
+    assert numbers[("99NODSRCH", "SIM010")] == pytest.approx(0.931)  # best similarity
+    assert numbers[("99NODSRCH", "SIM011")] == pytest.approx(0.95)  # the threshold
+    close = next(i for i in items if _code(i) == ("99NODSRCH", "SIM012"))
+    assert close.ConceptCodeSequence[0].CodeValue == "373067005"  # SCT No
+    tracking = [str(i.TextValue) for i in items if _code(i) == ("DCM", "112039")]
+    assert "similar case 1: catalogue nodule 7 (weak match)" in tracking
+    assert any(t.startswith("similar-case vote withheld") for t in tracking)
+
+
+def test_a_close_match_sr_carries_the_vote_and_the_thresholds(evidence: list[Dataset]) -> None:
+    findings = _with_state(evidence, best=0.931, threshold=0.9)
+    items = list(_items(search_report(evidence, findings).ContentSequence))
+    assert {_code(i) for i in items} >= VOTE_CONCEPTS
+    numbers = _numbers(items)
+    assert numbers[("99NODSRCH", "SIM003")] == pytest.approx(0.62)
+    assert numbers[("99NODSRCH", "SIM011")] == pytest.approx(0.9)
+    close = next(i for i in items if _code(i) == ("99NODSRCH", "SIM012"))
+    assert close.ConceptCodeSequence[0].CodeValue == "373066001"  # SCT Yes
+    weak = [
+        i.ConceptCodeSequence[0].CodeValue for i in items if _code(i) == ("99NODSRCH", "SIM008")
+    ]
+    assert weak == ["373067005", "373066001"]  # 0.931 is not a weak match, 0.874 is
+
+
+def test_a_ruler_measurement_is_the_users_in_the_sr(evidence: list[Dataset]) -> None:
+    ruler = ruler_measurement(7.0, 12.4, "solid")
+    findings = dataclasses.replace(_findings(evidence), measured=ruler)
+    items = list(_items(search_report(evidence, findings).ContentSequence))
+    by_user = [
+        i
+        for i in items
+        if i.ValueType == "NUM"
+        and "ContentSequence" in i
+        and any(
+            _code(m) == ("SCT", "370129005") and m.ConceptCodeSequence[0].CodeValue == "SIM013"
+            for m in i.ContentSequence
+        )
+    ]
+    measured = {_code(i): float(i.MeasuredValueSequence[0].NumericValue) for i in by_user}
+    assert measured == {
+        ("SCT", "103339001"): 12.4,  # long axis
+        ("SCT", "103340004"): 7.0,  # short axis
+        ("SCT", "81827009"): 9.7,  # mean diameter
+    }
+    category = next(i for i in items if _code(i) == ("99NODSRCH", "SIM015"))
+    assert category.ConceptCodeSequence[0].CodeMeaning == "4A"  # solid, 8 to < 15 mm
+
+
 def test_dciodvfy_finds_no_error(evidence: list[Dataset], tmp_path: Path) -> None:
     """dicom3tools' IOD validator (make test installs it): warnings only, never an error."""
     if shutil.which("dciodvfy") is None:
         pytest.skip("dciodvfy (Debian dicom3tools) is not installed; make system-deps installs it")
     path = tmp_path / "sr.dcm"
-    search_report(evidence, _findings(evidence)).save_as(path, enforce_file_format=True)
+    findings = dataclasses.replace(
+        _with_state(evidence, best=0.931, threshold=0.95),
+        measured=ruler_measurement(7.0, 12.4, None),
+    )
+    search_report(evidence, findings).save_as(path, enforce_file_format=True)
     checked = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
     lines = (checked.stdout + checked.stderr).splitlines()
     errors = [line for line in lines if line.startswith("Error")]
