@@ -96,6 +96,21 @@ def test_the_queried_scans_patient_is_left_out_unless_asked(
     assert nodule_id not in ids  # the queried nodule itself never does
 
 
+def test_every_catalogue_nodule_clicked_is_the_query_not_a_neighbour(
+    client: TestClient, app_index: Path
+) -> None:
+    """The issue's acceptance, through the API the viewer calls: each nodule at its centre."""
+    catalog = Catalog.open(app_index)
+    with catalog.sessions() as session:
+        nodules = [(n.id, n.series_uid, n.center_xyz) for n in session.query(Nodule).all()]
+    catalog.close()
+    for nodule_id, series_uid, center in nodules:
+        body = {"series_uid": series_uid, "center_xyz": list(center), "k": 5}
+        result = client.post("/v1/search/coordinate", json=body).json()
+        assert result["query"]["nodule_id"] == nodule_id
+        assert nodule_id not in [n["id"] for n in result["neighbors"]]
+
+
 def test_a_point_inside_a_nodules_radius_is_that_nodule(
     client: TestClient, app_index: Path
 ) -> None:
