@@ -63,6 +63,10 @@ XYZ = tuple[float, float, float]
 
 #: Catalogue rows kept in memory per served version (a few hundred bytes each).
 ROWS_CACHED = 100_000
+#: Catalogue scans whose patient and nodule spheres are kept (for the query's exclusions).
+SCANS_CACHED = 10_000
+#: A scan's patient and its nodules as (id, centre xyz in world mm, diameter mm).
+_ScanNodules = tuple[str | None, list[tuple[int, tuple[float, float, float], float]]]
 
 
 @dataclass(frozen=True)
@@ -280,6 +284,7 @@ class Retriever:
         self._rows_cache: OrderedDict[int, _Row] = OrderedDict()
         self._rows_capacity = ROWS_CACHED
         self._scan_paths: dict[str, Path | None] = {}
+        self._scans_cache: OrderedDict[str, _ScanNodules] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._map: MapOut | None = None
         self.parts = embedding_parts(embedder.card.arch)
@@ -520,28 +525,48 @@ class Retriever:
         self, series_uid: str, center_xyz: tuple[float, float, float], include_own_patient: bool
     ) -> Exclusions:
         """What a point query in ``series_uid`` leaves out: the nodule there, its patient's."""
-        with self.catalog.sessions() as session:
-            scan = session.execute(
-                select(Scan).where(Scan.series_uid == series_uid)
-            ).scalar_one_or_none()
-            if scan is None:
-                return NO_EXCLUSIONS
-            patient = scan.patient_id
-            nodules = session.execute(
-                select(
-                    Nodule.id, Nodule.center_x, Nodule.center_y, Nodule.center_z, Nodule.diameter_mm
-                ).where(Nodule.scan_id == scan.id)
-            ).all()
-        at_point = nodule_at(
-            [(i, (float(x), float(y), float(z)), float(d)) for i, x, y, z, d in nodules],
-            center_xyz,
-        )
+        scan = self._scan_nodules(series_uid)
+        if scan is None:
+            return NO_EXCLUSIONS
+        patient, nodules = scan
+        at_point = nodule_at(nodules, center_xyz)
         own = None if include_own_patient or patient is None else patient
         return Exclusions(
             query_nodule_id=at_point,
             nodule_ids=frozenset() if at_point is None else frozenset({at_point}),
             own_patient_id=own,
         )
+
+    def _scan_nodules(self, series_uid: str) -> _ScanNodules | None:
+        """A catalogue scan's patient and its nodules' spheres (None: not a catalogue scan).
+
+        Kept per series: a published version never changes, so repeated queries on one study
+        cost no SQL. Unknown UIDs are not kept (they are unbounded).
+        """
+        with self._cache_lock:
+            if series_uid in self._scans_cache:
+                self._scans_cache.move_to_end(series_uid)
+                return self._scans_cache[series_uid]
+        with self.catalog.sessions() as session:
+            scan = session.execute(
+                select(Scan).where(Scan.series_uid == series_uid)
+            ).scalar_one_or_none()
+            if scan is None:
+                return None
+            rows = session.execute(
+                select(
+                    Nodule.id, Nodule.center_x, Nodule.center_y, Nodule.center_z, Nodule.diameter_mm
+                ).where(Nodule.scan_id == scan.id)
+            ).all()
+            found: _ScanNodules = (
+                scan.patient_id,
+                [(i, (float(x), float(y), float(z)), float(d)) for i, x, y, z, d in rows],
+            )
+        with self._cache_lock:
+            self._scans_cache[series_uid] = found
+            while len(self._scans_cache) > SCANS_CACHED:
+                self._scans_cache.popitem(last=False)
+        return found
 
     def upload_exclusions(
         self, series_uid: str | None, center_xyz: tuple[float, float, float]
