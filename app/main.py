@@ -48,6 +48,7 @@ from app.state import CatalogUnavailableError, Serving, State
 from app.uploads import BodyLimitMiddleware, ParserBusyError, UploadParser
 from model.dicomweb import PacsUnavailableError, SeriesNotInPacsError
 from model.embedder import EmbeddingInputError
+from model.evidence import ReportHeaderError, read_leniently
 from model.preprocessing import CoordinateOutsideVolumeError
 from model.uploads import UnsupportedUploadError, UploadContentError
 from model.volume import VolumeReadError
@@ -70,6 +71,7 @@ def _lifespan(settings: AppSettings) -> Callable[[FastAPI], AbstractAsyncContext
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
+        read_leniently()  # header values are checked where they are copied, never logged
         serving = Serving(settings)
         parser = UploadParser(
             settings.parser_memory_mb,
@@ -244,6 +246,7 @@ def _add_error_handlers(app: FastAPI) -> None:
                 EmbeddingInputError,
                 UploadContentError,
                 InputError,
+                ReportHeaderError,
             ),
         ),
         (503, (PacsUnavailableError, CatalogUnavailableError)),

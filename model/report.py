@@ -15,6 +15,7 @@ from pydicom.dataset import Dataset
 
 from model.card import ModelCard
 from model.dicom_io import HeaderSource, SliceHeaders
+from model.evidence import ReportHeaderError, check_evidence
 from model.measure import NoduleRegion, RulerMeasurement, grow_at
 from model.seg import mask_segmentation, segment_reference
 from model.sr import SearchFindings, SimilarCase, evidence_for, search_report
@@ -107,11 +108,36 @@ def assemble_report(
     those ``region`` covers; ``region``: the measured nodule mask, grown or given (None: none).
 
     Raises:
-        ValueError: the headers cannot make a report (highdicom's checks).
+        ReportHeaderError: the headers cannot make a report (``model.evidence``, or highdicom's
+            own checks); its message names the attribute, never a value.
     """
     evidence = evidence_for(headers, center_xyz, card.preprocessing)
-    if not evidence:
-        raise ValueError("an SR needs the headers of the queried CT series (DICOM)")
+    check_evidence(evidence)
+    try:
+        return _encoded(
+            headers, evidence, center_xyz, region, outcome, card, index_version, with_seg
+        )
+    except ValueError as e:
+        if isinstance(e, ReportHeaderError):
+            raise
+        # highdicom's own checks: its text may quote header values, so only its kind is said.
+        raise ReportHeaderError(
+            f"the queried series' headers cannot make a DICOM report ({type(e).__name__} in "
+            "highdicom's checks)"
+        ) from None
+
+
+def _encoded(
+    headers: SliceHeaders,
+    evidence: list[Dataset],
+    center_xyz: tuple[float, float, float],
+    region: NoduleRegion | None,
+    outcome: SearchOutcome,
+    card: ModelCard,
+    index_version: str,
+    with_seg: bool,
+) -> ReportFiles:
+    """The SR and SEG of checked evidence, encoded."""
     seg = None
     if with_seg and region is not None:
         seg = mask_segmentation(headers, region, software_version())

@@ -28,6 +28,7 @@ def main() -> int:
     # Imported only now: the limits above must already hold while the readers load.
     from pathlib import Path
 
+    from model.evidence import read_leniently
     from model.preprocessing import CoordinateOutsideVolumeError
     from model.uploads import (
         UploadContentError,
@@ -38,6 +39,7 @@ def main() -> int:
     )
     from model.volume import VolumeReadError
 
+    read_leniently()
     request = json.loads(sys.stdin.read())
     try:
         result = cut_upload(UploadJob.model_validate(request["job"]), voxel_budget(limit))
