@@ -8,8 +8,9 @@
   before it does anything, which also stops "simple" cross-site form posts that a browser sends
   without asking first.
 - Failed token or admin-key attempts are counted per client address in a moving window
-  (``limits``); past ``NODULE_AUTH_FAILURES_PER_MINUTE`` the client gets 429 with Retry-After and
-  its attempts are not even checked.
+  (``limits``); past ``NODULE_AUTH_FAILURES_PER_MINUTE`` the client's further *failing* attempts
+  get 429 with Retry-After. A correct credential is checked first and always passes: failures
+  never lock anyone out (``FailedAttempts``).
 """
 
 from __future__ import annotations
@@ -38,30 +39,34 @@ bearer = HTTPBearer(
 
 
 class FailedAttempts:
-    """Failed authentication attempts per client, in a one-minute moving window."""
+    """Failed authentication attempts per client, in a one-minute moving window.
+
+    Only failures are limited: a correct credential is checked first and always passes, so
+    nobody behind the same proxy or NAT can lock the others out by failing. Past the limit a
+    client's further *failing* attempts are answered 429 (Retry-After) instead of 401, which
+    stops a misconfigured client hammering the service and tells it to stop. Guessing is no
+    shortcut either way: the token's length is the defence (a 32-byte random token).
+    """
 
     def __init__(self, per_minute: int) -> None:
         self.limit = RateLimitItemPerMinute(per_minute)
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
 
-    def check(self, scope: str, client: str) -> None:
-        """Refuse (429) a client that has used up its failed attempts.
+    def failed(self, scope: str, client: str) -> None:
+        """Count one failed attempt; past the limit, refuse it as too many (429).
 
         Raises:
-            HTTPException: 429 with Retry-After.
+            HTTPException: 429 with Retry-After once the client has used up its failures.
         """
-        if not self._limiter.test(self.limit, scope, client):
-            reset = self._limiter.get_window_stats(self.limit, scope, client).reset_time
-            wait = max(1, int(reset - time.time()) + 1)
-            raise HTTPException(
-                status_code=429,
-                detail=f"too many failed attempts; retry in {wait} s",
-                headers={"Retry-After": str(wait)},
-            )
-
-    def failed(self, scope: str, client: str) -> None:
-        """Count one failed attempt."""
-        self._limiter.hit(self.limit, scope, client)
+        if self._limiter.hit(self.limit, scope, client):
+            return
+        reset = self._limiter.get_window_stats(self.limit, scope, client).reset_time
+        wait = max(1, int(reset - time.time()) + 1)
+        raise HTTPException(
+            status_code=429,
+            detail=f"too many failed attempts; retry in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
 
 
 def client_of(request: Request) -> str:
@@ -77,12 +82,10 @@ async def require_access(
     token = request.state.settings.access_token
     if token is None:
         return
-    attempts: FailedAttempts = request.state.failed_attempts
-    client = client_of(request)
-    attempts.check("access", client)
     given = credentials.credentials.encode() if credentials is not None else b""
     if not hmac.compare_digest(given, token.get_secret_value().encode()):
-        attempts.failed("access", client)
+        attempts: FailedAttempts = request.state.failed_attempts
+        attempts.failed("access", client_of(request))  # 429 past the limit
         logger.warning("request without a valid access token refused")
         raise HTTPException(
             status_code=401,

@@ -37,12 +37,10 @@ async def reload(
         raise HTTPException(
             status_code=403, detail="admin endpoints are disabled (no NODULE_API_KEY)"
         )
-    attempts: FailedAttempts = request.state.failed_attempts
-    client = client_of(request)
-    attempts.check("admin", client)  # 429 once a client has used up its failed attempts
     expected = settings.api_key.get_secret_value().encode()
     if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), expected):
-        attempts.failed("admin", client)
+        attempts: FailedAttempts = request.state.failed_attempts
+        attempts.failed("admin", client_of(request))  # 429 past the limit: failures only
         logger.warning("admin request with a missing or wrong key refused")
         raise HTTPException(status_code=401, detail="missing or wrong X-API-Key")
     try:

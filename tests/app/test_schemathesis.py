@@ -45,7 +45,8 @@ def api_schema(app_index: Path, synth_set: Path) -> Any:
         data_dir=synth_set,
         device="cpu",
         api_key=SecretStr("schemathesis-admin"),
-        auth_failures_per_minute=10_000,
+        # The default failure limit: only failing attempts are limited, so its own negative
+        # auth cases cannot lock the valid key out (app.access.FailedAttempts).
     )
     return schemathesis.openapi.from_asgi("/openapi.json", create_app(app_settings))
 
