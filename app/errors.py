@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 
+from model.geometry import CT_SPACING_RANGE_MM
+
 
 class InputError(ValueError):
     """A query parameter or form field that cannot be used; the message says which and why."""
 
 
-#: Voxel sizes a CT can have, mm (thinnest micro-CT to the thickest slab).
-SPACING_RANGE_MM = (0.01, 50.0)
+#: Voxel sizes a CT can have, mm: the readers' own bound (``model.geometry``).
+SPACING_RANGE_MM = CT_SPACING_RANGE_MM
 
 
 def parse_triple(

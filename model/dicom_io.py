@@ -27,7 +27,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels.processing import apply_modality_lut
 
-from model.geometry import Geometry, GeometryError
+from model.geometry import Geometry, GeometryError, check_ct_spacing
 from model.itk_io import MAX_DIM, MAX_VOXELS
 from model.volume import CTVolume, F32Array, VolumeReadError, VolumeSource, check_box
 
@@ -309,6 +309,7 @@ def layout_series(headers: list[SliceHeader], name: str) -> SeriesLayout:
             direction=direction.tolist(),
             size_xyz=(columns, rows, len(order)),
         )
+        check_ct_spacing(geometry.spacing_xyz)
     except GeometryError as e:
         raise VolumeReadError(f"{name}: {e}") from None
     return SeriesLayout(headers=order, geometry=geometry)

@@ -31,6 +31,25 @@ class GeometryError(ValueError):
     """A volume geometry (origin, spacing, direction, size) is not usable."""
 
 
+#: Voxel sizes a CT can have, mm (thinnest micro-CT to the thickest slab): every CT read, from a
+#: file, a DICOM series, the PACS or an upload's ``spacing_zyx``, is held to it.
+CT_SPACING_RANGE_MM = (0.01, 50.0)
+
+
+def check_ct_spacing(spacing_xyz: Sequence[float]) -> None:
+    """Refuse a voxel size no CT has (``CT_SPACING_RANGE_MM``).
+
+    Raises:
+        GeometryError: a spacing outside the range; the message gives it in mm.
+    """
+    low, high = CT_SPACING_RANGE_MM
+    if not all(low <= float(s) <= high for s in spacing_xyz):
+        shown = ", ".join(f"{float(s):g}" for s in spacing_xyz)
+        raise GeometryError(
+            f"voxel size ({shown}) mm (x, y, z) is outside the {low:g}-{high:g} mm a CT can have"
+        )
+
+
 @dataclass(frozen=True)
 class Geometry:
     """Physical placement of a 3-D volume.

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
 
-from model.geometry import Geometry, GeometryError
+from model.geometry import Geometry, GeometryError, check_ct_spacing
 from model.volume import CTVolume, F32Array, VolumeReadError, check_box, check_read_budget
 
 logger = logging.getLogger(__name__)
@@ -457,6 +457,7 @@ def _geometry_of(reader: sitk.ImageFileReader, path: Path) -> Geometry:
     if min(size) < 2:
         raise VolumeReadError(f"{path.name}: a CT volume needs at least 2 voxels along each axis")
     try:
+        check_ct_spacing(reader.GetSpacing())
         return Geometry.from_itk(
             reader.GetOrigin(), reader.GetSpacing(), reader.GetDirection(), size
         )

@@ -510,6 +510,24 @@ def test_dicom_mixed_pixel_spacing(tmp_path: Path) -> None:
     read_error(load_volume, tmp_path, "mixed pixel spacings")
 
 
+@pytest.mark.parametrize("reader", READERS)
+@pytest.mark.parametrize("pixel_mm", ["50.5", "1000"])
+def test_dicom_pixel_spacing_no_ct_has(tmp_path: Path, reader: Reader, pixel_mm: str) -> None:
+    for path in dicom_folder(tmp_path):
+        edit_dicom(path, PixelSpacing=[pixel_mm, pixel_mm])
+    message = read_error(reader, tmp_path, "outside the 0.01-50 mm a CT can have")
+    assert "np.float64" not in message
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_dicom_slice_step_no_ct_has(tmp_path: Path, reader: Reader) -> None:
+    for i, path in enumerate(dicom_folder(tmp_path)):
+        ds = pydicom.dcmread(path)
+        x, y, _ = (float(v) for v in ds.ImagePositionPatient)
+        edit_dicom(path, ImagePositionPatient=[str(x), str(y), str(i * 1e5)])
+    read_error(reader, tmp_path, "outside the 0.01-50 mm a CT can have")
+
+
 def test_dicom_single_slice(tmp_path: Path) -> None:
     paths = dicom_folder(tmp_path)
     for path in paths[1:]:
