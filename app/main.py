@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -27,6 +28,7 @@ from fastapi.responses import (
     Response,
 )
 from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -44,7 +46,7 @@ from app.problems import (
 from app.retrieval import NotFoundError
 from app.routers import admin, health, nodules, reports, scans, search, upload
 from app.settings import AppSettings
-from app.state import CatalogUnavailableError, Serving, State
+from app.state import CatalogUnavailableError, Serving, State, index_dir_problem
 from app.uploads import BodyLimitMiddleware, ParserBusyError, UploadParser
 from model.dicomweb import PacsUnavailableError, SeriesNotInPacsError
 from model.embedder import EmbeddingInputError
@@ -313,16 +315,40 @@ def _add_docs(app: FastAPI) -> None:
         return page
 
 
+def _settings_problem() -> str | AppSettings:
+    """The settings, or why the service cannot start with them, in one line."""
+    try:
+        settings = AppSettings()
+    except ValidationError as e:
+        fields = "; ".join(
+            f"NODULE_{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
+            for error in e.errors()
+        )
+        return f"invalid settings: {fields}"
+    problem = index_dir_problem(settings.index_dir)
+    return settings if problem is None else problem
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``nodule-api [--host H] [--port P]`` under uvicorn."""
+    """Run ``nodule-api [--host H] [--port P]`` under uvicorn.
+
+    Settings that cannot serve (a ``NODULE_INDEX_DIR`` with no catalogue, a value that does not
+    parse) exit 2 with one line naming them, before uvicorn starts: the lifespan would otherwise
+    print a long traceback.
+    """
     import uvicorn
 
-    settings = AppSettings()
     parser = argparse.ArgumentParser(prog="nodule-api", description="nodule-search HTTP service")
-    parser.add_argument("--host", default=settings.host)
-    parser.add_argument("--port", type=int, default=settings.port)
+    parser.add_argument("--host", default=None, help="address to listen on (NODULE_HOST)")
+    parser.add_argument("--port", type=int, default=None, help="port (NODULE_PORT)")
     args = parser.parse_args(argv)
-    settings = settings.model_copy(update={"host": args.host, "port": args.port})
+    found = _settings_problem()
+    if isinstance(found, str):
+        sys.stderr.write(f"nodule-api: error: {found}\n")
+        return 2
+    settings = found.model_copy(
+        update={"host": args.host or found.host, "port": args.port or found.port}
+    )
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

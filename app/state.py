@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import TypedDict
 
 from app.access import FailedAttempts
@@ -17,6 +18,7 @@ from model.dicomweb import Pacs
 from model.embedder import Embedder
 from model.sources import model_dir_of
 from model.store.catalog import Catalog
+from model.store.layout import CATALOGUE_CONTENTS, IndexLayout, LayoutError, holds_catalogue
 from model.store.leases import ServingLease
 
 logger = logging.getLogger(__name__)
@@ -24,6 +26,54 @@ logger = logging.getLogger(__name__)
 
 class CatalogUnavailableError(RuntimeError):
     """The served version vanished from disk and no other can be opened (HTTP 503)."""
+
+
+class IndexDirError(LayoutError):
+    """``NODULE_INDEX_DIR`` names no catalogue to serve (the message says why, in one line)."""
+
+
+CATALOGUE = "a catalogue folder made by nodule-index build"
+
+
+def index_dir_problem(index_dir: Path) -> str | None:
+    """Why ``index_dir`` cannot be served, one line naming it; None when it has a current version.
+
+    Only the folder's shape and ``CURRENT`` are looked at; the catalogue itself is opened (and
+    judged) by ``load_retriever``.
+    """
+    name = f"NODULE_INDEX_DIR={index_dir}"
+    if not index_dir.is_dir():
+        reason = "no such folder" if not index_dir.exists() else "not a folder"
+        return f"{name}: {reason} (expected {CATALOGUE})"
+    if not holds_catalogue(index_dir):
+        return (
+            f"{name}: holds no catalogue (expected {CATALOGUE}, which holds {CATALOGUE_CONTENTS})"
+        )
+    try:
+        current = IndexLayout(index_dir).current()
+    except LayoutError as e:
+        return f"NODULE_INDEX_DIR: {e}"
+    if current is None:
+        return f"{name}: no catalogue version published yet (no CURRENT; run nodule-index build)"
+    return None
+
+
+def log_data_root(data_dir: Path | None) -> None:
+    """Log the data root (stored CTs of series the catalogue does not hold); warn when missing.
+
+    A mistyped ``NODULE_DATA_DIR`` would otherwise only show as "series not found" later.
+    """
+    if data_dir is None:
+        logger.info("data root: none (NODULE_DATA_DIR unset); stored CTs are not looked up")
+    elif not data_dir.is_dir():
+        logger.warning(
+            "data root %s (NODULE_DATA_DIR) %s: series the catalogue does not hold cannot be "
+            "found there",
+            data_dir,
+            "is not a folder" if data_dir.exists() else "does not exist",
+        )
+    else:
+        logger.info("data root: %s (NODULE_DATA_DIR)", data_dir)
 
 
 #: After a failed fall-back, requests answer 503 for this long before trying to load again.
@@ -43,6 +93,11 @@ class Serving:
     """
 
     def __init__(self, settings: AppSettings) -> None:
+        """Open the current version; raises ``IndexDirError`` when there is none to open."""
+        log_data_root(settings.data_dir)
+        problem = index_dir_problem(settings.index_dir)
+        if problem is not None:
+            raise IndexDirError(problem)
         self.settings = settings
         # Shared by every version served: where stored CTs lie does not change with the index.
         self.locator = SeriesLocator(settings.data_dir, settings.dicom_rescan_s)

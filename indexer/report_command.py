@@ -3,15 +3,14 @@
 With ``--seg-out`` the estimated nodule mask goes along as a DICOM SEG the SR references.
 
 The same report as the service's ``POST /v1/reports/sr`` (``model.sr``), from the command line:
-the catalogue's current version and its model, a DICOM folder, a world point (mm, LPS).
+the catalogue's current version and its model, a DICOM folder, a world point (mm, LPS). Its
+arguments are registered by ``indexer.arguments.add_report``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select
@@ -32,29 +31,6 @@ from model.volume import VolumeReadError
 from model.vote import majority, malignant_probability
 
 logger = logging.getLogger(__name__)
-
-
-def add_parser(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    parse_center: Callable[[str], tuple[float, float, float]],
-) -> None:
-    """Register ``report``; ``parse_center`` reads ``--center X,Y,Z``."""
-    p = sub.add_parser("report", help="a search at a point of a DICOM series as a DICOM SR file")
-    p.add_argument("--index", type=Path, required=True, help="INDEX_DIR (its current version)")
-    p.add_argument("--series", type=Path, required=True, help="folder of the DICOM CT series")
-    p.add_argument("--series-uid", default=None, help="which series, if the folder holds several")
-    p.add_argument(
-        "--center", type=parse_center, required=True, help="X,Y,Z world mm (LPS, as LUNA16)"
-    )
-    p.add_argument("--k", type=int, default=5, help="neighbours (default 5)")
-    p.add_argument("--device", default=None, help="auto, cpu or cuda (default: $NODULE_DEVICE)")
-    p.add_argument("--out", type=Path, required=True, help="the SR file to write (.dcm)")
-    p.add_argument(
-        "--seg-out",
-        type=Path,
-        default=None,
-        help="also write the estimated nodule mask as a DICOM SEG the SR references (.dcm)",
-    )
 
 
 def _neighbors(catalog: Catalog, vector: np.ndarray, k: int) -> SearchOutcome:
@@ -100,11 +76,13 @@ def run(args: argparse.Namespace) -> int:
         files = build_report(
             source, center, found, embedder.card, catalog.version, with_seg=args.seg_out is not None
         )
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_bytes(files.sr)
         if args.seg_out is not None:
             if files.seg is None:
                 logger.warning("no mask could be grown at the point: no SEG written")
             else:
+                args.seg_out.parent.mkdir(parents=True, exist_ok=True)
                 args.seg_out.write_bytes(files.seg)
     except (
         CardError,
@@ -112,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         CoordinateOutsideVolumeError,
         MeasureError,
         ValueError,
+        OSError,
     ) as e:
         logger.error("%s", e)
         return 2

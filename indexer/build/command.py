@@ -1,4 +1,4 @@
-"""``nodule-index build | add | verify | versions | rollback``.
+"""``nodule-index build | add | verify | versions | rollback`` (arguments: ``.arguments``).
 
 Exit codes a cron job can rely on: 0 success; 1 the catalogue does not verify; 2 bad input
 (missing data, a model that does not match the index, an unreadable scan with
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +27,6 @@ from model.labels import LabelRule
 from model.sources import model_dir_of
 from model.store.catalog import verify_version
 from model.store.layout import IndexLayout, LayoutError
-from model.store.vector_index import INDEX_TYPES
 
 if TYPE_CHECKING:
     from indexer.build.ray_executor import RayOptions
@@ -35,135 +34,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_BAD_INPUT, EXIT_LOCKED = 0, 1, 2, 3
-
-
-def _actor_range(text: str) -> tuple[int, int]:
-    """``MIN[:MAX]`` -> (min, max) with 1 <= min <= max."""
-    low, _, high = text.partition(":")
-    try:
-        bounds = (int(low), int(high or low))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--embed-actors must be MIN[:MAX], got {text!r}"
-        ) from None
-    if not 1 <= bounds[0] <= bounds[1]:
-        raise argparse.ArgumentTypeError(f"--embed-actors needs 1 <= MIN <= MAX, got {text!r}")
-    return bounds
-
-
-def _add_build_options(p: argparse.ArgumentParser) -> None:
-    """Options of ``build`` and ``add``: the index, the workers and the executor."""
-    p.add_argument("--index", type=Path, required=True, help="INDEX_DIR")
-    p.add_argument("--index-type", choices=INDEX_TYPES, default="exact")
-    p.add_argument("--keep", type=int, default=5, help="versions kept (older ones pruned)")
-    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    p.add_argument(
-        "--device",
-        default=None,
-        help="auto, cpu or cuda (default: $NODULE_DEVICE, else auto)",
-    )
-    p.add_argument(
-        "--on-error",
-        choices=("fail", "skip"),
-        default="fail",
-        help="an unreadable scan fails the build (default) or is skipped and reported",
-    )
-    p.add_argument("--no-progress", action="store_true")
-    _add_ray_options(p)
-
-
-def _add_ray_options(p: argparse.ArgumentParser) -> None:
-    """``--executor`` and the options of the Ray executor."""
-    p.add_argument(
-        "--executor",
-        choices=("local", "ray"),
-        default="local",
-        help="local worker processes (default), or a Ray cluster (pip install '.[ray]')",
-    )
-    p.add_argument(
-        "--address",
-        default=None,
-        help="ray: 'auto' or HOST:PORT of a running cluster (default: start a local one)",
-    )
-    p.add_argument(
-        "--embed-actors",
-        type=_actor_range,
-        default=(1, 1),
-        help="ray: embed actor pool size MIN[:MAX] (default 1)",
-    )
-    p.add_argument("--gpus-per-actor", type=float, default=0.0, help="ray: GPUs per embed actor")
-    p.add_argument(
-        "--max-retries",
-        type=int,
-        default=2,
-        help="ray: retries of a crashed crop task / restarts of an embed actor (default 2)",
-    )
-    p.add_argument(
-        "--max-failed-scans",
-        type=int,
-        default=None,
-        help="more failed scans than this fail the build, nothing published (ray default "
-        "10; local: with --on-error skip, default unlimited)",
-    )
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="ray: keep the scans an interrupted run of the same build finished",
-    )
-
-
-def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``nodule-index build``: from a LUNA16-layout folder or a PACS series list."""
-    b = sub.add_parser("build", help="embed every annotated nodule into a new catalogue version")
-    where = b.add_mutually_exclusive_group(required=True)
-    where.add_argument("--data", type=Path, help="LUNA16-layout folder")
-    where.add_argument(
-        "--series-list",
-        type=Path,
-        help="CSV of PACS series and nodules (study_uid, series_uid, coordX, coordY, coordZ, "
-        "diameter_mm[, patient_id]) read over DICOMweb from --dicomweb-url",
-    )
-    b.add_argument(
-        "--dicomweb-url",
-        default=None,
-        help="the PACS's DICOMweb root (default $NODULE_DICOMWEB_URL; credentials from "
-        "NODULE_DICOMWEB_USER/_PASSWORD or "
-        "NODULE_DICOMWEB_TOKEN, never on the command line)",
-    )
-    b.add_argument("--model", type=Path, required=True, help="MODEL_DIR (card.json, weights.pt)")
-    b.add_argument(
-        "--labels", type=Path, default=None, help="labels.csv from `nodule-index labels`"
-    )
-    _add_build_options(b)
-
-
-def _add_add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``nodule-index add``: the new scans of a folder into a new version."""
-    a = sub.add_parser("add", help="index the scans of DIR not yet in the catalogue (new version)")
-    a.add_argument("--data", type=Path, required=True)
-    a.add_argument("--model", type=Path, default=None, help="default: the index's own model")
-    a.add_argument("--labels", type=Path, default=None)
-    _add_build_options(a)
-
-
-def _add_admin(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``verify``, ``versions`` and ``rollback``."""
-    v = sub.add_parser("verify", help="check a catalogue version (default: CURRENT)")
-    v.add_argument("--index", type=Path, required=True)
-    v.add_argument("--version", default=None)
-    v.add_argument("--model", type=Path, default=None, help="also check it was built with this")
-    ls = sub.add_parser("versions", help="list the catalogue versions")
-    ls.add_argument("--index", type=Path, required=True)
-    r = sub.add_parser("rollback", help="make an earlier version CURRENT again")
-    r.add_argument("version")
-    r.add_argument("--index", type=Path, required=True)
-
-
-def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register the catalogue commands on the CLI."""
-    _add_build(sub)
-    _add_add(sub)
-    _add_admin(sub)
 
 
 def _log_result(result: BuildResult, index: Path) -> None:
@@ -302,25 +172,30 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_versions(args: argparse.Namespace) -> int:
-    """``versions``: one line per complete version, the current one marked."""
+    """``versions``: one line per complete version on stdout (to pipe), the current one marked."""
     layout = IndexLayout(args.index)
     try:
         current = layout.current()
-        for version in layout.versions():
-            m = layout.manifest(version)
-            logger.info(
-                "%s %s  %6d nodules  %-5s  model %s  parent %s",
-                "*" if version == current else " ",
-                version,
-                m.get("n_nodules", 0),
-                m.get("index_type", "?"),
-                str(m.get("model_fingerprint", ""))[:12],
-                m.get("parent_version") or "-",
-            )
+        lines = [_version_line(layout, version, current) for version in layout.versions()]
     except LayoutError as e:
         logger.error("%s", e)
         return EXIT_BAD_INPUT
+    if not lines:
+        logger.warning("%s holds no complete version yet", args.index)
+    # The listing is the command's output, not a log line.
+    sys.stdout.write("".join(f"{line}\n" for line in lines))
+    sys.stdout.flush()
     return EXIT_OK
+
+
+def _version_line(layout: IndexLayout, version: str, current: str | None) -> str:
+    m = layout.manifest(version)
+    mark = "*" if version == current else " "
+    model = str(m.get("model_fingerprint", ""))[:12]
+    return (
+        f"{mark} {version}  {m.get('n_nodules', 0):6d} nodules  {m.get('index_type', '?'):<5}  "
+        f"model {model}  parent {m.get('parent_version') or '-'}"
+    )
 
 
 def run_rollback(args: argparse.Namespace) -> int:

@@ -13,46 +13,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from indexer.cli_paths import check_paths
 from indexer.evaluate.crossval import CrossValidationError, CrossValOptions, cross_validate
 from indexer.evaluate.report import BASELINE_NAMES, BASELINES, EvaluateOptions
+from indexer.train import arguments as train_arguments
 from indexer.train import command as train_command
 from model.card import CardError
 
 logger = logging.getLogger(__name__)
-
-
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``crossval`` on the CLI."""
-    p = sub.add_parser(
-        "crossval",
-        help="patient-grouped cross-validation of a training recipe (or of one fixed model) "
-        "on a labelled LUNA16-layout set, with the evaluate baselines",
-    )
-    p.add_argument("--data", type=Path, required=True, help="LUNA16-layout folder + labels.csv")
-    p.add_argument("--out", type=Path, required=True, help="cv.json, cv.md and the fold models")
-    p.add_argument("--folds", type=int, default=5, help="folds (subsets dealt round-robin)")
-    p.add_argument("--model", type=Path, default=None, help="judge this fixed model instead")
-    p.add_argument(
-        "--size-profile-weight",
-        type=float,
-        action="append",
-        default=None,
-        help="candidate size-profile weights (repeat); with several, each fold uses the one "
-        "that scored best on the other folds (default 0: features only)",
-    )
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates")
-    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    p.add_argument(
-        "train_args",
-        nargs=argparse.REMAINDER,
-        help="after --: options for train (e.g. --init models/demo --outside edge --epochs 4)",
-    )
 
 
 def _train_namespace(
@@ -61,10 +34,13 @@ def _train_namespace(
     """The fold's ``train`` options; ``device``: where it trains unless ``extra`` says."""
     parser = argparse.ArgumentParser(prog="nodule-index", exit_on_error=False)
     sub = parser.add_subparsers(dest="command")
-    train_command.add_parser(sub)
+    train_arguments.add_parser(sub)
     held_out = [a for s in val_subsets for a in ("--val-subset", s)]
     argv = ["train", "--data", str(data), "--out", str(out), *held_out, "--no-progress", *extra]
     parsed = parser.parse_args(argv)
+    problem = check_paths(parsed)
+    if problem is not None:
+        raise CrossValidationError(f"train options after --: {problem}")
     if parsed.device is None:
         parsed.device = device
     return parsed

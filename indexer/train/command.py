@@ -1,15 +1,14 @@
-"""The ``nodule-index train`` subcommand."""
+"""The ``nodule-index train`` subcommand (its arguments: ``indexer.train.arguments``)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
-from pathlib import Path
 
 from pydantic import ValidationError
 
 from indexer.luna import LunaLayoutError
+from indexer.train.arguments import RECIPE_OPTIONS
 from indexer.train.samples import data_fingerprint
 from indexer.train.trainer import TrainConfig, prepare_data, train
 from indexer.version import code_version
@@ -19,71 +18,6 @@ from model.network import NoduleNet
 from model.threads import ThreadPolicy
 
 logger = logging.getLogger(__name__)
-
-
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``train`` on the CLI."""
-    p = sub.add_parser("train", help="train the FP-reduction network on candidates_V2.csv")
-    p.add_argument("--data", type=Path, required=True, help="LUNA16-layout folder")
-    p.add_argument("--out", type=Path, required=True, help="model folder (card.json, weights.pt)")
-    p.add_argument("--epochs", type=int, default=TrainConfig().epochs)
-    p.add_argument(
-        "--device",
-        default=None,
-        help="auto, cpu or cuda (default: $NODULE_DEVICE, else auto)",
-    )
-    p.add_argument("--val-subset", action="append", default=None, help="held-out subset(s)")
-    p.add_argument("--cache-dir", type=Path, default=None, help="patch cache (default OUT/cache)")
-    p.add_argument("--batch-size", type=int, default=TrainConfig().batch_size)
-    p.add_argument("--samples-per-epoch", type=int, default=TrainConfig().samples_per_epoch)
-    p.add_argument("--width", type=int, default=TrainConfig().width, help="channels of level 1")
-    p.add_argument(
-        "--embedding-pool",
-        choices=("center-multiscale", "avg"),
-        default=TrainConfig().embedding_pool,
-        help="search vector: all encoder levels pooled at the patch centre (default), or the "
-        "bottleneck averaged over the whole patch",
-    )
-    p.add_argument(
-        "--max-negatives-per-scan", type=int, default=TrainConfig().max_negatives_per_scan
-    )
-    p.add_argument("--lr", type=float, default=TrainConfig().lr, help="peak learning rate")
-    p.add_argument(
-        "--outside",
-        choices=("air", "edge"),
-        default=TrainConfig().patch.outside,
-        help="what the patch holds outside the scanned volume (a card parameter: build and the "
-        "service then do the same); edge suits crop collections",
-    )
-    p.add_argument(
-        "--intensity-jitter",
-        type=float,
-        default=TrainConfig().intensity_jitter,
-        help="largest offset added to a positive's patch, in HU-window units (0.02 = 28 HU)",
-    )
-    p.add_argument(
-        "--scale-jitter",
-        type=float,
-        default=TrainConfig().scale_jitter,
-        help="largest relative zoom of a positive's patch (0.1 = 0.9x..1.1x)",
-    )
-    p.add_argument(
-        "--init",
-        type=Path,
-        default=None,
-        help="start from this model's weights (fine-tuning); its architecture and patch are kept",
-    )
-    p.add_argument(
-        "--select",
-        choices=("val-auc", "last"),
-        default=TrainConfig().select,
-        help="keep the epoch with the best validation AUC, or the last one",
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
-    p.add_argument("--force", action="store_true", help="train even if OUT has a matching model")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def _same_run(card: ModelCard, fingerprint: str, config: TrainConfig) -> bool:
@@ -120,38 +54,41 @@ def log_report(card: ModelCard) -> None:
         logger.info("  sensitivity %s   CPM %.3f", sens, t.froc.cpm)
 
 
+def _config(args: argparse.Namespace, init_card: ModelCard | None) -> TrainConfig:
+    """The run's ``TrainConfig``: the options given, the recipe's defaults for the rest.
+
+    Raises:
+        ValidationError: an option is out of the recipe's range.
+    """
+    defaults = TrainConfig()
+    outside = args.outside or defaults.patch.outside
+    arch: dict[str, object]
+    if init_card is not None:
+        # Fine-tuning keeps the starting model's architecture and patch (but --outside).
+        arch = {
+            "width": init_card.arch.width,
+            "levels": init_card.arch.levels,
+            "embedding_pool": init_card.arch.embedding_pool,
+            "embedding_center_fraction": init_card.arch.embedding_center_fraction,
+            "patch": init_card.preprocessing.model_copy(update={"outside": outside}),
+            "init_fingerprint": init_card.fingerprint,
+        }
+    else:
+        given = {n: getattr(args, n) for n in ("width", "embedding_pool")}
+        arch = {n: v for n, v in given.items() if v is not None}
+        arch["patch"] = defaults.patch.model_copy(update={"outside": outside})
+    recipe = {n: getattr(args, n) for n in RECIPE_OPTIONS if getattr(args, n) is not None}
+    return TrainConfig(seed=args.seed, **recipe, **arch)
+
+
 def run(args: argparse.Namespace) -> int:
     """Train (or reuse a matching model); exit 2 with a message on bad input."""
     init: NoduleNet | None = None
+    init_card: ModelCard | None = None
     try:
         if args.init is not None:
             init, init_card = load_model(args.init)
-            arch: dict[str, object] = {
-                "width": init_card.arch.width,
-                "levels": init_card.arch.levels,
-                "embedding_pool": init_card.arch.embedding_pool,
-                "embedding_center_fraction": init_card.arch.embedding_center_fraction,
-                "patch": init_card.preprocessing.model_copy(update={"outside": args.outside}),
-                "init_fingerprint": init_card.fingerprint,
-            }
-        else:
-            arch = {
-                "width": args.width,
-                "embedding_pool": args.embedding_pool,
-                "patch": TrainConfig().patch.model_copy(update={"outside": args.outside}),
-            }
-        config = TrainConfig(
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            samples_per_epoch=args.samples_per_epoch,
-            lr=args.lr,
-            max_negatives_per_scan=args.max_negatives_per_scan,
-            intensity_jitter=args.intensity_jitter,
-            scale_jitter=args.scale_jitter,
-            select=args.select,
-            seed=args.seed,
-            **arch,
-        )
+        config = _config(args, init_card)
     except CardError as e:
         logger.error("--init: %s", e)
         return 2

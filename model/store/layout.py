@@ -41,6 +41,22 @@ class LayoutError(ValueError):
     """The index folder, a version or the pointer is missing or malformed."""
 
 
+#: What a catalogue folder holds, for messages about a folder that is not one.
+CATALOGUE_CONTENTS = (
+    f"{CURRENT} and {VERSIONS}/<version>/ with {MANIFEST}, {INDEX_FILE}, {CATALOG_FILE}, "
+    f"{EMBEDDINGS_FILE}"
+)
+
+
+def holds_catalogue(index_dir: Path) -> bool:
+    """Whether the folder ``index_dir`` has a catalogue's shape: ``CURRENT`` or ``versions/``.
+
+    Cheap (nothing is read), for a clear "not a catalogue" before anything is opened; whether
+    ``CURRENT`` names a sound version is ``IndexLayout.current``'s business.
+    """
+    return (index_dir / CURRENT).is_file() or (index_dir / VERSIONS).is_dir()
+
+
 def new_version_name(salt: str) -> str:
     """A sortable, unique version name: UTC time to the microsecond plus a short hash."""
     now = datetime.now(UTC)

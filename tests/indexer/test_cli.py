@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import importlib
 import json
 import logging
 import subprocess
@@ -12,10 +15,16 @@ import numpy as np
 import pydicom
 import pytest
 
-from indexer.cli import main, parse_center_xyz
+from indexer import cli_paths
+from indexer.arguments import CROP_COLUMNS
+from indexer.build.arguments import INDEX_TYPES
+from indexer.cli import RUNNERS, build_parser, main, parse_center_xyz
+from indexer.labels.arguments import EXCLUDE_THREE
 from indexer.luna import find_series, read_annotations
+from indexer.train.arguments import RECIPE_OPTIONS
 from model.ct import open_volume
 from model.preprocessing import DEFAULT_SPEC, PatchSpec, extract_patch
+from model.store.layout import IndexLayout
 from tests.model.synthetic import growable_nodule
 
 
@@ -174,3 +183,193 @@ def test_report_writes_the_seg_beside_the_sr(
     # The SR's volumetric group carries the size on the SEG's segment (TID 1411).
     query_groups = sr.ContentSequence[-2].ContentSequence[:2]
     assert seg.SOPInstanceUID in str(query_groups[1])
+
+
+# --- a light parser: --help and usage errors import nothing heavy (issue 26) -----------------
+
+HEAVY = ("torch", "faiss", "SimpleITK", "highdicom", "matplotlib", "scipy", "sklearn", "pydicom")
+
+_LIGHT_RUN = """
+import contextlib, io, json, sys
+from indexer import cli
+parser = cli.build_parser()
+calls = [["--help"], ["build"], ["evaluate", "--index", "nope", "--out", "out"]]
+calls += [[name, "--help"] for name in cli.RUNNERS]
+codes = []
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    for argv in calls:
+        codes.append(cli.main(argv))
+heavy = sorted({m.split(".")[0] for m in sys.modules} & set(sys.argv[1:]))
+sys.stdout.write(json.dumps({"codes": codes, "heavy": heavy}))
+"""
+
+
+def _nodule_index(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "indexer", *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def test_help_and_usage_errors_import_nothing_heavy() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _LIGHT_RUN, *HEAVY],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    result = json.loads(done.stdout)
+    assert result["heavy"] == []
+    assert result["codes"][:3] == [0, 2, 2]
+    assert set(result["codes"][3:]) == {0}
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    actions = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(actions[0].choices)
+
+
+def test_help_is_plain_text_with_a_line_per_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    assert "``" not in text
+    assert text.startswith("usage: nodule-index")
+    subcommands = _subcommands()
+    assert set(subcommands) == set(RUNNERS)
+    (action,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    helps = {choice.dest: choice.help or "" for choice in action._choices_actions}
+    for name, sub in subcommands.items():
+        assert helps[name], name
+        assert "\n" not in helps[name], name
+        assert helps[name] in " ".join(text.split()), name
+        assert sub.description, name
+        assert "``" not in sub.description, name
+
+
+def test_every_command_runner_resolves() -> None:
+    for name, where in RUNNERS.items():
+        module, _, function = where.partition(":")
+        assert callable(getattr(importlib.import_module(module), function)), name
+
+
+def test_light_copies_match_their_heavy_originals() -> None:
+    from indexer.crops import CropColumns
+    from indexer.train.trainer import TrainConfig
+    from model.card import CARD_FILE
+    from model.labels import ExcludeThree
+    from model.store.vector_index import INDEX_TYPES as FAISS_INDEX_TYPES
+
+    assert INDEX_TYPES == FAISS_INDEX_TYPES
+    assert tuple(e.value for e in ExcludeThree) == EXCLUDE_THREE
+    assert dataclasses.asdict(CropColumns()) == CROP_COLUMNS
+    assert cli_paths.CARD_FILE == CARD_FILE
+    assert set(RECIPE_OPTIONS) <= set(TrainConfig.model_fields)
+
+
+# --- wrong paths: one line naming the path and what was expected ------------------------------
+
+
+@pytest.mark.parametrize("command", ["evaluate", "verify", "versions"])
+def test_a_missing_index_folder_is_named_in_one_line(command: str, tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    extra = ["--out", str(tmp_path / "report")] if command == "evaluate" else []
+    done = _nodule_index(command, "--index", str(missing), *extra)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        f"nodule-index: error: --index {missing}: no such folder "
+        "(expected a catalogue folder made by nodule-index build)"
+    ]
+
+
+@pytest.mark.parametrize("command", ["evaluate", "verify", "versions"])
+def test_a_data_folder_is_no_catalogue(command: str, synth_set: Path, tmp_path: Path) -> None:
+    extra = ["--out", str(tmp_path / "report")] if command == "evaluate" else []
+    done = _nodule_index(command, "--index", str(synth_set), *extra)
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()
+    assert f"--index {synth_set}: holds no catalogue" in line
+    assert "CURRENT and versions/<version>/" in line  # what a catalogue folder holds
+    assert "Traceback" not in done.stderr
+
+
+def test_versions_lists_on_stdout(app_index: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["versions", "--index", str(app_index)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    layout = IndexLayout(app_index)
+    # "* <version>  <n> nodules  <type>  model <fingerprint>  parent <version>", * = current
+    assert [line[2:].split()[0] for line in lines] == layout.versions()
+    assert [line[2:].split()[0] for line in lines if line.startswith("*")] == [layout.current()]
+
+
+def _missing_input_cases(missing: Path, out: Path) -> dict[str, list[str]]:
+    """For each command, a call whose first checked input path is ``missing``."""
+    m, o = str(missing), str(out)
+    return {
+        "synth": ["--out", o, "--lidc-table", m],
+        "patch": ["--volume", m, "--center", "0,0,0", "--out", f"{o}/p.npy"],
+        "import-crops": ["--csv", m, "--out", o],
+        "real-set": ["--shared", m, "--out", o],
+        "labels": ["--annotations", m, "--out", f"{o}/labels.csv", "--pylidc"],
+        "train": ["--data", m, "--out", o],
+        "build": ["--data", m, "--model", m, "--index", o],
+        "add": ["--data", m, "--index", m],
+        "verify": ["--index", m],
+        "versions": ["--index", m],
+        "rollback": ["20000101T000000000000Z-abcdef", "--index", m],
+        "bootstrap": ["--data", o, "--model", o, "--index", o, "--lidc-table", m],
+        "evaluate": ["--index", m, "--out", o],
+        "report": ["--index", m, "--series", m, "--center", "0,0,0", "--out", f"{o}/sr.dcm"],
+        "crossval": ["--data", m, "--out", o],
+        "describe": ["--data", m],
+    }
+
+
+def test_every_command_has_a_missing_path_case(tmp_path: Path) -> None:
+    assert set(_missing_input_cases(tmp_path, tmp_path)) == set(RUNNERS)
+
+
+@pytest.mark.parametrize("command", sorted(RUNNERS))
+def test_a_missing_input_path_is_one_line_naming_it(command: str, tmp_path: Path) -> None:
+    missing = tmp_path / "does-not-exist"
+    argv = _missing_input_cases(missing, tmp_path / "out")[command]
+    done = _nodule_index(command, *argv)
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("nodule-index: error: --")
+    assert f" {missing}: no such " in line
+    assert "(expected " in line
+    assert not (tmp_path / "out").exists()  # nothing was written
+
+
+def test_an_output_folder_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "report").write_text("not a folder")
+    done = _nodule_index("synth", "--out", str(tmp_path / "report"))
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"nodule-index: error: --out {tmp_path / 'report'}: is a file "
+        "(expected a folder to write into (made when missing))"
+    ]
+
+
+def test_a_model_folder_without_a_card_is_refused(tmp_path: Path, synth_set: Path) -> None:
+    done = _nodule_index("describe", "--data", str(synth_set), "--model", str(tmp_path))
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()
+    assert f"--model {tmp_path}: holds no card.json" in line
+
+
+def test_a_wrong_path_in_a_bootstrap_step_goes_to_its_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # With logging set up (bootstrap's steps, tests), the one line is a log record.
+    with caplog.at_level(logging.ERROR):
+        assert main(["verify", "--index", str(tmp_path / "none")]) == 2
+    assert [r.getMessage() for r in caplog.records] == [
+        f"--index {tmp_path / 'none'}: no such folder "
+        "(expected a catalogue folder made by nodule-index build)"
+    ]
