@@ -51,7 +51,7 @@ from model.preprocessing import extract_patch
 from model.report import ReportFiles, SearchOutcome, assemble_report, build_report
 from model.sources import open_source, relocated
 from model.sr import SimilarCase
-from model.store.catalog import Catalog
+from model.store.catalog import Catalog, ScanNodules
 from model.store.tables import Nodule, NoduleRead, Scan
 from model.threads import ThreadPolicy
 from model.uploads import UploadPatch
@@ -65,8 +65,6 @@ XYZ = tuple[float, float, float]
 ROWS_CACHED = 100_000
 #: Catalogue scans whose patient and nodule spheres are kept (for the query's exclusions).
 SCANS_CACHED = 10_000
-#: A scan's patient and its nodules as (id, centre xyz in world mm, diameter mm).
-_ScanNodules = tuple[str | None, list[tuple[int, tuple[float, float, float], float]]]
 
 
 @dataclass(frozen=True)
@@ -212,28 +210,6 @@ class Exclusions:
 NO_EXCLUSIONS = Exclusions()
 
 
-def nodule_at(
-    nodules: list[tuple[int, tuple[float, float, float], float]],
-    center_xyz: tuple[float, float, float],
-) -> int | None:
-    """The nodule whose recorded sphere holds the point (the nearest centre if several).
-
-    Args:
-        nodules: ``(id, centre, diameter)`` of a series' nodules, world mm (LPS).
-        center_xyz: the query point, world mm (LPS).
-
-    Returns:
-        Its id, or None when the point lies in none (LUNA16's hit rule: within diameter / 2).
-    """
-    point = np.asarray(center_xyz, dtype=np.float64)
-    best: tuple[float, int] | None = None
-    for nodule_id, centre, diameter_mm in nodules:
-        distance = float(np.linalg.norm(np.asarray(centre, dtype=np.float64) - point))
-        if distance <= diameter_mm / 2.0 and (best is None or distance < best[0]):
-            best = (distance, nodule_id)
-    return None if best is None else best[1]
-
-
 def _measured(axes: MeasuredAxes | None, estimate: NoduleMeasurement | None) -> SizeMeasured | None:
     """The user's axes as answered, with the estimate's type for the Lung-RADS category."""
     if axes is None:
@@ -284,7 +260,7 @@ class Retriever:
         self._rows_cache: OrderedDict[int, _Row] = OrderedDict()
         self._rows_capacity = ROWS_CACHED
         self._scan_paths: dict[str, Path | None] = {}
-        self._scans_cache: OrderedDict[str, _ScanNodules] = OrderedDict()
+        self._scans_cache: OrderedDict[str, ScanNodules] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._map: MapOut | None = None
         self.parts = embedding_parts(embedder.card.arch)
@@ -528,8 +504,8 @@ class Retriever:
         scan = self._scan_nodules(series_uid)
         if scan is None:
             return NO_EXCLUSIONS
-        patient, nodules = scan
-        at_point = nodule_at(nodules, center_xyz)
+        at_point = scan.nodule_at(center_xyz)
+        patient = scan.patient_id
         own = None if include_own_patient or patient is None else patient
         return Exclusions(
             query_nodule_id=at_point,
@@ -537,8 +513,8 @@ class Retriever:
             own_patient_id=own,
         )
 
-    def _scan_nodules(self, series_uid: str) -> _ScanNodules | None:
-        """A catalogue scan's patient and its nodules' spheres (None: not a catalogue scan).
+    def _scan_nodules(self, series_uid: str) -> ScanNodules | None:
+        """A catalogue scan's patient and nodule spheres (None: not a catalogue scan).
 
         Kept per series: a published version never changes, so repeated queries on one study
         cost no SQL. Unknown UIDs are not kept (they are unbounded).
@@ -547,21 +523,9 @@ class Retriever:
             if series_uid in self._scans_cache:
                 self._scans_cache.move_to_end(series_uid)
                 return self._scans_cache[series_uid]
-        with self.catalog.sessions() as session:
-            scan = session.execute(
-                select(Scan).where(Scan.series_uid == series_uid)
-            ).scalar_one_or_none()
-            if scan is None:
-                return None
-            rows = session.execute(
-                select(
-                    Nodule.id, Nodule.center_x, Nodule.center_y, Nodule.center_z, Nodule.diameter_mm
-                ).where(Nodule.scan_id == scan.id)
-            ).all()
-            found: _ScanNodules = (
-                scan.patient_id,
-                [(i, (float(x), float(y), float(z)), float(d)) for i, x, y, z, d in rows],
-            )
+        found = self.catalog.scan_nodules(series_uid)
+        if found is None:
+            return None
         with self._cache_lock:
             self._scans_cache[series_uid] = found
             while len(self._scans_cache) > SCANS_CACHED:

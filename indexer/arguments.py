@@ -232,6 +232,12 @@ def add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--center", type=parse_center_xyz, required=True, help="X,Y,Z world mm (LPS, as LUNA16)"
     )
     p.add_argument("--k", type=int, default=5, help="neighbours (default 5)")
+    p.add_argument(
+        "--include-own-patient",
+        action="store_true",
+        help="also count the queried scan's patient's other nodules (default: a catalogue "
+        "scan's patient is left out, as the service does; the nodule at the point never counts)",
+    )
     p.add_argument("--device", default=None, help="auto, cpu or cuda (default: $NODULE_DEVICE)")
     add_path(p, "--out", Kind.OUTPUT_FILE, required=True, help="the SR file to write (.dcm)")
     add_path(

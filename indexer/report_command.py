@@ -3,14 +3,17 @@
 With ``--seg-out`` the estimated nodule mask goes along as a DICOM SEG the SR references.
 
 The same report as the service's ``POST /v1/reports/sr`` (``model.sr``), from the command line:
-the catalogue's current version and its model, a DICOM folder, a world point (mm, LPS). Its
-arguments are registered by ``indexer.arguments.add_report``.
+the catalogue's current version and its model, a DICOM folder, a world point (mm, LPS). As in the
+service, a catalogue scan's nodule at the point and (unless ``--include-own-patient``) its
+patient's nodules are left out, and a search with no close match codes no vote. Its arguments are
+registered by ``indexer.arguments.add_report``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import select
@@ -28,36 +31,75 @@ from model.store.catalog import Catalog
 from model.store.layout import LayoutError
 from model.store.tables import Nodule
 from model.volume import VolumeReadError
-from model.vote import majority, malignant_probability
+from model.vote import majority, malignant_probability, match_state
 
 logger = logging.getLogger(__name__)
 
+XYZ = tuple[float, float, float]
+#: Nodules a query leaves out (the one at the point) and the patient left out (None: nobody).
+_LeftOut = tuple[frozenset[int], str | None]
 
-def _neighbors(catalog: Catalog, vector: np.ndarray, k: int) -> SearchOutcome:
-    scores, ids = catalog.search(vector[None].astype(np.float32), k)
+
+@dataclass(frozen=True)
+class _Found:
+    """A catalogue neighbour as the report counts it."""
+
+    nodule_id: int
+    similarity: float
+    mean_rating: float | None
+    label_binary: int | None
+
+
+def _left_out(catalog: Catalog, source: DicomSeriesSource, center: XYZ, own: bool) -> _LeftOut:
+    """What the service's point query leaves out: the nodule at the point, its patient's."""
+    scan = catalog.scan_nodules(source.series_uid)
+    if scan is None:
+        return frozenset(), None
+    at_point = scan.nodule_at(center)
+    patient = None if own else scan.patient_id
+    return (frozenset() if at_point is None else frozenset({at_point})), patient
+
+
+def _nearest(catalog: Catalog, vector: np.ndarray, k: int, left_out: _LeftOut) -> list[_Found]:
+    """The ``k`` nearest catalogue nodules, less the ones left out."""
+    nodule_ids, patient = left_out
+    total = int(catalog.index.ntotal)
+    scores, ids = catalog.search(vector[None].astype(np.float32), min(total, max(1, 4 * k + 16)))
     pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
-    cases: list[SimilarCase] = []
-    sims: list[float] = []
-    binary: list[float] = []
     with catalog.sessions() as session:
         query = select(Nodule).where(Nodule.id.in_([i for i, _ in pairs]))
-        found = session.execute(query.options(selectinload(Nodule.label))).scalars()
-        rows = {n.id: n for n in found}
-        for nodule_id, similarity in pairs:
-            row = rows.get(nodule_id)
-            if row is None:
-                continue
-            label = row.label
-            cases.append(
-                SimilarCase(nodule_id, similarity, label.mean_malignancy if label else None)
-            )
-            if label is not None and label.label_binary is not None:
-                sims.append(similarity)
-                binary.append(float(label.label_binary))
-    if not binary:
-        return SearchOutcome(cases, None, None)
-    probability = float(malignant_probability(sims, binary))
-    return SearchOutcome(cases, probability, int(majority(binary, probability)))
+        options = (selectinload(Nodule.label), selectinload(Nodule.scan))
+        rows = {n.id: n for n in session.execute(query.options(*options)).scalars()}
+        kept = [
+            (rows[i], s)
+            for i, s in pairs
+            if i in rows
+            and i not in nodule_ids
+            and (patient is None or rows[i].scan.patient_id != patient)
+        ]
+        return [_found(row, similarity) for row, similarity in kept[:k]]
+
+
+def _found(row: Nodule, similarity: float) -> _Found:
+    label = row.label
+    if label is None:
+        return _Found(row.id, similarity, None, None)
+    return _Found(row.id, similarity, label.mean_malignancy, label.label_binary)
+
+
+def _outcome(found: list[_Found], threshold: float | None) -> SearchOutcome:
+    """The service's rule (``model.vote``): the match state, weak matches, the vote."""
+    state = match_state(found[0].similarity if found else None, threshold)
+    cases = [
+        SimilarCase(f.nodule_id, f.similarity, f.mean_rating, state.weak(f.similarity))
+        for f in found
+    ]
+    voters = [f for f in found if f.label_binary is not None]
+    if not voters:
+        return SearchOutcome(cases, None, None, state)
+    binary = [float(f.label_binary or 0) for f in voters]
+    share = float(malignant_probability([f.similarity for f in voters], binary))
+    return SearchOutcome(cases, share, int(majority(binary, share)), state)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,7 +114,10 @@ def run(args: argparse.Namespace) -> int:
         source = DicomSeriesSource(args.series, args.series_uid)
         center = tuple(args.center)
         patch = extract_patch(source, center, embedder.card.preprocessing)
-        found = _neighbors(catalog, embedder.embed_patches(patch[None])[0], args.k)
+        left_out = _left_out(catalog, source, center, args.include_own_patient)
+        nearest = _nearest(catalog, embedder.embed_patches(patch[None])[0], args.k, left_out)
+        threshold = catalog.match_threshold
+        found = _outcome(nearest, threshold.value if threshold is not None else None)
         files = build_report(
             source, center, found, embedder.card, catalog.version, with_seg=args.seg_out is not None
         )

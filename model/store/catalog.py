@@ -128,9 +128,49 @@ class Catalog:
                 raise KeyError(nodule_id)
             return np.asarray(self.embeddings[row.embedding_row], dtype=np.float32)
 
+    def scan_nodules(self, series_uid: str) -> ScanNodules | None:
+        """A catalogue scan's patient and its nodules' spheres; None: not a catalogue scan."""
+        with self.sessions() as session:
+            scan = session.execute(
+                select(Scan).where(Scan.series_uid == series_uid)
+            ).scalar_one_or_none()
+            if scan is None:
+                return None
+            rows = session.execute(
+                select(
+                    Nodule.id, Nodule.center_x, Nodule.center_y, Nodule.center_z, Nodule.diameter_mm
+                ).where(Nodule.scan_id == scan.id)
+            ).all()
+            return ScanNodules(
+                scan.patient_id,
+                tuple((i, (float(x), float(y), float(z)), float(d)) for i, x, y, z, d in rows),
+            )
+
     def close(self) -> None:
         """Release the database connections."""
         self.engine.dispose()
+
+
+@dataclass(frozen=True)
+class ScanNodules:
+    """A catalogue scan's patient and its nodules, for what a query in that scan leaves out."""
+
+    patient_id: str | None
+    nodules: tuple[tuple[int, tuple[float, float, float], float], ...]
+    """``(id, centre xyz in world mm (LPS), recorded diameter mm)`` of each nodule."""
+
+    def nodule_at(self, center_xyz: tuple[float, float, float]) -> int | None:
+        """The nodule whose recorded sphere holds the point (the nearest centre if several).
+
+        LUNA16's hit rule: within diameter / 2 of the centre. None when the point is in none.
+        """
+        point = np.asarray(center_xyz, dtype=np.float64)
+        best: tuple[float, int] | None = None
+        for nodule_id, centre, diameter_mm in self.nodules:
+            distance = float(np.linalg.norm(np.asarray(centre, dtype=np.float64) - point))
+            if distance <= diameter_mm / 2.0 and (best is None or distance < best[0]):
+                best = (distance, nodule_id)
+        return None if best is None else best[1]
 
 
 def _threshold_problems(

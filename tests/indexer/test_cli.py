@@ -14,7 +14,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from fastapi.testclient import TestClient
 
+from app.main import create_app
+from app.settings import AppSettings
 from indexer import cli_paths
 from indexer.arguments import CROP_COLUMNS
 from indexer.build.arguments import INDEX_TYPES
@@ -26,6 +29,7 @@ from model.ct import open_volume
 from model.preprocessing import DEFAULT_SPEC, PatchSpec, extract_patch
 from model.store.layout import IndexLayout
 from tests.model.synthetic import growable_nodule
+from tests.model.test_seg import content_items
 
 
 def _first_nodule(synth_set: Path) -> tuple[Path, tuple[float, float, float]]:
@@ -183,6 +187,39 @@ def test_report_writes_the_seg_beside_the_sr(
     # The SR's volumetric group carries the size on the SEG's segment (TID 1411).
     query_groups = sr.ContentSequence[-2].ContentSequence[:2]
     assert seg.SOPInstanceUID in str(query_groups[1])
+
+
+def test_report_leaves_out_what_the_service_leaves_out(
+    app_index: Path, synth_set: Path, tmp_path: Path
+) -> None:
+    """The CLI's SR names the neighbours the service answers: the queried nodule and its patient
+    left out (unless asked), the same weak-match marks, a vote only with a close match."""
+    source, center = growable_nodule(synth_set)
+    settings = AppSettings(index_dir=app_index, data_dir=synth_set, device="cpu")
+    with TestClient(create_app(settings)) as client:
+        for own in (False, True):
+            body = {"series_uid": source.series_uid, "center_xyz": list(center), "k": 3}
+            screen = client.post(
+                "/v1/search/coordinate", json={**body, "include_own_patient": own}
+            ).json()
+            out = tmp_path / f"sr-{own}.dcm"
+            args = ["report", "--index", str(app_index), "--series", str(source.folder)]
+            args += ["--center", ",".join(str(v) for v in center), "--k", "3"]
+            args += ["--device", "cpu", "--out", str(out)]
+            assert main([*args, "--include-own-patient"] if own else args) == 0
+            tracking = [
+                str(i.TextValue)
+                for i in content_items(pydicom.dcmread(out).ContentSequence)
+                if i.ConceptNameCodeSequence[0].CodeValue == "112039"
+            ]
+            expected = [
+                f"similar case {rank}: catalogue nodule {n['id']}"
+                + (" (weak match)" if n["weak_match"] else "")
+                for rank, n in enumerate(screen["neighbors"], start=1)
+            ]
+            assert [t for t in tracking if t.startswith("similar case")] == expected
+            withheld = any(t.startswith("similar-case vote withheld") for t in tracking)
+            assert withheld is screen["vote"]["withheld"]
 
 
 # --- a light parser: --help and usage errors import nothing heavy (issue 26) -----------------
