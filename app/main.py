@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import ipaddress
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -15,6 +16,7 @@ import fastapi_offline
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.openapi.docs import (
     get_redoc_html,
     get_swagger_ui_html,
@@ -168,6 +170,8 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     )
     _add_metrics(app)
     _add_browser_policy(app, settings)
+    # Before anything else: a Host not allow-listed (DNS rebinding) gets a 400 and nothing more.
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
     # Added last, so it is outermost: it sees every answer, the 413s of the upload limit included.
     app.add_middleware(AccessLogMiddleware)
     _add_routes(app, settings)
@@ -329,6 +333,35 @@ def _settings_problem() -> str | AppSettings:
     return settings if problem is None else problem
 
 
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def open_access_problem(settings: AppSettings) -> str | None:
+    """Why the service must not start open (no token beyond loopback); None when it may.
+
+    The catalogue's neighbours carry patient ids: an address others can reach needs
+    NODULE_ACCESS_TOKEN, or an explicit NODULE_ALLOW_OPEN=true (a warning is logged then).
+    """
+    if settings.access_token is not None or _loopback(settings.host):
+        return None
+    if settings.allow_open:
+        logger.warning(
+            "serving on %s with no access token (NODULE_ALLOW_OPEN): anyone who can reach it "
+            "reads the catalogue, patient ids included",
+            settings.host,
+        )
+        return None
+    return (
+        f"--host {settings.host} is reachable beyond this machine and no NODULE_ACCESS_TOKEN is "
+        "set: set one, or NODULE_ALLOW_OPEN=true to serve the catalogue (patient ids included) "
+        "to anyone who can reach it"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``nodule-api [--host H] [--port P]`` under uvicorn.
 
@@ -352,6 +385,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    refusal = open_access_problem(settings)
+    if refusal is not None:
+        sys.stderr.write(f"nodule-api: error: {refusal}\n")
+        return 2
     uvicorn.run(
         create_app(settings),
         host=settings.host,

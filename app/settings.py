@@ -61,8 +61,15 @@ class AppSettings(SharedSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "info"
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "[::1]"]
+    )
+    """Host header values answered (comma-separated; ``*.example.org`` patterns); any other
+    gets 400 before anything else runs. Stops DNS rebinding reading an open service."""
+    allow_open: bool = False
+    """Serve without an access token on an address beyond loopback (refused otherwise)."""
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "allowed_hosts", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):

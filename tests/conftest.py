@@ -29,6 +29,18 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 REAL_SERIES: dict[str, tuple[str, str]] = {s.key: (s.tarball, s.inner) for s in REAL_SCANS}
 
 
+#: The Host header Starlette's TestClient sends: the services the tests start answer it too.
+TEST_HOSTS = "localhost,127.0.0.1,[::1],testserver"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_client_host() -> Iterator[None]:
+    """Every AppSettings a test makes allows the TestClient's ``testserver`` host."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NODULE_ALLOWED_HOSTS", TEST_HOSTS)
+        yield
+
+
 def shared_data_dir() -> Path:
     """``$NODULE_SHARED_DATA``, or ``<project root>/../shared/data``."""
     env = os.environ.get("NODULE_SHARED_DATA")

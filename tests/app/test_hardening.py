@@ -4,6 +4,9 @@ the browser's origin policy, access tokens and failed-attempt limits."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from app.main import create_app
+from app.main import create_app, open_access_problem
 from app.series import OpenSources
 from app.settings import AppSettings
 from model.store.catalog import Catalog
@@ -270,3 +273,62 @@ def test_the_default_has_no_token_and_no_security_scheme(client: TestClient) -> 
     schema = client.get("/openapi.json").json()
     assert "securitySchemes" not in schema.get("components", {})
     assert client.get("/v1/index").status_code == 200
+
+
+def test_a_host_not_allow_listed_is_refused_first(app_index: Path, synth_set: Path) -> None:
+    """DNS rebinding: a page of evil.example resolved to loopback must read nothing."""
+    settings = AppSettings(index_dir=app_index, data_dir=synth_set, device="cpu")
+    assert "evil.example" not in settings.allowed_hosts
+    with TestClient(create_app(settings)) as client:
+        evil = {"host": "evil.example", "origin": "http://evil.example"}
+        answer = client.get("/v1/scans", headers=evil)
+        assert answer.status_code == 400
+        assert "LIDC" not in answer.text
+        assert "SYN-" not in answer.text
+        assert client.get("/v1/scans", headers={"host": "127.0.0.1:8000"}).status_code == 200
+        assert client.get("/healthz", headers={"host": "[::1]:8000"}).status_code == 200
+    default = AppSettings.model_fields["allowed_hosts"].get_default(call_default_factory=True)
+    assert default == ["localhost", "127.0.0.1", "[::1]"]
+
+
+@pytest.mark.parametrize(
+    ("host", "token", "allow_open", "refused"),
+    [
+        ("127.0.0.1", None, False, False),
+        ("::1", None, False, False),
+        ("localhost", None, False, False),
+        ("0.0.0.0", None, False, True),
+        ("192.0.2.7", None, False, True),
+        ("0.0.0.0", "a-long-random-token", False, False),
+        ("0.0.0.0", None, True, False),
+    ],
+)
+def test_an_open_service_beyond_loopback_needs_saying_so(
+    app_index: Path, host: str, token: str | None, allow_open: bool, refused: bool
+) -> None:
+    settings = AppSettings(
+        index_dir=app_index,
+        host=host,
+        access_token=SecretStr(token) if token else None,
+        allow_open=allow_open,
+    )
+    problem = open_access_problem(settings)
+    assert (problem is not None) is refused
+    if refused:
+        assert "NODULE_ACCESS_TOKEN" in (problem or "")
+
+
+def test_nodule_api_refuses_to_start_open_beyond_loopback(app_index: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NODULE_")}
+    env |= {"NODULE_INDEX_DIR": str(app_index), "NODULE_DEVICE": "cpu"}
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "--host", "0.0.0.0", "--port", "9"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "NODULE_ACCESS_TOKEN" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
