@@ -38,6 +38,7 @@ from app.access import FailedAttempts, OriginGuardMiddleware, require_access
 from app.access_log import AccessLogMiddleware
 from app.errors import InputError
 from app.metrics import Metrics
+from app.privacy import quiet_third_party_loggers
 from app.problems import (
     document_problems,
     handler,
@@ -76,6 +77,7 @@ def _lifespan(settings: AppSettings) -> Callable[[FastAPI], AbstractAsyncContext
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
         read_leniently()  # header values are checked where they are copied, never logged
+        quiet_third_party_loggers()
         serving = Serving(settings)
         parser = UploadParser(
             settings.parser_memory_mb,

@@ -15,6 +15,20 @@ import secrets
 
 logger = logging.getLogger(__name__)
 
+#: Libraries whose log lines may quote what they read: highdicom names the SOP instances it copies
+#: from (INFO), pydicom quotes header values, urllib3 the URLs of DICOMweb requests (study and
+#: series UIDs in the path), PIL the files it opens. Only their errors reach the log.
+QUIETED_LOGGERS = ("highdicom", "pydicom", "urllib3", "PIL", "requests", "dicomweb_client")
+
+
+def quiet_third_party_loggers() -> None:
+    """Keep the libraries' own log lines (which may name a study) out of the service's log.
+
+    Called in the lifespan (not at import): their loggers then pass ERROR and above only.
+    """
+    for name in QUIETED_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
 
 class UidHasher:
     """Keyed hash of UIDs for log lines."""

@@ -9,6 +9,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,8 @@ from tests.app.live_server import live_api
 pytestmark = pytest.mark.slow
 
 ADMIN_KEY = "log-test-admin-key"
+BAD_BIRTH_DATE = "1945-01-01"
+BAD_UID = "not-a-uid-" + "x" * 70
 PATIENT = {
     "PatientName": "Doe^Jane",
     "PatientID": "MRN-0042-LOGTEST",
@@ -63,7 +66,9 @@ class Session:
         )
         return status, json.loads(content) if content[:1] in (b"{", b"[") else None
 
-    def upload(self, name: str, data: bytes, **form: str) -> tuple[int, Any]:
+    def upload(
+        self, name: str, data: bytes, *, path: str = "/v1/search/upload", **form: str
+    ) -> tuple[int, Any]:
         boundary = "----nodule-log-test"
         parts = [
             f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
@@ -77,12 +82,9 @@ class Session:
         )
         body = b"".join(parts) + f"--{boundary}--\r\n".encode()
         status, content = self.call(
-            "POST",
-            "/v1/search/upload",
-            body,
-            {"content-type": f"multipart/form-data; boundary={boundary}"},
+            "POST", path, body, {"content-type": f"multipart/form-data; boundary={boundary}"}
         )
-        return status, json.loads(content)
+        return status, json.loads(content) if content[:1] == b"{" else content
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +122,52 @@ def _identified_dicom_zip(synth_set: Path) -> tuple[bytes, set[str]]:
             ds.save_as(out)
             archive.writestr(f"{PATIENT['PatientID']}/{path.name}", out.getvalue())
     return buffer.getvalue(), identifiers
+
+
+def _stored_dicom(synth_set: Path) -> tuple[str, list[float], set[str]]:
+    """The stored DICOM series, a point in it, and its slices' identifiers."""
+    (folder,) = list((synth_set / "dicom").iterdir())
+    headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted(folder.iterdir())]
+    middle = headers[len(headers) // 2]
+    x, y, z = (float(v) for v in middle.ImagePositionPatient)
+    identifiers = {str(h.SOPInstanceUID) for h in headers}
+    identifiers |= {str(middle.StudyInstanceUID), str(middle.FrameOfReferenceUID)}
+    return str(middle.SeriesInstanceUID), [x + 20.0, y + 20.0, z], identifiers
+
+
+def _with_bad_headers(archive: bytes) -> bytes:
+    """The upload with a malformed birth date and a SOP instance UID that is not a UID."""
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(archive)) as source,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive_out,
+    ):
+        for i, name in enumerate(source.namelist()):
+            ds = pydicom.dcmread(io.BytesIO(source.read(name)))
+            ds.PatientBirthDate = BAD_BIRTH_DATE
+            if i == 0:
+                ds.SOPInstanceUID = BAD_UID
+            buffer = io.BytesIO()
+            ds.save_as(buffer)
+            archive_out.writestr(name, buffer.getvalue())
+    return out.getvalue()
+
+
+def _reports(session: Session, synth_set: Path, archive: bytes) -> set[str]:
+    """SR and SEG of a stored series, of an upload, and uploads with bad headers (422)."""
+    series, point, used = _stored_dicom(synth_set)
+    query = {"series_uid": series, "center_xyz": point, "k": 3}
+    assert session.json("POST", "/v1/reports/sr?seg=true", query)[0] == 200
+    center = ",".join(str(v) for v in point)
+    report = "/v1/reports/sr/upload"
+    status, body = session.upload("ct.zip", archive, path=report, center_xyz=center, seg="true")
+    assert status == 200, body
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about the bad values written here
+        bad = _with_bad_headers(archive)
+    status, body = session.upload("ct.zip", bad, path=report, center_xyz=center, seg="true")
+    assert status == 422, body
+    return used | {BAD_BIRTH_DATE, BAD_UID}
 
 
 def _run_session(session: Session, synth_set: Path) -> set[str]:
@@ -173,6 +221,7 @@ def _run_session(session: Session, synth_set: Path) -> set[str]:
     assert session.upload("ct.zip", archive, center_xyz="9000,9000,9000")[0] == 422
     assert session.upload("ct.zip", archive, series_uid=unknown)[0] == 422
     assert series
+    used |= _reports(session, synth_set, archive)
     assert session.json("POST", "/v1/admin/reload", None, **{"x-api-key": "wrong"})[0] == 401
     assert session.json("POST", "/v1/admin/reload", None, **{"x-api-key": ADMIN_KEY})[0] == 200
     assert session.call("GET", "/metrics")[0] == 200
