@@ -691,10 +691,17 @@ class Retriever:
             **nodule.model_dump(), characteristics=characteristics, size_estimate=size
         )
 
-    def similar_to(self, nodule_id: int, k: int, filters: Filters) -> SearchResponse:
-        """Neighbours of an indexed nodule (itself excluded), from its stored vector."""
+    def similar_to(
+        self, nodule_id: int, k: int, filters: Filters, *, include_own_patient: bool = False
+    ) -> SearchResponse:
+        """Neighbours of an indexed nodule, from its stored vector.
+
+        Never itself, and unless ``include_own_patient`` none of its patient's (as a coordinate
+        search in its scan leaves out).
+        """
         nodule = self.nodule(nodule_id)
         vector = self.catalog.vector_of(nodule_id)
+        own = None if include_own_patient else nodule.patient_id
         return self.respond(
             vector,
             k,
@@ -703,8 +710,9 @@ class Retriever:
                 "center_xyz": nodule.center_xyz,
                 "series_uid": nodule.series_uid,
                 "nodule_id": nodule_id,
+                "own_patient_included": include_own_patient,
             },
-            Exclusions(query_nodule_id=nodule_id, nodule_ids=frozenset({nodule_id})),
+            Exclusions(nodule_id, frozenset({nodule_id}), own_patient_id=own),
         )
 
     def scans(self, limit: int, offset: int) -> ScanList:

@@ -49,9 +49,23 @@ def similar(
     nodule_id: NoduleIdPath,
     retriever: RetrieverDep,
     k: Annotated[int, Query(ge=1, le=K_LIMIT)] = 5,
-    exclude_patient_id: Annotated[str | None, Query(max_length=128)] = None,
-    labelled_only: bool = False,
+    exclude_patient_id: Annotated[
+        str | None, Query(max_length=128, description="drop this patient's nodules too")
+    ] = None,
+    labelled_only: Annotated[
+        bool, Query(description="only neighbours with a benign/malignant label")
+    ] = False,
+    include_own_patient: Annotated[
+        bool,
+        Query(
+            description="also return the nodule's own patient's other nodules (default: left "
+            "out, as a coordinate search leaves out the queried scan's patient)"
+        ),
+    ] = False,
 ) -> SearchResponse:
-    """The nodules most similar to an indexed one (itself excluded)."""
+    """The nodules most similar to an indexed one: never itself, nor (unless asked) its patient's.
+
+    ``query.excluded_patient_id`` says whose nodules were left out.
+    """
     filters = Filters(exclude_patient_id=exclude_patient_id, labelled_only=labelled_only)
-    return retriever.similar_to(nodule_id, k, filters)
+    return retriever.similar_to(nodule_id, k, filters, include_own_patient=include_own_patient)

@@ -186,6 +186,15 @@ def test_nodule_and_similar(client: TestClient, app_index: Path) -> None:
     similar = client.get(f"/v1/nodules/{nodule_id}/similar", params={"k": 3}).json()
     assert len(similar["neighbors"]) == 3
     assert nodule_id not in [n["id"] for n in similar["neighbors"]]
+    patient = nodule["patient_id"]
+    assert similar["query"]["excluded_patient_id"] == patient
+    assert all(n["patient_id"] != patient for n in similar["neighbors"])
+    own = client.get(
+        f"/v1/nodules/{nodule_id}/similar", params={"k": 50, "include_own_patient": True}
+    ).json()
+    assert own["query"]["excluded_patient_id"] is None
+    assert own["query"]["own_patient_included"] is True
+    assert nodule_id not in [n["id"] for n in own["neighbors"]]
     labelled = client.get(
         f"/v1/nodules/{nodule_id}/similar", params={"k": 3, "labelled_only": True}
     ).json()
