@@ -17,6 +17,11 @@ const LEVEL_RANGE = [-1500, 3000];
 // HU per screen pixel of a window/level drag.
 const DRAG_WIDTH_PER_PX = 4;
 const DRAG_LEVEL_PER_PX = 2;
+// Keyboard slice scrolling: Up/Down one slice, Page Up/Down this many.
+const PAGE_SLICES = 10;
+// The point marker's gap: the radius of the nodule under the point (else this), plus a margin.
+const DEFAULT_MARK_RADIUS_MM = 3;
+const MARK_MARGIN_PX = 4;
 
 const state = {
   scan: null,
@@ -33,6 +38,10 @@ const state = {
   drag: null,
   suppressClick: false,
   typing: null,
+  // The catalogue's scans by series UID (GET /v1/scans: patient, nodules, dicom).
+  scans: new Map(),
+  // Ruler: up to four clicks on one axial slice, world [x, y] mm; the first two the long axis.
+  ruler: { active: false, points: [], z: null },
 };
 
 const $ = (id) => document.getElementById(id);
@@ -92,6 +101,28 @@ function clamp(value, [low, high]) {
   return Math.min(high, Math.max(low, value));
 }
 
+/**
+ * An element with attributes and children (strings become text nodes, never markup).
+ * @param {string} tag
+ * @param {Object<string, string>} [attrs]
+ * @param {...(Node|string|null|undefined)} children
+ * @returns {HTMLElement}
+ */
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+  for (const child of children) if (child !== null && child !== undefined) node.append(child);
+  return node;
+}
+
+/**
+ * @param {unknown} value
+ * @returns {boolean} whether the value is neither null nor undefined
+ */
+function given(value) {
+  return value !== null && value !== undefined;
+}
+
 // ---- tabs ----------------------------------------------------------------------------------
 function selectTab(name) {
   document.querySelectorAll(".tabs button").forEach((b) => b.classList.toggle("active", b.dataset.tab === name));
@@ -104,7 +135,7 @@ function wlQuery() {
 }
 
 function showWl() {
-  document.querySelectorAll("button.wl").forEach((b) => b.classList.toggle("active", b.dataset.preset === state.wl.preset));
+  document.querySelectorAll("button.wl[data-preset]").forEach((b) => b.classList.toggle("active", b.dataset.preset === state.wl.preset));
   $("wl-readout").textContent = `W ${Math.round(state.wl.width)} / L ${Math.round(state.wl.level)}`;
 }
 
@@ -112,6 +143,17 @@ function setWindow(width, level, preset) {
   state.wl = { width: clamp(width, WIDTH_RANGE), level: clamp(level, LEVEL_RANGE), preset: preset || null };
   showWl();
   if (state.slice.z !== null) requestSlice(state.slice.z);
+}
+
+/**
+ * A window preset for the slice, the result's images and the comparison.
+ * @param {string} name a key of PRESETS
+ */
+function applyPreset(name) {
+  const preset = PRESETS[name];
+  if (!preset) return;
+  setWindow(preset.width, preset.level, name);
+  refreshResultImages();
 }
 
 function startWlDrag(event) {
@@ -144,34 +186,68 @@ function endWlDrag() {
 }
 
 // ---- scans and the axial view ----------------------------------------------------------------
+/**
+ * The scan list's text of a scan: patient, series, nodules, and a DICOM tag where an SR can be
+ * made of it (only a series stored as DICOM has the study an SR belongs to).
+ * @param {{series_uid: string, patient_id: ?string, n_nodules: number, dicom?: boolean}} scan
+ * @returns {string}
+ */
+function scanOptionText(scan) {
+  const tag = scan.dicom ? " · DICOM" : "";
+  return `${scan.patient_id || "?"} · …${scan.series_uid.slice(-12)} (${scan.n_nodules} nodules)${tag}`;
+}
+
 async function loadScans() {
   const list = await (await api("/v1/scans?limit=1000")).json();
   const select = $("scan-select");
-  select.innerHTML = "";
+  select.replaceChildren();
+  state.scans = new Map(list.scans.map((scan) => [scan.series_uid, scan]));
   for (const scan of list.scans) {
-    const option = document.createElement("option");
+    const option = el("option", { "data-dicom": String(Boolean(scan.dicom)) }, scanOptionText(scan));
     option.value = scan.series_uid;
-    option.textContent = `${scan.patient_id || "?"} · …${scan.series_uid.slice(-12)} (${scan.n_nodules} nodules)`;
     select.appendChild(option);
   }
   if (list.scans.length) await openScan(list.scans[0].series_uid);
+}
+
+/**
+ * Whether a series is stored as DICOM, so that an SR can be made of a search in it.
+ * @param {?string} uid
+ * @returns {boolean}
+ */
+function isDicomSeries(uid) {
+  if (!uid) return false;
+  if (state.scan && state.scan.series_uid === uid && given(state.scan.dicom)) return state.scan.dicom === true;
+  const summary = state.scans.get(uid);
+  return Boolean(summary && summary.dicom === true);
+}
+
+function showScanFormat() {
+  const tag = $("scan-format");
+  const dicom = state.scan && state.scan.dicom === true;
+  tag.textContent = dicom ? "DICOM" : "image file";
+  tag.className = `format-tag ${dicom ? "dicom" : "image"}`;
+  tag.title = dicom
+    ? "stored as DICOM: a search in it can be saved as a DICOM SR + SEG"
+    : "stored as an image file: searches work, but no DICOM SR can be made of them";
+  tag.hidden = !state.scan;
 }
 
 async function openScan(uid, point) {
   const scan = await (await api(`/v1/scans/${encodeURIComponent(uid)}`)).json();
   state.scan = scan;
   state.slice.z = null;
+  clearRuler();
   $("scan-select").value = uid;
+  showScanFormat();
   const slider = $("z-slider");
   slider.min = scan.extent_min_xyz[2];
   slider.max = scan.extent_max_xyz[2];
   slider.step = scan.spacing_xyz[2];
   const chips = $("scan-nodules");
-  chips.innerHTML = scan.nodules.length ? "Indexed nodules: " : "No indexed nodules in this scan.";
+  chips.replaceChildren(scan.nodules.length ? "Indexed nodules: " : "No indexed nodules in this scan.");
   for (const n of scan.nodules) {
-    const b = document.createElement("button");
-    b.type = "button";
-    b.textContent = `#${n.id} · ${fmt(n.diameter_mm)} mm`;
+    const b = el("button", { type: "button" }, `#${n.id} · ${fmt(n.diameter_mm)} mm`);
     b.addEventListener("click", () => setPoint(n.center_xyz));
     chips.appendChild(b);
   }
@@ -181,6 +257,17 @@ async function openScan(uid, point) {
     (scan.extent_min_xyz[2] + scan.extent_max_xyz[2]) / 2,
   ]);
   setPoint(start);
+}
+
+/**
+ * Show a series at a point: the scan already open moves there, another one is opened.
+ * @param {string} uid
+ * @param {number[]} xyz world mm
+ */
+async function showScanAt(uid, xyz) {
+  selectTab("point");
+  if (state.scan && state.scan.series_uid === uid) setPoint(xyz);
+  else await openScan(uid, xyz);
 }
 
 function requestSlice(z) {
@@ -209,12 +296,14 @@ async function pumpSlices() {
         state.slice.url = url;
         state.slice.z = want.z;
         state.pixelMm = pixel;
-        // What is on screen, for people and for tests: the slice's world z and its window.
+        // What is on screen, for people and for tests: the slice's world z, pixel and window.
+        img.dataset.series = want.uid;
         img.dataset.z = want.z.toFixed(2);
+        img.dataset.pixelMm = String(pixel);
         img.dataset.window = String(Math.round(want.wl.width));
         img.dataset.level = String(Math.round(want.wl.level));
         $("slice-label").textContent = `axial z ${want.z.toFixed(2)} mm · ${img.naturalWidth}×${img.naturalHeight} px at ${pixel.toFixed(2)} mm`;
-        placeCrosshair();
+        drawOverlays();
       } catch (e) {
         showSliceNotice(`slice: ${e.message || "the image could not be shown"}`);
       }
@@ -225,15 +314,72 @@ async function pumpSlices() {
   }
 }
 
-function placeCrosshair() {
+/**
+ * Screen pixels (CSS px, relative to the image) of a world point on the axial view; null
+ * before a slice is shown.
+ * @param {number} x world mm
+ * @param {number} y world mm
+ * @returns {?{left: number, top: number}}
+ */
+function worldToScreen(x, y) {
   const img = $("axial");
-  const mark = $("crosshair");
-  if (!state.scan || !state.pixelMm || !img.naturalWidth) { mark.hidden = true; return; }
-  const x = Number($("x").value), y = Number($("y").value);
+  if (!state.scan || !state.pixelMm || !img.naturalWidth) return null;
   const col = (x - state.scan.extent_min_xyz[0]) / state.pixelMm;
   const row = (y - state.scan.extent_min_xyz[1]) / state.pixelMm;
-  mark.style.left = `${img.offsetLeft + (col + 0.5) * img.clientWidth / img.naturalWidth}px`;
-  mark.style.top = `${img.offsetTop + (row + 0.5) * img.clientHeight / img.naturalHeight}px`;
+  return {
+    left: (col + 0.5) * img.clientWidth / img.naturalWidth,
+    top: (row + 0.5) * img.clientHeight / img.naturalHeight,
+  };
+}
+
+/**
+ * The world x/y (mm) of a mouse event on the axial view.
+ * @param {MouseEvent} event
+ * @returns {number[]} [x, y]
+ */
+function screenToWorld(event) {
+  const img = $("axial");
+  const col = event.offsetX * img.naturalWidth / img.clientWidth - 0.5;
+  const row = event.offsetY * img.naturalHeight / img.clientHeight - 0.5;
+  return [state.scan.extent_min_xyz[0] + col * state.pixelMm, state.scan.extent_min_xyz[1] + row * state.pixelMm];
+}
+
+/** @returns {number} screen pixels per world mm on the axial view */
+function screenPxPerMm() {
+  const img = $("axial");
+  return img.clientWidth / img.naturalWidth / state.pixelMm;
+}
+
+/**
+ * The radius (mm) the point marker keeps clear: the indexed nodule the point lies in, else a
+ * small nodule's.
+ * @param {number[]} xyz world mm
+ * @returns {number}
+ */
+function markRadiusMm(xyz) {
+  let radius = DEFAULT_MARK_RADIUS_MM;
+  for (const n of (state.scan && state.scan.nodules) || []) {
+    const r = n.diameter_mm / 2;
+    if (Math.hypot(xyz[0] - n.center_xyz[0], xyz[1] - n.center_xyz[1], xyz[2] - n.center_xyz[2]) <= r) radius = Math.max(radius, r);
+  }
+  return radius;
+}
+
+function drawOverlays() {
+  placeCrosshair();
+  drawRuler();
+}
+
+function placeCrosshair() {
+  const mark = $("crosshair");
+  const xyz = ["x", "y", "z"].map((id) => Number($(id).value));
+  const at = worldToScreen(xyz[0], xyz[1]);
+  if (!at) { mark.hidden = true; return; }
+  const gap = markRadiusMm(xyz) * screenPxPerMm() + MARK_MARGIN_PX;
+  mark.style.left = `${at.left}px`;
+  mark.style.top = `${at.top}px`;
+  mark.style.setProperty("--gap", `${gap.toFixed(1)}px`);
+  mark.dataset.gapPx = gap.toFixed(1);
   mark.hidden = false;
 }
 
@@ -249,16 +395,172 @@ function setPoint(xyz) {
 
 function clickOnSlice(event) {
   if (state.suppressClick) { state.suppressClick = false; return; }
-  const img = $("axial");
   if (!state.scan || !state.pixelMm || state.slice.z === null) return;
-  const col = event.offsetX * img.naturalWidth / img.clientWidth - 0.5;
-  const row = event.offsetY * img.naturalHeight / img.clientHeight - 0.5;
-  $("x").value = (state.scan.extent_min_xyz[0] + col * state.pixelMm).toFixed(2);
-  $("y").value = (state.scan.extent_min_xyz[1] + row * state.pixelMm).toFixed(2);
+  const [x, y] = screenToWorld(event);
+  if (state.ruler.active) { addRulerPoint(x, y); return; }
+  $("x").value = x.toFixed(2);
+  $("y").value = y.toFixed(2);
   // The point's z is the slice on screen, so image and query always agree.
   $("z").value = state.slice.z.toFixed(2);
   checkTypedPoint();
   placeCrosshair();
+}
+
+/**
+ * Move the axial view by whole slices (the wheel, the arrow keys, Page Up/Down).
+ * @param {number} slices positive: towards the head (higher z)
+ */
+function stepSlices(slices) {
+  const slider = $("z-slider");
+  // From the slice asked for last (the slider snaps to its steps; a typed z need not).
+  const wanted = state.slice.wanted ? state.slice.wanted.z : state.slice.z;
+  const current = given(wanted) ? wanted : Number(slider.value);
+  const next = clamp(current + slices * Number(slider.step), [Number(slider.min), Number(slider.max)]);
+  slider.value = next;
+  $("z").value = next.toFixed(2);
+  checkTypedPoint();
+  requestSlice(next);
+}
+
+const SLICE_KEYS = { ArrowUp: 1, ArrowDown: -1, PageUp: PAGE_SLICES, PageDown: -PAGE_SLICES };
+
+/**
+ * Up/Down: one slice; Page Up/Down: PAGE_SLICES. Only while the focus is on the slice, its
+ * toolbar or nowhere in particular: fields and lists keep their own keys.
+ * @param {KeyboardEvent} event
+ */
+function keyOnPage(event) {
+  if (event.key === "Escape" && !$("compare").hidden) { closeCompare(); return; }
+  const slices = SLICE_KEYS[event.key];
+  if (!slices || !state.scan || !$("compare").hidden || $("point-form").hidden) return;
+  if (event.altKey || event.ctrlKey || event.metaKey) return;
+  const target = event.target;
+  const onSlice = target === document.body || $("slice-box").contains(target) || Boolean(target.closest && target.closest(".wl-bar"));
+  if (!onSlice) return;
+  event.preventDefault();
+  stepSlices(slices);
+}
+
+// ---- the ruler ------------------------------------------------------------------------------
+/** @param {boolean} active */
+function setRulerMode(active) {
+  state.ruler.active = active;
+  $("ruler-toggle").setAttribute("aria-pressed", String(active));
+  $("slice-box").classList.toggle("ruler-mode", active);
+}
+
+function clearRuler() {
+  state.ruler.points = [];
+  state.ruler.z = null;
+  drawRuler();
+}
+
+/**
+ * A ruler click: the first two give the long axis, the next two the short one; a fifth, or a
+ * click on another slice, starts a new measurement.
+ * @param {number} x world mm
+ * @param {number} y world mm
+ */
+function addRulerPoint(x, y) {
+  const ruler = state.ruler;
+  if (ruler.points.length >= 4 || (ruler.z !== null && Math.abs(ruler.z - state.slice.z) > 1e-6)) ruler.points = [];
+  if (!ruler.points.length) ruler.z = state.slice.z;
+  ruler.points.push([x, y]);
+  drawRuler();
+}
+
+/**
+ * @param {number[]} a world [x, y] mm
+ * @param {number[]} b world [x, y] mm
+ * @returns {number} mm
+ */
+function distanceMm(a, b) {
+  return Math.hypot(b[0] - a[0], b[1] - a[1]);
+}
+
+/**
+ * The ruler's two axes as the API takes them (short <= long), or null until both are drawn.
+ * @returns {?{long_axis_mm: number, short_axis_mm: number}}
+ */
+function measuredAxes() {
+  const p = state.ruler.points;
+  if (p.length < 4) return null;
+  const first = distanceMm(p[0], p[1]), second = distanceMm(p[2], p[3]);
+  const round = (v) => Math.round(v * 100) / 100;
+  return { long_axis_mm: round(Math.max(first, second)), short_axis_mm: round(Math.min(first, second)) };
+}
+
+/**
+ * Which of the two drawn axes is the long one: the longer, whichever was drawn first.
+ * @returns {string[]} the kind of the first and of the second axis
+ */
+function rulerKinds() {
+  const p = state.ruler.points;
+  if (p.length < 4 || distanceMm(p[0], p[1]) >= distanceMm(p[2], p[3])) return ["long", "short"];
+  return ["short", "long"];
+}
+
+function drawRuler() {
+  const layer = $("ruler-layer");
+  layer.replaceChildren();
+  const { points, z } = state.ruler;
+  $("ruler-clear").disabled = !points.length;
+  showRulerReadout();
+  if (!points.length || state.slice.z === null || Math.abs(z - state.slice.z) > 1e-6) return;
+  const screen = points.map(([x, y]) => worldToScreen(x, y));
+  if (screen.some((s) => !s)) return;
+  const [first, second] = rulerKinds();
+  drawRulerAxis(layer, screen.slice(0, 2), points.slice(0, 2), first);
+  if (points.length > 2) drawRulerAxis(layer, screen.slice(2, 4), points.slice(2, 4), second);
+}
+
+/**
+ * One axis of the ruler: its end marks, and the line with its length once both ends are set.
+ * @param {SVGElement} layer
+ * @param {{left: number, top: number}[]} ends on screen
+ * @param {number[][]} world the same ends in world mm
+ * @param {string} kind "long" or "short"
+ */
+function drawRulerAxis(layer, ends, world, kind) {
+  const ns = "http://www.w3.org/2000/svg";
+  const add = (tag, attrs, text) => {
+    const node = document.createElementNS(ns, tag);
+    for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value));
+    if (text) node.textContent = text;
+    layer.appendChild(node);
+    return node;
+  };
+  for (const end of ends) add("circle", { cx: end.left, cy: end.top, r: 2.5, class: kind });
+  if (ends.length < 2) return;
+  const [a, b] = ends;
+  add("line", { x1: a.left, y1: a.top, x2: b.left, y2: b.top, class: kind, "data-testid": `ruler-${kind}` });
+  // The length beyond the second end, along the line, so that two crossing axes' labels part.
+  const length = Math.hypot(b.left - a.left, b.top - a.top) || 1;
+  const ux = (b.left - a.left) / length, uy = (b.top - a.top) / length;
+  const label = `${fmt(distanceMm(world[0], world[1]))} mm`;
+  add("text", {
+    x: b.left + ux * 10, y: b.top + 4 + uy * 14,
+    "text-anchor": Math.abs(ux) < 0.3 ? "middle" : ux > 0 ? "start" : "end",
+    class: kind, "data-testid": `ruler-${kind}-label`,
+  }, label);
+}
+
+function showRulerReadout() {
+  const box = $("ruler-readout");
+  const p = state.ruler.points;
+  box.hidden = !p.length && !state.ruler.active;
+  if (box.hidden) return;
+  const parts = [];
+  const axes = measuredAxes();
+  if (axes) {
+    parts.push("Ruler: ", el("span", { class: "long" }, `long axis ${fmt(axes.long_axis_mm)} mm`), " · ",
+      el("span", { class: "short" }, `short axis ${fmt(axes.short_axis_mm)} mm`), " · goes with the search");
+  } else {
+    parts.push("Ruler: ");
+    if (p.length >= 2) parts.push(el("span", { class: "long" }, `long axis ${fmt(distanceMm(p[0], p[1]))} mm`), " · ");
+    parts.push(["click one end of the long axis", "click its other end", "click one end of the short axis", "click its other end"][p.length]);
+  }
+  box.replaceChildren(...parts);
 }
 
 function showSliceNotice(message) {
@@ -321,9 +623,9 @@ async function runSearch(label, request) {
   state.search.controller = controller;
   setBusy(true, label);
   try {
-    const { result, preview, sized } = await request(controller.signal);
+    const { result, preview, ...how } = await request(controller.signal);
     if (seq !== state.search.seq) return;
-    renderResult(result, preview, Boolean(sized));
+    renderResult(result, preview, how);
   } catch (e) {
     if (seq !== state.search.seq) return;
     showResultError(e.message);
@@ -343,6 +645,8 @@ function showResultError(message) {
   $("vote").innerHTML = "—";
   $("match-notice").hidden = true;
   $("size-estimate").hidden = true;
+  $("size-measured").hidden = true;
+  $("patient-scope").hidden = true;
   $("query-preview-box").hidden = true;
   closeCompare();
   const box = $("error");
@@ -352,23 +656,36 @@ function showResultError(message) {
   drawMap();
 }
 
-async function searchPoint(event) {
-  event.preventDefault();
-  applyTypedPoint();
-  const center = ["x", "y", "z"].map((id) => Number($(id).value));
+/**
+ * The body of a coordinate search, and of the SR of it (POST /v1/reports/sr takes the same).
+ * @param {number[]} center world mm
+ * @returns {Object} the request body
+ */
+function coordinateBody(center) {
   const body = {
     series_uid: state.scan ? state.scan.series_uid : $("scan-select").value,
     center_xyz: center,
     k: Number($("k").value) || 5,
     filters: { labelled_only: $("labelled-only").checked },
     estimate_size: true,
+    include_own_patient: $("include-own-patient").checked,
   };
+  const axes = measuredAxes();
+  if (axes) body.measured_axes_mm = axes;
+  return body;
+}
+
+async function searchPoint(event) {
+  event.preventDefault();
+  applyTypedPoint();
+  const center = ["x", "y", "z"].map((id) => Number($(id).value));
+  const body = coordinateBody(center);
   await runSearch("Searching similar nodules…", async (signal) => {
     const response = await api("/v1/search/coordinate", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), signal,
     });
     const uid = encodeURIComponent(body.series_uid);
-    return { result: await response.json(), preview: { url: `/v1/scans/${uid}/preview.png?center_xyz=${center.join(",")}`, windowed: true }, sized: true };
+    return { result: await response.json(), preview: { url: `/v1/scans/${uid}/preview.png?center_xyz=${center.join(",")}`, windowed: true }, sized: true, request: body };
   });
 }
 
@@ -393,13 +710,26 @@ async function searchUpload(event) {
   });
 }
 
+/**
+ * The nodules most similar to a catalogue nodule; its patient's other nodules are left out
+ * unless "include this patient's other nodules" is on (as for a point search).
+ * @param {number|string} id
+ */
 async function searchNodule(id) {
   const nodule = Number(id);
   const k = Number($("k").value) || 5;
+  const include = $("include-own-patient").checked;
   $("nodule-id").value = nodule;
   await runSearch(`Searching nodules similar to #${nodule}…`, async (signal) => {
-    const result = await (await api(`/v1/nodules/${nodule}/similar?k=${k}`, { signal })).json();
-    return { result, preview: { url: `/v1/nodules/${nodule}/preview.png`, windowed: true } };
+    const params = new URLSearchParams({ k: String(k) });
+    let excluded = null;
+    if (!include) {
+      const detail = await (await api(`/v1/nodules/${nodule}`, { signal })).json();
+      excluded = detail.patient_id || null;
+      if (excluded) params.set("exclude_patient_id", excluded);
+    }
+    const result = await (await api(`/v1/nodules/${nodule}/similar?${params}`, { signal })).json();
+    return { result, preview: { url: `/v1/nodules/${nodule}/preview.png`, windowed: true }, excludedPatient: excluded, included: include };
   });
 }
 
@@ -477,7 +807,8 @@ function renderVote(vote) {
       : "No labelled neighbour: no vote.";
     return;
   }
-  const p = vote.malignant_probability;
+  // malignant_share; malignant_probability is its deprecated name (one more release).
+  const p = given(vote.malignant_share) ? vote.malignant_share : vote.malignant_probability;
   const majority = vote.binary === 1 ? "malignant (ratings 4–5)" : "benign (ratings 1–2)";
   let dist = "";
   for (const r of ["1", "2", "4", "5"]) {
@@ -489,9 +820,9 @@ function renderVote(vote) {
        <div>For reference only, from neighbours that are not close to the query:</div>`
     : "";
   box.innerHTML = `${head}
-    <div data-testid="vote-probability">Similarity-weighted malignant share: <b>${fmt(p * 100, 0)}%</b>
+    <div data-testid="vote-share">Similarity-weighted malignant share: <b>${fmt(p * 100, 0)}%</b>
       of ${vote.n_labelled} labelled neighbours</div>
-    <div class="bar" title="${fmt(p, 2)}"><div style="width:${p * 100}%"></div></div>
+    <div class="bar" title="malignant share ${fmt(p, 2)}"><div style="width:${p * 100}%"></div></div>
     <div>${vote.withheld ? "Majority (withheld)" : "Majority"}: <b>${majority}</b></div>
     <div class="dist">${dist}</div>
     <div class="disclaimer">Decision support from similar cases, not a diagnosis.</div>`;
@@ -528,34 +859,114 @@ function renderNeighbours(neighbors) {
   }
 }
 
+/**
+ * A size as text: mean, axes, volume (estimates only), type and Lung-RADS size category.
+ * @param {Object} size a size_estimate or size_measured of the API
+ * @returns {string}
+ */
 function sizeText(size) {
-  const type = size.nodule_type ? esc(size.nodule_type) : "type not estimated";
-  const category = size.lung_rads ? ` · Lung-RADS ${esc(size.lung_rads)} (size category)` : "";
-  return `mean diameter <b>${fmt(size.mean_diameter_mm)} mm</b> (long ${fmt(size.long_axis_mm)} × short ${fmt(size.short_axis_mm)} mm) · volume ${fmt(size.volume_mm3, 0)} mm³ · ${type}${category}`;
+  const type = size.nodule_type ? size.nodule_type : size.type_assumed ? "taken as solid (no type estimated)" : "type not estimated";
+  const category = size.lung_rads ? ` · Lung-RADS ${size.lung_rads} (size category)` : "";
+  const volume = given(size.volume_mm3) ? ` · volume ${fmt(size.volume_mm3, 0)} mm³` : "";
+  return `mean diameter ${fmt(size.mean_diameter_mm)} mm (long ${fmt(size.long_axis_mm)} × short ${fmt(size.short_axis_mm)} mm)${volume} · ${type}${category}`;
 }
 
+/**
+ * "Size (estimate)" under the query, or why there is none.
+ * @param {?Object} size
+ * @param {boolean} asked whether the search asked for one
+ */
 function renderSizeEstimate(size, asked) {
   const box = $("size-estimate");
   if (size) {
-    box.innerHTML = `<b>Size (estimate)</b>: ${sizeText(size)}<div class="note">${esc(size.method)}; ${esc(size.note)}</div>`;
+    box.replaceChildren(el("b", {}, "Size (estimate)"), `: ${sizeText(size)}`, el("div", { class: "note" }, `${size.method}; ${size.note}`));
   } else {
-    box.innerHTML = `<b>No size estimate</b>: <span class="note">no nodule could be parted from its surroundings at this point (region growing refuses rather than guesses).</span>`;
+    box.replaceChildren(el("b", {}, "No size estimate"), ": ",
+      el("span", { class: "note" }, "no nodule could be parted from its surroundings at this point (region growing refuses rather than guesses)."));
   }
   box.hidden = !size && !asked;
 }
 
-function renderResult(result, preview, sized = false) {
-  state.result = { ...result, preview };
+/**
+ * "Measured (ruler)" under the query: the user's own long and short axis, with the Lung-RADS
+ * size category the service gives them.
+ * @param {?Object} size the answer's size_measured
+ */
+function renderSizeMeasured(size) {
+  const box = $("size-measured");
+  box.hidden = !size;
+  if (!size) { box.replaceChildren(); return; }
+  const note = [size.method, size.note].filter(Boolean).join("; ");
+  box.replaceChildren(el("b", {}, "Measured (ruler)"), `: ${sizeText(size)}`, note ? el("div", { class: "note" }, note) : null);
+}
+
+/**
+ * Which patient's nodules were left out of the neighbours: the answer says so for a point
+ * search (query.excluded_patient_id, query.own_patient_included); an indexed nodule's search
+ * names the patient it asked to leave out.
+ * @param {Object} query the answer's query
+ * @param {{excludedPatient?: ?string, included?: boolean}} how what the viewer asked for
+ * @returns {?{included: boolean, patient: ?string}} null when nothing is known
+ */
+function patientScope(query, how) {
+  if (given(query.excluded_patient_id)) return { included: false, patient: query.excluded_patient_id };
+  if (query.own_patient_included === true || how.included === true) return { included: true, patient: null };
+  if (how.excludedPatient) return { included: false, patient: how.excludedPatient };
+  return null;
+}
+
+/**
+ * "Neighbours from this patient excluded" (the default, the paper's protocol) or "included".
+ * @param {?{included: boolean, patient: ?string}} scope
+ */
+function renderPatientScope(scope) {
+  const box = $("patient-scope");
+  box.hidden = !scope;
+  if (!scope) { box.replaceChildren(); return; }
+  box.replaceChildren(...(scope.included
+    ? [el("b", {}, "Neighbours from this patient included"), ": its other nodules may be among them"]
+    : [el("b", {}, "Neighbours from this patient excluded"), ` (patient ${scope.patient}): only other patients' nodules`]));
+}
+
+/**
+ * The catalogue nodule that stands for the query: the indexed nodule searched, or the one a
+ * point query lies in (the service names it in query.nodule_id; it is never a neighbour).
+ * @param {Object} query
+ * @returns {?number}
+ */
+function queryNoduleId(query) {
+  return given(query.nodule_id) ? query.nodule_id : null;
+}
+
+/**
+ * The query line: where it was taken and how close its best match is.
+ * @param {Object} q the answer's query
+ * @returns {string}
+ */
+function queryText(q) {
+  const series = q.series_uid ? `series …${q.series_uid.slice(-12)}` : "uploaded volume";
+  const where = given(q.nodule_id) ? `indexed nodule #${q.nodule_id} · ${series}` : series;
+  const centre = q.center_xyz ? q.center_xyz.map((v) => fmt(v, 1)).join(", ") : "?";
+  const match = given(q.best_similarity)
+    ? ` · best similarity ${fmt(q.best_similarity, 3)}${given(q.match_threshold) ? ` (threshold ${fmt(q.match_threshold, 3)})` : ""}`
+    : "";
+  return `${where} at (${centre}) mm · catalogue ${q.index_version}${match}`;
+}
+
+/**
+ * Draw a search's answer.
+ * @param {Object} result the API's answer
+ * @param {?{url: string, windowed: boolean}} preview the query's slices
+ * @param {{sized?: boolean, request?: Object, excludedPatient?: ?string, included?: boolean}} how
+ *   whether a size estimate was asked for; the coordinate search's body (reused for its SR);
+ *   the patient an indexed nodule's search left out, or whether it included them
+ */
+function renderResult(result, preview, how = {}) {
+  state.result = { ...result, preview, request: how.request || null };
   $("error").hidden = true;
   $("results").hidden = false;
   const q = result.query;
-  const where = q.nodule_id !== null && q.nodule_id !== undefined
-    ? `indexed nodule #${q.nodule_id}`
-    : q.series_uid ? `series …${esc(q.series_uid.slice(-12))}` : "uploaded volume";
-  const centre = q.center_xyz ? q.center_xyz.map((v) => fmt(v, 1)).join(", ") : "?";
-  const match = q.best_similarity === null || q.best_similarity === undefined ? ""
-    : ` · best similarity ${fmt(q.best_similarity, 3)}${q.match_threshold !== null ? ` (threshold ${fmt(q.match_threshold, 3)})` : ""}`;
-  $("query-info").innerHTML = `${where} at (${centre}) mm · catalogue ${esc(q.index_version)}${match}`;
+  $("query-info").textContent = queryText(q);
   const previewBox = $("query-preview-box");
   if (preview) {
     previewBox.hidden = false;
@@ -563,29 +974,44 @@ function renderResult(result, preview, sized = false) {
   } else {
     previewBox.hidden = true;
   }
-  renderSizeEstimate(result.size_estimate, sized);
-  // A query in a stored series can be saved as DICOM (the service says if the series is not).
-  $("sr-bar").hidden = !(q.series_uid && q.center_xyz);
+  renderPatientScope(patientScope(q, how));
+  renderSizeMeasured(result.size_measured || null);
+  renderSizeEstimate(result.size_estimate, Boolean(how.sized));
+  // Only a series stored as DICOM has a study an SR can belong to (else the service says 422).
+  $("sr-bar").hidden = !(q.series_uid && q.center_xyz && isDicomSeries(q.series_uid));
   $("sr-notice").textContent = "";
   renderMatchNotice(q, result.neighbors);
   renderVote(result.vote);
   renderNeighbours(result.neighbors);
-  // A point query has no place of its own on the map; when its nearest neighbour is the very same
-  // nodule (similarity ~1), that catalogue nodule stands for the query.
-  let queryId = q.nodule_id ?? null;
-  const first = result.neighbors[0];
-  if (queryId === null && first && first.similarity > 0.9999) queryId = first.id;
+  const queryId = queryNoduleId(q);
   state.highlight = { query: queryId, neighbours: result.neighbors.map((n) => n.id).filter((id) => id !== queryId) };
   drawMap();
 }
 
 // ---- the search as DICOM ------------------------------------------------------------------------
+/**
+ * The SR's request: the coordinate search as it was sent (its patient choice and ruler
+ * measurement included); an indexed nodule's search as a search at its centre.
+ * @param {Object} result state.result
+ * @returns {Object}
+ */
+function srBody(result) {
+  if (result.request) return { ...result.request };
+  const q = result.query;
+  return {
+    series_uid: q.series_uid,
+    center_xyz: q.center_xyz,
+    k: result.neighbors.length || 5,
+    include_own_patient: $("include-own-patient").checked,
+  };
+}
+
 async function saveSr() {
   const q = state.result && state.result.query;
   if (!q || !q.series_uid) return;
   const notice = $("sr-notice");
   notice.textContent = "Writing the DICOM SR…";
-  const body = { series_uid: q.series_uid, center_xyz: q.center_xyz, k: state.result.neighbors.length || 5 };
+  const body = srBody(state.result);
   try {
     const response = await api("/v1/reports/sr?seg=true", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
@@ -641,12 +1067,79 @@ function download(bytes, name) {
 // same window: scrolling either moves both (synchronised around each nodule's centre).
 const COMPARE_FOV_MM = 64;
 const COMPARE_REACH_MM = 30;
+// The brackets around each nodule stand this far outside its radius.
+const COMPARE_MARK_MARGIN_MM = 2;
 const CHARACTERISTIC_NAMES = {
   subtlety: "subtlety", internalStructure: "internal structure", calcification: "calcification",
   sphericity: "sphericity", margin: "margin", lobulation: "lobulation", spiculation: "spiculation",
   texture: "texture", malignancy: "malignancy",
 };
+// What each value of an LIDC characteristic means (the LIDC-IDRI readers' scales, value 1 first).
+const LIDC_SCALES = {
+  subtlety: ["extremely subtle", "moderately subtle", "fairly subtle", "moderately obvious", "obvious"],
+  internalStructure: ["soft tissue", "fluid", "fat", "air"],
+  calcification: ["popcorn", "laminated", "solid", "non-central", "central", "absent"],
+  sphericity: ["linear", "ovoid/linear", "ovoid", "ovoid/round", "round"],
+  margin: ["poorly defined", "near poorly defined", "medium margin", "near sharp", "sharp"],
+  lobulation: ["none", "nearly none", "medium", "near marked", "marked"],
+  spiculation: ["none", "nearly none", "medium", "near marked", "marked"],
+  texture: ["non-solid/GGO", "non-solid/mixed", "part solid/mixed", "solid/mixed", "solid"],
+  malignancy: ["highly unlikely", "moderately unlikely", "indeterminate", "moderately suspicious", "highly suspicious"],
+};
+// The encoder's levels, fine to coarse, in a reader's words (their technical names stay as a
+// tooltip): the finest sees edges and texture, the coarsest the nodule with its surroundings.
+const LEVEL_WORDS = ["fine detail: edges and texture", "local shape", "overall shape and size", "surroundings"];
 const compare = { neighbor: null, sides: {}, offset: 0, step: 1, panes: {} };
+
+/**
+ * The meaning of a readers' median on an LIDC scale ("absent", "between ovoid and round").
+ * @param {string} name a key of LIDC_SCALES
+ * @param {number} value
+ * @returns {string} "" for a name or value off the scale
+ */
+function ratingMeaning(name, value) {
+  const scale = LIDC_SCALES[name];
+  if (!scale || !given(value)) return "";
+  const low = Math.floor(value + 1e-6), high = Math.ceil(value - 1e-6);
+  if (low < 1 || high > scale.length) return "";
+  return low === high ? scale[low - 1] : `between ${scale[low - 1]} and ${scale[high - 1]}`;
+}
+
+/**
+ * A median rating with its meaning: "6 (absent)", "3.5 (between fairly subtle and …)".
+ * @param {string} name
+ * @param {number} value
+ * @returns {string}
+ */
+function ratingText(name, value) {
+  const number = Number.isInteger(value) ? String(value) : fmt(value, 1);
+  const meaning = ratingMeaning(name, value);
+  return meaning ? `${number} (${meaning})` : number;
+}
+
+/**
+ * The whole scale of a characteristic, for a tooltip: "1 popcorn, 2 laminated, …".
+ * @param {string} name
+ * @returns {string}
+ */
+function scaleText(name) {
+  return (LIDC_SCALES[name] || []).map((word, i) => `${i + 1} ${word}`).join(", ");
+}
+
+/**
+ * A level of the search vector in a reader's words.
+ * @param {string} name the API's name ("level 0 (full resolution)", "size profile (…)")
+ * @param {number} nLevels how many encoder levels the model has
+ * @returns {string}
+ */
+function levelWords(name, nLevels) {
+  if (name.startsWith("size profile")) return "density from the centre outwards (size)";
+  if (name === "bottleneck") return "overall appearance";
+  const match = /^level (\d+)/.exec(name);
+  if (!match) return name;
+  const slot = nLevels > 1 ? Math.round(Number(match[1]) * (LEVEL_WORDS.length - 1) / (nLevels - 1)) : LEVEL_WORDS.length - 1;
+  return LEVEL_WORDS[clamp(slot, [0, LEVEL_WORDS.length - 1])];
+}
 
 function textureType(texture) {
   // LIDC texture: 1-2 ground-glass, 3-4 part-solid, 5 solid (docs/protocol.md).
@@ -666,41 +1159,93 @@ async function noduleDetail(id) {
   return (await api(`/v1/nodules/${id}?estimate_size=true`)).json();
 }
 
-function detailHtml(detail, size) {
-  const parts = [];
-  if (detail) {
-    const l = detail.labels;
-    parts.push(`#${detail.id} · patient ${esc(detail.patient_id || "?")} · catalogue diameter <b>${fmt(detail.diameter_mm)} mm</b>`);
-    parts.push(l ? `readers' malignancy ${esc(l.ratings.join(", "))}${l.mean !== null ? ` (mean ${fmt(l.mean, 2)})` : ""} · ${esc(labelText(l).text)}` : "no readers' ratings");
-    const texture = detail.characteristics ? detail.characteristics.texture : null;
-    if (texture !== null && texture !== undefined) parts.push(`readers' texture ${fmt(texture, 1)} (${textureType(texture)})`);
-  } else {
-    parts.push("the query: no readers' ratings (not a catalogue nodule)");
-  }
-  parts.push(size ? `estimate: ${sizeText(size)}` : `<span class="note">no size estimate at this centre</span>`);
-  return parts.map((p) => `<div>${p}</div>`).join("");
+/**
+ * The readers' texture with its LIDC meaning, and the nodule type it stands for when that says
+ * more ("3 (part solid/mixed)" is part-solid; "2 (non-solid/mixed)" ground-glass).
+ * @param {number} texture the readers' median
+ * @returns {string}
+ */
+function textureLine(texture) {
+  const type = textureType(texture);
+  const text = `readers' texture ${ratingText("texture", texture)}`;
+  return ratingMeaning("texture", texture).startsWith(type) ? text : `${text}: ${type}`;
 }
 
+/**
+ * What is known of one side of the comparison, under its view.
+ * @param {?Object} detail the catalogue nodule (null: a point or an upload, no ratings)
+ * @param {?Object} size its size estimate
+ * @returns {HTMLElement[]}
+ */
+function detailRows(detail, size) {
+  const rows = [];
+  if (detail) {
+    const l = detail.labels;
+    rows.push(el("div", {}, `#${detail.id} · patient ${detail.patient_id || "?"} · catalogue diameter `, el("b", {}, `${fmt(detail.diameter_mm)} mm`)));
+    rows.push(el("div", {}, l
+      ? `readers' malignancy ${l.ratings.join(", ")}${l.mean !== null ? ` (mean ${fmt(l.mean, 2)})` : ""} · ${labelText(l).text}`
+      : "no readers' ratings"));
+    const texture = detail.characteristics ? detail.characteristics.texture : null;
+    if (given(texture)) rows.push(el("div", {}, textureLine(texture)));
+  } else {
+    rows.push(el("div", {}, "the query: no readers' ratings (not a catalogue nodule)"));
+  }
+  rows.push(size ? el("div", {}, `estimate: ${sizeText(size)}`) : el("div", { class: "note" }, "no size estimate at this centre"));
+  return rows;
+}
+
+/**
+ * "Why similar": the similarity of each level, named in a reader's words (the technical name
+ * as its tooltip), and the readers' median ratings of both nodules with their meaning.
+ */
 function renderWhy(levels, similarities, queryChars, neighborChars) {
   const box = $("why-similar");
-  let html = "";
+  const nLevels = levels.filter((name) => /^level \d+/.test(name)).length;
+  const cells = [];
   (similarities || []).forEach((value, i) => {
-    const width = Math.max(0, Math.min(1, value)) * 100;
-    html += `<span data-testid="why-level">${esc(levels[i] || `part ${i}`)}</span><div class="bar"><div style="width:${width}%"></div></div><span>${fmt(value, 3)}</span>`;
+    const technical = levels[i] || `part ${i}`;
+    const bar = el("div", { class: "bar" }, el("div", { style: `width:${clamp(value, [0, 1]) * 100}%` }));
+    cells.push(el("span", { class: "level-name", "data-testid": "why-level", title: technical }, levelWords(technical, nLevels)), bar, el("span", {}, fmt(value, 3)));
   });
-  if (!html) html = "<span>No per-level similarity in this answer.</span>";
-  if (neighborChars) {
-    let rows = "";
-    for (const [name, label] of Object.entries(CHARACTERISTIC_NAMES)) {
-      const q = queryChars ? queryChars[name] : undefined, n = neighborChars[name];
-      if (n === undefined && q === undefined) continue;
-      const shared = q !== undefined && n !== undefined && Math.round(q) === Math.round(n);
-      rows += `<tr class="${shared ? "shared" : ""}" data-testid="why-characteristic"><td>${esc(label)}</td><td>${q === undefined ? "–" : fmt(q, 1)}</td><td>${n === undefined ? "–" : fmt(n, 1)}</td><td>${shared ? "shared" : ""}</td></tr>`;
-    }
-    const note = queryChars ? "" : " (the query has no readers' ratings: only the neighbour's)";
-    html += `<table><caption>Readers' median ratings (LIDC scales)${esc(note)}</caption><tr><th></th><th>query</th><th>neighbour</th><th></th></tr>${rows}</table>`;
+  if (!cells.length) cells.push(el("span", {}, "No per-level similarity in this answer."));
+  if (neighborChars) cells.push(characteristicsTable(queryChars, neighborChars));
+  box.replaceChildren(...cells);
+}
+
+/**
+ * The readers' median ratings of the query (when it has them) and the neighbour.
+ * @param {?Object<string, number>} queryChars
+ * @param {Object<string, number>} neighborChars
+ * @returns {HTMLElement}
+ */
+function characteristicsTable(queryChars, neighborChars) {
+  const note = queryChars ? "" : " (the query has no readers' ratings: only the neighbour's)";
+  const table = el("table", {},
+    el("caption", {}, `Readers' median ratings on the LIDC scales${note}`),
+    el("tr", {}, el("th"), el("th", {}, "query"), el("th", {}, "neighbour"), el("th")));
+  for (const [name, label] of Object.entries(CHARACTERISTIC_NAMES)) {
+    const q = queryChars ? queryChars[name] : undefined, n = neighborChars[name];
+    if (n === undefined && q === undefined) continue;
+    const shared = q !== undefined && n !== undefined && Math.round(q) === Math.round(n);
+    const value = (v, side) => el("td", { class: side }, v === undefined ? "–" : ratingText(name, v));
+    table.appendChild(el("tr", { class: shared ? "shared" : "", "data-testid": "why-characteristic", "data-name": name },
+      el("td", { title: `LIDC scale: ${scaleText(name)}` }, label), value(q, "query"), value(n, "neighbor"), el("td", {}, shared ? "shared" : "")));
   }
-  box.innerHTML = html;
+  return table;
+}
+
+/**
+ * Size the corner brackets of a comparison view outside the nodule's radius.
+ * @param {string} which "query" or "neighbor"
+ * @param {?number} radiusMm the nodule's radius (null: a small nodule's)
+ */
+function placeCompareMark(which, radiusMm) {
+  const half = (given(radiusMm) ? radiusMm : DEFAULT_MARK_RADIUS_MM) + COMPARE_MARK_MARGIN_MM;
+  const share = clamp(2 * half / COMPARE_FOV_MM, [0.05, 0.95]) * 100;
+  const mark = $(`compare-${which}-mark`);
+  mark.style.width = `${share}%`;
+  mark.style.height = `${share}%`;
+  mark.dataset.halfMm = half.toFixed(2);
 }
 
 function compareUrl(side) {
@@ -763,10 +1308,8 @@ async function openCompare(n) {
   compare.neighbor = n;
   compare.sides = { neighbor: { uid: n.series_uid, center: n.center_xyz } };
   compare.panes = {};
-  // A point on an indexed nodule is that nodule (its nearest neighbour is itself, similarity ~1).
-  const first = result.neighbors[0];
-  const itself = first && first.similarity > 0.9999 && first.series_uid === q.series_uid ? first.id : null;
-  const queryNodule = q.nodule_id !== null && q.nodule_id !== undefined ? q.nodule_id : itself;
+  // A point inside an indexed nodule is that nodule: the service names it in query.nodule_id.
+  const queryNodule = queryNoduleId(q);
   if (q.series_uid && q.center_xyz) compare.sides.query = { uid: q.series_uid, center: q.center_xyz };
   $("compare").hidden = false;
   $("compare-title").textContent = `Query and neighbour #${n.id} side by side · similarity ${fmt(n.similarity, 3)}${n.weak_match ? " (weak match)" : ""}`;
@@ -794,10 +1337,29 @@ async function openCompare(n) {
   const slider = $("compare-slider");
   const reach = Math.floor(COMPARE_REACH_MM / compare.step) * compare.step;
   slider.min = String(-reach); slider.max = String(reach); slider.step = String(compare.step);
-  $("compare-query-details").innerHTML = detailHtml(queryDetail, queryDetail ? queryDetail.size_estimate : result.size_estimate);
-  $("compare-neighbor-details").innerHTML = detailHtml(neighborDetail, neighborDetail.size_estimate);
+  $("compare-query-details").replaceChildren(...detailRows(queryDetail, queryDetail ? queryDetail.size_estimate : result.size_estimate));
+  $("compare-neighbor-details").replaceChildren(...detailRows(neighborDetail, neighborDetail.size_estimate));
+  placeCompareMark("query", queryMarkRadiusMm(result, queryDetail));
+  placeCompareMark("neighbor", neighborDetail.diameter_mm / 2);
   renderWhy(q.levels || [], n.level_similarity, queryDetail ? queryDetail.characteristics : null, neighborDetail.characteristics);
   setCompareOffset(0);
+}
+
+/**
+ * The radius the query view's brackets keep clear around its centre (the point searched): its
+ * catalogue nodule's, reaching from the point; else the measured or estimated size.
+ * @param {Object} result state.result
+ * @param {?Object} detail the query's catalogue nodule
+ * @returns {?number} mm
+ */
+function queryMarkRadiusMm(result, detail) {
+  const q = result.query;
+  if (detail && q.center_xyz) {
+    const off = Math.hypot(...detail.center_xyz.map((v, i) => v - q.center_xyz[i]));
+    return detail.diameter_mm / 2 + off;
+  }
+  const size = result.size_measured || result.size_estimate;
+  return size ? size.long_axis_mm / 2 : null;
 }
 
 function closeCompare() {
@@ -847,6 +1409,7 @@ function drawMap() {
     c.setAttribute("stroke-width", isQuery || isNeighbour ? "2.5" : "0.8");
     c.setAttribute("data-testid", "map-point");
     c.setAttribute("data-id", String(p.id));
+    if (isQuery || isNeighbour) c.setAttribute("data-role", isQuery ? "query" : "neighbour");
     c.addEventListener("mousemove", (e) => {
       const tip = $("map-tip");
       tip.textContent = `#${p.id} · ${fmt(p.diameter_mm)} mm · ${p.label_4class ? `class ${p.label_4class}` : "no label"}`;
@@ -855,9 +1418,24 @@ function drawMap() {
       tip.hidden = false;
     });
     c.addEventListener("mouseleave", () => { $("map-tip").hidden = true; });
-    c.addEventListener("click", () => searchNodule(p.id));
+    c.addEventListener("click", () => openMapNodule(p.id));
     svg.appendChild(c);
   }
+}
+
+/**
+ * A map point clicked: its scan opens at its slice, and it becomes the next query.
+ * @param {number} id a catalogue nodule
+ */
+async function openMapNodule(id) {
+  const search = searchNodule(id);
+  try {
+    const nodule = await (await api(`/v1/nodules/${id}`)).json();
+    await showScanAt(nodule.series_uid, nodule.center_xyz);
+  } catch (e) {
+    showSliceNotice(`nodule #${id}: ${e.message}`);
+  }
+  await search;
 }
 
 // ---- start ----------------------------------------------------------------------------------
@@ -873,11 +1451,7 @@ async function start() {
     $(axis).addEventListener("input", () => { clearTimeout(state.typing); state.typing = setTimeout(applyTypedPoint, 250); });
     $(axis).addEventListener("change", applyTypedPoint);
   }
-  document.querySelectorAll("button.wl").forEach((b) => b.addEventListener("click", () => {
-    const preset = PRESETS[b.dataset.preset];
-    setWindow(preset.width, preset.level, b.dataset.preset);
-    refreshResultImages();
-  }));
+  document.querySelectorAll("button.wl[data-preset]").forEach((b) => b.addEventListener("click", () => applyPreset(b.dataset.preset)));
   const box = $("slice-box");
   box.addEventListener("mousedown", startWlDrag);
   box.addEventListener("contextmenu", (e) => e.preventDefault());
@@ -887,21 +1461,18 @@ async function start() {
   $("axial").addEventListener("wheel", (e) => {
     // Scroll through slices, one voxel step at a time.
     e.preventDefault();
-    const slider = $("z-slider");
-    const next = Math.min(Number(slider.max), Math.max(Number(slider.min), Number(slider.value) + Math.sign(e.deltaY) * Number(slider.step)));
-    slider.value = next;
-    $("z").value = next.toFixed(2);
-    checkTypedPoint();
-    requestSlice(next);
+    stepSlices(Math.sign(e.deltaY));
   }, { passive: false });
-  window.addEventListener("resize", placeCrosshair);
+  window.addEventListener("resize", drawOverlays);
+  document.addEventListener("keydown", keyOnPage);
+  $("ruler-toggle").addEventListener("click", () => setRulerMode(!state.ruler.active));
+  $("ruler-clear").addEventListener("click", clearRuler);
   $("point-form").addEventListener("submit", searchPoint);
   $("upload-form").addEventListener("submit", searchUpload);
   $("nodule-form").addEventListener("submit", (e) => { e.preventDefault(); searchNodule($("nodule-id").value); });
   $("save-sr").addEventListener("click", saveSr);
   $("compare-close").addEventListener("click", closeCompare);
   $("compare").addEventListener("click", (e) => { if (e.target === $("compare")) closeCompare(); });
-  document.addEventListener("keydown", (e) => { if (e.key === "Escape" && !$("compare").hidden) closeCompare(); });
   $("compare-slider").addEventListener("input", (e) => setCompareOffset(Number(e.target.value)));
   for (const which of ["query", "neighbor"]) $(`compare-${which}-img`).addEventListener("wheel", wheelCompare, { passive: false });
   $("compare-similar").addEventListener("click", () => {
