@@ -69,7 +69,12 @@ class CoordinateQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    series_uid: str = Field(min_length=1, max_length=128)
+    series_uid: str = Field(
+        min_length=1,
+        max_length=128,
+        description="Series Instance UID of a stored CT (a catalogue scan, one under the data "
+        "root, or with study_uid one in the PACS)",
+    )
     study_uid: str | None = Field(
         default=None,
         min_length=1,
@@ -79,7 +84,7 @@ class CoordinateQuery(BaseModel):
     )
     center_xyz: XYZ = Field(description="world mm, ITK/LPS frame (LUNA16 coordX, coordY, coordZ)")
     k: int = Field(default=5, ge=1, le=K_LIMIT, description="neighbours (at most NODULE_MAX_K)")
-    filters: Filters = Filters()
+    filters: Filters = Field(default=Filters(), description="which catalogue nodules may answer")
     estimate_size: bool = Field(
         default=False,
         description="also estimate the queried nodule's size, type and Lung-RADS size category "
@@ -258,8 +263,10 @@ class SizeEstimate(BaseModel):
     docs/measurement.md).
     """
 
-    long_axis_mm: float
-    short_axis_mm: float
+    long_axis_mm: float = Field(description="longest in-plane diameter of the mask, mm")
+    short_axis_mm: float = Field(
+        description="longest diameter perpendicular to it on the same slice, mm"
+    )
     mean_diameter_mm: float = Field(description="(long + short axis) / 2, to 0.1 mm")
     volume_mm3: float = Field(description="voxels of the estimated mask x voxel volume, mm^3")
     nodule_type: Literal["solid", "part-solid", "ground-glass"] | None = Field(
@@ -346,9 +353,9 @@ class NoduleDetail(NoduleOut):
 class SearchResponse(BaseModel):
     """The answer to every search."""
 
-    query: QueryInfo
-    neighbors: list[Neighbor]
-    vote: Vote
+    query: QueryInfo = Field(description="where the query was taken and what was left out")
+    neighbors: list[Neighbor] = Field(description="the most similar catalogue nodules, best first")
+    vote: Vote = Field(description="the labelled neighbours' vote (decision support)")
     size_estimate: SizeEstimate | None = Field(
         default=None,
         description="with estimate_size, or an upload with a mask: the queried nodule's size "
@@ -368,19 +375,21 @@ class MatchThresholdOut(BaseModel):
     value: float = Field(description="cosine similarity")
     percentile: float = Field(description="of the nodules' nearest other-patient similarity")
     n_queries: int = Field(description="catalogue nodules the percentile was taken over")
-    rule: str
+    rule: str = Field(description="how the threshold was chosen, in words")
 
 
 class IndexInfo(BaseModel):
     """The catalogue version being served."""
 
-    version: str
-    n_nodules: int
-    n_scans: int
-    n_labelled: int
-    index_type: str
-    created_at: str
-    model: dict[str, object]
+    version: str = Field(description="the served catalogue version (a folder name)")
+    n_nodules: int = Field(description="nodules in the catalogue")
+    n_scans: int = Field(description="CT series they lie in")
+    n_labelled: int = Field(description="nodules with a benign/malignant label")
+    index_type: str = Field(description="the FAISS index kind (flat: exact search)")
+    created_at: str = Field(description="when the version was built (ISO 8601, UTC)")
+    model: dict[str, object] = Field(
+        description="the model card's summary: architecture, fingerprint, patch, embedding size"
+    )
     match_threshold: MatchThresholdOut | None = Field(
         default=None, description="null for versions built before thresholds were recorded"
     )
@@ -389,15 +398,15 @@ class IndexInfo(BaseModel):
 class ReadyOut(BaseModel):
     """The service is ready: what it serves."""
 
-    status: str = "ready"
-    index_version: str
+    status: str = Field(default="ready", description="always ready (else 503)")
+    index_version: str = Field(description="the served catalogue version")
 
 
 class FieldProblem(BaseModel):
     """One invalid field of a request."""
 
     field: str = Field(description="where: body field path, query or form parameter name")
-    message: str
+    message: str = Field(description="what was wrong with it")
 
 
 class Problem(BaseModel):
@@ -405,7 +414,7 @@ class Problem(BaseModel):
 
     type: str = Field(default="about:blank", description="no further types are defined")
     title: str = Field(description="the HTTP status phrase")
-    status: int = Field(ge=400, le=599)
+    status: int = Field(ge=400, le=599, description="the HTTP status code")
     detail: str = Field(description="what was wrong, in words")
     errors: list[FieldProblem] | None = Field(
         default=None, description="request validation (422): each invalid field"
@@ -415,8 +424,8 @@ class Problem(BaseModel):
 class ScanSummary(BaseModel):
     """A CT series of the catalogue."""
 
-    series_uid: str
-    patient_id: str | None
+    series_uid: str = Field(description="Series Instance UID")
+    patient_id: str | None = Field(description="the catalogue's patient id; null if unknown")
     n_nodules: int = Field(description="catalogue nodules in it")
     dicom: bool = Field(
         default=False,
@@ -428,8 +437,8 @@ class ScanSummary(BaseModel):
 class ScanList(BaseModel):
     """A page of the catalogue's scans."""
 
-    total: int
-    scans: list[ScanSummary]
+    total: int = Field(description="scans in the catalogue (all pages)")
+    scans: list[ScanSummary] = Field(description="this page's scans, by series UID")
 
 
 class ScanOut(BaseModel):
@@ -439,13 +448,13 @@ class ScanOut(BaseModel):
     from ``/v1/scans/{series_uid}/axial.png`` are drawn on that box.
     """
 
-    series_uid: str
-    patient_id: str | None
+    series_uid: str = Field(description="Series Instance UID")
+    patient_id: str | None = Field(description="the catalogue's patient id; null if unknown")
     extent_min_xyz: XYZ = Field(description="the first voxel centre's corner, world mm")
     extent_max_xyz: XYZ = Field(description="the last voxel centre's corner, world mm")
     spacing_xyz: XYZ = Field(description="voxel spacing, mm, (x, y, z)")
     size_xyz: tuple[int, int, int] = Field(description="voxels along x, y, z")
-    nodules: list[NoduleOut]
+    nodules: list[NoduleOut] = Field(description="the catalogue nodules in this scan")
     dicom: bool = Field(
         default=False,
         description="stored as a DICOM series, so a DICOM SR can be made of a search in it",
@@ -455,16 +464,20 @@ class ScanOut(BaseModel):
 class MapPoint(BaseModel):
     """A nodule on the catalogue's 2-D map (t-SNE of the embeddings, computed at build time)."""
 
-    id: int
-    x: float
-    y: float
-    diameter_mm: float
-    label_binary: int | None
-    label_4class: int | None
+    id: int = Field(description="catalogue nodule id")
+    x: float = Field(
+        description="map position (t-SNE units: only distances on the map mean something)"
+    )
+    y: float = Field(description="map position (t-SNE units)")
+    diameter_mm: float = Field(description="recorded diameter, mm")
+    label_binary: int | None = Field(description="0 benign, 1 malignant; null when unlabelled")
+    label_4class: int | None = Field(
+        description="rounded mean rating 1, 2, 4 or 5; null when unlabelled"
+    )
 
 
 class MapOut(BaseModel):
     """The catalogue's 2-D map; empty when the version has none (too few or too many nodules)."""
 
-    index_version: str
-    points: list[MapPoint]
+    index_version: str = Field(description="the catalogue version the map belongs to")
+    points: list[MapPoint] = Field(description="every nodule's map position")

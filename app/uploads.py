@@ -245,9 +245,13 @@ SeriesUidField = Annotated[
     str | None,
     Form(description="which series of a zip holding several DICOM series", max_length=128),
 ]
-KField = Annotated[int, Form(ge=1, le=K_LIMIT)]
-ExcludePatientField = Annotated[str | None, Form(max_length=128)]
-LabelledOnlyField = Annotated[bool, Form()]
+KField = Annotated[int, Form(ge=1, le=K_LIMIT, description="neighbours (at most NODULE_MAX_K)")]
+ExcludePatientField = Annotated[
+    str | None, Form(max_length=128, description="drop this patient's nodules")
+]
+LabelledOnlyField = Annotated[
+    bool, Form(description="only neighbours with a benign/malignant label")
+]
 MaskField = Annotated[
     UploadFile | None,
     File(

@@ -89,3 +89,39 @@ def test_swagger_oauth2_redirect_page(docs_client: TestClient) -> None:
 def test_docs_pages_are_not_in_the_api_schema(docs_client: TestClient) -> None:
     paths = docs_client.get("/openapi.json").json()["paths"]
     assert not [p for p in paths if p.startswith(("/docs", "/redoc"))]
+
+
+def test_every_schema_field_is_described(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    missing = [
+        f"{name}.{field}"
+        for name, component in schema["components"]["schemas"].items()
+        for field, spec in component.get("properties", {}).items()
+        if "description" not in spec
+    ]
+    assert not missing
+
+
+def test_the_renamed_share_keeps_its_old_name_marked_deprecated(client: TestClient) -> None:
+    vote = client.get("/openapi.json").json()["components"]["schemas"]["Vote"]["properties"]
+    assert "share" in vote["malignant_share"]["description"]
+    assert vote["malignant_probability"]["deprecated"] is True
+
+
+@pytest.mark.parametrize(
+    ("path", "media_type"),
+    [("/v1/search/coordinate", "application/json"), ("/v1/reports/sr", "application/dicom")],
+)
+def test_the_swagger_examples_answer_200(client: TestClient, path: str, media_type: str) -> None:
+    """What Swagger's "Try it out" sends as prefilled: a nodule of the served catalogue."""
+    operation = client.get("/openapi.json").json()["paths"][path]["post"]
+    example = operation["requestBody"]["content"]["application/json"]["example"]
+    answer = client.post(path, json=example)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith(media_type)
+
+
+def test_operation_texts_carry_no_implementation_notes(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    texts = [op.get("description", "") for ops in paths.values() for op in ops.values()]
+    assert not [t for t in texts if "``def``" in t or "threadpool" in t]
