@@ -11,6 +11,8 @@ import pydicom
 import pytest
 from fastapi.testclient import TestClient
 
+from app.main import create_app
+from app.settings import AppSettings
 from model.ct import open_volume
 from model.dicom_io import DicomSeriesSource
 from model.sr import DISCLAIMER
@@ -249,3 +251,23 @@ def test_a_bad_ruler_measurement_is_a_422(client: TestClient, synth_set: Path) -
     answer = client.post("/v1/search/coordinate", json=body)
     assert answer.status_code == 422
     assert "measured_axes_mm" in answer.text
+
+
+@pytest.mark.parametrize(
+    ("data_dir", "says"), [(None, "no data root is configured"), ("missing", "does not exist")]
+)
+def test_a_dicom_series_without_its_data_root_is_told_why(
+    app_index: Path, synth_set: Path, tmp_path: Path, data_dir: str | None, says: str
+) -> None:
+    """A DICOM series the catalogue read from its .mhd copy needs the data root for its folder."""
+    series_uid, center, _ = _dicom_series(synth_set)
+    root = None if data_dir is None else tmp_path / data_dir
+    settings = AppSettings(index_dir=app_index, data_dir=root, device="cpu")
+    with TestClient(create_app(settings)) as service:
+        body = {"series_uid": series_uid, "center_xyz": list(center), "k": 2}
+        answer = service.post("/v1/reports/sr", json=body)
+    assert answer.status_code == 422
+    detail = answer.json()["detail"]
+    assert says in detail
+    assert "NODULE_DATA_DIR" in detail
+    assert "stored as an image file" not in detail
