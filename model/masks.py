@@ -29,12 +29,20 @@ SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 SEG_BYTES_PER_VOXEL = 3
 
 
+#: The largest extent (mm) a mask may have: beyond it, no nodule (30 mm is a mass already).
+MAX_MASK_MM = 60.0
+
+
 @dataclass(frozen=True)
 class Mask:
     """A binary mask on its own grid (``geometry``: where its voxels lie, LPS mm)."""
 
     mask_zyx: BoolArray
     geometry: Geometry
+    frame_of_reference_uid: str | None = None
+    """A SEG's frame of reference (None: the file does not say)."""
+    patient_id: str | None = None
+    """A SEG's patient (None: the file does not say)."""
 
 
 def read_mask(path: Path, kind: str, max_read_bytes: int | None = None) -> Mask:
@@ -69,7 +77,12 @@ def _read_seg(path: Path, max_read_bytes: int | None) -> Mask:
     array = np.asarray(volume.array)
     if array.ndim != 3:
         raise VolumeReadError(f"the SEG's volume has {array.ndim} axes, a mask needs 3")
-    return Mask(array != 0, _geometry_of_affine(np.asarray(volume.affine), array.shape))
+    return Mask(
+        array != 0,
+        _geometry_of_affine(np.asarray(volume.affine), array.shape),
+        str(header.get("FrameOfReferenceUID", "")) or None,
+        str(header.get("PatientID", "")) or None,
+    )
 
 
 def _geometry_of_affine(affine: npt.NDArray[np.float64], shape: tuple[int, ...]) -> Geometry:
@@ -124,13 +137,64 @@ def resample_to(mask: Mask, target: Geometry) -> tuple[BoolArray, tuple[int, int
     return box, (int(start[0]), int(start[1]), int(start[2]))
 
 
+def check_same_study(mask: Mask, source: VolumeSource) -> None:
+    """A SEG must be of the CT's frame of reference, and of its patient where both say.
+
+    Only a DICOM CT (one with slice headers) can say; an image file's is taken as it is.
+
+    Raises:
+        VolumeReadError: another frame of reference or another patient (named, no value).
+    """
+    headers = getattr(source, "slice_headers", None)
+    if headers is None or (mask.frame_of_reference_uid is None and mask.patient_id is None):
+        return
+    first = headers(0, 1)
+    if not first:
+        return
+    frame = str(first[0].get("FrameOfReferenceUID", "")) or None
+    if mask.frame_of_reference_uid and frame and mask.frame_of_reference_uid != frame:
+        raise VolumeReadError(
+            "the SEG's FrameOfReferenceUID is not the CT series': a mask must be drawn on the "
+            "uploaded series"
+        )
+    patient = str(first[0].get("PatientID", "")) or None
+    if mask.patient_id and patient and mask.patient_id != patient:
+        raise VolumeReadError("the SEG's PatientID is not the CT series': another patient's mask")
+
+
+def _check_extent(box: BoolArray, geometry: Geometry) -> None:
+    """Refuse a mask wider than any nodule along an axis, before it is measured."""
+    found = np.argwhere(box)
+    extent_zyx = (found.max(axis=0) - found.min(axis=0) + 1) * np.asarray(
+        geometry.spacing_xyz[::-1]
+    )
+    widest = float(extent_zyx.max())
+    if widest > MAX_MASK_MM:
+        raise VolumeReadError(
+            f"the mask is {widest:.0f} mm across: no nodule is wider than {MAX_MASK_MM:.0f} mm "
+            "(send the nodule's mask, not a region or the whole scan)"
+        )
+
+
 def mask_region(source: VolumeSource, mask: Mask) -> NoduleRegion:
-    """An uploaded mask on a CT: its box of the CT, measured with the CT's HU there."""
+    """An uploaded mask on a CT: its box of the CT, measured with the CT's HU there.
+
+    Raises:
+        VolumeReadError: another study's SEG, a mask outside the CT, or one wider than a nodule.
+    """
+    check_same_study(mask, source)
     box, start = resample_to(mask, source.geometry)
+    _check_extent(box, source.geometry)
     stop = [s + n for s, n in zip(start, box.shape, strict=True)]
     hu = np.asarray(source.read_box(start, stop), dtype=np.float32)
     box_geometry = source.geometry.with_shape_zyx((box.shape[0], box.shape[1], box.shape[2]), start)
-    return NoduleRegion(box, start, box_geometry, measure(box, box_geometry, hu))
+    measured = measure(box, box_geometry, hu)
+    if measured.long_axis_mm > MAX_MASK_MM:  # an oblique one the axis-aligned check let by
+        raise VolumeReadError(
+            f"the mask is {measured.long_axis_mm:.0f} mm across: no nodule is wider than "
+            f"{MAX_MASK_MM:.0f} mm (send the nodule's mask, not a region or the whole scan)"
+        )
+    return NoduleRegion(box, start, box_geometry, measured)
 
 
 def centroid_xyz(region: NoduleRegion) -> tuple[float, float, float]:

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
 from fastapi.testclient import TestClient
+from pydicom.uid import generate_uid
 
 from model.dicom_io import DicomSeriesSource
 from model.geometry import Geometry
@@ -167,3 +169,47 @@ def test_bad_masks_are_refused_naming_the_problem(
     for mask, form, status, detail in cases:
         got, body = _post(client, "ct.nii.gz", ct_bytes, mask, **form)
         assert (got, detail in body["detail"]) == (status, True), (mask[0], body)
+
+
+def _seg_of_the_ball(volume: CTVolume, folder: Path) -> tuple[bytes, bytes]:
+    """A DICOM series of the CT (zipped) and a SEG of its ball grown on it."""
+    source = DicomSeriesSource(folder)
+    region = grow_at(source, (float(CENTER_XYZ[0]), float(CENTER_XYZ[1]), float(CENTER_XYZ[2])))
+    assert region is not None
+    seg = io.BytesIO()
+    mask_segmentation(source, region, "test").save_as(seg, enforce_file_format=True)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in sorted(folder.iterdir()):
+            z.write(path, path.name)
+    return archive.getvalue(), seg.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("attribute", "says"),
+    [("FrameOfReferenceUID", "FrameOfReferenceUID"), ("PatientID", "another patient")],
+)
+def test_a_seg_of_another_study_is_refused(
+    client: TestClient, ct: tuple[CTVolume, bytes], tmp_path: Path, attribute: str, says: str
+) -> None:
+    volume, _ = ct
+    folder = write_dicom(volume, tmp_path / "dicom", series_uid="1.2.826.0.1.3680043.10.903")
+    archive, seg = _seg_of_the_ball(volume, folder)
+    other = pydicom.dcmread(io.BytesIO(seg))
+    setattr(other, attribute, generate_uid() if attribute.endswith("UID") else "SOMEONE-ELSE")
+    edited = io.BytesIO()
+    other.save_as(edited, enforce_file_format=True)
+    status, body = _post(client, "ct.zip", archive, ("mask.dcm", edited.getvalue()))
+    assert status == 422, body
+    assert says in body["detail"]
+
+
+def test_a_mask_wider_than_any_nodule_is_refused(client: TestClient, tmp_path: Path) -> None:
+    """A mask over the whole CT is no nodule (it measured 213 mm, Lung-RADS 4B, before)."""
+    geometry = make_geometry((40, 80, 80), (1.0, 1.0, 2.0), (-40.0, -40.0, -40.0), OBLIQUE)
+    hu = sphere_hu(geometry, CENTER_XYZ, RADIUS_MM).astype(np.int16)
+    ct_bytes = _file(hu, geometry, tmp_path, "big.nii.gz")
+    everything = _file(np.ones(geometry.shape_zyx, np.uint8), geometry, tmp_path, "all.nii.gz")
+    status, body = _post(client, "ct.nii.gz", ct_bytes, ("m.nii.gz", everything))
+    assert status == 422, body
+    assert "no nodule is wider than 60 mm" in body["detail"]
