@@ -49,8 +49,9 @@ from app.problems import (
 from app.retrieval import NotFoundError
 from app.routers import admin, health, nodules, reports, scans, search, upload
 from app.settings import AppSettings
+from app.slots import Slots, SlotsBusyError
 from app.state import CatalogUnavailableError, Serving, State, index_dir_problem
-from app.uploads import BodyLimitMiddleware, ParserBusyError, UploadParser
+from app.uploads import BodyLimitMiddleware, UploadParser
 from model.dicomweb import PacsUnavailableError, SeriesNotInPacsError
 from model.embedder import EmbeddingInputError
 from model.evidence import ReportHeaderError, read_leniently
@@ -86,12 +87,20 @@ def _lifespan(settings: AppSettings) -> Callable[[FastAPI], AbstractAsyncContext
             wait_s=settings.parser_wait_s,
         )
         attempts = FailedAttempts(settings.auth_failures_per_minute)
+        reports = Slots(
+            "report and size computations",
+            "NODULE_MAX_REPORTS",
+            settings.max_reports,
+            settings.report_wait_s,
+            retry_after_s=2,
+        )
         try:
             yield {
                 "serving": serving,
                 "settings": settings,
                 "parser": parser,
                 "failed_attempts": attempts,
+                "reports": reports,
             }
         finally:
             parser.close()
@@ -262,8 +271,8 @@ def _add_error_handlers(app: FastAPI) -> None:
         for error in errors:
             app.add_exception_handler(error, handler(status))
 
-    async def parsers_busy(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ParserBusyError)
+    async def slots_busy(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, SlotsBusyError)
         return problem_response(503, str(exc), headers={"Retry-After": str(exc.retry_after_s)})
 
     async def catalogue_unreadable(request: Request, exc: Exception) -> JSONResponse:
@@ -272,7 +281,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         logger.warning("catalogue read failed: %s", type(exc).__name__)
         return problem_response(503, "the catalogue could not be read; retry")
 
-    app.add_exception_handler(ParserBusyError, parsers_busy)
+    app.add_exception_handler(SlotsBusyError, slots_busy)
     app.add_exception_handler(OperationalError, catalogue_unreadable)
     document_problems(app)
 

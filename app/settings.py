@@ -46,6 +46,9 @@ class AppSettings(SharedSettings):
     max_parsers: int = Field(default=2, ge=1, le=64)
     """Upload parsers running at once (each may take ``parser_memory_mb``)."""
     parser_wait_s: float = Field(default=2.0, ge=0, le=60)
+    max_reports: int = Field(default=2, ge=1, le=64)
+    """Report (SR, SEG) and size-estimate computations at once; more wait, then get 503."""
+    report_wait_s: float = Field(default=2.0, ge=0, le=60)
     """How long an upload waits for a free parser before a 503."""
     api_key: SecretStr | None = None
     access_token: SecretStr | None = None

@@ -13,6 +13,7 @@ from app.privacy import UidHasher
 from app.retrieval import Retriever
 from app.series import OpenSources, SeriesLocator
 from app.settings import AppSettings
+from app.slots import Slots
 from app.uploads import UploadParser
 from model.dicomweb import Pacs
 from model.embedder import Embedder
@@ -173,6 +174,8 @@ class State(TypedDict):
     settings: AppSettings
     parser: UploadParser
     failed_attempts: FailedAttempts
+    reports: Slots
+    """Report (SR, SEG) and size-estimate work in the server process, bounded."""
 
 
 def load_retriever(

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -22,6 +21,7 @@ from fastapi import File, Form, UploadFile
 
 from app.errors import SPACING_RANGE_MM, parse_triple
 from app.schemas import COORDINATE_LIMIT_MM, K_LIMIT, Problem
+from app.slots import Slots
 from model.preprocessing import PatchSpec
 from model.upload_worker import EXIT_UNUSABLE, MEMORY_ENV
 from model.uploads import (
@@ -121,17 +121,6 @@ class BodyLimitMiddleware:
             await self._refuse(send, limit)
 
 
-class ParserBusyError(RuntimeError):
-    """Every parser slot is taken (HTTP 503 with ``Retry-After``)."""
-
-    def __init__(self, slots: int, retry_after_s: int) -> None:
-        super().__init__(
-            f"all {slots} upload parsers are busy; retry in {retry_after_s} s "
-            "(NODULE_MAX_PARSERS bounds how many run at once)"
-        )
-        self.retry_after_s = retry_after_s
-
-
 #: Environment variables the parser inherits: what Python needs to start and find the project,
 #: and the locale. Nothing else (no API key, no PACS credentials, no proxy settings).
 _PARSER_ENV = ("PATH", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "LANG", "LC_ALL", "TMPDIR")
@@ -162,25 +151,21 @@ class UploadParser:
     def __init__(self, memory_mb: int, timeout_s: float, slots: int = 2, wait_s: float = 2.0):
         self.memory_bytes = memory_mb * 1024 * 1024
         self.timeout_s = timeout_s
-        self.slots = slots
-        self.wait_s = wait_s
-        self._slots = threading.BoundedSemaphore(slots)
+        self.slots = Slots(
+            "upload parsers", "NODULE_MAX_PARSERS", slots, wait_s, max(1, round(timeout_s / 4))
+        )
 
     def parse(self, job: UploadJob) -> UploadPatch:
         """Run the worker on ``job``; its patch, or an UploadContentError saying what went wrong.
 
         Raises:
-            ParserBusyError: no parser slot freed within ``wait_s``.
+            SlotsBusyError: no parser slot freed within ``wait_s``.
             UploadContentError: the upload is unusable (or broke its parser).
         """
         out = job.workdir / "patch.npz"
         request = {"job": job.model_dump(mode="json"), "out": str(out)}
-        if not self._slots.acquire(timeout=self.wait_s):
-            raise ParserBusyError(self.slots, max(1, round(self.timeout_s / 4)))
-        try:
+        with self.slots.hold():
             return self._run(request, out)
-        finally:
-            self._slots.release()
 
     def _run(self, request: dict[str, Any], out: Path) -> UploadPatch:
         """One worker process on ``request``; its patch from ``out``."""
@@ -289,7 +274,7 @@ def receive_upload(parser: UploadParser, spec: PatchSpec, form: UploadForm) -> R
     Raises:
         UnsupportedUploadError: a file type the service does not read (415).
         InputError / UploadContentError: a bad field or unusable content (422).
-        ParserBusyError: every parser is busy (503).
+        SlotsBusyError: every parser is busy (503).
     """
     kind = upload_kind(form.file.filename or "")
     # A form whose mask field was left empty sends a part with no file name.

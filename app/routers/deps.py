@@ -10,6 +10,7 @@ from app.preview import LUNG_WINDOW, WINDOW_LEVEL_RANGE, WINDOW_WIDTH_RANGE, Dis
 from app.privacy import UidHasher
 from app.retrieval import Retriever
 from app.settings import AppSettings
+from app.slots import Slots
 from app.state import Serving
 
 #: The largest id SQLite stores (a signed 64-bit integer); a larger one is no catalogue id.
@@ -41,6 +42,12 @@ async def get_uid_hasher(request: Request) -> UidHasher:
     """The keyed hash that stands for UIDs in log lines."""
     serving: Serving = request.state.serving
     return serving.hash_uid
+
+
+async def get_report_slots(request: Request) -> Slots:
+    """The bound on report and size-estimate work running at once."""
+    slots: Slots = request.state.reports
+    return slots
 
 
 async def get_settings(request: Request) -> AppSettings:
@@ -83,3 +90,4 @@ ServingDep = Annotated[Serving, Depends(get_serving)]
 UidHasherDep = Annotated[UidHasher, Depends(get_uid_hasher)]
 SettingsDep = Annotated[AppSettings, Depends(get_settings)]
 DisplayWindowDep = Annotated[DisplayWindow, Depends(get_display_window)]
+ReportSlotsDep = Annotated[Slots, Depends(get_report_slots)]

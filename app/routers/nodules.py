@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
 from app.preview import preview_png
-from app.routers.deps import DisplayWindowDep, NoduleIdPath, RetrieverDep
+from app.routers.deps import DisplayWindowDep, NoduleIdPath, ReportSlotsDep, RetrieverDep
 from app.schemas import K_LIMIT, Filters, NoduleDetail, Problem, SearchResponse
 
 router = APIRouter(prefix="/v1/nodules", tags=["nodules"])
@@ -17,13 +18,15 @@ router = APIRouter(prefix="/v1/nodules", tags=["nodules"])
 def get_nodule(
     nodule_id: NoduleIdPath,
     retriever: RetrieverDep,
+    slots: ReportSlotsDep,
     estimate_size: Annotated[
         bool,
         Query(description="also its size and type by region growing from its centre (an estimate)"),
     ] = False,
 ) -> NoduleDetail:
     """One catalogue nodule with its readers' ratings, labels and median characteristics."""
-    return retriever.nodule_detail(nodule_id, estimate_size=estimate_size)
+    with slots.hold() if estimate_size else nullcontext():
+        return retriever.nodule_detail(nodule_id, estimate_size=estimate_size)
 
 
 @router.get(

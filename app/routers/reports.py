@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 
 from app.retrieval import EncodedReport, PointOptions
-from app.routers.deps import RetrieverDep, UidHasherDep
+from app.routers.deps import ReportSlotsDep, RetrieverDep, UidHasherDep
 from app.schemas import CoordinateQuery, Filters, Problem
 from app.uploads import (
     UPLOAD_ERRORS,
@@ -69,6 +69,7 @@ def multipart_related(parts: list[bytes]) -> tuple[bytes, str]:
 def report_sr(
     query: CoordinateQuery,
     retriever: RetrieverDep,
+    slots: ReportSlotsDep,
     hash_uid: UidHasherDep,
     store: Annotated[
         bool,
@@ -98,9 +99,14 @@ def report_sr(
     """
     if store:
         retriever.check_can_store()  # refused before any search work
-    report = retriever.report_sr(
-        query.series_uid, query.center_xyz, PointOptions.of(query), query.study_uid, with_seg=seg
-    )
+    with slots.hold():
+        report = retriever.report_sr(
+            query.series_uid,
+            query.center_xyz,
+            PointOptions.of(query),
+            query.study_uid,
+            with_seg=seg,
+        )
     status = 200
     headers = {}
     if store:
@@ -145,6 +151,7 @@ def _dicom_response(
 def report_upload(
     request: Request,
     retriever: RetrieverDep,
+    slots: ReportSlotsDep,
     file: Annotated[UploadFile, File(description="a .zip of the DICOM CT series")],
     center_xyz: Annotated[
         str | None, Form(description="x,y,z world mm (LPS); default: the mask's centroid")
@@ -171,7 +178,8 @@ def report_upload(
         UploadForm(file=file, mask=mask, center_xyz=center_xyz, series_uid=series_uid, report=True),
     )
     filters = Filters(exclude_patient_id=exclude_patient_id, labelled_only=labelled_only)
-    report = retriever.report_upload(received.patch, k, filters, with_seg=seg)
+    with slots.hold():
+        report = retriever.report_upload(received.patch, k, filters, with_seg=seg)
     logger.info(
         "SR of an upload search (%s, %.1f MB; %d objects)",
         received.what,

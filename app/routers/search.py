@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 
 from fastapi import APIRouter
 
 from app.retrieval import PointOptions
-from app.routers.deps import RetrieverDep, UidHasherDep
+from app.routers.deps import ReportSlotsDep, RetrieverDep, UidHasherDep
 from app.schemas import CoordinateQuery, Problem, SearchResponse
 
 logger = logging.getLogger(__name__)
@@ -21,7 +22,10 @@ router = APIRouter(prefix="/v1/search", tags=["search"])
     responses={404: {"model": Problem}, 422: {"model": Problem}, 503: {"model": Problem}},
 )
 def search_coordinate(
-    query: CoordinateQuery, retriever: RetrieverDep, hash_uid: UidHasherDep
+    query: CoordinateQuery,
+    retriever: RetrieverDep,
+    hash_uid: UidHasherDep,
+    slots: ReportSlotsDep,
 ) -> SearchResponse:
     """Similar nodules to the one at ``center_xyz`` (world mm, LPS) in series ``series_uid``.
 
@@ -35,9 +39,13 @@ def search_coordinate(
     """
     started = time.perf_counter()
     try:
-        response = retriever.search_coordinate(
-            query.series_uid, query.center_xyz, PointOptions.of(query), query.study_uid
-        )
+        options = PointOptions.of(query)
+        # A size estimate (asked for, or the ruler's type) is the bounded kind of work.
+        sized = options.estimate_size or options.measured is not None
+        with slots.hold() if sized else nullcontext():
+            response = retriever.search_coordinate(
+                query.series_uid, query.center_xyz, options, query.study_uid
+            )
     except Exception as error:
         logger.info(
             "coordinate search on series %s (study %s) refused: %s",

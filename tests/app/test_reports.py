@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import threading
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -12,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from app.retrieval import Retriever
 from app.settings import AppSettings
 from model.ct import open_volume
 from model.dicom_io import DicomSeriesSource
@@ -271,3 +275,40 @@ def test_a_dicom_series_without_its_data_root_is_told_why(
     assert says in detail
     assert "NODULE_DATA_DIR" in detail
     assert "stored as an image file" not in detail
+
+
+def test_report_and_size_work_is_bounded(
+    app_index: Path, synth_set: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With every report slot taken, SRs and size estimates get 503 + Retry-After; others pass."""
+    release, started = threading.Event(), threading.Event()
+    real = Retriever.report_sr
+
+    def held(self: Retriever, *args: Any, **kwargs: Any) -> Any:
+        started.set()
+        release.wait(30)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Retriever, "report_sr", held)
+    settings = AppSettings(
+        index_dir=app_index, data_dir=synth_set, device="cpu", max_reports=1, report_wait_s=0.1
+    )
+    source, center = growable_nodule(synth_set)
+    body = {"series_uid": source.series_uid, "center_xyz": list(center), "k": 2}
+    with TestClient(create_app(settings)) as busy, ThreadPoolExecutor(1) as pool:
+        first = pool.submit(busy.post, "/v1/reports/sr", json=body)
+        assert started.wait(30)
+        refused = [
+            busy.post("/v1/reports/sr", json=body),
+            busy.post("/v1/search/coordinate", json={**body, "estimate_size": True}),
+            busy.get("/v1/nodules/0", params={"estimate_size": True}),
+        ]
+        plain = busy.post("/v1/search/coordinate", json=body)  # no size work: not bounded
+        release.set()
+        for answer in refused:
+            assert answer.status_code == 503, answer.text
+            assert int(answer.headers["retry-after"]) >= 1
+            assert "NODULE_MAX_REPORTS" in answer.json()["detail"]
+        assert plain.status_code == 200
+        assert first.result(timeout=60).status_code == 200
+        assert busy.post("/v1/reports/sr", json=body).status_code == 200  # free again
