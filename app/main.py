@@ -55,6 +55,7 @@ from app.uploads import BodyLimitMiddleware, UploadParser
 from model.dicomweb import PacsUnavailableError, SeriesNotInPacsError
 from model.embedder import EmbeddingInputError
 from model.evidence import ReportHeaderError, read_leniently
+from model.measure import MeasureError
 from model.preprocessing import CoordinateOutsideVolumeError
 from model.uploads import UnsupportedUploadError, UploadContentError
 from model.volume import VolumeReadError
@@ -206,16 +207,30 @@ def _add_openapi(app: FastAPI, settings: AppSettings) -> None:
 
     @app.get(OPENAPI_URL, include_in_schema=False)
     async def openapi(request: Request) -> JSONResponse:
-        schema = app.openapi()
+        schema = with_k_maximum(app.openapi(), settings.max_k)
         serving = getattr(request.state, "serving", None)  # None: run without its lifespan
         if settings.access_token is None and serving is not None:
             retriever = serving.retriever()
-            schema = copy.deepcopy(schema)
             for path, dicom in _POINT_OPERATIONS:
                 point = retriever.example_point(dicom=dicom)
                 if point is not None:
                     with_point_example(schema, path, *point)
         return JSONResponse(schema)
+
+
+def with_k_maximum(schema: dict[str, Any], max_k: int) -> dict[str, Any]:
+    """A copy of the document whose every ``k`` states this deployment's NODULE_MAX_K."""
+    schema = copy.deepcopy(schema)
+    for component in schema.get("components", {}).get("schemas", {}).values():
+        k = component.get("properties", {}).get("k")
+        if k is not None:
+            k["maximum"] = max_k
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if parameter.get("name") == "k":
+                    parameter.setdefault("schema", {})["maximum"] = max_k
+    return schema
 
 
 def with_point_example(
@@ -264,6 +279,7 @@ def _add_error_handlers(app: FastAPI) -> None:
                 UploadContentError,
                 InputError,
                 ReportHeaderError,
+                MeasureError,
             ),
         ),
         (503, (PacsUnavailableError, CatalogUnavailableError)),

@@ -373,7 +373,7 @@ class Retriever:
     ) -> list[Neighbor]:
         """The ``k`` most similar catalogue nodules that pass the filters and exclusions."""
         if k > self.max_k:
-            raise InputError(f"k: must be at most {self.max_k} (NODULE_MAX_K), got {k}")
+            raise InputError(f"k: must be at most {self.max_k} (NODULE_MAX_K)")
         total = int(self.catalog.index.ntotal)
         fetch = min(total, k + len(exclusions.nodule_ids) + 16)
         while True:

@@ -83,7 +83,9 @@ class CoordinateQuery(BaseModel):
         "PACS over DICOMweb",
     )
     center_xyz: XYZ = Field(description="world mm, ITK/LPS frame (LUNA16 coordX, coordY, coordZ)")
-    k: int = Field(default=5, ge=1, le=K_LIMIT, description="neighbours (at most NODULE_MAX_K)")
+    # No static maximum: NODULE_MAX_K is the deployment's, checked with one message
+    # (Retriever.neighbors); the served OpenAPI document states it (app.main).
+    k: int = Field(default=5, ge=1, description="neighbours (at most NODULE_MAX_K)")
     filters: Filters = Field(default=Filters(), description="which catalogue nodules may answer")
     estimate_size: bool = Field(
         default=False,

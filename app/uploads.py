@@ -20,11 +20,12 @@ from typing import Annotated, Any
 from fastapi import File, Form, UploadFile
 
 from app.errors import SPACING_RANGE_MM, parse_triple
-from app.schemas import COORDINATE_LIMIT_MM, K_LIMIT, Problem
+from app.schemas import COORDINATE_LIMIT_MM, Problem
 from app.slots import Slots
 from model.preprocessing import PatchSpec
 from model.upload_worker import EXIT_UNUSABLE, MEMORY_ENV
 from model.uploads import (
+    UnsupportedUploadError,
     UploadContentError,
     UploadJob,
     UploadPatch,
@@ -230,7 +231,7 @@ SeriesUidField = Annotated[
     str | None,
     Form(description="which series of a zip holding several DICOM series", max_length=128),
 ]
-KField = Annotated[int, Form(ge=1, le=K_LIMIT, description="neighbours (at most NODULE_MAX_K)")]
+KField = Annotated[int, Form(ge=1, description="neighbours (at most NODULE_MAX_K)")]
 ExcludePatientField = Annotated[
     str | None, Form(max_length=128, description="drop this patient's nodules")
 ]
@@ -277,6 +278,11 @@ def receive_upload(parser: UploadParser, spec: PatchSpec, form: UploadForm) -> R
         SlotsBusyError: every parser is busy (503).
     """
     kind = upload_kind(form.file.filename or "")
+    if form.report and kind != "zip":
+        # Before any parsing: the parser's own message would name fields this form lacks.
+        raise UnsupportedUploadError(
+            f"an SR belongs to a DICOM study: send a .zip of the DICOM CT series, not a {kind} file"
+        )
     # A form whose mask field was left empty sends a part with no file name.
     mask = form.mask if form.mask is not None and form.mask.filename else None
     kind_of_mask = mask_kind(mask.filename or "") if mask is not None else None

@@ -36,6 +36,11 @@ class GeometryError(ValueError):
 CT_SPACING_RANGE_MM = (0.01, 50.0)
 
 
+def _shown(values: Sequence[float]) -> str:
+    """Numbers as a person reads them (numpy 2 writes ``np.float64(1.0)``)."""
+    return ", ".join(f"{float(v):g}" for v in values)
+
+
 def check_ct_spacing(spacing_xyz: Sequence[float]) -> None:
     """Refuse a voxel size no CT has (``CT_SPACING_RANGE_MM``).
 
@@ -44,9 +49,9 @@ def check_ct_spacing(spacing_xyz: Sequence[float]) -> None:
     """
     low, high = CT_SPACING_RANGE_MM
     if not all(low <= float(s) <= high for s in spacing_xyz):
-        shown = ", ".join(f"{float(s):g}" for s in spacing_xyz)
         raise GeometryError(
-            f"voxel size ({shown}) mm (x, y, z) is outside the {low:g}-{high:g} mm a CT can have"
+            f"voxel size ({_shown(spacing_xyz)}) mm (x, y, z) is outside the {low:g}-{high:g} mm "
+            "a CT can have"
         )
 
 
@@ -71,14 +76,14 @@ class Geometry:
         spacing = np.asarray(self.spacing_xyz, dtype=np.float64)
         if spacing.shape != (3,) or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
             raise GeometryError(
-                f"spacing must be 3 positive finite numbers, got {self.spacing_xyz}"
+                f"spacing must be 3 positive finite numbers, got ({_shown(self.spacing_xyz)})"
             )
         origin = np.asarray(self.origin_xyz, dtype=np.float64)
         if origin.shape != (3,) or not np.all(np.isfinite(origin)):
-            raise GeometryError(f"origin must be 3 finite numbers, got {self.origin_xyz}")
+            raise GeometryError(f"origin must be 3 finite numbers, got ({_shown(self.origin_xyz)})")
         d = self.direction_matrix
         if not np.allclose(d.T @ d, np.eye(3), atol=_ORTHONORMAL_TOL):
-            raise GeometryError(f"direction matrix is not orthonormal: {self.direction}")
+            raise GeometryError(f"direction matrix is not orthonormal: ({_shown(self.direction)})")
         if len(self.shape_zyx) != 3 or any(int(n) < 1 for n in self.shape_zyx):
             raise GeometryError(f"shape must be 3 positive sizes, got {self.shape_zyx}")
 

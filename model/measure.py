@@ -65,6 +65,11 @@ GROW_HU = -600.0
 GROW_RADII_MM = (5.0, 7.5, 10.0, 15.0)
 #: Region growing cuts connections thinner than twice this (mm): vessels, chest-wall bridges.
 CUT_RADIUS_MM = 1.5
+#: The most voxels region growing reads and works on (a 20 mm ball at 0.2 mm voxels): bounds its
+#: memory whatever the voxel size.
+MAX_GROW_VOXELS = 8_000_000
+#: The most voxels of the vessel cut's ball element (33^3: voxels of about 0.094 mm and up).
+MAX_ELEMENT_VOXELS = 33**3
 #: Where the seed is searched around the query point (mm).
 SEED_RADIUS_MM = 2.0
 #: Lung-RADS v2022 baseline size bounds (mm, mean diameter) of solid nodules: 2 | 3 | 4A | 4B.
@@ -374,6 +379,25 @@ class NoduleRegion:
     measurement: NoduleMeasurement
 
 
+def _check_grow_budget(geometry: Geometry, box_voxels: int) -> None:
+    """Refuse voxels so small that region growing would not fit in memory.
+
+    Its box and its ball element (the vessel cut's, ``CUT_RADIUS_MM``) grow as (mm / spacing)^3.
+
+    Raises:
+        MeasureError: the box or the element is over budget (the message gives the voxel size).
+    """
+    reach = np.ceil(CUT_RADIUS_MM / np.asarray(spacing_zyx(geometry)))
+    element = int(np.prod(2 * reach + 1))
+    if box_voxels <= MAX_GROW_VOXELS and element <= MAX_ELEMENT_VOXELS:
+        return
+    smallest = min(float(v) for v in geometry.spacing_xyz)
+    raise MeasureError(
+        f"the voxels ({smallest:g} mm) are too small to estimate a size by region growing "
+        f"(it needs voxels of about 0.1 mm or more); measure the nodule instead"
+    )
+
+
 def grow_at(
     source: VolumeSource, center_xyz: tuple[float, float, float], max_radius_mm: float = 20.0
 ) -> NoduleRegion | None:
@@ -382,12 +406,14 @@ def grow_at(
     Reads only the box around the ball (a region read).
 
     Raises:
-        MeasureError: the point lies outside the volume.
+        MeasureError: the point lies outside the volume, or the voxels are too small.
     """
     geometry = source.geometry
     if not geometry.contains_world(center_xyz):
-        raise MeasureError(f"the point {center_xyz} lies outside the volume")
+        shown = ", ".join(f"{float(v):g}" for v in center_xyz)
+        raise MeasureError(f"the point ({shown}) lies outside the volume")
     start, stop = _ball_box(geometry, center_xyz, max_radius_mm)
+    _check_grow_budget(geometry, int(np.prod(np.asarray(stop) - np.asarray(start))))
     hu = np.asarray(source.read_box(start, stop), dtype=np.float32)
     box = geometry.with_shape_zyx((hu.shape[0], hu.shape[1], hu.shape[2]), start)
     mask = grow_region(hu, box, center_xyz, max_radius_mm)

@@ -143,7 +143,8 @@ def read_array(
         raise UploadContentError("an array upload needs spacing_zyx (mm, z y x)")
     spacing = [float(v) for v in spacing_zyx]
     if len(spacing) != 3 or not all(np.isfinite(spacing)) or min(spacing) <= 0:
-        raise UploadContentError(f"spacing_zyx must be 3 positive numbers, got {list(spacing_zyx)}")
+        shown = ", ".join(f"{float(v):g}" for v in spacing_zyx)
+        raise UploadContentError(f"spacing_zyx must be 3 positive numbers, got ({shown})")
     try:
         loaded = np.load(path, allow_pickle=False, mmap_mode="r")
         if isinstance(loaded, np.lib.npyio.NpzFile):

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response
 
 from app.preview import preview_png
 from app.routers.deps import DisplayWindowDep, NoduleIdPath, ReportSlotsDep, RetrieverDep
-from app.schemas import K_LIMIT, Filters, NoduleDetail, Problem, SearchResponse
+from app.schemas import Filters, NoduleDetail, Problem, SearchResponse
 
 router = APIRouter(prefix="/v1/nodules", tags=["nodules"])
 
@@ -51,7 +51,7 @@ def preview(nodule_id: NoduleIdPath, retriever: RetrieverDep, window: DisplayWin
 def similar(
     nodule_id: NoduleIdPath,
     retriever: RetrieverDep,
-    k: Annotated[int, Query(ge=1, le=K_LIMIT)] = 5,
+    k: Annotated[int, Query(ge=1, description="neighbours (at most NODULE_MAX_K)")] = 5,
     exclude_patient_id: Annotated[
         str | None, Query(max_length=128, description="drop this patient's nodules too")
     ] = None,

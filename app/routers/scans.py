@@ -101,6 +101,7 @@ def zoomed_view(
         Query(
             ge=ZOOM_FOV_RANGE_MM[0],
             le=ZOOM_FOV_RANGE_MM[1],
+            allow_inf_nan=False,
             description="side of the square field, mm",
         ),
     ] = 64.0,

@@ -4,6 +4,7 @@ the browser's origin policy, access tokens and failed-attempt limits."""
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -70,7 +72,7 @@ def test_every_route_limits_its_body(client: TestClient, app_index: Path) -> Non
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        ({"k": 10**9}, "k"),
+        ({"k": 10**9}, "k: must be at most 50 (NODULE_MAX_K)"),  # one limit, one message
         ({"k": 51}, "k: must be at most 50 (NODULE_MAX_K)"),
         ({"center_xyz": [1e308, 0, 0]}, "center_xyz"),
         ({"filters": {"max_diameter_mm": "Infinity"}}, "filters.max_diameter_mm"),
@@ -332,3 +334,47 @@ def test_nodule_api_refuses_to_start_open_beyond_loopback(app_index: Path) -> No
     assert done.returncode == 2
     assert "NODULE_ACCESS_TOKEN" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_the_served_document_states_the_deployments_k_limit(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    body = schema["components"]["schemas"]["CoordinateQuery"]["properties"]["k"]
+    assert body["maximum"] == 50
+    similar = schema["paths"]["/v1/nodules/{nodule_id}/similar"]["get"]["parameters"]
+    assert next(p for p in similar if p["name"] == "k")["schema"]["maximum"] == 50
+
+
+def test_messages_say_what_the_route_takes(client: TestClient, app_index: Path) -> None:
+    """Issue 27 item 8: no field the route lacks, no misleading bound, no echo, no numpy repr."""
+    npy = io.BytesIO()
+    np.save(npy, np.zeros((8, 8, 8), np.int16))
+    sr_upload = client.post("/v1/reports/sr/upload", files={"file": ("ct.npy", npy.getvalue())})
+    detail = _problem(sr_upload, 415, "zip of the DICOM CT series")["detail"]
+    assert "spacing_zyx" not in detail
+    query = _a_query(app_index)
+    center = ",".join(str(v) for v in query["center_xyz"])
+    zoom = client.get(
+        f"/v1/scans/{query['series_uid']}/zoom.png", params={"center_xyz": center, "fov_mm": "nan"}
+    )
+    assert zoom.status_code == 422
+    assert "160" not in zoom.json()["detail"]
+    long_uid = "1." + "2" * 5000
+    unknown = client.post("/v1/search/coordinate", json={**query, "series_uid": long_uid})
+    assert unknown.status_code in (404, 422)
+    assert "2" * 200 not in unknown.text
+
+
+def test_tiny_voxels_get_a_clear_answer_not_a_crash(client: TestClient) -> None:
+    """estimate_size on 0.01 mm voxels: the search box would be 10^10 voxels (was a parser
+    MemoryError in binary_opening)."""
+    hu = np.full((64, 64, 64), -800, dtype=np.int16)
+    hu[28:36, 28:36, 28:36] = 40
+    buffer = io.BytesIO()
+    np.save(buffer, hu)
+    answer = client.post(
+        "/v1/search/upload",
+        files={"file": ("ct.npy", buffer.getvalue())},
+        data={"spacing_zyx": "0.01,0.01,0.01", "estimate_size": "true"},
+    )
+    assert answer.status_code == 422, answer.text
+    assert "too small to estimate a size" in answer.json()["detail"]
