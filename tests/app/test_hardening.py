@@ -352,7 +352,9 @@ def test_messages_say_what_the_route_takes(client: TestClient, app_index: Path) 
     detail = _problem(sr_upload, 415, "zip of the DICOM CT series")["detail"]
     assert "spacing_zyx" not in detail
     query = _a_query(app_index)
-    center = ",".join(str(v) for v in query["center_xyz"])
+    point = query["center_xyz"]
+    assert isinstance(point, list)
+    center = ",".join(str(v) for v in point)
     zoom = client.get(
         f"/v1/scans/{query['series_uid']}/zoom.png", params={"center_xyz": center, "fov_mm": "nan"}
     )
