@@ -27,6 +27,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels.processing import apply_modality_lut
 
+from model.evidence import EVIDENCE_KEYWORDS, ReportHeaderError
 from model.geometry import Geometry, GeometryError, check_ct_spacing
 from model.itk_io import MAX_DIM, MAX_VOXELS
 from model.volume import CTVolume, F32Array, VolumeReadError, VolumeSource, check_box
@@ -52,12 +53,32 @@ _EVIDENCE_GROUPS = (0x0008, 0x0010, 0x0018, 0x0020, 0x0028)
 _BINARY_VRS = ("OB", "OD", "OF", "OL", "OV", "OW", "UN")
 
 
+#: The longest value a report's evidence keeps (characters). What a report copies or checks is
+#: far shorter (LO and UI 64, PN 5 x 64); longer text (UC, UT, LT) is dropped, so untrusted
+#: headers stay small on their way to the server.
+MAX_EVIDENCE_VALUE_CHARS = 1024
+
+
 def evidence_header(ds: Dataset) -> Dataset:
-    """The groups of a slice header a report referencing it copies (no pixels, no bulk data)."""
+    """The groups of a slice header a report referencing it copies, bounded.
+
+    No pixels, no binary data, no sequences (nothing a report copies is one, and a sequence may
+    nest any data), no value longer than ``MAX_EVIDENCE_VALUE_CHARS``.
+
+    Raises:
+        ReportHeaderError: an attribute a report copies or checks is that long (named, no value).
+    """
     out = Dataset()
     for element in ds:
-        if element.tag.group in _EVIDENCE_GROUPS and element.VR not in _BINARY_VRS:
-            out.add(element)
+        if element.tag.group not in _EVIDENCE_GROUPS or element.VR in (*_BINARY_VRS, "SQ"):
+            continue
+        if len(str(element.value)) > MAX_EVIDENCE_VALUE_CHARS:
+            if element.keyword in EVIDENCE_KEYWORDS:
+                raise ReportHeaderError(
+                    f"{element.keyword} of a queried slice is longer than DICOM allows"
+                )
+            continue
+        out.add(element)
     return out
 
 

@@ -39,6 +39,8 @@ COPIED = (
     "StudyID",
     "AccessionNumber",
 )
+#: Everything a report copies or checks from a slice (kept, never dropped, from its headers).
+EVIDENCE_KEYWORDS = frozenset((*COPIED, *REQUIRED_UIDS, "SpecificCharacterSet"))
 #: Attributes that must be one value across the slices (a report is of one of each).
 ONE_VALUE = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID")
 _ONE_OF = {

@@ -390,6 +390,11 @@ def _report_headers(
     )
 
 
+#: The most characters of slice headers (JSON) a report job's parser sends to the server: the
+#: evidence of a patch's slices is a few hundred KB at most (``evidence_header`` bounds each).
+MAX_HEADERS_JSON_CHARS = 4 * 1024 * 1024
+
+
 def write_result(path: Path, result: UploadPatch) -> None:
     """Save what the parser found (``read_result`` reads it back in the service)."""
     size = dataclasses.asdict(result.size) if result.size is not None else None
@@ -407,7 +412,13 @@ def write_result(path: Path, result: UploadPatch) -> None:
             "geometry": dataclasses.asdict(result.headers.geometry),
             "headers": {str(k): ds.to_json_dict() for k, ds in result.headers.headers.items()},
         }
-        arrays["headers_json"] = np.asarray(json.dumps(snapshot))
+        text = json.dumps(snapshot)
+        if len(text) > MAX_HEADERS_JSON_CHARS:
+            raise UploadContentError(
+                f"the series' headers of the queried slices take {len(text) // 1024:,} KB, more "
+                f"than a report's evidence may ({MAX_HEADERS_JSON_CHARS // 1024:,} KB)"
+            )
+        arrays["headers_json"] = np.asarray(text)
     # numpy's stubs match ``**arrays`` against its ``allow_pickle`` keyword.
     np.savez(path, **arrays)  # type: ignore[arg-type]
 
@@ -424,6 +435,10 @@ def read_result(path: Path) -> UploadPatch:
         measurement = NoduleMeasurement(**size["size"]) if size["size"] is not None else None
         headers = None
         if "headers_json" in saved:
+            # Checked before it is loaded: the server decodes no more than the parser may send.
+            stored = saved.zip.getinfo("headers_json.npy").file_size
+            if stored > 4 * MAX_HEADERS_JSON_CHARS + 1024:  # numpy stores str as UCS-4
+                raise UploadContentError("the parser's headers are larger than allowed")
             snapshot = json.loads(str(saved["headers_json"]))
             g = snapshot["geometry"]
             geometry = Geometry(

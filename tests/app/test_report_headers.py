@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
+from model.dicom_io import evidence_header
 from model.evidence import ReportHeaderError, check_evidence
 from tests.model.synthetic import growable_nodule
 
@@ -109,3 +110,38 @@ def test_stored_series_headers_are_checked_alike(synth_set: Path, case: str) -> 
 
 def test_the_synthetic_series_itself_passes(synth_set: Path) -> None:
     check_evidence(_headers(synth_set))
+
+
+def _bulky(ds: Dataset, _: int) -> None:
+    """A megabyte of UC text and an OB nested in a sequence, on every slice (issue 27 item 3)."""
+    ds.add_new(0x00080119, "UC", "x" * 1_000_000)  # Long Code Value
+    item = Dataset()
+    item.add_new(0x00091010, "OB", b"\0" * 200_000)
+    ds.add_new(0x00081140, "SQ", [item])  # Referenced Image Sequence
+
+
+def test_bulky_headers_never_reach_the_server(client: TestClient, synth_set: Path) -> None:
+    """What a report does not copy stays in the parser: the SR is made, without them."""
+    source, center = growable_nodule(synth_set)
+    form = {"center_xyz": ",".join(str(v) for v in center), "k": "3"}
+    answer = client.post(
+        "/v1/reports/sr/upload",
+        files={"file": ("series.zip", _edited_zip(source.folder, _bulky))},
+        data=form,
+    )
+    assert answer.status_code == 200, answer.text
+    sr = pydicom.dcmread(io.BytesIO(answer.content))
+    assert "x" * 2000 not in str(sr)
+
+
+def test_the_evidence_keeps_what_a_report_copies_and_bounds_the_rest(synth_set: Path) -> None:
+    header = _headers(synth_set)[0]
+    _bulky(header, 0)
+    kept = evidence_header(header)
+    assert "PatientID" in kept
+    assert "StudyInstanceUID" in kept
+    assert 0x00080119 not in kept  # the long text
+    assert 0x00081140 not in kept  # the sequence
+    header.PatientID = "P" * 5000
+    with pytest.raises(ReportHeaderError, match="PatientID"):
+        evidence_header(header)
