@@ -27,7 +27,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels.processing import apply_modality_lut
 
-from model.evidence import EVIDENCE_KEYWORDS, ReportHeaderError
+from model.evidence import COPIED, EVIDENCE_KEYWORDS, ReportHeaderError
 from model.geometry import Geometry, GeometryError, check_ct_spacing
 from model.itk_io import MAX_DIM, MAX_VOXELS
 from model.volume import CTVolume, F32Array, VolumeReadError, VolumeSource, check_box
@@ -84,17 +84,7 @@ def evidence_header(ds: Dataset) -> Dataset:
 
 #: Type 2 attributes (present, may be empty) of the patient and study modules a derived object (SR,
 #: SEG) copies from its sources; some writers leave them out, which the SR must not inherit.
-_TYPE2_COPIED = (
-    "PatientName",
-    "PatientID",
-    "PatientBirthDate",
-    "PatientSex",
-    "StudyDate",
-    "StudyTime",
-    "ReferringPhysicianName",
-    "StudyID",
-    "AccessionNumber",
-)
+_TYPE2_COPIED = COPIED
 
 
 def with_copied_type2(header: Dataset) -> Dataset:

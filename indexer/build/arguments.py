@@ -124,15 +124,20 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "NODULE_DICOMWEB_TOKEN, never on the command line)",
     )
     add_path(b, "--model", Kind.MODEL, required=True, help="MODEL_DIR (card.json, weights.pt)")
+    _add_labels(b)
+    _add_build_options(b, Kind.OUTPUT_FOLDER)
+
+
+def _add_labels(parser: argparse.ArgumentParser) -> None:
+    """``--labels``: the labels file a version's nodules take their labels from."""
     add_path(
-        b,
+        parser,
         "--labels",
         Kind.FILE,
         what="a labels.csv made by nodule-index labels",
         default=None,
         help="labels.csv from `nodule-index labels`",
     )
-    _add_build_options(b, Kind.OUTPUT_FOLDER)
 
 
 def _add_add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -146,14 +151,7 @@ def _add_add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_path(a, "--data", Kind.LUNA, required=True, help="LUNA16-layout folder")
     add_path(a, "--model", Kind.MODEL, default=None, help="default: the index's own model")
-    add_path(
-        a,
-        "--labels",
-        Kind.FILE,
-        what="a labels.csv made by nodule-index labels",
-        default=None,
-        help="labels.csv from `nodule-index labels`",
-    )
+    _add_labels(a)
     _add_build_options(a, Kind.CATALOGUE)
 
 

@@ -107,18 +107,13 @@ def test_a_dicom_seg_gives_back_the_region_it_was_made_of(
 ) -> None:
     volume, _ = ct
     folder = write_dicom(volume, tmp_path / "dicom", series_uid="1.2.826.0.1.3680043.10.901")
-    source = DicomSeriesSource(folder)
-    region = grow_at(source, (float(CENTER_XYZ[0]), float(CENTER_XYZ[1]), float(CENTER_XYZ[2])))
-    assert region is not None
-    seg = io.BytesIO()
-    mask_segmentation(source, region, "test").save_as(seg, enforce_file_format=True)
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as z:
-        for path in sorted(folder.iterdir()):
-            z.write(path, path.name)
-    status, body = _post(client, "ct.zip", archive.getvalue(), ("mask.dcm", seg.getvalue()))
+    archive, seg = _seg_of_the_ball(folder)
+    status, body = _post(client, "ct.zip", archive, ("mask.dcm", seg))
     assert status == 200, body
     size = body["size_estimate"]
+    point = (float(CENTER_XYZ[0]), float(CENTER_XYZ[1]), float(CENTER_XYZ[2]))
+    region = grow_at(DicomSeriesSource(folder), point)
+    assert region is not None
     grown = region.measurement
     assert (size["mean_diameter_mm"], size["volume_mm3"]) == (
         grown.mean_diameter_mm,
@@ -171,7 +166,7 @@ def test_bad_masks_are_refused_naming_the_problem(
         assert (got, detail in body["detail"]) == (status, True), (mask[0], body)
 
 
-def _seg_of_the_ball(volume: CTVolume, folder: Path) -> tuple[bytes, bytes]:
+def _seg_of_the_ball(folder: Path) -> tuple[bytes, bytes]:
     """A DICOM series of the CT (zipped) and a SEG of its ball grown on it."""
     source = DicomSeriesSource(folder)
     region = grow_at(source, (float(CENTER_XYZ[0]), float(CENTER_XYZ[1]), float(CENTER_XYZ[2])))
@@ -194,7 +189,7 @@ def test_a_seg_of_another_study_is_refused(
 ) -> None:
     volume, _ = ct
     folder = write_dicom(volume, tmp_path / "dicom", series_uid="1.2.826.0.1.3680043.10.903")
-    archive, seg = _seg_of_the_ball(volume, folder)
+    archive, seg = _seg_of_the_ball(folder)
     other = pydicom.dcmread(io.BytesIO(seg))
     setattr(other, attribute, generate_uid() if attribute.endswith("UID") else "SOMEONE-ELSE")
     edited = io.BytesIO()

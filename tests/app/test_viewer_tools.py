@@ -23,7 +23,7 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Route, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
-from tests.app.live_server import live_api
+from tests.app import test_viewer_browser as viewer_browser
 from tests.app.test_viewer_browser import ROOT, _chromium, _get
 
 # Drives Chromium: make test, not test-fast.
@@ -74,17 +74,8 @@ class Viewer:
         return scan_info(self.server, self.page.input_value("[data-testid=scan-select]"))
 
 
-@pytest.fixture(scope="module")
-def server(
-    app_index: Path, synth_set: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    env = {
-        "NODULE_INDEX_DIR": str(app_index),
-        "NODULE_DATA_DIR": str(synth_set),
-        "NODULE_DEVICE": "cpu",
-    }
-    with live_api(env, tmp_path_factory.mktemp("server") / "server.log") as url:
-        yield url
+#: The viewer test's live service on the synthetic catalogue (one per module).
+server = viewer_browser.server
 
 
 @pytest.fixture(scope="module")
