@@ -69,9 +69,13 @@ def test_split_and_cache(tiny_data: TrainData) -> None:
 def test_short_training_lowers_the_loss_and_writes_a_loadable_model(
     tiny_data: TrainData, tmp_path: Path
 ) -> None:
-    torch.manual_seed(TINY.seed)
+    # Five epochs: on the tiny set three lower the loss but may not yet separate the classes.
+    config = TINY.model_copy(update={"epochs": 5})
+    torch.manual_seed(config.seed)
     before = _train_auc(NoduleNet(NetworkConfig(width=4, levels=3)), tiny_data)
-    card = train(TINY, tiny_data, tmp_path, device_name="cpu", code_version="test", progress=False)
+    card = train(
+        config, tiny_data, tmp_path, device_name="cpu", code_version="test", progress=False
+    )
     network, loaded = load_model(tmp_path)
     assert loaded.fingerprint == card.fingerprint
     assert card.training is not None
@@ -79,7 +83,7 @@ def test_short_training_lowers_the_loss_and_writes_a_loadable_model(
     assert losses[-1] < losses[0]
     assert _train_auc(network, tiny_data) > before + 0.1
     assert card.training.froc is not None
-    assert len(card.training.history) == TINY.epochs
+    assert len(card.training.history) == config.epochs
     assert card.training.data_fingerprint == tiny_data.fingerprint
     assert (tmp_path / "checkpoints" / "last.pt").is_file()
     vectors = Embedder.from_model_dir(tmp_path, "cpu").embed_patches(
