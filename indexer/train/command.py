@@ -61,7 +61,10 @@ def _config(args: argparse.Namespace, init_card: ModelCard | None) -> TrainConfi
         ValidationError: an option is out of the recipe's range.
     """
     defaults = TrainConfig()
-    outside = args.outside or defaults.patch.outside
+    # Fine-tuning keeps the starting model's outside policy unless --outside says otherwise
+    # (an edge model was silently retrained as an air one).
+    start = init_card.preprocessing.outside if init_card is not None else defaults.patch.outside
+    outside = args.outside or start
     arch: dict[str, object]
     if init_card is not None:
         # Fine-tuning keeps the starting model's architecture and patch (but --outside).

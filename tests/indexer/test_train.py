@@ -248,3 +248,7 @@ def test_fine_tuning_keeps_the_architecture_and_records_its_start(
     assert data.train_patients > 0
     assert data.summary["generator_version"]
     assert main([*args, "--init", str(tmp_path / "missing"), "--force"]) == 2
+    # An edge model fine-tuned again without --outside stays an edge model (issue 31).
+    again = [*base[:3], "--epochs", "1", *base[5:], "--out", str(tmp_path / "again")]
+    assert main([*again, "--init", str(tmp_path / "tuned"), "--select", "last"]) == 0
+    assert load_model(tmp_path / "again")[1].preprocessing.outside == "edge"
