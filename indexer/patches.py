@@ -20,6 +20,7 @@ from model.dicomweb import (
     PacsConfig,
     PacsError,
 )
+from model.measure import mean_hu_in_sphere
 from model.preprocessing import CoordinateOutsideVolumeError, PatchSpec, extract_patch
 from model.sources import open_source
 from model.volume import VolumeReadError
@@ -35,6 +36,8 @@ class ScanJob:
     spec: PatchSpec
     pacs: PacsConfig | None = None
     """Where ``dicomweb:`` paths are read from (each worker opens its own connection)."""
+    sphere_radii_mm: Sequence[float] | None = None
+    """Also the mean HU in a sphere of this radius at each centre (the density baseline)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,8 @@ class ScanPatches:
     key: str
     patches: npt.NDArray[np.float32] | None
     error: str | None
+    mean_hu: npt.NDArray[np.float64] | None = None
+    """With ``ScanJob.sphere_radii_mm``: the mean HU in each centre's sphere."""
 
 
 def cut_scan(job: ScanJob) -> ScanPatches:
@@ -52,9 +57,13 @@ def cut_scan(job: ScanJob) -> ScanPatches:
     try:
         source = open_source(job.path, Pacs(job.pacs) if job.pacs else None)
         patches = np.stack([extract_patch(source, c, job.spec) for c in job.centers_xyz])
+        mean_hu = None
+        if job.sphere_radii_mm is not None:
+            pairs = zip(job.centers_xyz, job.sphere_radii_mm, strict=True)
+            mean_hu = np.array([mean_hu_in_sphere(source, c, r) for c, r in pairs])
     except (VolumeReadError, CoordinateOutsideVolumeError, PacsError, ValueError, OSError) as e:
         return ScanPatches(job.key, None, f"{type(e).__name__}: {e}")
-    return ScanPatches(job.key, patches, None)
+    return ScanPatches(job.key, patches, None, mean_hu)
 
 
 def iter_scan_patches(jobs: Sequence[ScanJob], workers: int) -> Iterator[ScanPatches]:

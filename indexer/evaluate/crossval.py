@@ -34,11 +34,12 @@ from indexer.evaluate.report import (
     NeighborSearch,
     _evaluate_features,
     baseline_searches,
+    density_job,
     paired_difference,
 )
 from indexer.labels.build import read_labels
 from indexer.luna import find_series
-from indexer.patches import ScanJob, iter_scan_patches
+from indexer.patches import iter_scan_patches
 from model.checkpoint import load_model
 from model.embedder import Embedder
 from model.network import NoduleNet
@@ -101,22 +102,26 @@ def load_labelled(data_dir: Path) -> LabelledNodules:
     return LabelledNodules(nodules, [series[x.series_uid].parent.name for x in labels])
 
 
-def cut_all(nodules: CatalogNodules, embedder: Embedder, workers: int) -> F32:
-    """Every nodule's patch with the embedder's spec, (n, D, H, W), in nodule order."""
+def cut_all(
+    nodules: CatalogNodules, embedder: Embedder, workers: int
+) -> tuple[F32, npt.NDArray[np.float64]]:
+    """Every nodule's patch with the embedder's spec, (n, D, H, W), and its density.
+
+    The density is the mean HU in the evaluation's sphere (``density_job``); nodule order.
+    """
     spec = embedder.card.preprocessing
     by_scan: dict[str, list[int]] = {}
     for i, uid in enumerate(nodules.series_uid):
         by_scan.setdefault(uid, []).append(i)
-    jobs = [
-        ScanJob(uid, nodules.source_path[uid], [nodules.center_xyz[i] for i in rows], spec)
-        for uid, rows in sorted(by_scan.items())
-    ]
+    jobs = [density_job(nodules, uid, rows, spec) for uid, rows in sorted(by_scan.items())]
     out = np.zeros((len(nodules.ids), *spec.patch_shape_zyx), dtype=np.float32)
+    mean_hu = np.zeros(len(nodules.ids), dtype=np.float64)
     for result in iter_scan_patches(jobs, workers):
-        if result.patches is None:
+        if result.patches is None or result.mean_hu is None:
             raise CrossValidationError(f"scan {result.key} cannot be cut: {result.error}")
         out[by_scan[result.key]] = result.patches
-    return out
+        mean_hu[by_scan[result.key]] = result.mean_hu
+    return out, mean_hu
 
 
 def with_size_profile(embedder: Embedder, weight: float) -> Embedder:
@@ -206,13 +211,17 @@ def cross_validate(
     fold = labelled.fold_of(folds)
     per_fold: list[FoldVectors] = []
     patches: F32 | None = None
+    mean_hu = np.zeros(0, dtype=np.float64)
     first: Embedder | None = None
     for f, members in enumerate(folds):
         model_dir = model_for_fold(f, members)
         network, card = load_model(model_dir, "cpu")
         embedder = Embedder(network, card, options.evaluate.device, batch_size=64)
         if patches is None:
-            patches, first = cut_all(nodules, embedder, options.evaluate.workers), embedder
+            (patches, mean_hu), first = (
+                cut_all(nodules, embedder, options.evaluate.workers),
+                embedder,
+            )
         elif card.preprocessing != first.card.preprocessing:  # type: ignore[union-attr]
             raise CrossValidationError("the fold models cut different patches")
         vectors = FoldVectors(model_dir)
@@ -232,7 +241,7 @@ def cross_validate(
     rows = np.arange(len(nodules.ids), dtype=np.int64)
     opts = options.evaluate
     network_section, neighbors = _evaluate_features(network_search, nodules, rows, opts)
-    searches = baseline_searches(patches, first, nodules.diameter_mm, opts.seed)
+    searches = baseline_searches(patches, first, nodules.diameter_mm, mean_hu, opts.seed)
     baselines, paired = {}, {}
     for name in BASELINES:
         baselines[name], found = _evaluate_features(searches[name], nodules, rows, opts)

@@ -81,6 +81,23 @@ def loo_neighbors_by_size_and_vectors(
     return _top_k(0.5 * (v @ v.T) + 0.5 * size, k, patient_ids)
 
 
+def loo_neighbors_by_measurements(
+    features: npt.ArrayLike, k: int, patient_ids: Sequence[str | None] | None = None
+) -> Neighbors:
+    """The ``k`` other rows nearest by a few measured numbers (diameter, density, ...).
+
+    Each column is z-scored over the rows (a constant column counts for nothing); nearest by
+    Euclidean distance, similarity ``1 / (1 + distance)`` (positive, so the vote applies).
+    """
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    spread = x.std(axis=0)
+    z = (x - x.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+    distance = np.linalg.norm(z[:, None, :] - z[None, :, :], axis=2)
+    return _top_k(1.0 / (1.0 + distance), k, patient_ids)
+
+
 def hits_at_1(labels: npt.ArrayLike, neighbors: Neighbors) -> npt.NDArray[np.bool_]:
     """Per query: does its nearest neighbour have its label (NaN labels never hit)."""
     y = np.asarray(labels, dtype=np.float64)

@@ -45,6 +45,7 @@ from indexer.evaluate.metrics import (
     hits_at_1,
     knn_vote,
     loo_neighbors,
+    loo_neighbors_by_measurements,
     loo_neighbors_by_size,
     loo_neighbors_by_size_and_vectors,
     normalise,
@@ -68,6 +69,7 @@ from model.checkpoint import load_model
 from model.embedder import Embedder
 from model.labels import LabelRule, derive_label
 from model.network import NoduleNet
+from model.preprocessing import PatchSpec
 from model.sources import model_dir_of, relocated
 from model.store.catalog import Catalog
 from model.store.layout import write_json_atomic
@@ -82,13 +84,16 @@ PAPER_RECALL = {
     "four_class": {1: 0.627, 2: 0.784, 3: 0.850, 4: 0.884},
 }
 LABEL_KINDS = ("binary", "four_class")
-BASELINES = ("raw", "random_init", "diameter", "diameter_raw")
+BASELINES = ("raw", "random_init", "diameter", "diameter_raw", "diameter_density")
+#: The density baseline's sphere at the nodule's centre: this share of its recorded radius.
+DENSITY_SPHERE_FRACTION = 0.75
 #: How each baseline is named in report.md.
 BASELINE_NAMES = {
     "raw": "raw intensities",
     "random_init": "same network, random weights",
     "diameter": "diameter alone (nearest by diameter_mm)",
     "diameter_raw": "diameter + raw (mean of the two similarities)",
+    "diameter_density": "diameter + density (mean HU in 0.75 x radius; z-scored, Euclidean)",
 }
 #: The paired comparisons of the network with each baseline (same queries, resampled together).
 PAIRED_METRICS = ("binary_recall_at_1", "four_class_recall_at_1", "vote_auc")
@@ -193,30 +198,41 @@ def load_nodules(catalog: Catalog, rule: LabelRule | None) -> CatalogNodules:
     return out
 
 
+def density_job(nodules: CatalogNodules, uid: str, members: list[int], spec: PatchSpec) -> ScanJob:
+    """The patches of a scan's nodules, and the mean HU of each one's density sphere."""
+    return ScanJob(
+        uid,
+        nodules.source_path[uid],
+        [nodules.center_xyz[r] for r in members],
+        spec,
+        sphere_radii_mm=[DENSITY_SPHERE_FRACTION * nodules.diameter_mm[r] / 2 for r in members],
+    )
+
+
 def cut_patches(
     nodules: CatalogNodules, rows: npt.NDArray[np.int64], embedder: Embedder, workers: int
-) -> npt.NDArray[np.float32]:
-    """The model's patches of ``rows`` (one region-read pass per scan), in ``rows`` order."""
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]]:
+    """The model's patches of ``rows`` and their density (mean HU), in ``rows`` order.
+
+    One region-read pass per scan.
+    """
     by_scan: dict[str, list[int]] = defaultdict(list)
     for r in rows.tolist():
         by_scan[nodules.series_uid[r]].append(r)
     spec = embedder.card.preprocessing
-    jobs = [
-        ScanJob(uid, nodules.source_path[uid], [nodules.center_xyz[r] for r in members], spec)
-        for uid, members in sorted(by_scan.items())
-    ]
-    shape = tuple(spec.patch_shape_zyx)
-    patches = np.zeros((len(rows), *shape), dtype=np.float32)
+    jobs = [density_job(nodules, uid, members, spec) for uid, members in sorted(by_scan.items())]
+    patches = np.zeros((len(rows), *spec.patch_shape_zyx), dtype=np.float32)
+    mean_hu = np.zeros(len(rows), dtype=np.float64)
     position = {r: i for i, r in enumerate(rows.tolist())}
     for result in iter_scan_patches(jobs, workers):
-        if result.patches is None:
+        if result.patches is None or result.mean_hu is None:
             raise EvaluationError(
                 f"scan {result.key} cannot be read for the baselines ({result.error}); is the "
                 "data folder the catalogue was built from still there?"
             )
-        for r, patch in zip(by_scan[result.key], result.patches, strict=True):
-            patches[position[r]] = patch
-    return patches
+        at = [position[r] for r in by_scan[result.key]]
+        patches[at], mean_hu[at] = result.patches, result.mean_hu
+    return patches, mean_hu
 
 
 def raw_features(patches: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -469,29 +485,43 @@ def baseline_searches(
     patches: npt.NDArray[np.float32],
     embedder: Embedder,
     diameter_mm: npt.NDArray[np.float64],
+    mean_hu: npt.NDArray[np.float64],
     seed: int,
 ) -> dict[str, NeighborSearch]:
-    """The searches the network is compared with (``BASELINES``), over the same queries."""
+    """The searches the network is compared with (``BASELINES``), over the same queries.
+
+    ``mean_hu``: each nodule's density, the mean HU in a sphere of ``DENSITY_SPHERE_FRACTION``
+    of its radius at its centre (two numbers a radiologist reads off a nodule, with the size).
+    """
     raw = raw_features(patches)
+    measured = np.column_stack([diameter_mm, mean_hu])
     return {
         "raw": cosine_search(raw),
         "random_init": cosine_search(random_init_features(embedder, patches, seed)),
         "diameter": size_search(diameter_mm),
         "diameter_raw": size_and_raw_search(raw, diameter_mm),
+        "diameter_density": lambda patients, k: loo_neighbors_by_measurements(
+            measured, k, patients
+        ),
     }
 
 
 def _compare(
     nodules: CatalogNodules,
     rows: npt.NDArray[np.int64],
-    patches: npt.NDArray[np.float32],
+    cut: tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]],
     embedder: Embedder,
     options: EvaluateOptions,
 ) -> _Comparison:
-    """Leave-one-out search with the stored vectors and with each baseline's features."""
+    """Leave-one-out search with the stored vectors and with each baseline's features.
+
+    ``cut``: the rows' patches and densities (``cut_patches``).
+    """
+    patches, mean_hu = cut
     stored = nodules.vectors[rows]
     network, neighbors = _evaluate_features(cosine_search(stored), nodules, rows, options)
-    searches = baseline_searches(patches, embedder, nodules.diameter_mm[rows], options.seed)
+    diameters = nodules.diameter_mm[rows]
+    searches = baseline_searches(patches, embedder, diameters, mean_hu, options.seed)
     baselines: dict[str, FeatureResult] = {}
     paired: dict[str, dict[str, PairedDifference]] = {}
     for name, search in searches.items():
@@ -603,13 +633,13 @@ def evaluate(
     logger.info(
         "evaluating %s: %d labelled of %d nodules", source.version, len(rows), len(nodules.ids)
     )
-    patches = cut_patches(nodules, rows, embedder, options.workers)
+    patches, mean_hu = cut_patches(nodules, rows, embedder, options.workers)
     stored = nodules.vectors[rows]
     # The stored vectors must be what the model gives for these patches today; a drift would
     # mean the catalogue and the model (or the data) no longer belong together.
     fresh = embedder.embed_patches(patches)
     drift = float(np.abs(fresh - stored).max()) if len(stored) else 0.0
-    found = _compare(nodules, rows, patches, embedder, options)
+    found = _compare(nodules, rows, (patches, mean_hu), embedder, options)
     out_dir.mkdir(parents=True, exist_ok=True)
     map_source = _write_figures(source, patches, found.neighbors, out_dir, options)
     elapsed = time.perf_counter() - t0

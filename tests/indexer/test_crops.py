@@ -181,7 +181,13 @@ def test_real_vois_build_and_evaluate(shared_data: Path, app_model: Path, tmp_pa
     labelled = sum(1 for r in _rows(out / "labels.csv") if r["label_binary"])
     assert report["n_queries"] == labelled
     assert report["n_nodules"] == len(rows)
-    assert set(report["baselines"]) == {"raw", "random_init", "diameter", "diameter_raw"}
+    assert set(report["baselines"]) == {
+        "raw",
+        "random_init",
+        "diameter",
+        "diameter_raw",
+        "diameter_density",
+    }
     assert set(report["paired_vs_baselines"]) == set(report["baselines"])
     for section in (report, *report["baselines"].values()):
         assert set(section["recall_at_k"]) == {"binary", "four_class"}

@@ -17,6 +17,7 @@ from indexer.evaluate.metrics import (
     hits_at_1,
     knn_vote,
     loo_neighbors,
+    loo_neighbors_by_measurements,
     loo_neighbors_by_size,
     loo_neighbors_by_size_and_vectors,
     recall_at_k,
@@ -80,6 +81,23 @@ def test_size_and_vectors_average_the_two_similarities() -> None:
     # Equal sizes would leave the cosine order; equal directions the size order.
     same = loo_neighbors_by_size_and_vectors(_vectors(), [7.0] * 5, 4)
     assert same.index.tolist() == loo_neighbors(_vectors(), 4).index.tolist()
+
+
+def test_measurements_are_z_scored_and_nearest_by_euclidean_distance() -> None:
+    # Diameter (mm) and density (HU) on very different scales: z-scoring weighs them alike.
+    features = np.array([[6.0, -600.0], [6.5, 30.0], [12.0, -590.0], [12.5, 40.0]])
+    found = loo_neighbors_by_measurements(features, 3)
+    z = (features - features.mean(axis=0)) / features.std(axis=0)
+    for q in range(4):
+        distance = np.linalg.norm(z - z[q], axis=1)
+        distance[q] = np.inf
+        assert found.index[q].tolist() == np.argsort(distance, kind="stable")[:3].tolist()
+        assert found.similarity[q, 0] == pytest.approx(1.0 / (1.0 + distance.min()))
+    # A constant column counts for nothing; same-patient rows are left out as elsewhere.
+    flat = loo_neighbors_by_measurements(np.array([[1.0, 5.0], [2.0, 5.0], [4.0, 5.0]]), 1)
+    assert flat.index[:, 0].tolist() == [1, 0, 1]
+    apart = loo_neighbors_by_measurements(features, 1, ["a", "a", "b", "b"])
+    assert apart.index[:, 0].tolist() == [2, 3, 0, 1]
 
 
 def test_hits_at_1_per_query() -> None:
@@ -157,7 +175,7 @@ def test_evaluate_writes_every_file(app_index: Path, tmp_path: Path) -> None:
     for kind in ("binary", "four_class"):
         for k in ("1", "2", "3", "4"):
             assert 0.0 <= report["recall_at_k"][kind][k] <= 1.0
-            for baseline in ("raw", "random_init", "diameter", "diameter_raw"):
+            for baseline in ("raw", "random_init", "diameter", "diameter_raw", "diameter_density"):
                 assert 0.0 <= report["baselines"][baseline]["recall_at_k"][kind][k] <= 1.0
         values = [report["recall_at_k"][kind][k] for k in ("1", "2", "3", "4")]
         assert values == sorted(values)  # Recall@k never falls with k
@@ -184,7 +202,7 @@ def test_evaluate_writes_every_file(app_index: Path, tmp_path: Path) -> None:
     assert "| diameter alone (nearest by diameter_mm) |" in markdown
     assert "| diameter + raw (mean of the two similarities) |" in markdown
     assert "The network beats, with the 95% interval of the difference above zero" in markdown
-    for name in ("raw", "random_init", "diameter", "diameter_raw"):
+    for name in ("raw", "random_init", "diameter", "diameter_raw", "diameter_density"):
         for metric in ("binary_recall_at_1", "four_class_recall_at_1", "vote_auc"):
             entry = report["paired_vs_baselines"][name][metric]
             low, high = entry["ci95"]

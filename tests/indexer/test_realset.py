@@ -115,7 +115,13 @@ def test_cross_validation_of_a_recipe_reports_every_baseline(
         assert data["source"] == "realset.json"
         assert data["summary"]["n_negatives"] == data["train_negatives"] + data["val_negatives"]
     assert set(report["size_profile_weight_per_fold"]) <= {0.0, 0.5}
-    assert set(report["baselines"]) == {"raw", "random_init", "diameter", "diameter_raw"}
+    assert set(report["baselines"]) == {
+        "raw",
+        "random_init",
+        "diameter",
+        "diameter_raw",
+        "diameter_density",
+    }
     assert set(report["paired_vs_baselines"]) == set(report["baselines"])
     for section in (report["network"], *report["baselines"].values()):
         assert section["recall_counts"]["binary"]["1"]["queries"] == labelled

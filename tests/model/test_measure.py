@@ -17,9 +17,11 @@ from model.measure import (
     grow_region,
     lung_rads_category,
     mask_core,
+    mean_hu_in_sphere,
     measure,
     nodule_type,
 )
+from model.volume import CTVolume
 
 SOLID_HU, LUNG_HU, GGO_HU = 40.0, -850.0, -650.0
 
@@ -130,3 +132,27 @@ def test_real_masks_measure_close_to_the_readers_diameter(shared_data: Path) -> 
         theirs.append(float(voi["diameter_mm"]))
     assert np.corrcoef(ours, theirs)[0, 1] > 0.85
     assert np.median(np.abs(np.subtract(ours, theirs))) < 4.0
+
+
+def test_mean_hu_in_a_sphere_is_the_mean_of_the_voxels_within_it() -> None:
+    """Expected by formula: a 10 mm ball of 40 HU in -850 HU lung, on an anisotropic grid."""
+    geometry = axis_aligned((40, 48, 48), (0.8, 0.8, 1.25), (-20.0, -19.0, -25.0))
+    center_zyx = (20, 24, 24)
+    ball = _ellipsoid(geometry, (5.0, 5.0, 5.0), center_zyx)
+    hu = np.where(ball, SOLID_HU, LUNG_HU).astype(np.float32)
+    volume = CTVolume(hu, geometry)
+    x0, y0, z0 = (float(v) for v in geometry.index_zyx_to_world(np.asarray(center_zyx)))
+    center = (x0, y0, z0)
+    inside = mean_hu_in_sphere(volume, center, 3.75)  # 0.75 x the radius: all ball
+    assert inside == pytest.approx(SOLID_HU)
+    z, y, x = np.indices(geometry.shape_zyx)
+    sx, sy, sz = geometry.spacing_xyz
+    cz, cy, cx = center_zyx
+    # 7.9 mm: no voxel centre lies exactly on it (8.0 would tie with rounding).
+    within = ((x - cx) * sx) ** 2 + ((y - cy) * sy) ** 2 + ((z - cz) * sz) ** 2 <= 7.9**2
+    expected = float(hu[within].astype(np.float64).mean())
+    assert mean_hu_in_sphere(volume, center, 7.9) == pytest.approx(expected)
+    # Smaller than a voxel: the voxel at the point.
+    assert mean_hu_in_sphere(volume, center, 0.01) == pytest.approx(SOLID_HU)
+    with pytest.raises(MeasureError, match="outside the volume"):
+        mean_hu_in_sphere(volume, (500.0, 0.0, 0.0), 3.0)
