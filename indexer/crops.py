@@ -33,6 +33,7 @@ from pathlib import Path
 
 from indexer.labels.build import write_labels
 from indexer.luna import LunaPoint, write_annotations, write_candidates, write_table
+from indexer.synth.heldout import HELDOUT_PATIENTS
 from model.ct import load_volume
 from model.itk_io import write_metaimage
 from model.labels import LabelRule, NoduleLabel, derive_label
@@ -108,6 +109,7 @@ def read_crop_table(csv_path: Path, images: Path, columns: CropColumns) -> list[
         raise CropImportError(f"{csv_path}: crop table not found")
     crops: list[Crop] = []
     seen: set[str] = set()
+    held_out = 0
     with csv_path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         needed = {columns.image, columns.patient, columns.x, columns.y, columns.z}
@@ -126,6 +128,10 @@ def read_crop_table(csv_path: Path, images: Path, columns: CropColumns) -> list[
             patient = (row[columns.patient] or "").strip()
             if not patient:
                 raise CropImportError(f"line {line}: no patient id (folds are grouped by it)")
+            if patient in HELDOUT_PATIENTS:
+                # The held-out patients judge the work from outside: never read here.
+                held_out += 1
+                continue
             diameter = _float(row, columns.diameter, line) if columns.diameter in row else 0.0
             crops.append(
                 Crop(
@@ -141,6 +147,8 @@ def read_crop_table(csv_path: Path, images: Path, columns: CropColumns) -> list[
                     ratings=_ratings(row.get(columns.ratings, "") or "", line),
                 )
             )
+    if held_out:
+        logger.info("%s: %d crops of held-out patients left out", csv_path.name, held_out)
     if not crops:
         raise CropImportError(f"{csv_path.name}: no crops")
     return crops

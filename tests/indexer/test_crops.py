@@ -11,8 +11,15 @@ import pytest
 import SimpleITK as sitk
 
 from indexer.cli import main as nodule_index
-from indexer.crops import CropColumns, CropImportError, import_crops, patient_subset
+from indexer.crops import (
+    CropColumns,
+    CropImportError,
+    import_crops,
+    patient_subset,
+    read_crop_table,
+)
 from indexer.luna import find_series, read_annotations
+from indexer.synth.heldout import HELDOUT_PATIENTS
 from model.ct import load_volume
 
 HEADER = ["patient_id", "coordX", "coordY", "coordZ", "diameter_mm", "dlwpt_mal_details", "image"]
@@ -95,6 +102,20 @@ def test_crops_become_a_luna16_folder(tmp_path: Path) -> None:
     assert patients == {"P1_a": "P1", "P1_b": "P1", "P2_a": "P2", "P3_a": "P3"}
     assert summary["counts"] == json.loads((out / "crops.json").read_text())["counts"]
     assert summary["counts"]["labelled"] == 3  # type: ignore[index]
+
+
+def test_held_out_patients_crops_are_never_read(tmp_path: Path) -> None:
+    """Every set made from a crop table (a catalogue, real-set training) leaves them out."""
+    held_out = sorted(HELDOUT_PATIENTS)[0]
+    table = _collection(
+        tmp_path, [("P1", "P1_a.nii.gz", "[5, 5, 4]"), (held_out, "H_a.nii.gz", "[1, 1, 2]")]
+    )
+    crops = read_crop_table(table, table.parent, CropColumns())
+    assert [c.patient_id for c in crops] == ["P1"]
+    out = tmp_path / "luna"
+    import_crops(table, table.parent, out)
+    assert sorted(find_series(out)) == ["P1_a"]
+    assert held_out not in (out / "patients.csv").read_text()
 
 
 def test_a_crop_that_misses_its_nodule_fails_or_is_skipped(tmp_path: Path) -> None:
