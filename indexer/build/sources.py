@@ -39,7 +39,23 @@ def _attach_labels(nodes: list[NoduleEntry], labels_csv: Path, patients: dict[st
         found = by_key.get(_key(node.series_uid, node.center_xyz))
         if found is not None:
             node.label = found.label
-            node.ratings_only = found.label.ratings
+            node.reads = [
+                Read(
+                    node.series_uid,
+                    None,
+                    ReadKind.NODULE,
+                    node.center_xyz,
+                    None,
+                    c,
+                    f"labels:{labels_csv.name}",
+                )
+                for c in found.characteristics
+            ]
+            # Readers' vectors already carry their malignancy; a consensus vector (a crop
+            # table's) does not stand for the readers, whose ratings are kept beside it.
+            in_reads = sorted(c.malignancy for c in found.characteristics)
+            if in_reads != sorted(found.label.ratings):
+                node.ratings_only = found.label.ratings
             if found.patient_id:
                 patients.setdefault(node.series_uid, found.patient_id)
 

@@ -7,8 +7,8 @@ other patients with those vectors. So a nodule is never a query to a model that 
 while its neighbours come from a catalogue the model may have trained on, as in service.
 
 The pooled queries of all folds are scored like ``evaluate`` does (Recall@1..4, the kNN vote,
-bootstrap intervals) with the baselines of the same run (raw intensities, random weights,
-diameter, diameter + raw) and the paired network-minus-baseline intervals.
+bootstrap intervals, whether the neighbours look alike) with the baselines of the same run and
+the paired network-minus-baseline intervals (patients resampled).
 
 Embedding options that do not change the weights (the size-profile weight) can be chosen inside
 the folds: for fold f, each candidate is scored on the *other* folds' queries (their own models'
@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from indexer.evaluate.alike import RatedRows, reader_matrix
 from indexer.evaluate.metrics import Neighbors, hits_at_1, loo_neighbors
 from indexer.evaluate.report import (
     BASELINES,
@@ -93,6 +94,7 @@ def load_labelled(data_dir: Path) -> LabelledNodules:
         center_xyz=[x.center_xyz for x in labels],
         diameter_mm=np.array([x.diameter_mm for x in labels], dtype=np.float64),
         ratings=[x.label.ratings for x in labels],
+        reader_ratings=[reader_matrix(x.characteristics) for x in labels],
         mean_malignancy=[x.label.mean_malignancy for x in labels],
         label_binary=np.array([x.label.label_binary for x in labels], dtype=np.float64),
         label_4class=np.array([x.label.label_4class for x in labels], dtype=np.float64),
@@ -240,12 +242,13 @@ def cross_validate(
     )
     rows = np.arange(len(nodules.ids), dtype=np.int64)
     opts = options.evaluate
-    network_section, neighbors = _evaluate_features(network_search, nodules, rows, opts)
+    rated = RatedRows.of(nodules.reader_ratings, nodules.diameter_mm)
+    network_section, mine = _evaluate_features(network_search, nodules, rows, opts, rated)
     searches = baseline_searches(patches, first, nodules.diameter_mm, mean_hu, opts.seed)
     baselines, paired = {}, {}
     for name in BASELINES:
-        baselines[name], found = _evaluate_features(searches[name], nodules, rows, opts)
-        paired[name] = paired_difference(neighbors, found, nodules, rows, opts)
+        baselines[name], found = _evaluate_features(searches[name], nodules, rows, opts, rated)
+        paired[name] = paired_difference(mine, found, nodules, rows, rated, opts)
     return {
         "protocol": "patient-grouped cross-validation: each fold's nodules query all other "
         "patients' nodules with the vectors of a model that did not train on the fold",

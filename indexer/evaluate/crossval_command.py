@@ -19,8 +19,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from indexer.cli_paths import check_paths
+from indexer.evaluate import tables
 from indexer.evaluate.crossval import CrossValidationError, CrossValOptions, cross_validate
-from indexer.evaluate.report import BASELINE_NAMES, BASELINES, EvaluateOptions
+from indexer.evaluate.records import LooksAlike, PairedDifference
+from indexer.evaluate.report import (
+    ALIKE_METRICS,
+    BASELINE_NAMES,
+    BASELINES,
+    LABEL_METRICS,
+    EvaluateOptions,
+)
 from indexer.train import arguments as train_arguments
 from indexer.train import command as train_command
 from model.card import CardError
@@ -46,8 +54,9 @@ def _train_namespace(
     return parsed
 
 
-def _fmt(value: float | None) -> str:
-    return "–" if value is None or value != value else f"{value:.3f}"
+def _looks_alike(section: dict[str, Any]) -> LooksAlike | None:
+    found = section.get("looks_alike")
+    return None if found is None else LooksAlike.model_validate(found)
 
 
 def render_markdown(report: dict[str, Any], title: str) -> str:
@@ -67,22 +76,26 @@ def render_markdown(report: dict[str, Any], title: str) -> str:
     def row(name: str, section: dict[str, Any]) -> str:
         r = section["recall_at_k"]
         return (
-            f"| {name} | {_fmt(r['binary']['1'])} | {_fmt(r['four_class']['1'])} | "
-            f"{_fmt(section['auc'])} |"
+            f"| {name} | {tables.fmt(r['binary']['1'])} | {tables.fmt(r['four_class']['1'])} | "
+            f"{tables.fmt(section['auc'])} |"
         )
 
     lines.append(row("network (cross-validated)", net))
     for name in BASELINES:
         lines.append(row(BASELINE_NAMES[name], report["baselines"][name]))
-    lines += ["", "Network minus baseline (paired bootstrap 95% interval):", ""]
-    lines += ["| baseline | binary R@1 | 4-class R@1 | vote AUC |", "|---|---|---|---|"]
-    for name in BASELINES:
-        cells = []
-        for metric in ("binary_recall_at_1", "four_class_recall_at_1", "vote_auc"):
-            d = report["paired_vs_baselines"][name][metric]
-            mark = " **beats**" if d["beats"] else ""
-            cells.append(f"{d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]{mark}")
-        lines.append(f"| {BASELINE_NAMES[name]} | " + " | ".join(cells) + " |")
+    lines.append("")
+    sections = {
+        "network (cross-validated)": net,
+        **{BASELINE_NAMES[name]: report["baselines"][name] for name in BASELINES},
+    }
+    lines += tables.looks_alike_lines(
+        [(name, _looks_alike(section)) for name, section in sections.items()]
+    )
+    paired = {
+        name: {m: PairedDifference.model_validate(d) for m, d in by_metric.items()}
+        for name, by_metric in report["paired_vs_baselines"].items()
+    }
+    lines += tables.paired_lines(paired, BASELINE_NAMES, LABEL_METRICS, ALIKE_METRICS)
     lines += ["", f"Size-profile weight per fold: {report['size_profile_weight_per_fold']}", ""]
     return "\n".join(lines)
 

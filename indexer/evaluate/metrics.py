@@ -197,22 +197,48 @@ def bootstrap(
     statistic: Callable[[I64], float],
     n: int,
     *,
+    groups: Sequence[str | None] | None = None,
     replicates: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
 ) -> Interval:
-    """Percentile bootstrap over queries: ``statistic(rows)`` on resampled query rows.
+    """Percentile bootstrap: ``statistic(rows)`` on resampled query rows.
 
-    Replicates where the statistic is undefined (NaN, e.g. an AUC of one class) are dropped.
+    With ``groups`` (each row's patient) whole patients are resampled, with replacement, and
+    each drawn patient brings all its rows: a patient's nodules are not independent queries
+    (same scanner, same readers), so resampling rows alone makes the interval too narrow.
+    Unknown patients (None) are their own group. Replicates where the statistic is undefined
+    (NaN, e.g. an AUC of one class) are dropped.
     """
     value = statistic(np.arange(n, dtype=np.int64))
     if n == 0:
         return Interval(value, float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
-    draws = np.array([statistic(rng.integers(0, n, size=n)) for _ in range(replicates)])
+    if groups is None:
+        draws = np.array([statistic(rng.integers(0, n, size=n)) for _ in range(replicates)])
+    else:
+        members = patient_groups(groups)
+        draws = np.array(
+            [
+                statistic(
+                    np.concatenate(
+                        [members[g] for g in rng.integers(0, len(members), len(members))]
+                    )
+                )
+                for _ in range(replicates)
+            ]
+        )
     draws = draws[~np.isnan(draws)]
     if draws.size == 0:
         return Interval(value, float("nan"), float("nan"))
     tail = (1.0 - confidence) / 2.0 * 100.0
     low, high = np.percentile(draws, [tail, 100.0 - tail])
     return Interval(value, float(low), float(high))
+
+
+def patient_groups(groups: Sequence[str | None]) -> list[I64]:
+    """The rows of each patient (first-seen order); an unknown patient's row stands alone."""
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g if g is not None else f"\0{i}", []).append(i)
+    return [np.array(rows, dtype=np.int64) for rows in members.values()]

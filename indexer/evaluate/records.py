@@ -25,6 +25,27 @@ class RecallCount(_Record):
     queries: int
 
 
+class LooksAlike(_Record):
+    """Do the neighbours look alike beyond the label (``indexer.evaluate.alike``)?
+
+    Rating keys are the LIDC characteristic names and ``mean`` (over the 8); values are mean
+    ``|query - neighbour|`` rating differences (LIDC scale units, lower is better), NaN without
+    rated queries.
+    """
+
+    k: int
+    """How many neighbours ``rating_difference_top_k`` averages."""
+    n_rated_queries: int
+    rating_difference_top1: dict[str, float]
+    rating_difference_top_k: dict[str, float]
+    ndcg_at_k: dict[str, float]
+    """nDCG with per-reader rating relevance, keyed by k as a string."""
+    diameter_tertiles_mm: tuple[float, float]
+    """The cut-points of the queries' diameters: small < first <= medium < second <= large."""
+    recall_at_1_by_diameter_tertile: dict[str, dict[str, RecallCount]]
+    """Tertile (small, medium, large) -> label kind (binary, four_class) -> hits at 1."""
+
+
 class RetrievalSection(_Record):
     """Leave-one-out retrieval with one set of features, under one same-patient rule."""
 
@@ -37,6 +58,8 @@ class RetrievalSection(_Record):
     """AUC of the similarity-weighted malignancy vote (binary labels)."""
     auc_ci95: tuple[float, float]
     n_without_vote: int
+    looks_alike: LooksAlike | None = None
+    """None in reports written before these metrics existed."""
 
 
 class FeatureResult(RetrievalSection):
@@ -56,12 +79,13 @@ class FeatureResult(RetrievalSection):
 
 
 class PairedDifference(_Record):
-    """Network minus baseline on the same queries, with a paired bootstrap 95% interval."""
+    """Network minus baseline on the same queries, with a paired patient-bootstrap 95% interval."""
 
     difference: float
     ci95: tuple[float, float]
     beats: bool
-    """The interval lies above zero."""
+    """The interval lies on the network's better side of zero (below it for rating
+    differences, where lower is better; above it otherwise)."""
 
 
 class FpReduction(_Record):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,7 +37,16 @@ import torch
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from indexer.evaluate import figures
+from indexer.evaluate import figures, tables
+from indexer.evaluate.alike import (
+    RATED,
+    TERTILES,
+    AlikeScores,
+    RatedRows,
+    alike_scores,
+    nan_mean,
+    reader_matrix,
+)
 from indexer.evaluate.metrics import (
     Interval,
     Neighbors,
@@ -57,6 +67,7 @@ from indexer.evaluate.records import (
     EvaluationReport,
     FeatureResult,
     FpReduction,
+    LooksAlike,
     PairedDifference,
     RecallCount,
     RetrievalSection,
@@ -67,13 +78,13 @@ from indexer.version import code_version
 from model.card import ModelCard
 from model.checkpoint import load_model
 from model.embedder import Embedder
-from model.labels import LabelRule, derive_label
+from model.labels import CHARACTERISTICS, Characteristics, LabelRule, derive_label
 from model.network import NoduleNet
 from model.preprocessing import PatchSpec
 from model.sources import model_dir_of, relocated
 from model.store.catalog import Catalog
 from model.store.layout import write_json_atomic
-from model.store.tables import Nodule
+from model.store.tables import Nodule, NoduleRead
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +106,19 @@ BASELINE_NAMES = {
     "diameter_raw": "diameter + raw (mean of the two similarities)",
     "diameter_density": "diameter + density (mean HU in 0.75 x radius; z-scored, Euclidean)",
 }
-#: The paired comparisons of the network with each baseline (same queries, resampled together).
-PAIRED_METRICS = ("binary_recall_at_1", "four_class_recall_at_1", "vote_auc")
+#: The paired comparisons of the network with each baseline (same queries, resampled together):
+#: the label metrics, then whether the neighbours look alike.
+LABEL_METRICS = ("binary_recall_at_1", "four_class_recall_at_1", "vote_auc")
+ALIKE_METRICS = (
+    "rating_difference_top1",
+    "ndcg_at_4",
+    *(f"binary_recall_at_1_{name}" for name in TERTILES),
+)
+PAIRED_METRICS = LABEL_METRICS + ALIKE_METRICS
+#: Paired metrics where lower is better (the network "beats" with an interval below zero).
+LOWER_IS_BETTER = frozenset({"rating_difference_top1"})
+#: The k of the looks-alike table's "mean over the top k" column (Recall@k's largest k).
+ALIKE_K = 4
 #: Finds the k neighbours of every query row, optionally without its own patient.
 NeighborSearch = Callable[[Sequence[str | None] | None, int], Neighbors]
 
@@ -132,6 +154,8 @@ class CatalogNodules:
     center_xyz: list[tuple[float, float, float]]
     diameter_mm: npt.NDArray[np.float64]
     ratings: list[tuple[int, ...]]
+    reader_ratings: list[npt.NDArray[np.float64]]
+    """Each nodule's reads with all 9 characteristics, ``(readers, 9)`` (zero rows: none)."""
     mean_malignancy: list[float | None]
     label_binary: npt.NDArray[np.float64]
     """0/1, NaN where unlabelled."""
@@ -153,7 +177,11 @@ def load_nodules(catalog: Catalog, rule: LabelRule | None) -> CatalogNodules:
             session.execute(
                 select(Nodule)
                 .order_by(Nodule.embedding_row)
-                .options(selectinload(Nodule.label), selectinload(Nodule.scan))
+                .options(
+                    selectinload(Nodule.label),
+                    selectinload(Nodule.scan),
+                    selectinload(Nodule.reads),
+                )
             ).scalars()
         )
         binary, four, ratings, means = [], [], [], []
@@ -187,6 +215,7 @@ def load_nodules(catalog: Catalog, rule: LabelRule | None) -> CatalogNodules:
             center_xyz=[n.center_xyz for n in rows],
             diameter_mm=np.array([n.diameter_mm for n in rows], dtype=np.float64),
             ratings=ratings,
+            reader_ratings=[reader_matrix(_characteristics(n.reads)) for n in rows],
             mean_malignancy=means,
             label_binary=np.array(binary, dtype=np.float64),
             label_4class=np.array(four, dtype=np.float64),
@@ -195,6 +224,19 @@ def load_nodules(catalog: Catalog, rule: LabelRule | None) -> CatalogNodules:
                 np.array([[n.map_x, n.map_y] for n in rows], dtype=np.float64) if has_map else None
             ),
         )
+    return out
+
+
+def _characteristics(reads: list[NoduleRead]) -> list[Characteristics]:
+    """The reads that hold all 9 ratings (a malignancy-only read is left out)."""
+    out = []
+    for r in reads:
+        values = {
+            name: getattr(r, "internal_structure" if name == "internalStructure" else name)
+            for name in CHARACTERISTICS
+        }
+        if all(v is not None for v in values.values()):
+            out.append(Characteristics.from_mapping(values))
     return out
 
 
@@ -268,46 +310,120 @@ def size_and_raw_search(vectors: npt.ArrayLike, diameters_mm: npt.ArrayLike) -> 
 
 
 def _mean_difference(
-    a: npt.NDArray[np.bool_], b: npt.NDArray[np.bool_]
+    a: npt.ArrayLike, b: npt.ArrayLike
 ) -> Callable[[npt.NDArray[np.int64]], float]:
-    return lambda s: float(a[s].mean() - b[s].mean())
+    """Per-query scores' mean difference on a sample (NaN entries, e.g. unrated, left out)."""
+    fa, fb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return lambda s: nan_mean(fa[s]) - nan_mean(fb[s])
 
 
-def _interval(interval: Interval) -> PairedDifference:
+def _interval(interval: Interval, lower_is_better: bool = False) -> PairedDifference:
     return PairedDifference(
         difference=interval.value,
         ci95=(interval.low, interval.high),
-        beats=bool(interval.low > 0),
+        beats=bool(interval.high < 0) if lower_is_better else bool(interval.low > 0),
     )
 
 
+@dataclass(frozen=True)
+class _Searched:
+    """One search's neighbours over the evaluated rows and its per-query scores."""
+
+    neighbors: Neighbors
+    alike: AlikeScores
+
+
+def _per_query(
+    nodules: CatalogNodules, rows: npt.NDArray[np.int64], rated: RatedRows, found: _Searched
+) -> dict[str, npt.NDArray[np.float64]]:
+    """Each paired metric that is a mean over queries, as one score per query (NaN: not asked)."""
+    yb, y4 = nodules.label_binary[rows], nodules.label_4class[rows]
+    hits = hits_at_1(yb, found.neighbors).astype(np.float64)
+    out = {
+        "binary_recall_at_1": hits,
+        "four_class_recall_at_1": hits_at_1(y4, found.neighbors).astype(np.float64),
+        "rating_difference_top1": found.alike.mean_difference_top1,
+        "ndcg_at_4": found.alike.ndcg[4],
+    }
+    for t, name in enumerate(TERTILES):
+        out[f"binary_recall_at_1_{name}"] = np.where(rated.tertile == t, hits, np.nan)
+    return out
+
+
 def paired_difference(
-    network: Neighbors,
-    baseline: Neighbors,
+    network: _Searched,
+    baseline: _Searched,
     nodules: CatalogNodules,
     rows: npt.NDArray[np.int64],
+    rated: RatedRows,
     options: EvaluateOptions,
 ) -> dict[str, PairedDifference]:
-    """Network minus baseline on the same queries, with a paired bootstrap interval.
+    """Network minus baseline on the same queries, with a paired patient-bootstrap interval.
 
-    Each replicate resamples the queries once and scores both feature sets on that sample, so
+    Each replicate resamples the patients once and scores both feature sets on that sample, so
     the interval is of the difference itself (the two are strongly correlated).
     """
-    yb, y4 = nodules.label_binary[rows], nodules.label_4class[rows]
+    yb = nodules.label_binary[rows]
     n, reps, seed = len(rows), options.bootstrap_replicates, options.seed
+    groups = [nodules.patient_id[r] for r in rows.tolist()]
+    mine, theirs = (_per_query(nodules, rows, rated, x) for x in (network, baseline))
     out: dict[str, PairedDifference] = {}
-    for name, y in (("binary_recall_at_1", yb), ("four_class_recall_at_1", y4)):
-        a, b = hits_at_1(y, network), hits_at_1(y, baseline)
-        out[name] = _interval(bootstrap(_mean_difference(a, b), n, replicates=reps, seed=seed))
-    va, vb = knn_vote(yb, network, options.vote_k), knn_vote(yb, baseline, options.vote_k)
+    for name in PAIRED_METRICS:
+        if name == "vote_auc":
+            continue
+        statistic = _mean_difference(mine[name], theirs[name])
+        found = bootstrap(statistic, n, groups=groups, replicates=reps, seed=seed)
+        out[name] = _interval(found, lower_is_better=name in LOWER_IS_BETTER)
+    va = knn_vote(yb, network.neighbors, options.vote_k)
+    vb = knn_vote(yb, baseline.neighbors, options.vote_k)
 
     def auc_difference(s: npt.NDArray[np.int64]) -> float:
         sample_a = VoteScores(va.probability[s], va.majority[s])
         sample_b = VoteScores(vb.probability[s], vb.majority[s])
         return vote_auc(yb[s], sample_a) - vote_auc(yb[s], sample_b)
 
-    out["vote_auc"] = _interval(bootstrap(auc_difference, n, replicates=reps, seed=seed))
-    return out
+    found = bootstrap(auc_difference, n, groups=groups, replicates=reps, seed=seed)
+    out["vote_auc"] = _interval(found)
+    return {name: out[name] for name in PAIRED_METRICS}
+
+
+def _looks_alike(
+    nodules: CatalogNodules,
+    rows: npt.NDArray[np.int64],
+    rated: RatedRows,
+    found: _Searched,
+) -> LooksAlike:
+    """The section's "looks alike" record from its per-query scores."""
+    diff = found.alike.differences
+    by_tertile: dict[str, dict[str, RecallCount]] = {}
+    for t, name in enumerate(TERTILES):
+        members = rated.tertile == t
+        by_tertile[name] = {}
+        for kind, labels in (
+            ("binary", nodules.label_binary[rows]),
+            ("four_class", nodules.label_4class[rows]),
+        ):
+            hits = hits_at_1(labels, found.neighbors)
+            by_tertile[name][kind] = RecallCount(
+                hits=int(hits[members].sum()), queries=int(members.sum())
+            )
+
+    def per_characteristic(values: npt.NDArray[np.float64]) -> dict[str, float]:
+        out = {name: nan_mean(values[:, j]) for j, name in enumerate(RATED)}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # unrated rows: NaN, left out
+            out["mean"] = nan_mean(np.nanmean(values, axis=1))
+        return out
+
+    return LooksAlike(
+        k=ALIKE_K,
+        n_rated_queries=rated.n_rated,
+        rating_difference_top1=per_characteristic(diff.top1),
+        rating_difference_top_k=per_characteristic(diff.top_k),
+        ndcg_at_k={str(k): nan_mean(v) for k, v in found.alike.ndcg.items()},
+        diameter_tertiles_mm=rated.tertile_edges_mm,
+        recall_at_1_by_diameter_tertile=by_tertile,
+    )
 
 
 def _section(
@@ -316,11 +432,13 @@ def _section(
     rows: npt.NDArray[np.int64],
     exclude_same_patient: bool,
     options: EvaluateOptions,
-) -> tuple[RetrievalSection, Neighbors]:
-    """Recall@k, vote accuracy and AUC (with intervals) of one set of features."""
+    rated: RatedRows,
+) -> tuple[RetrievalSection, _Searched]:
+    """Recall@k, the vote (accuracy, AUC, with intervals) and the looks-alike scores of a search."""
     patients = [nodules.patient_id[r] for r in rows.tolist()] if exclude_same_patient else None
     k_max = max(max(KS), options.vote_k)
     neighbors = search(patients, k_max)
+    found = _Searched(neighbors, alike_scores(rated, neighbors, ALIKE_K, KS, patients))
     recall_values: dict[str, dict[str, float]] = {}
     recall_counts: dict[str, dict[str, RecallCount]] = {}
     for kind, labels in (
@@ -345,8 +463,9 @@ def _section(
 
     n = len(rows)
     reps, seed = options.bootstrap_replicates, options.seed
-    acc = bootstrap(accuracy, n, replicates=reps, seed=seed)
-    area = bootstrap(auc, n, replicates=reps, seed=seed)
+    groups = [nodules.patient_id[r] for r in rows.tolist()]
+    acc = bootstrap(accuracy, n, groups=groups, replicates=reps, seed=seed)
+    area = bootstrap(auc, n, groups=groups, replicates=reps, seed=seed)
     section = RetrievalSection(
         recall_at_k=recall_values,
         recall_counts=recall_counts,
@@ -356,8 +475,9 @@ def _section(
         auc=area.value,
         auc_ci95=(area.low, area.high),
         n_without_vote=int(np.isnan(votes.majority).sum()),
+        looks_alike=_looks_alike(nodules, rows, rated, found),
     )
-    return section, neighbors
+    return section, found
 
 
 def _take(neighbors: Neighbors, sample: npt.NDArray[np.int64]) -> Neighbors:
@@ -369,12 +489,13 @@ def _evaluate_features(
     nodules: CatalogNodules,
     rows: npt.NDArray[np.int64],
     options: EvaluateOptions,
-) -> tuple[FeatureResult, Neighbors]:
+    rated: RatedRows,
+) -> tuple[FeatureResult, _Searched]:
     """Headline section (per the option) with the other patient mode nested inside."""
-    head, neighbors = _section(search, nodules, rows, options.exclude_same_patient, options)
-    other, _ = _section(search, nodules, rows, not options.exclude_same_patient, options)
+    head, found = _section(search, nodules, rows, options.exclude_same_patient, options, rated)
+    other, _ = _section(search, nodules, rows, not options.exclude_same_patient, options, rated)
     key = "same_patient_included" if options.exclude_same_patient else "same_patient_excluded"
-    return FeatureResult(**dict(head), **{key: other}), neighbors
+    return FeatureResult(**dict(head), **{key: other}), found
 
 
 def _counts(values: npt.NDArray[np.float64]) -> dict[str, int]:
@@ -450,6 +571,7 @@ class _Comparison:
 
     network: FeatureResult
     neighbors: Neighbors
+    rated: RatedRows
     baselines: dict[str, FeatureResult]
     paired: dict[str, dict[str, PairedDifference]]
 
@@ -519,15 +641,17 @@ def _compare(
     """
     patches, mean_hu = cut
     stored = nodules.vectors[rows]
-    network, neighbors = _evaluate_features(cosine_search(stored), nodules, rows, options)
     diameters = nodules.diameter_mm[rows]
+    rated = RatedRows.of([nodules.reader_ratings[r] for r in rows.tolist()], diameters)
+    search = cosine_search(stored)
+    network, mine = _evaluate_features(search, nodules, rows, options, rated)
     searches = baseline_searches(patches, embedder, diameters, mean_hu, options.seed)
     baselines: dict[str, FeatureResult] = {}
     paired: dict[str, dict[str, PairedDifference]] = {}
     for name, search in searches.items():
-        baselines[name], found = _evaluate_features(search, nodules, rows, options)
-        paired[name] = paired_difference(neighbors, found, nodules, rows, options)
-    return _Comparison(network, neighbors, baselines, paired)
+        baselines[name], found = _evaluate_features(search, nodules, rows, options, rated)
+        paired[name] = paired_difference(mine, found, nodules, rows, rated, options)
+    return _Comparison(network, mine.neighbors, rated, baselines, paired)
 
 
 def _write_figures(
@@ -651,8 +775,7 @@ def evaluate(
     return report
 
 
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+_fmt = tables.fmt
 
 
 def _recall_rows(section: RetrievalSection, kind: str, name: str) -> str:
@@ -698,47 +821,16 @@ def _tables(
         *(_vote_row(bases[name], BASELINE_NAMES[name]) for name in BASELINES),
         "",
     ]
-    return lines
-
-
-_PAIRED_NAMES = {
-    "binary_recall_at_1": "binary Recall@1",
-    "four_class_recall_at_1": "4-class Recall@1",
-    "vote_auc": "vote AUC",
-}
+    named = [("FP-reduction network", head.looks_alike)]
+    named += [(BASELINE_NAMES[name], bases[name].looks_alike) for name in BASELINES]
+    return lines + tables.looks_alike_lines(named)
 
 
 def _paired_lines(report: EvaluationReport) -> list[str]:
-    """The paired table and the headline: which baselines the network beats, and on what."""
-    paired = report.paired_vs_baselines
-    lines = [
-        "## Network minus each baseline (paired bootstrap over the same queries)",
-        "",
-        "| baseline | " + " | ".join(_PAIRED_NAMES[m] for m in PAIRED_METRICS) + " |",
-        "|---" * (len(PAIRED_METRICS) + 1) + "|",
-    ]
-    verdicts = []
-    for name in BASELINES:
-        if name not in paired:
-            continue
-        cells = []
-        for metric in PAIRED_METRICS:
-            d = paired[name][metric]
-            low, high = d.ci95
-            cells.append(f"{d.difference:+.3f} [{_fmt(low)}, {_fmt(high)}]")
-        lines.append(f"| {BASELINE_NAMES[name]} | " + " | ".join(cells) + " |")
-        won = [_PAIRED_NAMES[m] for m in PAIRED_METRICS if paired[name][m].beats]
-        verdicts.append(
-            f"{BASELINE_NAMES[name]}: " + (", ".join(won) if won else "none of the three")
-        )
-    lines += [
-        "",
-        "The network beats, with the 95% interval of the difference above zero — "
-        + "; ".join(verdicts)
-        + ".",
-        "",
-    ]
-    return lines
+    """The paired tables and the headline: which baselines the network beats, and on what."""
+    return tables.paired_lines(
+        report.paired_vs_baselines, BASELINE_NAMES, LABEL_METRICS, ALIKE_METRICS
+    )
 
 
 def _other_rule(section: FeatureResult, exclude_same_patient: bool) -> RetrievalSection:

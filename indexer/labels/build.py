@@ -15,7 +15,10 @@ from indexer.labels.errors import LabelSourceError
 from indexer.labels.grouping import Mark, ReadGroup, group_reads, match_annotations
 from indexer.luna import LunaPoint
 from model.labels import (
+    CHARACTERISTICS,
+    CHARACTERISTICS_COLUMN,
     LABELS_CSV_COLUMNS,
+    Characteristics,
     DerivedLabel,
     LabelRule,
     NoduleLabel,
@@ -88,11 +91,42 @@ def label_nodules_with_reads(
                 center_xyz=annotation.center_xyz,
                 diameter_mm=float(annotation.diameter_mm or 0.0),
                 label=derived,
+                characteristics=_reader_characteristics(group),
             )
         )
     counts.four_class = dict(sorted(four.items()))
     counts.excluded = dict(sorted(excluded.items()))
     return labels, matched, counts
+
+
+def _reader_characteristics(group: ReadGroup | None) -> tuple[Characteristics, ...]:
+    """The 9 ratings of each reader of a matched group who gave them."""
+    if group is None:
+        return ()
+    return tuple(r.characteristics for r in group.reads if r.characteristics)
+
+
+def characteristics_json(values: Sequence[Characteristics]) -> str:
+    """The ``characteristics`` cell: a JSON list of 9-rating lists (``CHARACTERISTICS`` order)."""
+    return json.dumps([[getattr(c, name) for name in CHARACTERISTICS] for c in values])
+
+
+def parse_characteristics(text: str) -> tuple[Characteristics, ...]:
+    """The inverse of ``characteristics_json`` (an empty cell: none).
+
+    Raises:
+        ValueError: not a list of 9-integer lists on the LIDC scales.
+    """
+    if not text.strip():
+        return ()
+    rows = json.loads(text)
+    if not isinstance(rows, list) or any(
+        not isinstance(r, list) or len(r) != len(CHARACTERISTICS) for r in rows
+    ):
+        raise ValueError("characteristics must be a list of 9-rating lists")
+    return tuple(
+        Characteristics.from_mapping(dict(zip(CHARACTERISTICS, r, strict=True))) for r in rows
+    )
 
 
 def _fmt(value: float | int | None) -> str:
@@ -107,7 +141,7 @@ def write_labels(path: Path, labels: Sequence[NoduleLabel]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     with tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(LABELS_CSV_COLUMNS)
+        writer.writerow((*LABELS_CSV_COLUMNS, CHARACTERISTICS_COLUMN))
         for n in labels:
             d = n.label
             writer.writerow(
@@ -121,6 +155,7 @@ def write_labels(path: Path, labels: Sequence[NoduleLabel]) -> None:
                     _fmt(d.mean_malignancy),
                     _fmt(d.label_binary),
                     _fmt(d.label_4class),
+                    characteristics_json(n.characteristics) if n.characteristics else "",
                 ]
             )
     tmp.replace(path)
@@ -148,6 +183,7 @@ def read_labels(path: Path) -> list[NoduleLabel]:
                 four = int(row["label_4class"]) if row["label_4class"] else None
                 center = (float(row["coordX"]), float(row["coordY"]), float(row["coordZ"]))
                 diameter = float(row["diameter_mm"])
+                characteristics = parse_characteristics(row.get(CHARACTERISTICS_COLUMN) or "")
             except (ValueError, TypeError, json.JSONDecodeError):
                 raise LabelSourceError(f"{path.name}:{line}: malformed row") from None
             if binary not in (None, 0, 1) or four not in (None, 1, 2, 4, 5):
@@ -163,7 +199,14 @@ def read_labels(path: Path) -> list[NoduleLabel]:
                 excluded_reason=None,
             )
             out.append(
-                NoduleLabel(row["seriesuid"], row["patient_id"] or None, center, diameter, derived)
+                NoduleLabel(
+                    row["seriesuid"],
+                    row["patient_id"] or None,
+                    center,
+                    diameter,
+                    derived,
+                    characteristics,
+                )
             )
     return out
 

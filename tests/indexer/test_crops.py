@@ -18,6 +18,7 @@ from indexer.crops import (
     patient_subset,
     read_crop_table,
 )
+from indexer.labels.build import read_labels
 from indexer.luna import find_series, read_annotations
 from indexer.synth.heldout import HELDOUT_PATIENTS
 from model.ct import load_volume
@@ -102,6 +103,33 @@ def test_crops_become_a_luna16_folder(tmp_path: Path) -> None:
     assert patients == {"P1_a": "P1", "P1_b": "P1", "P2_a": "P2", "P3_a": "P3"}
     assert summary["counts"] == json.loads((out / "crops.json").read_text())["counts"]
     assert summary["counts"]["labelled"] == 3  # type: ignore[index]
+
+
+def test_the_tables_characteristic_ratings_reach_labels_csv(tmp_path: Path) -> None:
+    table = _collection(tmp_path, [("P1", "P1_a.nii.gz", "[5, 4]"), ("P2", "P2_a.nii.gz", "[1]")])
+    rows = _rows(table)
+    values = {"Subtlety_value": "5", "InternalStructure_value": "1", "Calcification_value": "6"}
+    values |= {f"{n}_value": "3" for n in ("Sphericity", "Margin", "Lobulation", "Spiculation")}
+    values |= {"Texture_value": "5", "Malignancy_value": "4"}
+    with table.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[*rows[0], *values])
+        writer.writeheader()
+        writer.writerow(rows[0] | values)
+        writer.writerow(rows[1] | dict.fromkeys(values, ""))  # no ratings: none, not an error
+    import_crops(table, table.parent, tmp_path / "luna")
+    labels = {n.series_uid: n for n in read_labels(tmp_path / "luna" / "labels.csv")}
+    (consensus,) = labels["P1_a"].characteristics
+    assert consensus.as_dict()["calcification"] == 6
+    assert consensus.malignancy == 4
+    assert labels["P1_a"].label.ratings == (5, 4)  # the readers' own malignancy stays
+    assert labels["P2_a"].characteristics == ()
+    rows = _rows(table)
+    with table.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerow(rows[0] | {"Texture_value": "9"})
+    with pytest.raises(CropImportError, match="line 2: characteristic ratings: texture"):
+        import_crops(table, table.parent, tmp_path / "luna")
 
 
 def test_held_out_patients_crops_are_never_read(tmp_path: Path) -> None:
@@ -211,5 +239,7 @@ def test_real_vois_build_and_evaluate(shared_data: Path, app_model: Path, tmp_pa
     }
     assert set(report["paired_vs_baselines"]) == set(report["baselines"])
     for section in (report, *report["baselines"].values()):
+        # The VOI table's consensus ratings reach the catalogue and the looks-alike metrics.
+        assert section["looks_alike"]["n_rated_queries"] == labelled
         assert set(section["recall_at_k"]) == {"binary", "four_class"}
         assert section["recall_counts"]["binary"]["1"]["queries"] == labelled

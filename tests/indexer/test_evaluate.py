@@ -12,6 +12,7 @@ from PIL import Image
 
 from indexer.cli import main as nodule_index
 from indexer.evaluate import figures
+from indexer.evaluate.alike import RATED, TERTILES
 from indexer.evaluate.metrics import (
     bootstrap,
     hits_at_1,
@@ -24,6 +25,7 @@ from indexer.evaluate.metrics import (
     vote_accuracy,
     vote_auc,
 )
+from indexer.evaluate.report import LOWER_IS_BETTER, PAIRED_METRICS
 from model.store.catalog import Catalog
 from model.store.tables import Nodule
 from model.vote import majority, malignant_probability
@@ -201,13 +203,25 @@ def test_evaluate_writes_every_file(app_index: Path, tmp_path: Path) -> None:
     assert "| paper (real LUNA16, 679 nodules) | 0.844 | 0.909 | 0.946 | 0.954 |" in markdown
     assert "| diameter alone (nearest by diameter_mm) |" in markdown
     assert "| diameter + raw (mean of the two similarities) |" in markdown
-    assert "The network beats, with the 95% interval of the difference above zero" in markdown
+    assert "The network beats (the interval of the difference on the network's better" in markdown
+    assert "**Do the neighbours look alike?**" in markdown
+    assert "**Recall@1 within diameter tertiles**" in markdown
+    # The synthetic reads carry every characteristic: each section scores them.
+    alike = report["looks_alike"]
+    assert alike["n_rated_queries"] == labelled
+    assert set(alike["rating_difference_top1"]) == {*RATED, "mean"}
+    assert all(0.0 <= v <= 5.0 for v in alike["rating_difference_top1"].values())
+    assert all(0.0 <= v <= 1.0 for v in alike["ndcg_at_k"].values())
+    tertiles = alike["recall_at_1_by_diameter_tertile"]
+    assert sum(tertiles[t]["binary"]["queries"] for t in TERTILES) == labelled
     for name in ("raw", "random_init", "diameter", "diameter_raw", "diameter_density"):
-        for metric in ("binary_recall_at_1", "four_class_recall_at_1", "vote_auc"):
+        assert report["baselines"][name]["looks_alike"]["n_rated_queries"] == labelled
+        for metric in PAIRED_METRICS:
             entry = report["paired_vs_baselines"][name][metric]
             low, high = entry["ci95"]
             assert low <= entry["difference"] <= high
-            assert entry["beats"] == (low > 0)
+            lower_is_better = metric in LOWER_IS_BETTER
+            assert entry["beats"] == (high < 0 if lower_is_better else low > 0)
         # The paired difference is exactly the difference of the two reported values.
         assert report["paired_vs_baselines"][name]["binary_recall_at_1"][
             "difference"

@@ -1,0 +1,142 @@
+"""Markdown tables shared by ``report.md`` (evaluate) and ``cv.md`` (crossval).
+
+The looks-alike tables (rating differences, nDCG, Recall@1 within diameter tertiles) and the
+paired network-minus-baseline tables with the headline sentence of what the network beats.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from indexer.evaluate.alike import RATED, TERTILES
+from indexer.evaluate.records import LooksAlike, PairedDifference
+
+#: How each paired metric is named in the tables.
+PAIRED_NAMES = {
+    "binary_recall_at_1": "binary Recall@1",
+    "four_class_recall_at_1": "4-class Recall@1",
+    "vote_auc": "vote AUC",
+    "rating_difference_top1": "rating difference, top 1 (lower is better)",
+    "ndcg_at_4": "nDCG@4",
+    **{f"binary_recall_at_1_{t}": f"binary Recall@1, {t} third" for t in TERTILES},
+}
+#: Column titles of the 8 characteristics.
+_RATED_TITLES = {
+    "subtlety": "subtlety",
+    "internalStructure": "internal structure",
+    "calcification": "calcification",
+    "sphericity": "sphericity",
+    "margin": "margin",
+    "lobulation": "lobulation",
+    "spiculation": "spiculation",
+    "texture": "texture",
+}
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    """A number for a table; ``n/a`` for None and NaN."""
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def looks_alike_lines(named: Sequence[tuple[str, LooksAlike | None]]) -> list[str]:
+    """The rating-difference / nDCG table and the diameter-tertile table, one row per search."""
+    known = [(name, a) for name, a in named if a is not None]
+    if not known:
+        return []
+    first = known[0][1]
+    low, high = first.diameter_tertiles_mm
+    k = first.k
+    if first.n_rated_queries == 0:
+        lines = ["No query carries the readers' characteristic ratings: no rating metrics.", ""]
+    else:
+        lines = [
+            f"**Do the neighbours look alike?** — mean |rating difference| between a query and "
+            f"its nearest neighbour, per characteristic (LIDC scale units, lower is better); its "
+            f"mean over the 8 for the nearest and the {k} nearest; nDCG with per-reader rating "
+            f"relevance (higher is better). {first.n_rated_queries} rated queries.",
+            "",
+            "| features | "
+            + " | ".join(_RATED_TITLES[c] for c in RATED)
+            + f" | mean, top 1 | mean, top {k} | nDCG@1 | nDCG@{k} |",
+            "|---" * (len(RATED) + 5) + "|",
+        ]
+        for name, a in known:
+            cells = [fmt(a.rating_difference_top1[c], 2) for c in RATED]
+            cells += [
+                fmt(a.rating_difference_top1["mean"]),
+                fmt(a.rating_difference_top_k["mean"]),
+                fmt(a.ndcg_at_k.get("1")),
+                fmt(a.ndcg_at_k.get(str(k))),
+            ]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += [
+        f"**Recall@1 within diameter tertiles** (small < {fmt(low, 1)} mm <= medium < "
+        f"{fmt(high, 1)} mm <= large) — binary / 4-class (hits/queries)",
+        "",
+        "| features | " + " | ".join(TERTILES) + " |",
+        "|---" * (len(TERTILES) + 1) + "|",
+    ]
+    for name, a in known:
+        cells = []
+        for t in TERTILES:
+            b, f = (a.recall_at_1_by_diameter_tertile[t][kind] for kind in ("binary", "four_class"))
+            share_b = b.hits / b.queries if b.queries else float("nan")
+            share_f = f.hits / f.queries if f.queries else float("nan")
+            cells.append(f"{fmt(share_b)} / {fmt(share_f)} ({b.hits}/{b.queries})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _paired_table(
+    paired: Mapping[str, Mapping[str, PairedDifference]],
+    names: Mapping[str, str],
+    metrics: Sequence[str],
+) -> list[str]:
+    lines = [
+        "| baseline | " + " | ".join(PAIRED_NAMES[m] for m in metrics) + " |",
+        "|---" * (len(metrics) + 1) + "|",
+    ]
+    for name, title in names.items():
+        if name not in paired:
+            continue
+        cells = []
+        for metric in metrics:
+            d = paired[name][metric]
+            mark = " **beats**" if d.beats else ""
+            cells.append(f"{d.difference:+.3f} [{fmt(d.ci95[0])}, {fmt(d.ci95[1])}]{mark}")
+        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def paired_lines(
+    paired: Mapping[str, Mapping[str, PairedDifference]],
+    names: Mapping[str, str],
+    label_metrics: Sequence[str],
+    alike_metrics: Sequence[str],
+) -> list[str]:
+    """The two paired tables (labels; looks alike) and the headline of what the network beats.
+
+    ``names``: baseline key -> its title, in table order.
+    """
+    lines = [
+        "## Network minus each baseline (paired bootstrap over patients, 95% interval)",
+        "",
+        *_paired_table(paired, names, label_metrics),
+        "Do the neighbours look alike, network minus baseline:",
+        "",
+        *_paired_table(paired, names, alike_metrics),
+    ]
+    verdicts = []
+    for name, title in names.items():
+        if name not in paired:
+            continue
+        won = [PAIRED_NAMES[m] for m in (*label_metrics, *alike_metrics) if paired[name][m].beats]
+        verdicts.append(f"{title}: " + (", ".join(won) if won else "on nothing"))
+    lines += [
+        "The network beats (the interval of the difference on the network's better side of "
+        "zero) — " + "; ".join(verdicts) + ".",
+        "",
+    ]
+    return lines
