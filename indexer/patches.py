@@ -15,15 +15,16 @@ import numpy as np
 import numpy.typing as npt
 
 from indexer import failpoints
+from model.descriptors import DESCRIPTOR_NAMES, describe_grown
 from model.dicomweb import (
     Pacs,
     PacsConfig,
     PacsError,
 )
-from model.measure import mean_hu_in_sphere
+from model.measure import MeasureError, mean_hu_in_sphere
 from model.preprocessing import CoordinateOutsideVolumeError, PatchSpec, extract_patch
 from model.sources import open_source
-from model.volume import VolumeReadError
+from model.volume import VolumeReadError, VolumeSource
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class ScanJob:
     """Where ``dicomweb:`` paths are read from (each worker opens its own connection)."""
     sphere_radii_mm: Sequence[float] | None = None
     """Also the mean HU in a sphere of this radius at each centre (the density baseline)."""
+    describe: bool = False
+    """Also each nodule's measured descriptors (``model.descriptors``, region-grown mask)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,8 @@ class ScanPatches:
     error: str | None
     mean_hu: npt.NDArray[np.float64] | None = None
     """With ``ScanJob.sphere_radii_mm``: the mean HU in each centre's sphere."""
+    descriptors: npt.NDArray[np.float64] | None = None
+    """With ``ScanJob.describe``: ``(n, len(DESCRIPTOR_NAMES))``, NaN rows where no mask."""
 
 
 def cut_scan(job: ScanJob) -> ScanPatches:
@@ -61,9 +66,25 @@ def cut_scan(job: ScanJob) -> ScanPatches:
         if job.sphere_radii_mm is not None:
             pairs = zip(job.centers_xyz, job.sphere_radii_mm, strict=True)
             mean_hu = np.array([mean_hu_in_sphere(source, c, r) for c, r in pairs])
+        descriptors = _descriptors(source, job.centers_xyz) if job.describe else None
     except (VolumeReadError, CoordinateOutsideVolumeError, PacsError, ValueError, OSError) as e:
         return ScanPatches(job.key, None, f"{type(e).__name__}: {e}")
-    return ScanPatches(job.key, patches, None, mean_hu)
+    return ScanPatches(job.key, patches, None, mean_hu, descriptors)
+
+
+def _descriptors(
+    source: VolumeSource, centers_xyz: Sequence[tuple[float, float, float]]
+) -> npt.NDArray[np.float64]:
+    """Each centre's measured descriptors; a NaN row where no mask is found there."""
+    out = np.full((len(centers_xyz), len(DESCRIPTOR_NAMES)), np.nan)
+    for i, center in enumerate(centers_xyz):
+        try:
+            found = describe_grown(source, center)
+        except MeasureError:  # voxels too small to grow in: no mask, as when none is found
+            continue
+        if found is not None:
+            out[i] = found.as_row()
+    return out
 
 
 def iter_scan_patches(jobs: Sequence[ScanJob], workers: int) -> Iterator[ScanPatches]:

@@ -31,16 +31,17 @@ from indexer.evaluate.metrics import Neighbors, hits_at_1, loo_neighbors
 from indexer.evaluate.report import (
     BASELINES,
     CatalogNodules,
+    CutRows,
     EvaluateOptions,
+    EvaluationError,
     NeighborSearch,
     _evaluate_features,
     baseline_searches,
-    density_job,
+    cut_patches,
     paired_difference,
 )
 from indexer.labels.build import read_labels
 from indexer.luna import find_series
-from indexer.patches import iter_scan_patches
 from model.checkpoint import load_model
 from model.embedder import Embedder
 from model.network import NoduleNet
@@ -104,26 +105,12 @@ def load_labelled(data_dir: Path) -> LabelledNodules:
     return LabelledNodules(nodules, [series[x.series_uid].parent.name for x in labels])
 
 
-def cut_all(
-    nodules: CatalogNodules, embedder: Embedder, workers: int
-) -> tuple[F32, npt.NDArray[np.float64]]:
-    """Every nodule's patch with the embedder's spec, (n, D, H, W), and its density.
-
-    The density is the mean HU in the evaluation's sphere (``density_job``); nodule order.
-    """
-    spec = embedder.card.preprocessing
-    by_scan: dict[str, list[int]] = {}
-    for i, uid in enumerate(nodules.series_uid):
-        by_scan.setdefault(uid, []).append(i)
-    jobs = [density_job(nodules, uid, rows, spec) for uid, rows in sorted(by_scan.items())]
-    out = np.zeros((len(nodules.ids), *spec.patch_shape_zyx), dtype=np.float32)
-    mean_hu = np.zeros(len(nodules.ids), dtype=np.float64)
-    for result in iter_scan_patches(jobs, workers):
-        if result.patches is None or result.mean_hu is None:
-            raise CrossValidationError(f"scan {result.key} cannot be cut: {result.error}")
-        out[by_scan[result.key]] = result.patches
-        mean_hu[by_scan[result.key]] = result.mean_hu
-    return out, mean_hu
+def _cut_all(nodules: CatalogNodules, embedder: Embedder, workers: int) -> CutRows:
+    """Every nodule's patch, density and descriptors (``cut_patches``), in nodule order."""
+    try:
+        return cut_patches(nodules, np.arange(len(nodules.ids), dtype=np.int64), embedder, workers)
+    except EvaluationError as e:
+        raise CrossValidationError(str(e)) from None
 
 
 def with_size_profile(embedder: Embedder, weight: float) -> Embedder:
@@ -212,25 +199,21 @@ def cross_validate(
     folds = fold_subsets(sorted(set(labelled.subset)), options.n_folds)
     fold = labelled.fold_of(folds)
     per_fold: list[FoldVectors] = []
-    patches: F32 | None = None
-    mean_hu = np.zeros(0, dtype=np.float64)
+    cut: CutRows | None = None
     first: Embedder | None = None
     for f, members in enumerate(folds):
         model_dir = model_for_fold(f, members)
         network, card = load_model(model_dir, "cpu")
         embedder = Embedder(network, card, options.evaluate.device, batch_size=64)
-        if patches is None:
-            (patches, mean_hu), first = (
-                cut_all(nodules, embedder, options.evaluate.workers),
-                embedder,
-            )
+        if cut is None:
+            cut, first = _cut_all(nodules, embedder, options.evaluate.workers), embedder
         elif card.preprocessing != first.card.preprocessing:  # type: ignore[union-attr]
             raise CrossValidationError("the fold models cut different patches")
         vectors = FoldVectors(model_dir)
         for w in options.size_profile_weights:
-            vectors.by_weight[w] = with_size_profile(embedder, w).embed_patches(patches)
+            vectors.by_weight[w] = with_size_profile(embedder, w).embed_patches(cut.patches)
         per_fold.append(vectors)
-    if patches is None or first is None:
+    if cut is None or first is None:
         raise CrossValidationError("no folds")
     chosen = (
         choose_weights(labelled, per_fold, fold)
@@ -244,7 +227,7 @@ def cross_validate(
     opts = options.evaluate
     rated = RatedRows.of(nodules.reader_ratings, nodules.diameter_mm)
     network_section, mine = _evaluate_features(network_search, nodules, rows, opts, rated)
-    searches = baseline_searches(patches, first, nodules.diameter_mm, mean_hu, opts.seed)
+    searches = baseline_searches(cut, first, nodules.diameter_mm, opts.seed)
     baselines, paired = {}, {}
     for name in BASELINES:
         baselines[name], found = _evaluate_features(searches[name], nodules, rows, opts, rated)

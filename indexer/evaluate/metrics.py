@@ -87,13 +87,18 @@ def loo_neighbors_by_measurements(
     """The ``k`` other rows nearest by a few measured numbers (diameter, density, ...).
 
     Each column is z-scored over the rows (a constant column counts for nothing); nearest by
-    Euclidean distance, similarity ``1 / (1 + distance)`` (positive, so the vote applies).
+    Euclidean distance, similarity ``1 / (1 + distance)`` (positive, so the vote applies). A
+    missing value (NaN: no mask was found) sits at its column's mean, so it neither attracts
+    nor repels.
     """
     x = np.asarray(features, dtype=np.float64)
     if x.ndim == 1:
         x = x[:, None]
-    spread = x.std(axis=0)
-    z = (x - x.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+    known = ~np.isnan(x)
+    count = known.sum(axis=0)
+    mean = np.where(known, x, 0.0).sum(axis=0) / np.maximum(count, 1)
+    spread = np.sqrt(np.where(known, (x - mean) ** 2, 0.0).sum(axis=0) / np.maximum(count, 1))
+    z = np.where(known, (x - mean) / np.where(spread > 0, spread, 1.0), 0.0)
     distance = np.linalg.norm(z[:, None, :] - z[None, :, :], axis=2)
     return _top_k(1.0 / (1.0 + distance), k, patient_ids)
 

@@ -77,6 +77,7 @@ from indexer.patches import ScanJob, iter_scan_patches
 from indexer.version import code_version
 from model.card import ModelCard
 from model.checkpoint import load_model
+from model.descriptors import DESCRIPTOR_NAMES
 from model.embedder import Embedder
 from model.labels import CHARACTERISTICS, Characteristics, LabelRule, derive_label
 from model.network import NoduleNet
@@ -95,7 +96,7 @@ PAPER_RECALL = {
     "four_class": {1: 0.627, 2: 0.784, 3: 0.850, 4: 0.884},
 }
 LABEL_KINDS = ("binary", "four_class")
-BASELINES = ("raw", "random_init", "diameter", "diameter_raw", "diameter_density")
+BASELINES = ("raw", "random_init", "diameter", "diameter_raw", "diameter_density", "measured")
 #: The density baseline's sphere at the nodule's centre: this share of its recorded radius.
 DENSITY_SPHERE_FRACTION = 0.75
 #: How each baseline is named in report.md.
@@ -105,6 +106,8 @@ BASELINE_NAMES = {
     "diameter": "diameter alone (nearest by diameter_mm)",
     "diameter_raw": "diameter + raw (mean of the two similarities)",
     "diameter_density": "diameter + density (mean HU in 0.75 x radius; z-scored, Euclidean)",
+    "measured": "measured descriptors (region-grown mask: mean diameter, volume, mean and "
+    "10/90th-percentile HU, solid fraction, sphericity; z-scored, Euclidean)",
 }
 #: The paired comparisons of the network with each baseline (same queries, resampled together):
 #: the label metrics, then whether the neighbours look alike.
@@ -241,22 +244,36 @@ def _characteristics(reads: list[NoduleRead]) -> list[Characteristics]:
 
 
 def density_job(nodules: CatalogNodules, uid: str, members: list[int], spec: PatchSpec) -> ScanJob:
-    """The patches of a scan's nodules, and the mean HU of each one's density sphere."""
+    """The patches of a scan's nodules, each one's density sphere and measured descriptors."""
     return ScanJob(
         uid,
         nodules.source_path[uid],
         [nodules.center_xyz[r] for r in members],
         spec,
         sphere_radii_mm=[DENSITY_SPHERE_FRACTION * nodules.diameter_mm[r] / 2 for r in members],
+        describe=True,
     )
+
+
+@dataclass(frozen=True)
+class CutRows:
+    """What the baselines read from the CT of each evaluated row, in row order."""
+
+    patches: npt.NDArray[np.float32]
+    """``(n, D, H, W)`` from the one patch function, the model's spec."""
+    mean_hu: npt.NDArray[np.float64]
+    """The density sphere's mean HU (``DENSITY_SPHERE_FRACTION`` of the recorded radius)."""
+    descriptors: npt.NDArray[np.float64]
+    """``(n, len(DESCRIPTOR_NAMES))`` of the region-grown mask; NaN rows where none."""
 
 
 def cut_patches(
     nodules: CatalogNodules, rows: npt.NDArray[np.int64], embedder: Embedder, workers: int
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]]:
-    """The model's patches of ``rows`` and their density (mean HU), in ``rows`` order.
+) -> CutRows:
+    """The rows' patches, densities and descriptors: one region-read pass per scan.
 
-    One region-read pass per scan.
+    Raises:
+        EvaluationError: a scan cannot be read.
     """
     by_scan: dict[str, list[int]] = defaultdict(list)
     for r in rows.tolist():
@@ -265,16 +282,18 @@ def cut_patches(
     jobs = [density_job(nodules, uid, members, spec) for uid, members in sorted(by_scan.items())]
     patches = np.zeros((len(rows), *spec.patch_shape_zyx), dtype=np.float32)
     mean_hu = np.zeros(len(rows), dtype=np.float64)
+    descriptors = np.full((len(rows), len(DESCRIPTOR_NAMES)), np.nan)
     position = {r: i for i, r in enumerate(rows.tolist())}
     for result in iter_scan_patches(jobs, workers):
-        if result.patches is None or result.mean_hu is None:
+        if result.patches is None or result.mean_hu is None or result.descriptors is None:
             raise EvaluationError(
                 f"scan {result.key} cannot be read for the baselines ({result.error}); is the "
                 "data folder the catalogue was built from still there?"
             )
         at = [position[r] for r in by_scan[result.key]]
         patches[at], mean_hu[at] = result.patches, result.mean_hu
-    return patches, mean_hu
+        descriptors[at] = result.descriptors
+    return CutRows(patches, mean_hu, descriptors)
 
 
 def raw_features(patches: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -604,48 +623,44 @@ def _catalogue_embedder(source: _Catalogue, device: str) -> Embedder:
 
 
 def baseline_searches(
-    patches: npt.NDArray[np.float32],
-    embedder: Embedder,
-    diameter_mm: npt.NDArray[np.float64],
-    mean_hu: npt.NDArray[np.float64],
-    seed: int,
+    cut: CutRows, embedder: Embedder, diameter_mm: npt.NDArray[np.float64], seed: int
 ) -> dict[str, NeighborSearch]:
     """The searches the network is compared with (``BASELINES``), over the same queries.
 
-    ``mean_hu``: each nodule's density, the mean HU in a sphere of ``DENSITY_SPHERE_FRACTION``
-    of its radius at its centre (two numbers a radiologist reads off a nodule, with the size).
+    Besides image features: two numbers a radiologist reads off a nodule (the recorded diameter
+    and the density sphere's mean HU), and the descriptors measured on its mask.
     """
-    raw = raw_features(patches)
-    measured = np.column_stack([diameter_mm, mean_hu])
+    raw = raw_features(cut.patches)
+    measured = np.column_stack([diameter_mm, cut.mean_hu])
     return {
         "raw": cosine_search(raw),
-        "random_init": cosine_search(random_init_features(embedder, patches, seed)),
+        "random_init": cosine_search(random_init_features(embedder, cut.patches, seed)),
         "diameter": size_search(diameter_mm),
         "diameter_raw": size_and_raw_search(raw, diameter_mm),
         "diameter_density": lambda patients, k: loo_neighbors_by_measurements(
             measured, k, patients
         ),
+        "measured": lambda patients, k: loo_neighbors_by_measurements(cut.descriptors, k, patients),
     }
 
 
 def _compare(
     nodules: CatalogNodules,
     rows: npt.NDArray[np.int64],
-    cut: tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]],
+    cut: CutRows,
     embedder: Embedder,
     options: EvaluateOptions,
 ) -> _Comparison:
     """Leave-one-out search with the stored vectors and with each baseline's features.
 
-    ``cut``: the rows' patches and densities (``cut_patches``).
+    ``cut``: what the rows' CT gives the baselines (``cut_patches``).
     """
-    patches, mean_hu = cut
     stored = nodules.vectors[rows]
     diameters = nodules.diameter_mm[rows]
     rated = RatedRows.of([nodules.reader_ratings[r] for r in rows.tolist()], diameters)
     search = cosine_search(stored)
     network, mine = _evaluate_features(search, nodules, rows, options, rated)
-    searches = baseline_searches(patches, embedder, diameters, mean_hu, options.seed)
+    searches = baseline_searches(cut, embedder, diameters, options.seed)
     baselines: dict[str, FeatureResult] = {}
     paired: dict[str, dict[str, PairedDifference]] = {}
     for name, search in searches.items():
@@ -757,13 +772,14 @@ def evaluate(
     logger.info(
         "evaluating %s: %d labelled of %d nodules", source.version, len(rows), len(nodules.ids)
     )
-    patches, mean_hu = cut_patches(nodules, rows, embedder, options.workers)
+    cut = cut_patches(nodules, rows, embedder, options.workers)
+    patches = cut.patches
     stored = nodules.vectors[rows]
     # The stored vectors must be what the model gives for these patches today; a drift would
     # mean the catalogue and the model (or the data) no longer belong together.
     fresh = embedder.embed_patches(patches)
     drift = float(np.abs(fresh - stored).max()) if len(stored) else 0.0
-    found = _compare(nodules, rows, (patches, mean_hu), embedder, options)
+    found = _compare(nodules, rows, cut, embedder, options)
     out_dir.mkdir(parents=True, exist_ok=True)
     map_source = _write_figures(source, patches, found.neighbors, out_dir, options)
     elapsed = time.perf_counter() - t0

@@ -236,6 +236,7 @@ def test_real_vois_build_and_evaluate(shared_data: Path, app_model: Path, tmp_pa
         "diameter",
         "diameter_raw",
         "diameter_density",
+        "measured",
     }
     assert set(report["paired_vs_baselines"]) == set(report["baselines"])
     for section in (report, *report["baselines"].values()):

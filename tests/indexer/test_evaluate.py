@@ -25,7 +25,7 @@ from indexer.evaluate.metrics import (
     vote_accuracy,
     vote_auc,
 )
-from indexer.evaluate.report import LOWER_IS_BETTER, PAIRED_METRICS
+from indexer.evaluate.report import BASELINES, LOWER_IS_BETTER, PAIRED_METRICS
 from model.store.catalog import Catalog
 from model.store.tables import Nodule
 from model.vote import majority, malignant_probability
@@ -177,7 +177,7 @@ def test_evaluate_writes_every_file(app_index: Path, tmp_path: Path) -> None:
     for kind in ("binary", "four_class"):
         for k in ("1", "2", "3", "4"):
             assert 0.0 <= report["recall_at_k"][kind][k] <= 1.0
-            for baseline in ("raw", "random_init", "diameter", "diameter_raw", "diameter_density"):
+            for baseline in BASELINES:
                 assert 0.0 <= report["baselines"][baseline]["recall_at_k"][kind][k] <= 1.0
         values = [report["recall_at_k"][kind][k] for k in ("1", "2", "3", "4")]
         assert values == sorted(values)  # Recall@k never falls with k
@@ -214,7 +214,7 @@ def test_evaluate_writes_every_file(app_index: Path, tmp_path: Path) -> None:
     assert all(0.0 <= v <= 1.0 for v in alike["ndcg_at_k"].values())
     tertiles = alike["recall_at_1_by_diameter_tertile"]
     assert sum(tertiles[t]["binary"]["queries"] for t in TERTILES) == labelled
-    for name in ("raw", "random_init", "diameter", "diameter_raw", "diameter_density"):
+    for name in BASELINES:
         assert report["baselines"][name]["looks_alike"]["n_rated_queries"] == labelled
         for metric in PAIRED_METRICS:
             entry = report["paired_vs_baselines"][name][metric]

@@ -121,6 +121,7 @@ def test_cross_validation_of_a_recipe_reports_every_baseline(
         "diameter",
         "diameter_raw",
         "diameter_density",
+        "measured",
     }
     assert set(report["paired_vs_baselines"]) == set(report["baselines"])
     for section in (report["network"], *report["baselines"].values()):
