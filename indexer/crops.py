@@ -10,6 +10,7 @@ and ``train`` read, so they run on it unchanged::
     OUT/seriesuids.csv, OUT/patients.csv crop ids; crop id -> patient
     OUT/labels.csv                       the readers' malignancy ratings and derived labels, and
                                          the table's consensus characteristic ratings
+    OUT/nodule_masks/<crop id>.mhd       each crop's nodule mask, where the table names one
     OUT/crops.json                       the source table's checksum, counts, the column mapping
 
 Each crop is its own "series" (named by its id, so two crops of one CT never collide), and the
@@ -32,10 +33,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from indexer.labels.build import write_labels
-from indexer.luna import LunaPoint, write_annotations, write_candidates, write_table
+from indexer.luna import (
+    LunaPoint,
+    nodule_mask_path,
+    write_annotations,
+    write_candidates,
+    write_table,
+)
 from indexer.synth.heldout import HELDOUT_PATIENTS
 from model.ct import load_volume
+from model.geometry import Geometry
 from model.itk_io import write_metaimage
 from model.labels import CHARACTERISTICS, Characteristics, LabelRule, NoduleLabel, derive_label
 from model.volume import VolumeReadError
@@ -55,6 +65,8 @@ class CropColumns:
     """Names of the table's columns; the defaults are those of the LIDC VOIs' ``nodules.csv``."""
 
     image: str = "image"
+    mask: str = "mask"
+    """The nodule's mask on the crop's grid (optional column; an empty cell: none)."""
     patient: str = "patient_id"
     x: str = "coordX"
     y: str = "coordY"
@@ -88,6 +100,8 @@ class Crop:
     ratings: tuple[int, ...]
     characteristics: tuple[Characteristics, ...] = ()
     """The table's consensus ratings (one vector), or none."""
+    mask: Path | None = None
+    """The nodule's mask image, or none."""
 
 
 def _characteristics(
@@ -128,6 +142,15 @@ def _float(row: dict[str, str], column: str, line: int) -> float:
     return value
 
 
+def _inside(images: Path, cell: str | None, line: int, what: str) -> Path:
+    """A table's relative path, which must stay inside the images folder."""
+    relative = (cell or "").strip()
+    path = (images / relative).resolve()
+    if not relative or not path.is_relative_to(images.resolve()):
+        raise CropImportError(f"line {line}: {what} {relative!r} is not inside {images}")
+    return path
+
+
 def read_crop_table(csv_path: Path, images: Path, columns: CropColumns) -> list[Crop]:
     """The crops of a table; image paths are relative to ``images``.
 
@@ -146,10 +169,10 @@ def read_crop_table(csv_path: Path, images: Path, columns: CropColumns) -> list[
         if missing:
             raise CropImportError(f"{csv_path.name}: missing columns {missing}")
         for line, row in enumerate(reader, start=2):
+            image = _inside(images, row.get(columns.image), line, "image")
             relative = (row[columns.image] or "").strip()
-            image = (images / relative).resolve()
-            if not relative or not image.is_relative_to(images.resolve()):
-                raise CropImportError(f"line {line}: image {relative!r} is not inside {images}")
+            mask_cell = (row.get(columns.mask) or "").strip()
+            mask = _inside(images, mask_cell, line, "mask") if mask_cell else None
             crop_id = _SAFE_ID.sub("_", Path(relative).name.split(".")[0]).strip("._")
             if not crop_id or crop_id in seen:
                 raise CropImportError(f"line {line}: crop id {crop_id!r} is empty or repeated")
@@ -175,6 +198,7 @@ def read_crop_table(csv_path: Path, images: Path, columns: CropColumns) -> list[
                     diameter_mm=diameter,
                     ratings=_ratings(row.get(columns.ratings, "") or "", line),
                     characteristics=_characteristics(row, columns, line),
+                    mask=mask,
                 )
             )
     if held_out:
@@ -211,6 +235,23 @@ def _write_crop(crop: Crop, out: Path, n_subsets: int) -> None:
         )
     subset = patient_subset(crop.patient_id, n_subsets)
     write_metaimage(volume.hu_zyx, volume.geometry, out / f"subset{subset}" / f"{crop.crop_id}.mhd")
+    if crop.mask is not None:
+        _write_mask(crop, volume.geometry, out)
+
+
+def _write_mask(crop: Crop, geometry: Geometry, out: Path) -> None:
+    """The crop's nodule mask (1 inside), which must lie on the crop's own grid."""
+    assert crop.mask is not None
+    try:
+        mask = load_volume(crop.mask)
+    except VolumeReadError as e:
+        raise CropImportError(f"{crop.mask.name}: {e}") from None
+    if mask.geometry.shape_zyx != geometry.shape_zyx or not np.allclose(
+        mask.geometry.origin_xyz, geometry.origin_xyz, atol=1e-3
+    ):
+        raise CropImportError(f"{crop.mask.name}: the mask is not on its crop's grid")
+    inside = (np.asarray(mask.hu_zyx) > 0.5).astype(np.int16)
+    write_metaimage(inside, geometry, nodule_mask_path(out, crop.crop_id))
 
 
 def _write_tables(out: Path, crops: Sequence[Crop], labels: Sequence[NoduleLabel]) -> None:

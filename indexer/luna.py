@@ -39,6 +39,18 @@ class LunaPoint:
     label: int | None = None
 
 
+#: Where a LUNA16-layout folder keeps nodule masks, ``<seriesuid>.mhd`` on the scan's own grid
+#: (1 inside a nodule, 0 elsewhere). LUNA16 itself ships none; ``synth`` writes the rendered
+#: nodules', ``import-crops`` a crop table's (the LIDC VOI masks). Training uses them where
+#: they exist for its segmentation output.
+NODULE_MASKS_DIR = "nodule_masks"
+
+
+def nodule_mask_path(data_dir: Path, series_uid: str) -> Path:
+    """The nodule mask of a series (it may not exist)."""
+    return data_dir / NODULE_MASKS_DIR / f"{series_uid}.mhd"
+
+
 def find_series(data_dir: Path) -> dict[str, Path]:
     """Map every ``subset*/<seriesuid>.mhd`` below ``data_dir`` to its path."""
     if not data_dir.is_dir():

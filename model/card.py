@@ -99,6 +99,8 @@ def _unused_arch_fields(arch: NetworkConfig) -> set[str]:
         unused.add("embedding_center_fraction")
     if arch.size_profile_weight == 0:
         unused |= {"size_profile_weight", "size_profile_shells"}
+    if not arch.segmentation:
+        unused.add("segmentation")
     return unused
 
 

@@ -1,4 +1,8 @@
-"""The training loss of the FP-reduction network: binary cross-entropy with hard negative mining."""
+"""The training losses of the FP-reduction network.
+
+``hard_mining_loss``: binary cross-entropy with hard negative mining (nodule vs candidate);
+``segmentation_loss``: BCE plus soft Dice of the mask branch, over the samples that have a mask.
+"""
 
 from __future__ import annotations
 
@@ -46,3 +50,45 @@ def hard_mining_loss(
         hardest = negatives[torch.topk(per_sample[negatives].detach(), keep).indices]
         used[hardest] = True
     return per_sample[used].mean(), used
+
+
+def segmentation_loss(
+    logits: Tensor, target: Tensor, has_mask: Tensor, *, smooth: float = 1.0
+) -> Tensor:
+    """Voxel-wise BCE plus soft Dice loss of the mask branch, averaged over masked samples.
+
+    Each sample's loss is the mean BCE over its voxels plus ``1 - soft Dice`` of the sigmoid
+    probabilities with its target (``(2 sum(p t) + smooth) / (sum p + sum t + smooth)``); the
+    result is their mean over the samples whose ``has_mask`` is True. Samples without a mask
+    (candidates, nodules nobody outlined) add nothing.
+
+    Args:
+        logits: (N, 1, D, H, W) mask logits (``NoduleNet.segment``).
+        target: (N, 1, D, H, W) the reference mask, 1 inside the nodule and 0 outside (bool or
+            float; soft values in [0, 1] are allowed).
+        has_mask: (N,) bool, True for the samples whose ``target`` is a real mask.
+        smooth: added to the Dice's numerator and denominator (an empty mask predicted empty
+            scores 1).
+
+    Returns:
+        The scalar loss; 0 (still attached to ``logits``' graph) when no sample has a mask.
+
+    Raises:
+        ValueError: shapes that do not match those above.
+    """
+    if logits.ndim != 5 or logits.shape[1] != 1 or target.shape != logits.shape:
+        raise ValueError(
+            f"logits {tuple(logits.shape)} and target {tuple(target.shape)} must both be "
+            "(N, 1, D, H, W)"
+        )
+    if has_mask.shape != logits.shape[:1]:
+        raise ValueError(f"has_mask {tuple(has_mask.shape)} must be (N,) = {logits.shape[:1]}")
+    keep = has_mask.to(device=logits.device, dtype=torch.bool)
+    if not bool(keep.any()):
+        return logits.sum() * 0.0
+    x = logits[keep].float().flatten(1)
+    t = target[keep].to(device=logits.device, dtype=torch.float32).flatten(1)
+    bce = F.binary_cross_entropy_with_logits(x, t, reduction="none").mean(dim=1)
+    p = torch.sigmoid(x)
+    dice = (2.0 * (p * t).sum(dim=1) + smooth) / (p.sum(dim=1) + t.sum(dim=1) + smooth)
+    return (bce + 1.0 - dice).mean()

@@ -30,6 +30,12 @@ direction matrix), so flipped or oblique grids measure the same.
   does -> no mask), opened with a ball of ``CUT_RADIUS_MM`` (1.5 mm, chosen a priori: it cuts
   vessels and bridges under 3 mm thick), the component of the seed, dilated back by the same
   ball within the dense voxels. The seed is the densest voxel within 2 mm of the point.
+- **The network's mask** (``mask_from_probability``, ``measure_patch_mask``), for a query point
+  with a segmenting network: its mask probabilities on the patch grid (``patch_geometry``)
+  thresholded at 0.5, the component nearest the patch centre kept (none within
+  ``MASK_CENTER_REACH_MM``: no mask), then measured as any mask.
+- **Sphericity** (``sphericity``): pi^(1/3) (6 V)^(2/3) / A, 1 for a ball, with the surface A of
+  the marching-cubes mesh (scikit-image).
 """
 
 from __future__ import annotations
@@ -42,8 +48,10 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
+from skimage.measure import marching_cubes, mesh_surface_area
 
-from model.geometry import Geometry, spacing_zyx
+from model.geometry import Geometry, axis_aligned, spacing_zyx
+from model.preprocessing import PatchSpec
 from model.volume import VolumeSource
 
 NoduleType = Literal["solid", "part-solid", "ground-glass"]
@@ -458,3 +466,146 @@ def estimate_at(
     """
     grown = grow_at(source, center_xyz, max_radius_mm)
     return grown.measurement if grown is not None else None
+
+
+#: Mask probability at and above which a patch voxel belongs to the network's mask.
+MASK_THRESHOLD = 0.5
+#: The farthest (mm) the network's mask component may lie from the patch centre (the query
+#: point) and still be taken as the queried nodule.
+MASK_CENTER_REACH_MM = 5.0
+
+
+def patch_geometry(center_xyz: npt.ArrayLike, spec: PatchSpec) -> Geometry:
+    """The geometry of the patch grid around ``center_xyz`` (``preprocessing.patch_grid_xyz``).
+
+    Axis-aligned (identity direction), ``spec.spacing_mm`` along every axis, the patch centre at
+    ``center_xyz``: voxel (0, 0, 0)'s centre lies at ``center - (shape - 1) / 2 * spacing``.
+    """
+    center = np.asarray(center_xyz, dtype=np.float64).reshape(3)
+    d, h, w = spec.patch_shape_zyx
+    s = spec.spacing_mm
+    origin_xyz = center - np.array([w - 1, h - 1, d - 1], dtype=np.float64) / 2.0 * s
+    return axis_aligned(spec.patch_shape_zyx, (s, s, s), tuple(float(v) for v in origin_xyz))
+
+
+def mask_from_probability(
+    probability_zyx: npt.ArrayLike,
+    spacing_mm: float,
+    *,
+    threshold: float = MASK_THRESHOLD,
+    reach_mm: float = MASK_CENTER_REACH_MM,
+) -> BoolArray | None:
+    """The nodule mask in a patch's mask probabilities (D, H, W): the centre's component.
+
+    The voxels at or above ``threshold``, split into face-connected components; the component
+    with a voxel centre nearest the patch centre is kept. None when no voxel reaches the
+    threshold, or the nearest component lies farther than ``reach_mm`` from the centre (the
+    network found something else, not the queried nodule).
+
+    Raises:
+        MeasureError: the probabilities are not a 3-D array.
+    """
+    probability = np.asarray(probability_zyx, dtype=np.float32)
+    if probability.ndim != 3:
+        raise MeasureError(f"probabilities must be (D, H, W), got shape {probability.shape}")
+    labels, n = ndimage.label(probability >= threshold)
+    if n == 0:
+        return None
+    center = (np.asarray(probability.shape, dtype=np.float64) - 1.0) / 2.0
+    index = np.indices(probability.shape, dtype=np.float64)
+    distance_mm = np.sqrt(((index - center[:, None, None, None]) ** 2).sum(axis=0)) * spacing_mm
+    nearest = np.asarray(ndimage.minimum(distance_mm, labels, index=np.arange(1, n + 1)))
+    best = int(np.argmin(nearest))
+    if float(nearest[best]) > reach_mm:
+        return None
+    return np.asarray(labels == best + 1)
+
+
+@dataclass(frozen=True)
+class PatchNodule:
+    """The network's mask of the queried nodule on its patch grid, measured."""
+
+    mask_zyx: BoolArray
+    geometry: Geometry
+    """The patch grid's (``patch_geometry``)."""
+    measurement: NoduleMeasurement
+
+
+def measure_patch_mask(
+    probability_zyx: npt.ArrayLike,
+    center_xyz: npt.ArrayLike,
+    spec: PatchSpec,
+    hu_zyx: npt.ArrayLike | None = None,
+    *,
+    reach_mm: float = MASK_CENTER_REACH_MM,
+) -> PatchNodule | None:
+    """Size (and type, with the patch's HU) of the nodule in a patch's mask probabilities.
+
+    Args:
+        probability_zyx: (D, H, W) = ``spec.patch_shape_zyx`` mask probabilities (the sigmoid of
+            ``NoduleNet.segment`` on the patch cut around ``center_xyz`` with ``spec``).
+        center_xyz: the patch centre, world mm (LPS).
+        spec: the patch's spec (the model card's preprocessing).
+        hu_zyx: optional HU on the same grid (``preprocessing.patch_hu``), for the type.
+        reach_mm: see ``mask_from_probability``.
+
+    Returns:
+        The mask and its measurement; None when the network gives no mask at the centre.
+
+    Raises:
+        MeasureError: probabilities (or HU) that are not the patch's shape.
+    """
+    probability = np.asarray(probability_zyx, dtype=np.float32)
+    if probability.shape != tuple(spec.patch_shape_zyx):
+        raise MeasureError(
+            f"probabilities {probability.shape} are not the patch's {spec.patch_shape_zyx}"
+        )
+    mask = mask_from_probability(probability, spec.spacing_mm, reach_mm=reach_mm)
+    if mask is None:
+        return None
+    geometry = patch_geometry(center_xyz, spec)
+    return PatchNodule(mask, geometry, measure(mask, geometry, hu_zyx))
+
+
+def _surface_area_mm2(mask_zyx: BoolArray, spacing: tuple[float, float, float]) -> float:
+    """Surface of a mask (mm^2): the area of its marching-cubes mesh at level 0.5."""
+    padded = np.pad(np.asarray(mask_zyx, dtype=np.float32), 1)  # closes the mesh at the edges
+    verts, faces, _, _ = marching_cubes(padded, level=0.5, spacing=spacing)  # type: ignore[no-untyped-call]
+    return float(mesh_surface_area(verts, faces))  # type: ignore[no-untyped-call]
+
+
+def sphericity(mask_zyx: BoolArray, geometry: Geometry) -> float:
+    """pi^(1/3) (6 V)^(2/3) / A of a mask: 1 for a ball, less for elongated or spiculated shapes.
+
+    V is the voxel count times the voxel volume, A the marching-cubes surface (module
+    docstring); digitised balls of a few voxels' radius score about 0.9, not 1.
+
+    Raises:
+        MeasureError: an empty mask, or one whose shape is not the geometry's.
+    """
+    mask = np.asarray(mask_zyx, dtype=bool)
+    if mask.shape != geometry.shape_zyx:
+        raise MeasureError(f"mask shape {mask.shape} is not the grid's {geometry.shape_zyx}")
+    if not mask.any():
+        raise MeasureError("the mask is empty")
+    spacing = spacing_zyx(geometry)
+    volume = float(mask.sum()) * float(np.prod(spacing))
+    area = _surface_area_mm2(mask, spacing)
+    return float(np.pi ** (1.0 / 3.0) * (6.0 * volume) ** (2.0 / 3.0) / area)
+
+
+def hu_percentiles(
+    hu_zyx: npt.ArrayLike, mask_zyx: BoolArray, q: tuple[float, ...] = (10.0, 50.0, 90.0)
+) -> tuple[float, ...]:
+    """Percentiles ``q`` of the HU inside a mask (the solid fraction is ``solid_fraction``).
+
+    Raises:
+        MeasureError: an empty mask, or HU that is not the mask's shape.
+    """
+    hu = np.asarray(hu_zyx, dtype=np.float64)
+    mask = np.asarray(mask_zyx, dtype=bool)
+    if hu.shape != mask.shape:
+        raise MeasureError(f"HU shape {hu.shape} is not the mask's {mask.shape}")
+    if not mask.any():
+        raise MeasureError("the mask is empty")
+    return tuple(float(v) for v in np.percentile(hu[mask], q))

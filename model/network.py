@@ -15,6 +15,11 @@ Embedding (``embedding_pool``):
   levels carry the density and margin that radiologists rate. Chosen on a second synthetic set
   (seed 1), not on the set the demo reports: binary Recall@1 0.90 there vs 0.59 for ``avg``.
 * ``avg``: the bottleneck averaged over the whole map (the first design; older cards use it).
+
+Segmentation (``segmentation=True``): an auxiliary branch gives the nodule's mask. One more
+decoder step at full resolution (the decoder's finest map upsampled, concatenated with the level-0
+encoder map, a conv block) and a 1x1x1 conv give one mask logit per input voxel. Without it the
+network has exactly the modules, state dict keys and outputs it always had.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 ARCH_NAME: Literal["fpr-unet3d"] = "fpr-unet3d"
+#: The mask head's initial bias: logit of the share of a patch a nodule fills (about 5 %).
+SEGMENTATION_PRIOR_LOGIT = -3.0
 
 
 class NetworkConfig(BaseModel):
@@ -41,6 +48,8 @@ class NetworkConfig(BaseModel):
         levels: number of downsampling steps (the bottleneck runs at 1 / 2**levels resolution).
         embedding_pool: how the encoder's maps become a vector (see the module docstring).
         embedding_center_fraction: with ``center-multiscale``, the share of each side pooled.
+        segmentation: add the mask branch (``NoduleNet.segment``); left out of the fingerprint
+            while False, so the cards written before it existed keep theirs.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -52,6 +61,7 @@ class NetworkConfig(BaseModel):
     embedding_center_fraction: float = Field(default=0.25, gt=0.0, le=1.0)
     size_profile_weight: float = Field(default=0.0, ge=0.0, lt=1.0)
     size_profile_shells: int = Field(default=16, ge=2, le=64)
+    segmentation: bool = False
 
     @property
     def feature_dim(self) -> int:
@@ -199,7 +209,8 @@ class NoduleNet(nn.Module):
     """Encoder-decoder 3-D FCN for nodule vs non-nodule; ``embed`` gives the search vector.
 
     Input: (N, 1, D, H, W) patches from ``model.preprocessing.extract_patch`` (values in [0, 1]);
-    D, H and W must be divisible by ``2**levels``.
+    D, H and W must be divisible by ``2**levels``. With ``config.segmentation`` it also gives the
+    nodule's mask (``segment``, ``forward_with_mask``).
     """
 
     def __init__(self, config: NetworkConfig) -> None:
@@ -215,6 +226,14 @@ class NoduleNet(nn.Module):
         )
         # Scores every voxel of the decoder's finest map (fully convolutional head).
         self.head = nn.Conv3d(widths[1] if config.levels > 1 else widths[-1], 1, kernel_size=1)
+        if config.segmentation:
+            # The decoder's finest map has widths[1] channels (the bottleneck's when levels == 1).
+            self.seg_decoder = _block(widths[1] + widths[0], widths[0])
+            self.seg_head = nn.Conv3d(widths[0], 1, kernel_size=1)
+            # A nodule fills a few percent of a patch: start every voxel at that prior (sigmoid
+            # -3 = 0.05, as RetinaNet's heads) so the first steps are not spent on the background.
+            assert self.seg_head.bias is not None
+            nn.init.constant_(self.seg_head.bias, SEGMENTATION_PRIOR_LOGIT)
 
     def _encode(self, x: Tensor) -> list[Tensor]:
         """Feature maps of every encoder level; the last one is the bottleneck."""
@@ -228,19 +247,52 @@ class NoduleNet(nn.Module):
         """The bottleneck (mid-layer) feature map, (N, embedding_dim, D/2**L, H/2**L, W/2**L)."""
         return self._encode(x)[-1]
 
-    def score_map(self, x: Tensor) -> Tensor:
-        """Nodule logit of every location of the decoder's map, (N, 1, d, h, w)."""
-        skips = self._encode(x)
+    def _decode(self, skips: list[Tensor]) -> Tensor:
+        """The decoder's finest map, (N, 2 * width, D/2, H/2, W/2), from the encoder's maps."""
         y = skips[-1]
         for block, skip in zip(self.decoder, reversed(skips[1:-1]), strict=True):
             y = F.interpolate(y, size=skip.shape[2:], mode="trilinear", align_corners=False)
             y = block(torch.cat([y, skip], dim=1))
-        scores: Tensor = self.head(y)
+        return y
+
+    def _mask_logits(self, decoded: Tensor, full: Tensor) -> Tensor:
+        """Mask logits (N, 1, D, H, W) from the decoder's finest map and the level-0 map."""
+        if not self.config.segmentation:
+            raise RuntimeError("this network has no segmentation branch (segmentation=False)")
+        y = F.interpolate(decoded, size=full.shape[2:], mode="trilinear", align_corners=False)
+        logits: Tensor = self.seg_head(self.seg_decoder(torch.cat([y, full], dim=1)))
+        return logits
+
+    def score_map(self, x: Tensor) -> Tensor:
+        """Nodule logit of every location of the decoder's map, (N, 1, d, h, w)."""
+        scores: Tensor = self.head(self._decode(self._encode(x)))
         return scores
 
     def forward(self, x: Tensor) -> Tensor:
         """Nodule logits, (N,): the mean of the score map."""
         return self.score_map(x).mean(dim=(1, 2, 3, 4))
+
+    def segment(self, x: Tensor) -> Tensor:
+        """Mask logits, (N, 1, D, H, W): one per input voxel (sigmoid >= 0.5 is the nodule).
+
+        Raises:
+            RuntimeError: the network was built without ``segmentation``.
+        """
+        skips = self._encode(x)
+        return self._mask_logits(self._decode(skips), skips[0])
+
+    def forward_with_mask(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Nodule logits (N,) as ``forward`` and mask logits (N, 1, D, H, W) as ``segment``.
+
+        One encoder and decoder pass for both (training on both tasks).
+
+        Raises:
+            RuntimeError: the network was built without ``segmentation``.
+        """
+        skips = self._encode(x)
+        decoded = self._decode(skips)
+        nodule = self.head(decoded).mean(dim=(1, 2, 3, 4))
+        return nodule, self._mask_logits(decoded, skips[0])
 
     def embed(self, x: Tensor) -> Tensor:
         """The search vector, (N, embedding_dim), float32, unit L2 norm (``search_vector``)."""

@@ -76,6 +76,15 @@ class PatchSpec(BaseModel):
 DEFAULT_SPEC = PatchSpec()
 
 
+def mask_spec(spec: PatchSpec) -> PatchSpec:
+    """``spec`` for cutting a 0 / 1 mask volume with the one patch function.
+
+    The model's grid, the values kept as they are (a window of [0, 1]), so each voxel holds its
+    share of nodule after interpolation; outside the volume is no nodule.
+    """
+    return spec.model_copy(update={"hu_window": (0.0, 1.0), "outside": "air"})
+
+
 def patch_grid_xyz(center_xyz: npt.ArrayLike, spec: PatchSpec) -> npt.NDArray[np.float64]:
     """World coordinates (mm, LPS) of every patch voxel centre, shape (D, H, W, 3) as x, y, z.
 

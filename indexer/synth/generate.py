@@ -3,6 +3,7 @@
 Output (``DIR``)::
 
     subset0..K/<seriesuid>.mhd + .raw   int16 HU volumes, as LUNA16 ships them
+    nodule_masks/<seriesuid>.mhd + .raw the rendered nodules' voxels (1), on the scan's grid
     annotations.csv                     seriesuid,coordX,coordY,coordZ,diameter_mm (>= 3 readers)
     annotations_excluded.csv            the rest of what readers marked (diameter -1 for non-nodules
                                         and nodules < 3 mm), as in LUNA16's evaluation script
@@ -41,7 +42,13 @@ import numpy as np
 import numpy.typing as npt
 from pydicom.uid import generate_uid
 
-from indexer.luna import LunaPoint, write_annotations, write_candidates, write_table
+from indexer.luna import (
+    LunaPoint,
+    nodule_mask_path,
+    write_annotations,
+    write_candidates,
+    write_table,
+)
 from indexer.synth.dicom_export import write_dicom_series
 from indexer.synth.draw import draw_nodules
 from indexer.synth.lidc_reads import load_lidc_profiles, series_patients
@@ -67,7 +74,8 @@ from model.volume import CTVolume
 logger = logging.getLogger(__name__)
 
 # 3: each LIDC nodule at most once, LIDC patients kept whole, held-out patients left out.
-GENERATOR_VERSION = "3"
+# 4: the rendered nodules' masks in nodule_masks/ (the scans themselves are unchanged).
+GENERATOR_VERSION = "4"
 #: UID root of pydicom's generate_uid; synthetic UIDs never collide with real LIDC ones.
 UID_PREFIX = "1.2.826.0.1.3680043.8.498."
 SLICE_SPACINGS_MM = (0.625, 0.7, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5)
@@ -384,10 +392,16 @@ def _add_anatomy_candidates(
         result.candidates.append(_candidate(uid, _lung_point(anatomy, geometry, rng), 0))
 
 
-def _write_scan(hu: F32, geometry: Geometry, job: RenderJob) -> dict[str, Any]:
-    """Write the scan's .mhd/.raw (and its DICOM series); returns its geometry table row."""
+def _write_scan(
+    hu: F32, nodules: npt.NDArray[np.bool_], geometry: Geometry, job: RenderJob
+) -> dict[str, Any]:
+    """Write the scan's .mhd/.raw, its nodule mask (and its DICOM series).
+
+    Returns its geometry table row.
+    """
     uid = job.series_uid
     write_metaimage(hu, geometry, job.out / f"subset{job.subset}" / f"{uid}.mhd")
+    write_metaimage(nodules.astype(np.int16), geometry, nodule_mask_path(job.out, uid))
     if job.export_dicom:
         volume = CTVolume(hu_zyx=hu, geometry=geometry, series_uid=uid)
         write_dicom_series(
@@ -428,7 +442,7 @@ def render_scan(job: RenderJob) -> ScanResult:
     hu = finish(
         canvas, rng, noise_hu=float(rng.uniform(12, 30)), psf_mm=float(rng.uniform(0.5, 0.8))
     )
-    result.geometry = _write_scan(hu, geometry, job)
+    result.geometry = _write_scan(hu, canvas.nodules, geometry, job)
     return result
 
 

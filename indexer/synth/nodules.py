@@ -154,7 +154,7 @@ def _render_shape(canvas: Canvas, design: NoduleDesign, shape: ShapeField) -> No
         core = soft_step(sdf - (1.0 - design.core_fraction) * depth, 0.5)
         return np.asarray(design.hu * (1.0 - core) + design.core_hu * core)
 
-    canvas.paint(design.center_xyz, shape.reach_mm + 2.0, membership, value)
+    canvas.paint(design.center_xyz, shape.reach_mm + 2.0, membership, value, nodule=True)
 
 
 def render_nodule(canvas: Canvas, design: NoduleDesign) -> None:
@@ -189,4 +189,4 @@ def render_nodule(canvas: Canvas, design: NoduleDesign) -> None:
         core = soft_step(radius * design.core_fraction - r, 0.5)
         return np.asarray(design.hu * (1.0 - core) + design.core_hu * core)
 
-    canvas.paint(design.center_xyz, reach, membership, value)
+    canvas.paint(design.center_xyz, reach, membership, value, nodule=True)

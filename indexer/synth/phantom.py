@@ -61,12 +61,15 @@ class Canvas:
     zw: F64
     yw: F64
     xw: F64
+    nodules: npt.NDArray[np.bool_]
+    """The voxels painted as nodule with membership >= 0.5: the nodules' masks."""
 
     @classmethod
     def blank(cls, geometry: Geometry) -> Canvas:
         """An all-air canvas over the scan's grid."""
         zw, yw, xw = axes_world(geometry)
-        return cls(geometry, np.full(geometry.shape_zyx, AIR_HU, np.float32), zw, yw, xw)
+        hu = np.full(geometry.shape_zyx, AIR_HU, np.float32)
+        return cls(geometry, hu, zw, yw, xw, np.zeros(geometry.shape_zyx, dtype=bool))
 
     def paint(
         self,
@@ -75,11 +78,14 @@ class Canvas:
         membership: Callable[[F64, F64, F64], F64],
         value: Callable[[F64, F64, F64], F64] | float,
         where: Callable[[F64, F64, F64], F64] | None = None,
+        nodule: bool = False,
     ) -> None:
         """Blend ``value`` in with weight ``membership`` over a cube around a world point.
 
         ``membership``, ``value`` and ``where`` receive world offsets (dz, dy, dx) from the centre
         in mm, broadcastable to the local box, and return weights in [0, 1] (or HU for value).
+        ``nodule``: the painted body is a nodule; its voxels of membership >= 0.5 join
+        ``nodules``.
         """
         cx, cy, cz = (float(v) for v in center_xyz)
         h = half_extent_mm
@@ -97,6 +103,8 @@ class Canvas:
         v = value(dz, dy, dx) if callable(value) else value
         local = self.hu[sz, sy, sx]
         self.hu[sz, sy, sx] = (local * (1.0 - m) + v * m).astype(np.float32)
+        if nodule:
+            self.nodules[sz, sy, sx] |= np.broadcast_to(m, local.shape) >= 0.5
 
 
 def soft_step(signed_distance_mm: F64, width_mm: float) -> F64:

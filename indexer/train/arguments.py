@@ -20,6 +20,7 @@ RECIPE_OPTIONS = (
     "lr",
     "intensity_jitter",
     "scale_jitter",
+    "segmentation_weight",
     "select",
 )
 
@@ -106,4 +107,11 @@ def _add_augmentation(p: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="largest relative zoom of a positive's patch (0.1 = 0.9x..1.1x)",
+    )
+    p.add_argument(
+        "--segmentation-weight",
+        type=float,
+        default=None,
+        help="weight of the auxiliary nodule-mask loss (0: no mask branch); trained on the "
+        "nodules whose scan has a mask in nodule_masks/",
     )

@@ -129,22 +129,49 @@ def augment(
         scale_jitter: largest relative zoom about the patch centre (0.1: 0.9x to 1.1x), trilinear,
             edge values repeated; it trades a little size information for shape variety.
     """
-    out = patch
+    out, _ = augment_with_mask(
+        patch, None, rng, intensity_jitter=intensity_jitter, scale_jitter=scale_jitter
+    )
+    return out
+
+
+def augment_with_mask(
+    patch: F32,
+    mask: F32 | None,
+    rng: np.random.Generator,
+    *,
+    intensity_jitter: float = 0.0,
+    scale_jitter: float = 0.0,
+) -> tuple[F32, F32 | None]:
+    """``augment``, with the nodule's mask (D, H, W) moved by the same flips, turn and zoom.
+
+    The intensity jitter is the patch's alone. The random draws are those of ``augment``, in
+    the same order, with or without a mask.
+    """
+    layers = [patch] if mask is None else [patch, mask]
+    out = np.stack(layers)
     for axis in range(3):
         if rng.random() < 0.5:
-            out = np.flip(out, axis=axis)
-    out = np.rot90(out, k=int(rng.integers(4)), axes=(1, 2))
+            out = np.flip(out, axis=axis + 1)
+    out = np.rot90(out, k=int(rng.integers(4)), axes=(2, 3))
     if scale_jitter > 0.0:
         zoom = float(rng.uniform(1.0 - scale_jitter, 1.0 + scale_jitter))
-        center = (np.asarray(out.shape, dtype=np.float64) - 1.0) / 2.0
+        center = (np.asarray(out.shape[1:], dtype=np.float64) - 1.0) / 2.0
         # Output voxel o samples input centre + (o - centre) / zoom.
-        out = ndimage.affine_transform(
-            np.ascontiguousarray(out, dtype=np.float32),
-            np.full(3, 1.0 / zoom),
-            offset=center - center / zoom,
-            order=1,
-            mode="nearest",
+        out = np.stack(
+            [
+                ndimage.affine_transform(
+                    np.ascontiguousarray(layer, dtype=np.float32),
+                    np.full(3, 1.0 / zoom),
+                    offset=center - center / zoom,
+                    order=1,
+                    mode="nearest",
+                )
+                for layer in out
+            ]
         )
+    image = out[0]
     if intensity_jitter > 0.0:
-        out = out + np.float32(rng.uniform(-intensity_jitter, intensity_jitter))
-    return np.ascontiguousarray(out, dtype=np.float32)
+        image = image + np.float32(rng.uniform(-intensity_jitter, intensity_jitter))
+    moved = None if mask is None else np.ascontiguousarray(out[1], dtype=np.float32)
+    return np.ascontiguousarray(image, dtype=np.float32), moved

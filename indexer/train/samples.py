@@ -21,9 +21,9 @@ import numpy.typing as npt
 from tqdm import tqdm
 
 from indexer.labels.geometry_sources import read_patient_map
-from indexer.luna import candidates_path, find_series, read_candidates
+from indexer.luna import candidates_path, find_series, nodule_mask_path, read_candidates
 from indexer.patches import ScanJob, iter_scan_patches
-from model.preprocessing import PatchSpec
+from model.preprocessing import PatchSpec, mask_spec
 
 logger = logging.getLogger(__name__)
 
@@ -119,13 +119,31 @@ def load_patients(data_dir: Path) -> dict[str, str]:
 
 
 class PatchCache:
-    """Float16 patches of every sample, ``margin`` voxels larger than the model's on each side."""
+    """Float16 patches of every sample, ``margin`` voxels larger than the model's on each side.
+
+    Nodules whose scan has a mask (``indexer.luna.nodule_mask_path``) also get the mask cut on
+    the same grid by the same function (``masks.npy``; ``mask_rows.npy`` maps a sample to its
+    row there, -1 for none).
+    """
 
     def __init__(self, folder: Path, spec: PatchSpec, margin: int) -> None:
         self.folder = folder
         self.spec = spec
         self.margin = margin
         self.patches: np.ndarray = np.load(folder / "patches.npy", mmap_mode="r")
+        self.masks: np.ndarray = np.load(folder / "masks.npy", mmap_mode="r")
+        self.mask_rows: npt.NDArray[np.int64] = np.load(folder / "mask_rows.npy")
+
+    def has_mask(self, index: int) -> bool:
+        """Whether sample ``index`` has a nodule mask."""
+        return bool(self.mask_rows[index] >= 0)
+
+    def crop_mask(self, index: int, shift_zyx: tuple[int, int, int] = (0, 0, 0)) -> F32:
+        """The model-sized mask patch of sample ``index`` (as ``crop``); raises without one."""
+        row = int(self.mask_rows[index])
+        if row < 0:
+            raise KeyError(f"sample {index} has no mask")
+        return self._window(self.masks[row], shift_zyx)
 
     @staticmethod
     def cache_spec(spec: PatchSpec, margin: int) -> PatchSpec:
@@ -147,9 +165,15 @@ class PatchCache:
         progress: bool = True,
     ) -> PatchCache:
         """Open the cache for (data, samples, spec) or cut every patch once and store it."""
+        series = find_series(data_dir)
+        with_masks = sorted(
+            {s.series_uid for s in samples if s.label == 1}
+            & {uid for uid in series if nodule_mask_path(data_dir, uid).is_file()}
+        )
         key_text = json.dumps(
             {
                 "data": fingerprint,
+                "masks": hashlib.sha256(repr(with_masks).encode()).hexdigest(),
                 "spec": cls.cache_spec(spec, margin).model_dump(mode="json"),
                 "samples": hashlib.sha256(
                     repr([(s.series_uid, s.center_xyz, s.label) for s in samples]).encode()
@@ -164,7 +188,6 @@ class PatchCache:
         shutil.rmtree(folder, ignore_errors=True)  # a build killed half-way
         folder.mkdir(parents=True)
         cut = cls.cache_spec(spec, margin)
-        series = find_series(data_dir)
         indices_by_scan: dict[str, list[int]] = defaultdict(list)
         for i, s in enumerate(samples):
             indices_by_scan[s.series_uid].append(i)
@@ -194,13 +217,46 @@ class PatchCache:
         bar.close()
         out.flush()
         del out
+        _cut_masks(folder, data_dir, samples, set(with_masks), cut, workers)
         (folder / "meta.json").write_text(key_text, encoding="utf-8")
         logger.info("cached %d patches in %s", len(samples), folder)
         return cls(folder, spec, margin)
 
     def crop(self, index: int, shift_zyx: tuple[int, int, int] = (0, 0, 0)) -> F32:
         """The model-sized patch of sample ``index``, shifted by whole voxels (up to the margin)."""
+        return self._window(self.patches[index], shift_zyx)
+
+    def _window(self, stored: np.ndarray, shift_zyx: tuple[int, int, int]) -> F32:
         m = self.margin
         d, h, w = self.spec.patch_shape_zyx
         z, y, x = (m + s for s in shift_zyx)
-        return np.asarray(self.patches[index, z : z + d, y : y + h, x : x + w], dtype=np.float32)
+        return np.asarray(stored[z : z + d, y : y + h, x : x + w], dtype=np.float32)
+
+
+def _cut_masks(
+    folder: Path,
+    data_dir: Path,
+    samples: Sequence[Sample],
+    with_masks: set[str],
+    cut: PatchSpec,
+    workers: int,
+) -> None:
+    """``masks.npy`` and ``mask_rows.npy``: the nodules' mask patches (module docstring)."""
+    rows = np.full(len(samples), -1, dtype=np.int64)
+    wanted = [i for i, s in enumerate(samples) if s.label == 1 and s.series_uid in with_masks]
+    rows[wanted] = np.arange(len(wanted))
+    masks = np.zeros((len(wanted), *cut.patch_shape_zyx), dtype=np.float16)
+    by_scan: dict[str, list[int]] = defaultdict(list)
+    for i in wanted:
+        by_scan[samples[i].series_uid].append(i)
+    spec = mask_spec(cut)
+    jobs = [
+        ScanJob(uid, nodule_mask_path(data_dir, uid), [samples[i].center_xyz for i in idx], spec)
+        for uid, idx in sorted(by_scan.items())
+    ]
+    for result in iter_scan_patches(jobs, workers):
+        if result.patches is None:
+            raise ValueError(f"the nodule mask of {result.key} cannot be cut: {result.error}")
+        masks[rows[by_scan[result.key]]] = result.patches.astype(np.float16)
+    np.save(folder / "masks.npy", masks)
+    np.save(folder / "mask_rows.npy", rows)

@@ -29,7 +29,7 @@ from indexer.metrics import froc, roc_auc
 from indexer.train.curriculum import (
     Curriculum,
     OnlineFilter,
-    augment,
+    augment_with_mask,
     center_intensity,
     difficulty_ranks,
 )
@@ -42,7 +42,7 @@ from indexer.train.samples import (
 )
 from model.card import DataRecord, FrocResult, ModelCard, TrainingRecord, read_card, write_card
 from model.checkpoint import resolve_device, save_model
-from model.loss import hard_mining_loss
+from model.loss import hard_mining_loss, segmentation_loss
 from model.network import NetworkConfig, NoduleNet
 from model.preprocessing import DEFAULT_SPEC, PatchSpec
 
@@ -83,6 +83,10 @@ class TrainConfig(BaseModel):
     held-out sets without negatives, such as cross-validation folds of a crop collection)."""
     init_fingerprint: str | None = None
     """Fingerprint of the model whose weights the run started from (fine-tuning); None: random."""
+    segmentation_weight: float = Field(default=0.0, ge=0.0, le=10.0)
+    """Weight of the auxiliary mask loss (``model.loss.segmentation_loss``) beside the
+    FP-reduction loss; above 0 the network gets its mask branch, trained on the nodules whose
+    scan has a mask (synthetic renders, VOI masks). 0: no mask branch."""
     max_negatives_per_scan: int = Field(default=300, ge=1)
     seed: int = 0
     amp: bool = True
@@ -277,7 +281,34 @@ def validate(
     ]
     scans = sorted({data.samples[i].series_uid for i in data.val})
     result = froc(candidates, probs, data.annotations, scans, data.excluded)
-    return {"val_auc": roc_auc(labels, probs), "val_loss": loss}, result
+    metrics = {"val_auc": roc_auc(labels, probs), "val_loss": loss}
+    if network.config.segmentation:
+        metrics["val_dice"] = validation_dice(network, data, device, batch, amp)
+    return metrics, result
+
+
+def validation_dice(
+    network: NoduleNet, data: TrainData, device: torch.device, batch: int, amp: bool
+) -> float:
+    """Median Dice of the mask branch (sigmoid > 0.5) on the validation nodules with a mask.
+
+    NaN when none has a mask.
+    """
+    rows = [i for i in data.val if data.samples[i].label == 1 and data.cache.has_mask(i)]
+    scores: list[float] = []
+    network.eval()
+    with torch.inference_mode():
+        for start in range(0, len(rows), batch):
+            chunk = rows[start : start + batch]
+            x = torch.from_numpy(np.stack([data.cache.crop(i) for i in chunk]))[:, None]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = network.segment(x.to(device, memory_format=torch.channels_last_3d))
+            found = (logits.float() > 0).cpu().numpy()[:, 0]
+            for i, mask in zip(chunk, found, strict=True):
+                truth = data.cache.crop_mask(i) > 0.5
+                total = int(mask.sum() + truth.sum())
+                scores.append(2.0 * float((mask & truth).sum()) / total if total else 1.0)
+    return float(np.median(scores)) if scores else float("nan")
 
 
 def _batches(
@@ -299,27 +330,50 @@ def _batches(
     return batches
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """One training batch: patches, labels and the nodules' masks where known."""
+
+    x: torch.Tensor
+    """(N, 1, D, H, W) patches."""
+    y: torch.Tensor
+    """(N,) 1 nodule, 0 not."""
+    masks: torch.Tensor
+    """(N, 1, D, H, W) mask targets (zeros where ``has_mask`` is False)."""
+    has_mask: torch.Tensor
+    """(N,) bool."""
+
+
 def _make_batch(
     data: TrainData, indices: np.ndarray, config: TrainConfig, rng: np.random.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    patches = []
+) -> _Batch:
+    shape = config.patch.patch_shape_zyx
+    patches, masks, has = [], [], []
     for i in indices.tolist():
+        mask = None
         if data.samples[i].label == 1:
             shift = tuple(int(v) for v in rng.integers(-config.margin, config.margin + 1, size=3))
             patch = data.cache.crop(i, shift)  # type: ignore[arg-type]
-            patches.append(
-                augment(
-                    patch,
-                    rng,
-                    intensity_jitter=config.intensity_jitter,
-                    scale_jitter=config.scale_jitter,
-                )
+            wanted = config.segmentation_weight > 0 and data.cache.has_mask(i)
+            source = data.cache.crop_mask(i, shift) if wanted else None  # type: ignore[arg-type]
+            patch, mask = augment_with_mask(
+                patch,
+                source,
+                rng,
+                intensity_jitter=config.intensity_jitter,
+                scale_jitter=config.scale_jitter,
             )
         else:
-            patches.append(data.cache.crop(i))
-    x = torch.from_numpy(np.stack(patches))[:, None]
-    y = torch.from_numpy(data.labels[indices].astype(np.float32))
-    return x, y
+            patch = data.cache.crop(i)
+        patches.append(patch)
+        masks.append(mask if mask is not None else np.zeros(shape, dtype=np.float32))
+        has.append(mask is not None)
+    return _Batch(
+        x=torch.from_numpy(np.stack(patches))[:, None],
+        y=torch.from_numpy(data.labels[indices].astype(np.float32)),
+        masks=torch.from_numpy(np.stack(masks))[:, None],
+        has_mask=torch.tensor(has, dtype=torch.bool),
+    )
 
 
 @dataclass
@@ -356,18 +410,31 @@ def _network(config: TrainConfig, init: NoduleNet | None, device: torch.device) 
             levels=config.levels,
             embedding_pool=config.embedding_pool,
             embedding_center_fraction=config.embedding_center_fraction,
+            segmentation=config.segmentation_weight > 0,
         )
     )
     if init is not None:
-        if init.config != network.config:
-            raise ValueError(
-                f"the initial model's architecture {init.config} differs from the run's "
-                f"{network.config}"
-            )
-        network.load_state_dict(init.state_dict(), strict=True)
+        _load_init(network, init)
     # channels-last 3-D memory format: about 25% faster convolutions on CPU (oneDNN) and GPU.
     network.to(device, memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     return network
+
+
+def _load_init(network: NoduleNet, init: NoduleNet) -> None:
+    """Start from ``init``'s weights: the same architecture, with or without the mask branch.
+
+    A model trained without the mask branch may start one (the branch starts fresh), and one
+    with it may be fine-tuned without (the branch is dropped); the rest must match exactly.
+    """
+    same_branch = network.config.model_copy(update={"segmentation": init.config.segmentation})
+    if init.config != same_branch:
+        raise ValueError(
+            f"the initial model's architecture {init.config} differs from the run's "
+            f"{network.config}"
+        )
+    missing, unexpected = network.load_state_dict(init.state_dict(), strict=False)
+    if any(not k.startswith("seg_") for k in [*missing, *unexpected]):
+        raise ValueError(f"the initial model's weights do not fit: {missing or unexpected}")
 
 
 def _new_run(config: TrainConfig, network: NoduleNet, n_samples: int) -> _Run:
@@ -438,11 +505,19 @@ def _fit_batches(
         batches, desc=bar_label, unit="batch", disable=None if progress else True, leave=False
     )
     for indices in bar:
-        x, y = _make_batch(data, indices, config, run.rng)
-        x, y = x.to(device, memory_format=torch.channels_last_3d), y.to(device)
+        batch = _make_batch(data, indices, config, run.rng)
+        x, y = batch.x.to(device, memory_format=torch.channels_last_3d), batch.y.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = run.network(x)
+            if config.segmentation_weight > 0:
+                logits, mask_logits = run.network.forward_with_mask(x)
+            else:
+                logits, mask_logits = run.network(x), None
         loss, _ = hard_mining_loss(logits.float(), y, negative_fraction=config.negative_fraction)
+        if mask_logits is not None:
+            masks = batch.masks.to(device)
+            loss = loss + config.segmentation_weight * segmentation_loss(
+                mask_logits.float(), masks, batch.has_mask.to(device)
+            )
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         run.optimizer.step()
@@ -502,6 +577,12 @@ def _log_epoch(result: _Epoch, config: TrainConfig) -> None:
         row["filtered_total"],
         row["epoch_s"],
     )
+    if "val_dice" in row:
+        logger.info(
+            "epoch %d: median validation Dice of the mask branch %.3f",
+            result.index + 1,
+            row["val_dice"],
+        )
 
 
 def _selects(result: _Epoch, run: _Run, config: TrainConfig) -> bool:

@@ -19,7 +19,7 @@ from indexer.crops import (
     read_crop_table,
 )
 from indexer.labels.build import read_labels
-from indexer.luna import find_series, read_annotations
+from indexer.luna import find_series, nodule_mask_path, read_annotations
 from indexer.synth.heldout import HELDOUT_PATIENTS
 from model.ct import load_volume
 
@@ -112,11 +112,16 @@ def test_the_tables_characteristic_ratings_reach_labels_csv(tmp_path: Path) -> N
     values |= {f"{n}_value": "3" for n in ("Sphericity", "Margin", "Lobulation", "Spiculation")}
     values |= {"Texture_value": "5", "Malignancy_value": "4"}
     with table.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=[*rows[0], *values])
+        writer = csv.DictWriter(f, fieldnames=[*rows[0], *values, "mask"])
         writer.writeheader()
-        writer.writerow(rows[0] | values)
+        # The first crop's mask: the crop itself (its ball of 30 HU in -800 lung is > 0.5).
+        writer.writerow(rows[0] | values | {"mask": rows[0]["image"]})
         writer.writerow(rows[1] | dict.fromkeys(values, ""))  # no ratings: none, not an error
     import_crops(table, table.parent, tmp_path / "luna")
+    mask = load_volume(nodule_mask_path(tmp_path / "luna", "P1_a"))
+    image = load_volume(table.parent / rows[0]["image"])
+    np.testing.assert_array_equal(mask.hu_zyx, (image.hu_zyx > 0.5).astype(np.float32))
+    assert not nodule_mask_path(tmp_path / "luna", "P2_a").exists()
     labels = {n.series_uid: n for n in read_labels(tmp_path / "luna" / "labels.csv")}
     (consensus,) = labels["P1_a"].characteristics
     assert consensus.as_dict()["calcification"] == 6

@@ -15,7 +15,7 @@ import pytest
 
 from indexer.cli import main as nodule_index
 from indexer.crops import patient_subset
-from indexer.luna import find_series, read_candidates
+from indexer.luna import find_series, nodule_mask_path, read_candidates
 from indexer.realset import REAL_SCANS, RealSetOptions, build_real_set
 from model.ct import load_volume
 from model.store.catalog import sha256_file
@@ -91,6 +91,13 @@ def test_real_set_holds_vois_and_real_negatives_grouped_by_patient(
     volume = load_volume(series[ins.series_uid])
     index = np.rint(volume.geometry.world_to_index_zyx(np.asarray(ins.center_xyz))).astype(int)
     assert volume.hu_zyx[tuple(index)] > -600
+    # Inserted shapes and VOIs carry their masks (the mask branch's real-background targets),
+    # on their crop's grid, holding the centre; negatives have none.
+    mask = load_volume(nodule_mask_path(out, ins.series_uid))
+    assert mask.geometry.shape_zyx == volume.geometry.shape_zyx
+    assert mask.hu_zyx[tuple(index)] == 1
+    assert all(nodule_mask_path(out, c.series_uid).is_file() for c in positives)
+    assert not any(nodule_mask_path(out, c.series_uid).exists() for c in negatives)
     assert json.loads((out / "realset.json").read_text())["format"] == 1
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from indexer.describe import describe
-from indexer.luna import find_series, read_annotations, read_candidates
+from indexer.luna import find_series, nodule_mask_path, read_annotations, read_candidates
 from indexer.synth import generate as generate_module
 from indexer.synth.draw import NodulePoolError, draw_nodules
 from indexer.synth.generate import generate, plan_jobs
@@ -197,6 +198,26 @@ def test_annotations_are_nodules_inside_lung(synth_set: Path) -> None:
         around = PatchSpec(patch_shape_zyx=(3, 3, 3), spacing_mm=min(a.diameter_mm, 10.0))
         ring = patch_hu(source, a.center_xyz, around).reshape(-1)[np.arange(27) != 13]
         assert np.mean(ring < -600.0) >= 0.25, morphology
+
+
+def test_each_nodule_has_its_rendered_mask(synth_set: Path) -> None:
+    """The mask is on the scan's grid, covers each annotated nodule's centre, and its size."""
+    series = find_series(synth_set)
+    for a in read_annotations(synth_set / "annotations.csv"):
+        scan = load_volume(series[a.series_uid])
+        mask = load_volume(nodule_mask_path(synth_set, a.series_uid))
+        assert mask.geometry == scan.geometry
+        assert set(np.unique(mask.hu_zyx).tolist()) <= {0.0, 1.0}
+        spec = PatchSpec(patch_shape_zyx=(1, 1, 1), spacing_mm=1.0, hu_window=(0.0, 1.0))
+        assert float(extract_patch(mask, a.center_xyz, spec)[0, 0, 0]) > 0.5
+        # The mask's volume matches the recorded diameter's ball within a factor of ~2.
+        assert a.diameter_mm is not None
+        z, y, x = np.round(scan.geometry.world_to_index_zyx(a.center_xyz)).astype(int)
+        labels, _ = ndimage.label(mask.hu_zyx > 0.5)
+        voxels = int((labels == labels[z, y, x]).sum())
+        volume = voxels * float(np.prod(scan.geometry.spacing_xyz))
+        ball = np.pi / 6 * a.diameter_mm**3
+        assert 0.4 * ball < volume < 2.5 * ball
 
 
 def test_candidates_have_both_classes_near_truth(synth_set: Path) -> None:

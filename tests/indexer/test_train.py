@@ -252,3 +252,43 @@ def test_fine_tuning_keeps_the_architecture_and_records_its_start(
     again = [*base[:3], "--epochs", "1", *base[5:], "--out", str(tmp_path / "again")]
     assert main([*again, "--init", str(tmp_path / "tuned"), "--select", "last"]) == 0
     assert load_model(tmp_path / "again")[1].preprocessing.outside == "edge"
+
+
+@pytest.mark.slow
+def test_the_mask_branch_learns_the_rendered_masks_beside_fp_reduction(
+    tiny_data: TrainData, tmp_path: Path
+) -> None:
+    """--segmentation-weight: the rendered nodules' masks train a mask branch; the card says so."""
+    assert tiny_data.cache.has_mask(next(i for i in tiny_data.train if tiny_data.labels[i]))
+    assert not any(tiny_data.cache.has_mask(i) for i in tiny_data.train if not tiny_data.labels[i])
+    config = TINY.model_copy(update={"epochs": 5, "segmentation_weight": 1.0})
+    card = train(
+        config, tiny_data, tmp_path, device_name="cpu", code_version="test", progress=False
+    )
+    assert card.training is not None
+    assert all(0.0 <= h["val_dice"] <= 1.0 for h in card.training.history)
+    network, loaded = load_model(tmp_path)
+    assert network.config.segmentation
+    assert loaded.arch.segmentation
+    nodules = [i for i in tiny_data.val if tiny_data.labels[i]]
+    x = torch.from_numpy(np.stack([tiny_data.cache.crop(i) for i in nodules]))[:, None]
+    truth = np.stack([tiny_data.cache.crop_mask(i) for i in nodules]) > 0.5
+    with torch.no_grad():
+        logits, mask_logits = network.forward_with_mask(x)
+        assert torch.allclose(logits, network(x))  # the mask branch leaves the score alone
+    assert mask_logits.shape == x.shape
+    # Five tiny epochs do not make a Dice-worthy mask, but the branch already ranks the unseen
+    # nodules' voxels above their surroundings (it starts at a flat "no nodule", logit -3).
+    assert roc_auc(truth.ravel(), mask_logits[:, 0].numpy().ravel()) > 0.75
+    # Fine-tuning it without the branch drops it; the FP-reduction weights carry over.
+    plain = TINY.model_copy(update={"epochs": 1, "init_fingerprint": loaded.fingerprint})
+    card = train(
+        plain,
+        tiny_data,
+        tmp_path / "plain",
+        device_name="cpu",
+        code_version="test",
+        progress=False,
+        init=network,
+    )
+    assert not card.arch.segmentation
