@@ -45,8 +45,9 @@ from model.dicom_io import DicomSeriesSource
 from model.dicomweb import DicomwebSeriesSource, Pacs, StoredInstance, parse_pacs_address
 from model.embedder import Embedder
 from model.labels import CHARACTERISTICS
-from model.measure import GROW_METHOD, NoduleMeasurement, estimate_at, grow_at, ruler_measurement
+from model.measure import NoduleMeasurement, ruler_measurement
 from model.network import embedding_parts, part_similarity_matrix
+from model.nodule_mask import FoundNodule, find_nodule
 from model.preprocessing import extract_patch
 from model.report import ReportFiles, SearchOutcome, assemble_report
 from model.sources import open_source, relocated
@@ -227,14 +228,6 @@ def uploaded_series_uid(cut: UploadPatch) -> str | None:
     return str(uid) if uid else None
 
 
-def size_estimate(
-    source: VolumeSource, center_xyz: tuple[float, float, float]
-) -> SizeEstimate | None:
-    """The queried nodule's size and type by region growing from the point (an estimate)."""
-    found = estimate_at(source, center_xyz)
-    return SizeEstimate.of(found, GROW_METHOD) if found is not None else None
-
-
 class Retriever:
     """Owns the embedder and the opened catalogue version."""
 
@@ -318,9 +311,27 @@ class Retriever:
         self, source: VolumeSource, center_xyz: tuple[float, float, float]
     ) -> npt.NDArray[np.float32]:
         """Embedding of the patch around a world point (the one patch function)."""
+        return self._embed_at(source, center_xyz)[1]
+
+    def _embed_at(
+        self, source: VolumeSource, center_xyz: tuple[float, float, float]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """The patch around a world point and its embedding (the patch serves the mask too)."""
         patch = extract_patch(source, center_xyz, self.embedder.card.preprocessing)
         vector: npt.NDArray[np.float32] = self.embedder.embed_patches(patch[None])[0]
-        return vector
+        return patch, vector
+
+    def find_nodule(
+        self,
+        source: VolumeSource,
+        center_xyz: tuple[float, float, float],
+        patch: npt.NDArray[np.float32] | None = None,
+    ) -> FoundNodule | None:
+        """The nodule at a point: the model's mask branch, or region growing without one.
+
+        The same function the indexer measures its catalogue with (``model.nodule_mask``).
+        """
+        return find_nodule(self.embedder, source, center_xyz, patch)
 
     def _rows(self, ids: list[int]) -> dict[int, _Row]:
         """Rows of catalogue nodules by id (ids not in the catalogue are absent)."""
@@ -470,11 +481,11 @@ class Retriever:
         the query (``query.nodule_id``, never a neighbour) and, unless
         ``options.include_own_patient``, the scan's patient's nodules are left out.
         """
-        vector = self.embed_point(source, center_xyz)
-        estimate = None
+        patch, vector = self._embed_at(source, center_xyz)
+        found = None
         if options.estimate_size or options.measured is not None:
-            estimate = estimate_at(source, center_xyz)
-        return self._answer(source, series_uid, center_xyz, options, vector, estimate)
+            found = self.find_nodule(source, center_xyz, patch)
+        return self._answer(source, series_uid, center_xyz, options, vector, found)
 
     def _answer(
         self,
@@ -483,9 +494,9 @@ class Retriever:
         center_xyz: tuple[float, float, float],
         options: PointOptions,
         vector: npt.NDArray[np.float32],
-        estimate: NoduleMeasurement | None,
+        found: FoundNodule | None,
     ) -> SearchResponse:
-        """The answer at a point whose vector and size estimate (if wanted) are known."""
+        """The answer at a point whose vector and nodule (if wanted) are known."""
         index_zyx = tuple(float(v) for v in source.geometry.world_to_index_zyx(center_xyz))
         exclusions = self.exclusions_at(series_uid, center_xyz, options.include_own_patient)
         response = self.respond(
@@ -501,12 +512,18 @@ class Retriever:
             },
             exclusions,
             size_estimate=(
-                SizeEstimate.of(estimate, GROW_METHOD)
-                if options.estimate_size and estimate is not None
+                SizeEstimate.of(
+                    found.region.measurement,
+                    found.method,
+                    superseded=options.measured is not None,
+                )
+                if options.estimate_size and found is not None
                 else None
             ),
         )
-        response.size_measured = _measured(options.measured, estimate)
+        response.size_measured = _measured(
+            options.measured, found.region.measurement if found is not None else None
+        )
         return response
 
     def exclusions_at(
@@ -572,15 +589,14 @@ class Retriever:
             NotFoundError: the series is nowhere to be found.
         """
         dicom = self._dicom_series(series_uid, study_uid)  # first: refused before any search
-        vector = self.embed_point(dicom, center_xyz)
-        # Grown once: the SR's size and SEG, and the type the ruler's Lung-RADS category takes.
-        region = grow_at(dicom, center_xyz)
-        estimate = region.measurement if region is not None else None
-        response = self._answer(dicom, series_uid, center_xyz, options, vector, estimate)
+        patch, vector = self._embed_at(dicom, center_xyz)
+        # Found once: the SR's size and SEG, and the type the ruler's Lung-RADS category takes.
+        found = self.find_nodule(dicom, center_xyz, patch)
+        response = self._answer(dicom, series_uid, center_xyz, options, vector, found)
         files = assemble_report(
             dicom,
             center_xyz,
-            region,
+            found.region if found is not None else None,
             _outcome(response),
             self.embedder.card,
             self.catalog.version,
@@ -703,7 +719,9 @@ class Retriever:
             characteristics = median_characteristics(list(reads))
         size = None
         if estimate_size:
-            size = size_estimate(self.open_series(nodule.series_uid), nodule.center_xyz)
+            found = self.find_nodule(self.open_series(nodule.series_uid), nodule.center_xyz)
+            if found is not None:
+                size = SizeEstimate.of(found.region.measurement, found.method)
         return NoduleDetail(
             **nodule.model_dump(), characteristics=characteristics, size_estimate=size
         )

@@ -7,7 +7,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
-from model.measure import RULER_MAX_MM, RULER_METHOD, NoduleMeasurement, RulerMeasurement
+from model.measure import (
+    GROW_METHOD,
+    NETWORK_METHOD,
+    RULER_MAX_MM,
+    RULER_METHOD,
+    NoduleMeasurement,
+    RulerMeasurement,
+)
+from model.uploads import MASK_METHOD
 
 XYZ = tuple[float, float, float]
 #: The largest ``k`` any request may name; the service's own ``NODULE_MAX_K`` may be lower.
@@ -90,7 +98,7 @@ class CoordinateQuery(BaseModel):
     estimate_size: bool = Field(
         default=False,
         description="also estimate the queried nodule's size, type and Lung-RADS size category "
-        "by region growing from the point (size_estimate; about 15-20 ms more)",
+        "from the network's mask at the point (size_estimate.method names how)",
     )
     include_own_patient: bool = Field(
         default=False,
@@ -103,7 +111,8 @@ class CoordinateQuery(BaseModel):
         default=None,
         description="the radiologist's own long and short axis of the nodule (the viewer's "
         "ruler): answered as size_measured with its Lung-RADS size category, and written into "
-        "the SR marked as measured by the user",
+        "the SR marked as measured by the user; it replaces the estimate's size and category "
+        "everywhere (size_estimate.superseded says so)",
     )
 
     @field_validator("center_xyz")
@@ -258,6 +267,13 @@ class Vote(BaseModel):
         return self.malignant_share
 
 
+_ESTIMATED_BY: dict[str, Literal["network mask", "region growing", "uploaded mask"]] = {
+    NETWORK_METHOD: "network mask",
+    GROW_METHOD: "region growing",
+    MASK_METHOD: "uploaded mask",
+}
+
+
 class SizeEstimate(BaseModel):
     """Size and type of the queried nodule, estimated from the image.
 
@@ -280,15 +296,26 @@ class SizeEstimate(BaseModel):
         "modifiers); null for part-solid nodules"
     )
     method: str = Field(description="how the nodule's extent was found")
+    estimated_by: Literal["network mask", "region growing", "uploaded mask"] = Field(
+        description="the method in two words (the viewer's size box names it)"
+    )
+    superseded: bool = Field(
+        default=False,
+        description="the query carried the radiologist's own axes (measured_axes_mm): they "
+        "replace this estimate's size and Lung-RADS category in the answer, the viewer and the "
+        "SR (size_measured); its volume and type are still shown, as estimates",
+    )
     note: str = Field(
         default="estimate from the image for decision support, not a diagnosis",
         description="how to read these numbers",
     )
 
     @classmethod
-    def of(cls, found: NoduleMeasurement, method: str) -> SizeEstimate:
+    def of(cls, found: NoduleMeasurement, method: str, *, superseded: bool = False) -> SizeEstimate:
         """The answer's form of a measurement (``model.measure``)."""
         return cls(
+            estimated_by=_ESTIMATED_BY[method],
+            superseded=superseded,
             long_axis_mm=found.long_axis_mm,
             short_axis_mm=found.short_axis_mm,
             mean_diameter_mm=found.mean_diameter_mm,
@@ -348,7 +375,7 @@ class NoduleDetail(NoduleOut):
     )
     size_estimate: SizeEstimate | None = Field(
         default=None,
-        description="estimate_size=true: size and type by region growing from its centre",
+        description="estimate_size=true: size and type at its centre, as a query's size_estimate",
     )
 
 
@@ -361,8 +388,9 @@ class SearchResponse(BaseModel):
     size_estimate: SizeEstimate | None = Field(
         default=None,
         description="with estimate_size, or an upload with a mask: the queried nodule's size "
-        "and type, from the mask or by region growing from the point (null when nothing dense "
-        "is there, or not asked)",
+        "and type, from the network's mask branch (region growing for a model without one, or "
+        "where the branch finds nothing), or from the uploaded mask; always an estimate (null "
+        "when no nodule is found at the point, or not asked)",
     )
     size_measured: SizeMeasured | None = Field(
         default=None,

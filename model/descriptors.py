@@ -18,6 +18,7 @@ from model.geometry import Geometry
 from model.measure import (
     BoolArray,
     MeasureError,
+    NoduleRegion,
     grow_at,
     mask_core,
     measure,
@@ -72,6 +73,16 @@ def describe(mask_zyx: BoolArray, geometry: Geometry, hu_zyx: npt.ArrayLike) -> 
     )
 
 
+def describe_region(source: VolumeSource, region: NoduleRegion) -> MaskDescriptors:
+    """The descriptors of a nodule region found in ``source`` (its box's HU read once more).
+
+    Raises:
+        MeasureError: the region is empty.
+    """
+    stop = tuple(a + n for a, n in zip(region.start_zyx, region.mask_zyx.shape, strict=True))
+    return describe(region.mask_zyx, region.geometry, source.read_box(region.start_zyx, stop))
+
+
 def describe_grown(
     source: VolumeSource, center_xyz: tuple[float, float, float]
 ) -> MaskDescriptors | None:
@@ -83,10 +94,4 @@ def describe_grown(
         MeasureError: the point lies outside the volume, or the voxels are too small.
     """
     grown = grow_at(source, center_xyz)
-    if grown is None:
-        return None
-    hu = source.read_box(
-        grown.start_zyx,
-        tuple(a + n for a, n in zip(grown.start_zyx, grown.mask_zyx.shape, strict=True)),
-    )
-    return describe(grown.mask_zyx, grown.geometry, hu)
+    return describe_region(source, grown) if grown is not None else None

@@ -32,6 +32,8 @@ F32Array = npt.NDArray[np.float32]
 #: Below this batch size the oneDNN path is fastest on CPU, from it on channels-last is
 #: (bench/results/embed_throughput.json).
 MKLDNN_MAX_BATCH = 8
+#: Which of the three spatial axes each of the 8 test-time flips reverses.
+_BITS = [(z, y, x) for z in (False, True) for y in (False, True) for x in (False, True)]
 
 
 class EmbeddingInputError(ValueError):
@@ -116,14 +118,16 @@ class Embedder:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             return self.network.embed(x.contiguous(memory_format=torch.channels_last_3d))
 
-    def embed_patches(self, patches: npt.ArrayLike) -> F32Array:
-        """Embed patches from ``model.preprocessing.extract_patch``.
+    @property
+    def segments(self) -> bool:
+        """Whether the model has the mask branch (``mask_probabilities``)."""
+        return self.network.config.segmentation
 
-        Args:
-            patches: (N, D, H, W) or (N, 1, D, H, W) float32, D, H, W as the card's patch shape.
+    def _checked(self, patches: npt.ArrayLike) -> F32Array:
+        """(N, D, H, W) float32 patches of the card's shape, finite.
 
-        Returns:
-            (N, embedding_dim) float32, each row of unit L2 norm.
+        Raises:
+            EmbeddingInputError: another shape, or NaN / infinite values.
         """
         array = np.asarray(patches, dtype=np.float32)
         expected = tuple(self.card.preprocessing.patch_shape_zyx)
@@ -135,6 +139,55 @@ class Embedder:
             )
         if not np.all(np.isfinite(array)):
             raise EmbeddingInputError("patches contain NaN or infinite values")
+        return array
+
+    def mask_probabilities(self, patches: npt.ArrayLike) -> F32Array:
+        """The mask branch's nodule probability of every patch voxel, mean over the 8 flips.
+
+        Test-time augmentation: each patch is segmented as it is and flipped along every subset
+        of its three axes; the flipped answers are flipped back and averaged (the recipe
+        ``bench/bench_mask_head.py`` validated). Runs in float32 on every device.
+
+        Args:
+            patches: (N, D, H, W) or (N, 1, D, H, W), as for ``embed_patches``.
+
+        Returns:
+            (N, D, H, W) float32 in [0, 1].
+
+        Raises:
+            EmbeddingInputError: the model has no mask branch, or the patches are malformed.
+        """
+        if not self.segments:
+            raise EmbeddingInputError("this model has no mask branch (trained without one)")
+        array = self._checked(patches)
+        flips = [tuple(a for a, on in zip((2, 3, 4), bits, strict=True) if on) for bits in _BITS]
+        out = np.empty(array.shape, dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(array), self.batch_size):
+                x = torch.from_numpy(np.ascontiguousarray(array[start : start + self.batch_size]))
+                x = x[:, None].to(self.device)
+                # All flips of the chunk in one batch: one pass instead of eight.
+                batch = torch.cat([x.flip(f) if f else x for f in flips])
+                logits = self.network.segment(
+                    batch.contiguous(memory_format=torch.channels_last_3d)
+                ).float()
+                views = torch.sigmoid(logits).reshape(len(flips), *x.shape)
+                mean = torch.stack(
+                    [v.flip(f) if f else v for v, f in zip(views, flips, strict=True)]
+                ).mean(dim=0)
+                out[start : start + len(x)] = mean[:, 0].cpu().numpy()
+        return out
+
+    def embed_patches(self, patches: npt.ArrayLike) -> F32Array:
+        """Embed patches from ``model.preprocessing.extract_patch``.
+
+        Args:
+            patches: (N, D, H, W) or (N, 1, D, H, W) float32, D, H, W as the card's patch shape.
+
+        Returns:
+            (N, embedding_dim) float32, each row of unit L2 norm.
+        """
+        array = self._checked(patches)
         out = np.empty((len(array), self.embedding_dim), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, len(array), self.batch_size):

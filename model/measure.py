@@ -242,6 +242,11 @@ def measure(
     )
 
 
+#: How the network's mask branch found the nodule (``model.nodule_mask``).
+NETWORK_METHOD = (
+    "the network's mask branch (mean of 8 flips, >= 0.5, the component at the point, on the "
+    "CT's voxels)"
+)
 #: How a ruler measurement was made, as answers and the SR name it.
 RULER_METHOD = "measured by the user: long and short axis on an axial slice (ruler)"
 #: The largest axis a ruler measurement may give (mm): beyond it, no lung nodule.

@@ -26,7 +26,8 @@ patient's identifiers go in (neighbours are named by their catalogue id only). I
 
 A size the radiologist measured with the ruler (``model.measure.RulerMeasurement``) goes into
 the query group as long axis, short axis and mean diameter with the method "measured by the
-user", and its Lung-RADS category as such; the estimate's volume and type stay marked as
+user", and its Lung-RADS category as such. It replaces the estimate's diameter and category
+(the SR never holds two sizes or two categories); the estimate's volume and type stay, marked as
 estimates.
 
 Built with highdicom (the maintained library for DICOM SR, SEG and their templates).
@@ -111,23 +112,29 @@ class SearchFindings:
 
 
 def _size_items(
-    size: NoduleMeasurement | None,
+    size: NoduleMeasurement | None, *, measured: bool = False
 ) -> tuple[list[hd.sr.Measurement], list[hd.sr.QualitativeEvaluation]]:
-    """The estimate's diameter, volume, type and Lung-RADS category (each marked an estimate)."""
+    """The estimate's diameter, volume, type and Lung-RADS category (each marked an estimate).
+
+    ``measured``: the user gave their own axes, which replace the estimate's diameter and
+    Lung-RADS category (the answer and the viewer show only the user's): volume and type stay.
+    """
     if size is None:
         return [], []
     measurements = [
         hd.sr.Measurement(
-            codes.SCT.Diameter, size.mean_diameter_mm, codes.UCUM.Millimeter, method=BY_ESTIMATE
-        ),
-        hd.sr.Measurement(
             codes.SCT.Volume, size.volume_mm3, codes.UCUM.CubicMillimeter, method=BY_ESTIMATE
         ),
     ]
+    if not measured:
+        diameter = hd.sr.Measurement(
+            codes.SCT.Diameter, size.mean_diameter_mm, codes.UCUM.Millimeter, method=BY_ESTIMATE
+        )
+        measurements.insert(0, diameter)
     evaluations = []
     if size.nodule_type is not None:
         evaluations.append(hd.sr.QualitativeEvaluation(NODULE_TYPE, _TYPES[size.nodule_type]))
-    if size.lung_rads is not None:
+    if size.lung_rads is not None and not measured:
         evaluations.append(hd.sr.QualitativeEvaluation(LUNG_RADS, _category(size.lung_rads)))
     return measurements, evaluations
 
@@ -171,7 +178,9 @@ def _query_groups(findings: SearchFindings) -> list[_QueryGroup]:
         frame_of_reference_uid=findings.frame_of_reference_uid,
     )
     tracking = hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="query nodule")
-    estimated, estimate_evaluations = _size_items(findings.size)
+    estimated, estimate_evaluations = _size_items(
+        findings.size, measured=findings.measured is not None
+    )
     on_segment = findings.segment is not None
     point_items: list[hd.sr.Measurement] = [] if on_segment else estimated
     point_evaluations = [] if on_segment else estimate_evaluations

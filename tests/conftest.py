@@ -21,6 +21,7 @@ from model.labels import CHARACTERISTICS
 from model.network import NetworkConfig, NoduleNet
 from model.preprocessing import PatchSpec
 from tests.orthanc import Orthanc
+from tests.segmenter import threshold_segmenter
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -182,6 +183,23 @@ def app_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def app_index(synth_set: Path, app_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     index = tmp_path_factory.mktemp("app_index") / "index"
     args = ["build", "--data", str(synth_set), "--model", str(app_model), "--index", str(index)]
+    assert nodule_index([*args, "--no-progress", "--workers", "1"]) == 0
+    return index
+
+
+@pytest.fixture(scope="session")
+def seg_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model with a mask branch: HU >= -600 (``tests.segmenter``), the app model's spec."""
+    path = tmp_path_factory.mktemp("seg_model") / "m"
+    save_model(path, threshold_segmenter(APP_SPEC), APP_SPEC, code_version="test")
+    return path
+
+
+@pytest.fixture(scope="session")
+def seg_index(synth_set: Path, seg_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic set's catalogue built with ``seg_model``."""
+    index = tmp_path_factory.mktemp("seg_index") / "index"
+    args = ["build", "--data", str(synth_set), "--model", str(seg_model), "--index", str(index)]
     assert nodule_index([*args, "--no-progress", "--workers", "1"]) == 0
     return index
 

@@ -872,17 +872,20 @@ function sizeText(size) {
 }
 
 /**
- * "Size (estimate)" under the query, or why there is none.
+ * "Size (estimate by METHOD)" under the query, or why there is none.
  * @param {?Object} size
  * @param {boolean} asked whether the search asked for one
  */
 function renderSizeEstimate(size, asked) {
   const box = $("size-estimate");
   if (size) {
-    box.replaceChildren(el("b", {}, "Size (estimate)"), `: ${sizeText(size)}`, el("div", { class: "note" }, `${size.method}; ${size.note}`));
+    // The method in the heading: a radiologist weighs a network's mask and region growing differently.
+    const heading = `Size (estimate by ${size.estimated_by})`;
+    const replaced = size.superseded ? "replaced by your measurement below for size and Lung-RADS; " : "";
+    box.replaceChildren(el("b", {}, heading), `: ${sizeText(size)}`, el("div", { class: "note" }, `${replaced}${size.method}; ${size.note}`));
   } else {
     box.replaceChildren(el("b", {}, "No size estimate"), ": ",
-      el("span", { class: "note" }, "no nodule could be parted from its surroundings at this point (region growing refuses rather than guesses)."));
+      el("span", { class: "note" }, "no nodule could be parted from its surroundings at this point (the estimate refuses rather than guesses)."));
   }
   box.hidden = !size && !asked;
 }

@@ -77,15 +77,18 @@ from indexer.patches import ScanJob, iter_scan_patches
 from indexer.version import code_version
 from model.card import ModelCard
 from model.checkpoint import load_model
-from model.descriptors import DESCRIPTOR_NAMES
+from model.descriptors import DESCRIPTOR_NAMES, describe_region
 from model.embedder import Embedder
 from model.labels import CHARACTERISTICS, Characteristics, LabelRule, derive_label
+from model.measure import MeasureError
 from model.network import NoduleNet
+from model.nodule_mask import find_nodule
 from model.preprocessing import PatchSpec
-from model.sources import model_dir_of, relocated
+from model.sources import model_dir_of, open_source, relocated
 from model.store.catalog import Catalog
 from model.store.layout import write_json_atomic
 from model.store.tables import Nodule, NoduleRead
+from model.volume import VolumeSource
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +109,9 @@ BASELINE_NAMES = {
     "diameter": "diameter alone (nearest by diameter_mm)",
     "diameter_raw": "diameter + raw (mean of the two similarities)",
     "diameter_density": "diameter + density (mean HU in 0.75 x radius; z-scored, Euclidean)",
-    "measured": "measured descriptors (region-grown mask: mean diameter, volume, mean and "
-    "10/90th-percentile HU, solid fraction, sphericity; z-scored, Euclidean)",
+    "measured": "measured descriptors (the service's mask: the network's mask branch, region "
+    "growing without one; mean diameter, volume, mean and 10/90th-percentile HU, solid fraction, "
+    "sphericity; z-scored, Euclidean)",
 }
 #: The paired comparisons of the network with each baseline (same queries, resampled together):
 #: the label metrics, then whether the neighbours look alike.
@@ -243,15 +247,20 @@ def _characteristics(reads: list[NoduleRead]) -> list[Characteristics]:
     return out
 
 
-def density_job(nodules: CatalogNodules, uid: str, members: list[int], spec: PatchSpec) -> ScanJob:
-    """The patches of a scan's nodules, each one's density sphere and measured descriptors."""
+def density_job(
+    nodules: CatalogNodules, uid: str, members: list[int], spec: PatchSpec, *, grow: bool = True
+) -> ScanJob:
+    """The patches of a scan's nodules, each one's density sphere (and region-grown descriptors).
+
+    ``grow``: the descriptors from region growing, in the worker (a model without a mask branch).
+    """
     return ScanJob(
         uid,
         nodules.source_path[uid],
         [nodules.center_xyz[r] for r in members],
         spec,
         sphere_radii_mm=[DENSITY_SPHERE_FRACTION * nodules.diameter_mm[r] / 2 for r in members],
-        describe=True,
+        describe=grow,
     )
 
 
@@ -264,7 +273,8 @@ class CutRows:
     mean_hu: npt.NDArray[np.float64]
     """The density sphere's mean HU (``DENSITY_SPHERE_FRACTION`` of the recorded radius)."""
     descriptors: npt.NDArray[np.float64]
-    """``(n, len(DESCRIPTOR_NAMES))`` of the region-grown mask; NaN rows where none."""
+    """``(n, len(DESCRIPTOR_NAMES))`` of the mask the service finds (``model.nodule_mask``);
+    NaN rows where none."""
 
 
 def cut_patches(
@@ -279,21 +289,53 @@ def cut_patches(
     for r in rows.tolist():
         by_scan[nodules.series_uid[r]].append(r)
     spec = embedder.card.preprocessing
-    jobs = [density_job(nodules, uid, members, spec) for uid, members in sorted(by_scan.items())]
+    grow = not embedder.segments
+    jobs = [
+        density_job(nodules, uid, members, spec, grow=grow)
+        for uid, members in sorted(by_scan.items())
+    ]
     patches = np.zeros((len(rows), *spec.patch_shape_zyx), dtype=np.float32)
     mean_hu = np.zeros(len(rows), dtype=np.float64)
     descriptors = np.full((len(rows), len(DESCRIPTOR_NAMES)), np.nan)
     position = {r: i for i, r in enumerate(rows.tolist())}
     for result in iter_scan_patches(jobs, workers):
-        if result.patches is None or result.mean_hu is None or result.descriptors is None:
+        if result.patches is None or result.mean_hu is None:
             raise EvaluationError(
                 f"scan {result.key} cannot be read for the baselines ({result.error}); is the "
                 "data folder the catalogue was built from still there?"
             )
         at = [position[r] for r in by_scan[result.key]]
         patches[at], mean_hu[at] = result.patches, result.mean_hu
-        descriptors[at] = result.descriptors
+        if result.descriptors is not None:
+            descriptors[at] = result.descriptors
+    if not grow:
+        for uid, members in sorted(by_scan.items()):
+            at = [position[r] for r in members]
+            centers = [nodules.center_xyz[r] for r in members]
+            source = open_source(nodules.source_path[uid])
+            descriptors[at] = network_descriptors(embedder, source, centers, patches[at])
     return CutRows(patches, mean_hu, descriptors)
+
+
+def network_descriptors(
+    embedder: Embedder,
+    source: VolumeSource,
+    centers_xyz: Sequence[tuple[float, float, float]],
+    patches: npt.NDArray[np.float32],
+) -> npt.NDArray[np.float64]:
+    """Descriptors of the masks the service finds at the centres (``find_nodule``, one scan).
+
+    ``patches``: the centres' patches, already cut. A NaN row where no mask is found.
+    """
+    out = np.full((len(centers_xyz), len(DESCRIPTOR_NAMES)), np.nan)
+    for i, center in enumerate(centers_xyz):
+        try:
+            found = find_nodule(embedder, source, center, patches[i])
+        except MeasureError:  # voxels too small to grow in: no mask, as when none is found
+            continue
+        if found is not None:
+            out[i] = describe_region(source, found.region).as_row()
+    return out
 
 
 def raw_features(patches: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

@@ -243,6 +243,13 @@ def test_a_ruler_measurement_reaches_the_sr(client: TestClient, synth_set: Path)
     assert float(long_axis.MeasuredValueSequence[0].NumericValue) == 11.0
     category = concepts[("99NODSRCH", "SIM015")]
     assert category.ConceptCodeSequence[0].CodeMeaning == measured["lung_rads"]
+    # The user's axes replace the estimate's diameter and category: one of each in the SR.
+    items = list(content_items(pydicom.dcmread(io.BytesIO(answer.content)).ContentSequence))
+    diameters = [i for i in items if i.ConceptNameCodeSequence[0].CodeValue == "81827009"]
+    assert [float(d.MeasuredValueSequence[0].NumericValue) for d in diameters] == [8.8]
+    assert ("99NODSRCH", "SIM006") not in concepts  # the estimate's Lung-RADS category
+    asked = client.post("/v1/search/coordinate", json={**body, "estimate_size": True}).json()
+    assert asked["size_estimate"]["superseded"] is True
 
 
 def test_a_bad_ruler_measurement_is_a_422(client: TestClient, synth_set: Path) -> None:

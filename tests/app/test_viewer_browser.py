@@ -369,8 +369,11 @@ def test_viewer_in_chromium(server: str, synth_set: Path, artifacts: Path, tmp_p
             # The point query's size estimate is shown, marked as an estimate.
             size = page.locator("[data-testid=size-estimate]")
             assert size.is_visible()
-            assert re.search(r"Size \(estimate\)|No size estimate", size.inner_text())
-            if "Size (estimate)" in size.inner_text():
+            # It names its method (the test model has no mask branch: region growing).
+            found = re.search(r"Size \(estimate by ([a-z ]+)\)|No size estimate", size.inner_text())
+            assert found, size.inner_text()
+            if found.group(1):
+                assert found.group(1) == "region growing"
                 assert "not a diagnosis" in size.inner_text()
 
             # (h) A neighbour opens side by side with the query, in the same window; both views
