@@ -449,21 +449,7 @@ def run(
         net.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
         losses = train_fold(net, train, options, seed=options.seed + fold)
         train_s = time.perf_counter() - fold_start
-        fold_results = []
-        for voi, prob in zip(test, predict(net, test), strict=True):
-            found = measure_patch_mask(prob, voi.center_xyz, spec, voi.hu)
-            if found is None:
-                fold_results.append(Result(voi, fold, 0.0, None, None))
-                continue
-            fold_results.append(
-                Result(
-                    voi,
-                    fold,
-                    dice(found.mask_zyx, voi.target),
-                    found.measurement.mean_diameter_mm,
-                    sphericity(found.mask_zyx, found.geometry),
-                )
-            )
+        fold_results = _measured(test, predict(net, test), spec, fold)
         results.extend(fold_results)
         folds.append(
             {
@@ -595,6 +581,74 @@ def summary_table(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _measured(
+    vois: Sequence[Voi], probabilities: Sequence[F32Array], spec: PatchSpec, fold: int
+) -> list[Result]:
+    """Each VOI's outcome from its mask probabilities."""
+    results = []
+    for voi, prob in zip(vois, probabilities, strict=True):
+        found = measure_patch_mask(prob, voi.center_xyz, spec, voi.hu)
+        if found is None:
+            results.append(Result(voi, fold, 0.0, None, None))
+            continue
+        mask = found.mask_zyx
+        results.append(
+            Result(
+                voi,
+                fold,
+                dice(mask, voi.target),
+                found.measurement.mean_diameter_mm,
+                sphericity(mask, found.geometry),
+            )
+        )
+    return results
+
+
+def run_trained(shared: Path, model_dir: Path, limit: int | None = None) -> dict[str, Any]:
+    """A trained segmenting model that never saw the VOIs (``train --segmentation-weight``),
+    scored on every VOI as it is: what the service's mask is on real nodules."""
+    started = time.perf_counter()
+    torch.set_num_threads(2)
+    net, card = load_model(model_dir)
+    if not net.config.segmentation:
+        raise SystemExit(f"{model_dir}: the model has no mask branch")
+    net.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
+    # VOIs are crops: "edge" stands in for the CT around them (as the fold models had it).
+    spec = card.preprocessing.model_copy(update={"outside": "edge"})
+    vois, n_rows, n_heldout = load_vois(shared / "lidc_vois", spec, limit)
+    results = _measured(vois, predict(net, vois), spec, -1)
+    overall = _summary(results)
+    head = overall["mask_head"]
+    return {
+        "benchmark": "bench_mask_head --model",
+        "machine": cpu_model(),
+        "date": now_utc(),
+        "torch_threads": torch.get_num_threads(),
+        "model": str(model_dir),
+        "model_fingerprint": card.fingerprint,
+        "training_options": card.training.options if card.training else None,
+        "n_rows": n_rows,
+        "n_heldout_rows_skipped": n_heldout,
+        "n_vois": len(vois),
+        "n_patients": len({v.patient_id for v in vois}),
+        "patch_spec": spec.model_dump(mode="json"),
+        "mask_center_reach_mm": MASK_CENTER_REACH_MM,
+        "targets": {
+            "median_dice": {"target": TARGETS["median_dice"], "value": head["dice_median"]},
+            "share_with_mask": {
+                "target": TARGETS["share_with_mask"],
+                "value": head["share_with_mask"],
+            },
+            "diameter_pearson_r": {
+                "target": TARGETS["diameter_pearson_r"],
+                "value": head["mean_diameter_vs_luna16"]["pearson_r"],
+            },
+        },
+        "overall": overall,
+        "run_s": time.perf_counter() - started,
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--shared", type=Path, default=Path("../shared/data"))
@@ -606,8 +660,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="first N rows only (smoke test)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="no cross-validation: score this trained segmenting model on every VOI",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.model is not None:
+        trained = run_trained(args.shared, args.model, args.limit)
+        write_results(args.out, trained)
+        logger.info("targets: %s; wrote %s", trained["targets"], args.out)
+        return
     options = TrainOptions(args.epochs, args.batch_size, args.lr, args.weight_decay, args.seed)
     record = run(args.shared, args.init, options, args.limit)
     write_results(args.out, record)

@@ -246,7 +246,7 @@ def epoch_pool(
     return np.flatnonzero(active & (labels == 1)), np.flatnonzero(active & (labels == 0))
 
 
-def _predict(
+def predict(
     network: NoduleNet,
     data: TrainData,
     indices: Sequence[int],
@@ -272,7 +272,7 @@ def validate(
     network: NoduleNet, data: TrainData, device: torch.device, batch: int, amp: bool
 ) -> tuple[dict[str, float], FrocResult]:
     """Validation AUC and loss on the held-out subset, and FROC over its scans."""
-    probs = _predict(network, data, data.val, device, batch, amp)
+    probs = predict(network, data, data.val, device, batch, amp)
     labels = data.labels[data.val]
     p = np.clip(probs, 1e-7, 1 - 1e-7)
     loss = float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
