@@ -45,7 +45,7 @@ from model.dicom_io import DicomSeriesSource
 from model.dicomweb import DicomwebSeriesSource, Pacs, StoredInstance, parse_pacs_address
 from model.embedder import Embedder
 from model.labels import CHARACTERISTICS
-from model.measure import NoduleMeasurement, ruler_measurement
+from model.measure import NoduleMeasurement, estimated_by, ruler_measurement
 from model.network import embedding_parts, part_similarity_matrix
 from model.nodule_mask import FoundNodule, find_nodule
 from model.preprocessing import extract_patch
@@ -601,6 +601,7 @@ class Retriever:
             self.embedder.card,
             self.catalog.version,
             with_seg=with_seg,
+            how=estimated_by(found.method) if found is not None else "region growing",
         )
         return EncodedReport(files, isinstance(dicom, DicomwebSeriesSource))
 
@@ -626,6 +627,7 @@ class Retriever:
             self.embedder.card,
             self.catalog.version,
             with_seg=with_seg,
+            how=estimated_by(cut.size_method) if cut.size_method else "region growing",
         )
         return EncodedReport(files, from_pacs=False)
 

@@ -8,14 +8,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
 from model.measure import (
-    GROW_METHOD,
-    NETWORK_METHOD,
     RULER_MAX_MM,
     RULER_METHOD,
+    EstimatedBy,
     NoduleMeasurement,
     RulerMeasurement,
+    estimated_by,
 )
-from model.uploads import MASK_METHOD
 
 XYZ = tuple[float, float, float]
 #: The largest ``k`` any request may name; the service's own ``NODULE_MAX_K`` may be lower.
@@ -267,13 +266,6 @@ class Vote(BaseModel):
         return self.malignant_share
 
 
-_ESTIMATED_BY: dict[str, Literal["network mask", "region growing", "uploaded mask"]] = {
-    NETWORK_METHOD: "network mask",
-    GROW_METHOD: "region growing",
-    MASK_METHOD: "uploaded mask",
-}
-
-
 class SizeEstimate(BaseModel):
     """Size and type of the queried nodule, estimated from the image.
 
@@ -296,7 +288,7 @@ class SizeEstimate(BaseModel):
         "modifiers); null for part-solid nodules"
     )
     method: str = Field(description="how the nodule's extent was found")
-    estimated_by: Literal["network mask", "region growing", "uploaded mask"] = Field(
+    estimated_by: EstimatedBy = Field(
         description="the method in two words (the viewer's size box names it)"
     )
     superseded: bool = Field(
@@ -314,7 +306,7 @@ class SizeEstimate(BaseModel):
     def of(cls, found: NoduleMeasurement, method: str, *, superseded: bool = False) -> SizeEstimate:
         """The answer's form of a measurement (``model.measure``)."""
         return cls(
-            estimated_by=_ESTIMATED_BY[method],
+            estimated_by=estimated_by(method),
             superseded=superseded,
             long_axis_mm=found.long_axis_mm,
             short_axis_mm=found.short_axis_mm,

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from indexer.labels.build import write_labels
 from indexer.luna import (
@@ -233,25 +234,30 @@ def _write_crop(crop: Crop, out: Path, n_subsets: int) -> None:
         raise CropImportError(
             f"{crop.image.name}: the nodule centre {crop.center_xyz} lies outside the crop"
         )
+    # The mask is checked before anything is written: a skipped crop leaves no file behind.
+    inside = _read_mask(crop, volume.geometry) if crop.mask is not None else None
     subset = patient_subset(crop.patient_id, n_subsets)
     write_metaimage(volume.hu_zyx, volume.geometry, out / f"subset{subset}" / f"{crop.crop_id}.mhd")
-    if crop.mask is not None:
-        _write_mask(crop, volume.geometry, out)
+    if inside is not None:
+        write_metaimage(inside, volume.geometry, nodule_mask_path(out, crop.crop_id))
 
 
-def _write_mask(crop: Crop, geometry: Geometry, out: Path) -> None:
+def _read_mask(crop: Crop, geometry: Geometry) -> npt.NDArray[np.int16]:
     """The crop's nodule mask (1 inside), which must lie on the crop's own grid."""
     assert crop.mask is not None
     try:
         mask = load_volume(crop.mask)
     except VolumeReadError as e:
         raise CropImportError(f"{crop.mask.name}: {e}") from None
-    if mask.geometry.shape_zyx != geometry.shape_zyx or not np.allclose(
-        mask.geometry.origin_xyz, geometry.origin_xyz, atol=1e-3
-    ):
+    same_grid = (
+        mask.geometry.shape_zyx == geometry.shape_zyx
+        and np.allclose(mask.geometry.origin_xyz, geometry.origin_xyz, atol=1e-3)
+        and np.allclose(mask.geometry.spacing_xyz, geometry.spacing_xyz, atol=1e-4)
+        and np.allclose(mask.geometry.direction_matrix, geometry.direction_matrix, atol=1e-4)
+    )
+    if not same_grid:
         raise CropImportError(f"{crop.mask.name}: the mask is not on its crop's grid")
-    inside = (np.asarray(mask.hu_zyx) > 0.5).astype(np.int16)
-    write_metaimage(inside, geometry, nodule_mask_path(out, crop.crop_id))
+    return (np.asarray(mask.hu_zyx) > 0.5).astype(np.int16)
 
 
 def _write_tables(out: Path, crops: Sequence[Crop], labels: Sequence[NoduleLabel]) -> None:

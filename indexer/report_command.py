@@ -119,13 +119,19 @@ def run(args: argparse.Namespace) -> int:
         threshold = catalog.match_threshold
         found = _outcome(nearest, threshold.value if threshold is not None else None)
         files = build_report(
-            source, center, found, embedder.card, catalog.version, with_seg=args.seg_out is not None
+            source,
+            center,
+            found,
+            embedder,
+            catalog.version,
+            with_seg=args.seg_out is not None,
+            patch=patch,
         )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_bytes(files.sr)
         if args.seg_out is not None:
             if files.seg is None:
-                logger.warning("no mask could be grown at the point: no SEG written")
+                logger.warning("no nodule mask was found at the point: no SEG written")
             else:
                 args.seg_out.parent.mkdir(parents=True, exist_ok=True)
                 args.seg_out.write_bytes(files.seg)

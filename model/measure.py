@@ -30,10 +30,11 @@ direction matrix), so flipped or oblique grids measure the same.
   does -> no mask), opened with a ball of ``CUT_RADIUS_MM`` (1.5 mm, chosen a priori: it cuts
   vessels and bridges under 3 mm thick), the component of the seed, dilated back by the same
   ball within the dense voxels. The seed is the densest voxel within 2 mm of the point.
-- **The network's mask** (``mask_from_probability``, ``measure_patch_mask``), for a query point
-  with a segmenting network: its mask probabilities on the patch grid (``patch_geometry``)
-  thresholded at 0.5, the component nearest the patch centre kept (none within
-  ``MASK_CENTER_REACH_MM``: no mask), then measured as any mask.
+- **The network's mask**: ``model.nodule_mask`` takes the mask branch's probabilities from the
+  patch grid (``patch_geometry``) onto the CT's voxels, thresholds them at ``MASK_THRESHOLD``
+  and keeps the component nearest the point (none within ``MASK_CENTER_REACH_MM``: no mask),
+  then measures it as any mask. ``mask_from_probability`` and ``measure_patch_mask`` do the
+  same on the patch grid itself (the benchmark's Dice against the readers' masks there).
 - **Sphericity** (``sphericity``): pi^(1/3) (6 V)^(2/3) / A, 1 for a ball, with the surface A of
   the marching-cubes mesh (scikit-image).
 """
@@ -247,6 +248,29 @@ NETWORK_METHOD = (
     "the network's mask branch (mean of 8 flips, >= 0.5, the component at the point, on the "
     "CT's voxels)"
 )
+#: How an uploaded mask was measured (``model.uploads``).
+MASK_METHOD = "from the uploaded mask, on the CT's grid"
+#: The method of an estimate in two words (answers, the viewer, the SR and SEG name it).
+EstimatedBy = Literal["network mask", "region growing", "uploaded mask"]
+_ESTIMATED_BY: dict[str, EstimatedBy] = {
+    NETWORK_METHOD: "network mask",
+    GROW_METHOD: "region growing",
+    MASK_METHOD: "uploaded mask",
+}
+
+
+def estimated_by(method: str) -> EstimatedBy:
+    """The two-word name of an estimate's method (one of the ``*_METHOD`` strings).
+
+    Raises:
+        ValueError: a string that is none of them.
+    """
+    try:
+        return _ESTIMATED_BY[method]
+    except KeyError:
+        raise ValueError(f"unknown size method {method!r}") from None
+
+
 #: How a ruler measurement was made, as answers and the SR name it.
 RULER_METHOD = "measured by the user: long and short axis on an axial slice (ruler)"
 #: The largest axis a ruler measurement may give (mm): beyond it, no lung nodule.

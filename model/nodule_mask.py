@@ -6,7 +6,8 @@ indexer's measured-descriptors baseline, so both measure the same nodule the sam
 - **The network's mask** (``network_region``): the mask branch's probabilities on the model's
   patch grid around the point (``model.preprocessing``: isotropic, axis-aligned), averaged over
   the 8 flips of the three axes (test-time augmentation, as ``bench/bench_mask_head.py``
-  validated it), resampled (trilinear) onto the CT's own voxels in the patch's box, thresholded at
+  validated it), resampled (trilinear, one affine map composed from the two grids' geometries)
+  onto the CT's own voxels in the patch's box, thresholded at
   0.5; the component nearest the point, within ``MASK_CENTER_REACH_MM``, is the nodule. Measured
   on the CT's grid with its HU (``model.measure.measure``), so the axes are those of the CT's own
   slices and the SEG lies on the series' frames.
@@ -27,16 +28,19 @@ import numpy.typing as npt
 from scipy import ndimage
 
 from model.embedder import Embedder
+from model.geometry import Geometry
 from model.measure import (
     GROW_METHOD,
     MASK_CENTER_REACH_MM,
     MASK_THRESHOLD,
+    MAX_GROW_VOXELS,
     NETWORK_METHOD,
     BoolArray,
     MeasureError,
     NoduleRegion,
     grow_at,
     measure,
+    patch_geometry,
 )
 from model.preprocessing import PatchSpec, extract_patch
 from model.volume import VolumeSource
@@ -62,18 +66,47 @@ def _patch_box(
 
 
 def _component_at(
-    mask_zyx: BoolArray, world_xyz: npt.NDArray[np.float64], center_xyz: npt.NDArray[np.float64]
+    mask_zyx: BoolArray, box: Geometry, center_xyz: npt.NDArray[np.float64]
 ) -> BoolArray | None:
-    """The face-connected component of ``mask`` nearest the point, if within the reach."""
+    """The face-connected component of ``mask`` (on ``box``) nearest the point, within reach."""
     labels, n = ndimage.label(mask_zyx)
     if n == 0:
         return None
-    distance_mm = np.linalg.norm(world_xyz - center_xyz, axis=-1)
-    nearest = np.asarray(ndimage.minimum(distance_mm, labels, index=np.arange(1, n + 1)))
+    inside = np.argwhere(labels > 0)  # only the mask's voxels get world coordinates
+    distance_mm = np.linalg.norm(box.index_zyx_to_world(inside) - center_xyz, axis=1)
+    owner = labels[tuple(inside.T)]
+    nearest = np.asarray(ndimage.minimum(distance_mm, owner, index=np.arange(1, n + 1)))
     best = int(np.argmin(nearest))
     if float(nearest[best]) > MASK_CENTER_REACH_MM:
         return None
     return np.asarray(labels == best + 1)
+
+
+def _box_to_patch(
+    box: Geometry, patch: Geometry
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """``patch_index_zyx = matrix @ box_index_zyx + offset``, both grids' indices (z, y, x).
+
+    Composed from the two geometries' own conversions at four points (both maps are affine).
+    """
+    probe = np.vstack([np.zeros(3), np.eye(3)])
+    at = patch.world_to_index_zyx(box.index_zyx_to_world(probe))
+    return (at[1:] - at[0]).T, at[0]
+
+
+def _check_mask_budget(geometry: Geometry, box_voxels: int) -> None:
+    """Refuse voxels so small that the patch's box would not fit the memory budget.
+
+    Raises:
+        MeasureError: the box is over ``MAX_GROW_VOXELS`` (the message gives the voxel size).
+    """
+    if box_voxels <= MAX_GROW_VOXELS:
+        return
+    smallest = min(float(v) for v in geometry.spacing_xyz)
+    raise MeasureError(
+        f"the voxels ({smallest:g} mm) are too small to estimate a size from the network's mask "
+        "within the memory budget"
+    )
 
 
 def network_region(
@@ -94,7 +127,7 @@ def network_region(
         The region, or None when no voxel of the branch's mask is within reach of the point.
 
     Raises:
-        MeasureError: the point lies outside the volume.
+        MeasureError: the point lies outside the volume, or its voxels are too small.
         EmbeddingInputError: the model has no mask branch.
     """
     geometry = source.geometry
@@ -102,27 +135,25 @@ def network_region(
         shown = ", ".join(f"{float(v):g}" for v in center_xyz)
         raise MeasureError(f"the point ({shown}) lies outside the volume")
     spec: PatchSpec = embedder.card.preprocessing
+    grid = patch_geometry(center_xyz, spec)
+    corners = np.array(
+        [[z, y, x] for z in (0, 1) for y in (0, 1) for x in (0, 1)], dtype=np.float64
+    ) * (np.asarray(grid.shape_zyx, dtype=np.float64) - 1)
+    start, stop = _patch_box(
+        geometry.shape_zyx, geometry.world_to_index_zyx(grid.index_zyx_to_world(corners))
+    )
+    _check_mask_budget(geometry, int(np.prod(np.asarray(stop) - np.asarray(start))))
     if patch is None:
         patch = extract_patch(source, center_xyz, spec)
     probability = embedder.mask_probabilities(patch[None])[0]
-    center = np.asarray(center_xyz, dtype=np.float64)
-    d, h, w = spec.patch_shape_zyx
-    half_xyz = np.array([w - 1, h - 1, d - 1], dtype=np.float64) / 2.0 * spec.spacing_mm
-    corners = np.array(
-        [[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=np.float64
-    )
-    start, stop = _patch_box(
-        geometry.shape_zyx, geometry.world_to_index_zyx(center + corners * half_xyz)
-    )
     hu = np.asarray(source.read_box(start, stop), dtype=np.float32)
     box = geometry.with_shape_zyx((hu.shape[0], hu.shape[1], hu.shape[2]), start)
-    world_xyz = box.index_zyx_to_world(np.indices(hu.shape).reshape(3, -1).T)
-    # Patch voxel (k, j, i) lies at origin + (i, j, k) x spacing (axis-aligned, +x +y +z).
-    patch_index_xyz = (world_xyz - (center - half_xyz)) / spec.spacing_mm
-    sampled = ndimage.map_coordinates(
-        probability, patch_index_xyz[:, ::-1].T, order=1, mode="constant", cval=0.0
-    ).reshape(hu.shape)
-    mask = _component_at(sampled >= MASK_THRESHOLD, world_xyz.reshape((*hu.shape, 3)), center)
+    matrix, offset = _box_to_patch(box, grid)
+    sampled = ndimage.affine_transform(
+        probability, matrix, offset, output_shape=hu.shape, order=1, mode="constant", cval=0.0
+    )
+    center = np.asarray(center_xyz, dtype=np.float64)
+    mask = _component_at(sampled >= MASK_THRESHOLD, box, center)
     if mask is None:
         return None
     first = (int(start[0]), int(start[1]), int(start[2]))

@@ -11,12 +11,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
+import numpy as np
+import numpy.typing as npt
 from pydicom.dataset import Dataset
 
 from model.card import ModelCard
 from model.dicom_io import HeaderSource, SliceHeaders
+from model.embedder import Embedder
 from model.evidence import ReportHeaderError, check_evidence
-from model.measure import NoduleRegion, RulerMeasurement, grow_at
+from model.measure import EstimatedBy, NoduleRegion, RulerMeasurement, estimated_by
+from model.nodule_mask import find_nodule
 from model.seg import mask_segmentation, segment_reference
 from model.sr import SearchFindings, SimilarCase, evidence_for, search_report
 from model.vote import UNKNOWN_MATCH, MatchState
@@ -72,23 +76,32 @@ def build_report(
     source: HeaderSource,
     center_xyz: tuple[float, float, float],
     outcome: SearchOutcome,
-    card: ModelCard,
+    embedder: Embedder,
     index_version: str,
     *,
     with_seg: bool = False,
+    patch: npt.NDArray[np.float32] | None = None,
 ) -> ReportFiles:
     """The SR of a search at ``center_xyz`` (world mm, LPS) of a DICOM series, and its SEG.
 
-    The size comes from region growing at the point (``model.measure.grow_at``); with
-    ``with_seg`` its mask is a SEG the SR references, when a mask could be grown.
+    The size and mask come from the service's ``model.nodule_mask.find_nodule`` (the model's
+    mask branch, region growing without one); with ``with_seg`` the mask is a SEG the SR
+    references, when one was found. ``patch``: the point's patch, when already cut.
 
     Raises:
         MeasureError: the point lies outside the volume.
         ValueError: the series' headers cannot make a report (highdicom's checks).
     """
-    region = grow_at(source, center_xyz)
+    found = find_nodule(embedder, source, center_xyz, patch)
     return assemble_report(
-        source, center_xyz, region, outcome, card, index_version, with_seg=with_seg
+        source,
+        center_xyz,
+        found.region if found is not None else None,
+        outcome,
+        embedder.card,
+        index_version,
+        with_seg=with_seg,
+        how=estimated_by(found.method) if found is not None else "region growing",
     )
 
 
@@ -101,8 +114,11 @@ def assemble_report(
     index_version: str,
     *,
     with_seg: bool = False,
+    how: EstimatedBy = "region growing",
 ) -> ReportFiles:
     """The SR (and with ``with_seg`` the SEG of ``region``) from the series' headers alone.
+
+    ``how``: how ``region`` was found (the SR's method code, the SEG's algorithm).
 
     ``headers`` must hold the slices the model's patch spans (``model.sr.evidence_for``) and
     those ``region`` covers; ``region``: the measured nodule mask, grown or given (None: none).
@@ -115,7 +131,7 @@ def assemble_report(
     check_evidence(evidence)
     try:
         return _encoded(
-            headers, evidence, center_xyz, region, outcome, card, index_version, with_seg
+            headers, evidence, center_xyz, region, outcome, card, index_version, with_seg, how
         )
     except ValueError as e:
         if isinstance(e, ReportHeaderError):
@@ -136,11 +152,12 @@ def _encoded(
     card: ModelCard,
     index_version: str,
     with_seg: bool,
+    how: EstimatedBy,
 ) -> ReportFiles:
     """The SR and SEG of checked evidence, encoded."""
     seg = None
     if with_seg and region is not None:
-        seg = mask_segmentation(headers, region, software_version())
+        seg = mask_segmentation(headers, region, software_version(), how=how)
     findings = SearchFindings(
         center_xyz=center_xyz,
         frame_of_reference_uid=str(evidence[0].FrameOfReferenceUID),
@@ -153,6 +170,7 @@ def _encoded(
         segment=segment_reference(seg) if seg is not None else None,
         match=outcome.match,
         measured=outcome.measured,
+        size_method=how,
     )
     sr = search_report([*evidence, seg] if seg is not None else evidence, findings)
     return ReportFiles(encode(sr), encode(seg) if seg is not None else None)

@@ -3,8 +3,9 @@
 The SEG belongs to the queried study like the SR (``model.sr``), which references its one segment:
 source images are the CT slices the mask covers (their headers, ``HeaderSource.slice_headers``),
 one frame per slice that holds any of the mask (highdicom leaves empty frames out). The segment is
-a nodule (SCT) found by this project's region growing (``model.measure.grow_region``), marked
-semi-automatic: it grows from the point a user gave.
+a nodule (SCT) found from the point a user gave (semi-automatic): by the network's mask branch
+(``model.nodule_mask``), by region growing (``model.measure.grow_region``) or given as an uploaded
+mask; the algorithm's name and the content description say which.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from model.dicom_io import SliceHeaders, with_copied_type2
-from model.measure import NoduleRegion
+from model.measure import EstimatedBy, NoduleRegion
 
 SEGMENT_NUMBER = 1
 SEGMENT_LABEL = "query nodule (estimate)"
 ALGORITHM = "nodule-search region growing"
 
 
-def _description(version: str) -> hd.seg.SegmentDescription:
+def _description(version: str, how: EstimatedBy) -> hd.seg.SegmentDescription:
     return hd.seg.SegmentDescription(
         segment_number=SEGMENT_NUMBER,
         segment_label=SEGMENT_LABEL,
@@ -31,7 +32,7 @@ def _description(version: str) -> hd.seg.SegmentDescription:
         segmented_property_type=codes.SCT.Nodule,
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC,
         algorithm_identification=hd.AlgorithmIdentificationSequence(
-            name=ALGORITHM, version=version, family=codes.DCM.AnalyticalAlgorithm
+            name=f"nodule-search {how}", version=version, family=codes.DCM.AnalyticalAlgorithm
         ),
     )
 
@@ -52,9 +53,16 @@ def series_mask(region: NoduleRegion, headers: list[Dataset]) -> np.ndarray:
 
 
 def mask_segmentation(
-    source: SliceHeaders, region: NoduleRegion, software_version: str, *, series_number: int = 991
+    source: SliceHeaders,
+    region: NoduleRegion,
+    software_version: str,
+    *,
+    series_number: int = 991,
+    how: EstimatedBy = "region growing",
 ) -> hd.seg.Segmentation:
-    """A binary SEG of a grown region on the slices of ``source`` it covers.
+    """A binary SEG of a nodule region on the slices of ``source`` it covers.
+
+    ``how``: how the region was found (named in the algorithm and the content description).
 
     Raises:
         ValueError: the headers do not match the mask (highdicom's checks too).
@@ -65,7 +73,7 @@ def mask_segmentation(
         source_images=[with_copied_type2(h) for h in headers],
         pixel_array=series_mask(region, headers),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=[_description(software_version)],
+        segment_descriptions=[_description(software_version, how)],
         series_instance_uid=generate_uid(),
         series_number=series_number,
         sop_instance_uid=generate_uid(),
@@ -75,7 +83,7 @@ def mask_segmentation(
         software_versions=software_version,
         device_serial_number="none",
         content_label="NODULE",
-        content_description="Estimated nodule mask (region growing), not a diagnosis",
+        content_description=f"Estimated nodule mask ({how}), not a diagnosis",
     )
 
 

@@ -45,7 +45,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from model.dicom_io import SliceHeaders, with_copied_type2
-from model.measure import NoduleMeasurement, RulerMeasurement
+from model.measure import EstimatedBy, NoduleMeasurement, RulerMeasurement
 from model.preprocessing import PatchSpec, patch_slice_range
 from model.vote import UNKNOWN_MATCH, MatchState
 
@@ -65,6 +65,14 @@ MATCH_THRESHOLD = hd.sr.CodedConcept("SIM011", SCHEME, "Close-match threshold")
 CLOSE_MATCH = hd.sr.CodedConcept("SIM012", SCHEME, "Close match in the catalogue")
 BY_USER = hd.sr.CodedConcept("SIM013", SCHEME, "Measured by the user (ruler)")
 BY_ESTIMATE = hd.sr.CodedConcept("SIM014", SCHEME, "Estimated from the image (region growing)")
+#: The method of an estimate's measurements, by how its mask was found (one code each).
+ESTIMATE_METHODS: dict[EstimatedBy, hd.sr.CodedConcept] = {
+    "region growing": BY_ESTIMATE,
+    "network mask": hd.sr.CodedConcept(
+        "SIM016", SCHEME, "Estimated from the image (the network's mask)"
+    ),
+    "uploaded mask": hd.sr.CodedConcept("SIM017", SCHEME, "Measured on the uploaded mask"),
+}
 LUNG_RADS_MEASURED = hd.sr.CodedConcept(
     "SIM015", SCHEME, "Lung-RADS v2022 size category (user's measurement)"
 )
@@ -109,10 +117,12 @@ class SearchFindings:
     """Whether the catalogue holds a close match; a withheld vote is not coded."""
     measured: RulerMeasurement | None = None
     """The radiologist's own axes of the query nodule (the ruler), when given."""
+    size_method: EstimatedBy = "region growing"
+    """How the estimate's mask was found (its measurements' method code)."""
 
 
 def _size_items(
-    size: NoduleMeasurement | None, *, measured: bool = False
+    size: NoduleMeasurement | None, *, measured: bool = False, how: EstimatedBy = "region growing"
 ) -> tuple[list[hd.sr.Measurement], list[hd.sr.QualitativeEvaluation]]:
     """The estimate's diameter, volume, type and Lung-RADS category (each marked an estimate).
 
@@ -121,14 +131,15 @@ def _size_items(
     """
     if size is None:
         return [], []
+    method = ESTIMATE_METHODS[how]
     measurements = [
         hd.sr.Measurement(
-            codes.SCT.Volume, size.volume_mm3, codes.UCUM.CubicMillimeter, method=BY_ESTIMATE
+            codes.SCT.Volume, size.volume_mm3, codes.UCUM.CubicMillimeter, method=method
         ),
     ]
     if not measured:
         diameter = hd.sr.Measurement(
-            codes.SCT.Diameter, size.mean_diameter_mm, codes.UCUM.Millimeter, method=BY_ESTIMATE
+            codes.SCT.Diameter, size.mean_diameter_mm, codes.UCUM.Millimeter, method=method
         )
         measurements.insert(0, diameter)
     evaluations = []
@@ -179,7 +190,7 @@ def _query_groups(findings: SearchFindings) -> list[_QueryGroup]:
     )
     tracking = hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="query nodule")
     estimated, estimate_evaluations = _size_items(
-        findings.size, measured=findings.measured is not None
+        findings.size, measured=findings.measured is not None, how=findings.size_method
     )
     on_segment = findings.segment is not None
     point_items: list[hd.sr.Measurement] = [] if on_segment else estimated

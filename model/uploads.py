@@ -36,7 +36,7 @@ from model.masks import (
     mask_region,
     read_mask,
 )
-from model.measure import GROW_METHOD, NoduleMeasurement, NoduleRegion, grow_at
+from model.measure import GROW_METHOD, MASK_METHOD, NoduleMeasurement, NoduleRegion, grow_at
 from model.preprocessing import PatchSpec, extract_patch, patch_slice_range
 from model.volume import CTVolume, VolumeReadError, VolumeSource, check_read_budget
 
@@ -58,7 +58,6 @@ ARRAY_BYTES_PER_VOXEL = 4 + 1
 #: (16-bit CT) is what is bounded.
 DICOM_BYTES_PER_VOXEL = 2
 #: How an upload's size estimate was made (the answer's ``size_estimate.method``).
-MASK_METHOD = "from the uploaded mask, on the CT's grid"
 
 
 def voxel_budget(memory_limit_bytes: int | None) -> int | None:

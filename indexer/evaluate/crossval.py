@@ -39,6 +39,7 @@ from indexer.evaluate.report import (
     baseline_searches,
     cut_patches,
     paired_difference,
+    rows_network_descriptors,
 )
 from indexer.labels.build import read_labels
 from indexer.luna import find_series
@@ -209,6 +210,13 @@ def cross_validate(
             cut, first = _cut_all(nodules, embedder, options.evaluate.workers), embedder
         elif card.preprocessing != first.card.preprocessing:  # type: ignore[union-attr]
             raise CrossValidationError("the fold models cut different patches")
+        if embedder.segments:
+            # The fold's nodules are measured by the mask branch of the model that did not
+            # train on them (their masks may have trained the other folds' models).
+            held = np.flatnonzero(fold == f).astype(np.int64)
+            cut.descriptors[held] = rows_network_descriptors(
+                nodules, held, cut.patches[held], embedder
+            )
         vectors = FoldVectors(model_dir)
         for w in options.size_profile_weights:
             vectors.by_weight[w] = with_size_profile(embedder, w).embed_patches(cut.patches)

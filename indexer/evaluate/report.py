@@ -309,12 +309,29 @@ def cut_patches(
         if result.descriptors is not None:
             descriptors[at] = result.descriptors
     if not grow:
-        for uid, members in sorted(by_scan.items()):
-            at = [position[r] for r in members]
-            centers = [nodules.center_xyz[r] for r in members]
-            source = open_source(nodules.source_path[uid])
-            descriptors[at] = network_descriptors(embedder, source, centers, patches[at])
+        descriptors = rows_network_descriptors(nodules, rows, patches, embedder)
     return CutRows(patches, mean_hu, descriptors)
+
+
+def rows_network_descriptors(
+    nodules: CatalogNodules,
+    rows: npt.NDArray[np.int64],
+    patches: npt.NDArray[np.float32],
+    embedder: Embedder,
+) -> npt.NDArray[np.float64]:
+    """The rows' descriptors from the masks the service finds (``network_descriptors``).
+
+    ``patches``: the rows' patches, in row order. Each scan is opened once.
+    """
+    descriptors = np.full((len(rows), len(DESCRIPTOR_NAMES)), np.nan)
+    by_scan: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(rows.tolist()):
+        by_scan[nodules.series_uid[r]].append(i)
+    for uid, at in sorted(by_scan.items()):
+        centers = [nodules.center_xyz[int(rows[i])] for i in at]
+        source = open_source(nodules.source_path[uid])
+        descriptors[at] = network_descriptors(embedder, source, centers, patches[at])
+    return descriptors
 
 
 def network_descriptors(

@@ -143,12 +143,19 @@ def test_held_out_patients_crops_are_never_read(tmp_path: Path) -> None:
     table = _collection(
         tmp_path, [("P1", "P1_a.nii.gz", "[5, 5, 4]"), (held_out, "H_a.nii.gz", "[1, 1, 2]")]
     )
+    rows = _rows(table)
+    with table.open("w", newline="") as f:  # both with a mask (the mask branch's targets)
+        writer = csv.DictWriter(f, fieldnames=[*rows[0], "mask"])
+        writer.writeheader()
+        writer.writerows(r | {"mask": r["image"]} for r in rows)
     crops = read_crop_table(table, table.parent, CropColumns())
     assert [c.patient_id for c in crops] == ["P1"]
     out = tmp_path / "luna"
     import_crops(table, table.parent, out)
     assert sorted(find_series(out)) == ["P1_a"]
     assert held_out not in (out / "patients.csv").read_text()
+    # Nor does its mask: the only mask a trainer can find is the kept patient's.
+    assert sorted(p.name for p in (out / "nodule_masks").glob("*.mhd")) == ["P1_a.mhd"]
 
 
 def test_a_crop_that_misses_its_nodule_fails_or_is_skipped(tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from model.card import read_card
 from model.dicom_io import DicomSeriesSource
+from model.embedder import Embedder
 from model.measure import NoduleRegion, grow_at
 from model.report import SearchOutcome, build_report
 from model.seg import SEGMENT_NUMBER, mask_segmentation
@@ -70,7 +70,9 @@ def test_the_seg_round_trips_on_a_real_lidc_series(
 def test_the_sr_references_the_segs_segment(synth_set: Path, app_model: Path) -> None:
     source, center = growable_nodule(synth_set)
     outcome = SearchOutcome([SimilarCase(3, 0.9, 4.0)], 0.7, 1)
-    files = build_report(source, center, outcome, read_card(app_model), "v1", with_seg=True)
+    files = build_report(
+        source, center, outcome, Embedder.from_model_dir(app_model, "cpu"), "v1", with_seg=True
+    )
     assert files.seg is not None
     sr = pydicom.dcmread(io.BytesIO(files.sr))
     seg = pydicom.dcmread(io.BytesIO(files.seg))
@@ -89,7 +91,7 @@ def test_the_sr_references_the_segs_segment(synth_set: Path, app_model: Path) ->
         for instance in series.ReferencedSOPSequence
     }
     assert seg.SOPInstanceUID in evidence
-    without = build_report(source, center, outcome, read_card(app_model), "v1")
+    without = build_report(source, center, outcome, Embedder.from_model_dir(app_model, "cpu"), "v1")
     assert without.seg is None
 
 
@@ -111,3 +113,27 @@ def test_dciodvfy_finds_no_error_in_the_seg(synth_set: Path, tmp_path: Path) -> 
     checked = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
     errors = [line for line in (checked.stdout + checked.stderr).splitlines() if "Error" in line]
     assert not errors, "\n".join(errors)
+
+
+def test_a_network_mask_is_named_as_such_in_the_sr_and_the_seg(
+    synth_set: Path, seg_model: Path
+) -> None:
+    """A clinical object never calls the network's mask region growing."""
+    source, center = growable_nodule(synth_set)
+    outcome = SearchOutcome([SimilarCase(3, 0.9, 4.0)], 0.7, 1)
+    embedder = Embedder.from_model_dir(seg_model, "cpu")
+    files = build_report(source, center, outcome, embedder, "v1", with_seg=True)
+    assert files.seg is not None
+    seg = pydicom.dcmread(io.BytesIO(files.seg))
+    algorithm = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
+    assert algorithm.AlgorithmName == "nodule-search network mask"
+    assert "network mask" in seg.ContentDescription
+    sr = pydicom.dcmread(io.BytesIO(files.sr))
+    methods = {
+        str(m.ConceptCodeSequence[0].CodeValue)
+        for item in content_items(sr.ContentSequence)
+        if item.ValueType == "NUM"
+        for m in item.get("ContentSequence", [])
+        if m.ConceptNameCodeSequence[0].CodeValue == "370129005"  # Measurement Method
+    }
+    assert methods == {"SIM016"}
