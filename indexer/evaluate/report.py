@@ -109,10 +109,15 @@ BASELINE_NAMES = {
     "diameter": "diameter alone (nearest by diameter_mm)",
     "diameter_raw": "diameter + raw (mean of the two similarities)",
     "diameter_density": "diameter + density (mean HU in 0.75 x radius; z-scored, Euclidean)",
-    "measured": "measured descriptors (the service's mask: the network's mask branch, region "
-    "growing without one; mean diameter, volume, mean and 10/90th-percentile HU, solid fraction, "
-    "sphericity; z-scored, Euclidean)",
+    "measured": "measured descriptors (7 numbers off the service's mask; z-scored, Euclidean)",
 }
+#: What the measured-descriptors baseline reads off each nodule (report.md says it once).
+MEASURED_NOTE = (
+    "Measured descriptors: the mean diameter, volume, mean and 10th / 90th-percentile HU, solid "
+    "fraction and sphericity of the nodule's mask as the service finds it (the model's mask "
+    "branch; region growing for a model without one); a nodule without a mask sits at the "
+    "column means."
+)
 #: The paired comparisons of the network with each baseline (same queries, resampled together):
 #: the label metrics, then whether the neighbours look alike.
 LABEL_METRICS = ("binary_recall_at_1", "four_class_recall_at_1", "vote_auc")
@@ -928,6 +933,8 @@ def render_markdown(report: EvaluationReport) -> str:
         f"({report.n_patients} patients), leave-one-out; neighbours of the same patient "
         f"{headline}. Label counts: binary {counts['binary']}, 4-class "
         f"{counts['four_class']}. Model {report.model_fingerprint[:12]}.",
+        "",
+        MEASURED_NOTE,
         "",
     ]
     lines += _tables(report, report, bases)
