@@ -492,17 +492,7 @@ def run(
             "seed": options.seed,
             **init_record,
         },
-        "targets": {
-            "median_dice": {"target": TARGETS["median_dice"], "value": head["dice_median"]},
-            "share_with_mask": {
-                "target": TARGETS["share_with_mask"],
-                "value": head["share_with_mask"],
-            },
-            "diameter_pearson_r": {
-                "target": TARGETS["diameter_pearson_r"],
-                "value": head["mean_diameter_vs_luna16"].get("pearson_r"),
-            },
-        },
+        "targets": _targets(head),
         "overall": {**overall, "better": _better(overall), "on_grown": _on_grown(results)},
         "readers_mask_on_patch_grid": {
             "mean_diameter_vs_luna16": _diameter(
@@ -604,6 +594,21 @@ def _measured(
     return results
 
 
+def _targets(head: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The issue's three targets beside the mask head's values."""
+    return {
+        "median_dice": {"target": TARGETS["median_dice"], "value": head["dice_median"]},
+        "share_with_mask": {
+            "target": TARGETS["share_with_mask"],
+            "value": head["share_with_mask"],
+        },
+        "diameter_pearson_r": {
+            "target": TARGETS["diameter_pearson_r"],
+            "value": head["mean_diameter_vs_luna16"].get("pearson_r"),
+        },
+    }
+
+
 def run_trained(shared: Path, model_dir: Path, limit: int | None = None) -> dict[str, Any]:
     """A trained segmenting model that never saw the VOIs (``train --segmentation-weight``),
     scored on every VOI as it is: what the service's mask is on real nodules."""
@@ -633,17 +638,7 @@ def run_trained(shared: Path, model_dir: Path, limit: int | None = None) -> dict
         "n_patients": len({v.patient_id for v in vois}),
         "patch_spec": spec.model_dump(mode="json"),
         "mask_center_reach_mm": MASK_CENTER_REACH_MM,
-        "targets": {
-            "median_dice": {"target": TARGETS["median_dice"], "value": head["dice_median"]},
-            "share_with_mask": {
-                "target": TARGETS["share_with_mask"],
-                "value": head["share_with_mask"],
-            },
-            "diameter_pearson_r": {
-                "target": TARGETS["diameter_pearson_r"],
-                "value": head["mean_diameter_vs_luna16"]["pearson_r"],
-            },
-        },
+        "targets": _targets(head),
         "overall": overall,
         "run_s": time.perf_counter() - started,
     }

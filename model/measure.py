@@ -142,8 +142,8 @@ def _chord_and_width(points_mm: npt.NDArray[np.float64], pixel_mm: float) -> tup
     return long_mm + pixel_mm, float(projected.max() - projected.min()) + pixel_mm
 
 
-def axial_axes(mask_zyx: BoolArray, geometry: Geometry) -> AxialAxes:
-    """Long and short axis on the axial slice where the long axis is longest.
+def _checked_mask(mask_zyx: BoolArray, geometry: Geometry) -> BoolArray:
+    """The mask as bool, non-empty and on the geometry's grid.
 
     Raises:
         MeasureError: an empty mask, or one whose shape is not the geometry's.
@@ -153,6 +153,16 @@ def axial_axes(mask_zyx: BoolArray, geometry: Geometry) -> AxialAxes:
         raise MeasureError(f"mask shape {mask.shape} is not the grid's {geometry.shape_zyx}")
     if not mask.any():
         raise MeasureError("the mask is empty")
+    return mask
+
+
+def axial_axes(mask_zyx: BoolArray, geometry: Geometry) -> AxialAxes:
+    """Long and short axis on the axial slice where the long axis is longest.
+
+    Raises:
+        MeasureError: an empty mask, or one whose shape is not the geometry's.
+    """
+    mask = _checked_mask(mask_zyx, geometry)
     _, sy, sx = spacing_zyx(geometry)
     pixel_mm = float(np.sqrt(sx * sy))  # in-plane voxel size (one voxel, edge to edge)
     best: AxialAxes | None = None
@@ -612,11 +622,7 @@ def sphericity(mask_zyx: BoolArray, geometry: Geometry) -> float:
     Raises:
         MeasureError: an empty mask, or one whose shape is not the geometry's.
     """
-    mask = np.asarray(mask_zyx, dtype=bool)
-    if mask.shape != geometry.shape_zyx:
-        raise MeasureError(f"mask shape {mask.shape} is not the grid's {geometry.shape_zyx}")
-    if not mask.any():
-        raise MeasureError("the mask is empty")
+    mask = _checked_mask(mask_zyx, geometry)
     spacing = spacing_zyx(geometry)
     volume = float(mask.sum()) * float(np.prod(spacing))
     area = _surface_area_mm2(mask, spacing)
