@@ -17,12 +17,14 @@ from indexer.cli_paths import Kind, add_path
 #: SimpleITK; a test keeps the two equal).
 CROP_COLUMNS = {
     "image": "image",
+    "mask": "mask",
     "patient": "patient_id",
     "x": "coordX",
     "y": "coordY",
     "z": "coordZ",
     "diameter": "diameter_mm",
     "ratings": "dlwpt_mal_details",
+    "characteristics": "{Name}_value",
 }
 
 LIDC_TABLE = "the DePaul LIDC characteristics table, a CSV from shared/data/lidc_maxslice/"
