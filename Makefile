@@ -10,6 +10,10 @@ REPORT ?= reports/demo
 # On these machines `pip install torch==2.13.0` takes the CPU wheel that lies on disk; see the
 # docs/deployment.md ("GPU install") for a CUDA machine.
 TORCH  ?= torch==2.13.0
+# The network's mask branch (issue 28): its loss beside FP reduction, on the nodules' masks
+# (synthetic outlines; VOI masks and inserted shapes for the real model). The service sizes a
+# queried nodule with it; 0 trains no branch (region growing sizes then).
+SEG    ?= --segmentation-weight 0.5
 
 # The real-data model (`make real-model`, issue #15): the synthetic pretraining above, then
 # fine-tuning on the real LIDC VOIs (positives) and real non-nodule crops of the four whole
@@ -25,7 +29,7 @@ REAL_REPORT ?= reports/real
 # Real LIDC shapes rendered into the real CTs too: the best recipe with the edge policy.
 REAL_SET    ?= --negatives-per-scan 250 --inserted-per-scan 75
 REAL_TRAIN  ?= --init $(MODEL) --outside edge --lr 5e-4 --epochs 5 --intensity-jitter 0.02 \
-	--scale-jitter 0.1 --select last
+	--scale-jitter 0.1 --select last $(SEG)
 # The held-out subset the card's validation numbers come from: the CPTAC patient's (another
 # scanner and kernel than the LIDC scans trained on) with its VOI-less negatives.
 REAL_VAL    ?= subset7
@@ -64,7 +68,7 @@ demo: venv
 		--synthetic $(DATA) --out $(DATA)/labels.csv)
 	$(call step,describe,$(BIN)/nodule-index describe --data $(DATA))
 	@# Trains the FP-reduction network, or reuses the one trained before on the same data.
-	$(call step,train,$(BIN)/nodule-index train --data $(DATA) --out $(MODEL))
+	$(call step,train,$(BIN)/nodule-index train --data $(DATA) --out $(MODEL) $(SEG))
 	@# A new catalogue version (vectors of unchanged nodules are reused), then its check.
 	$(call step,build,$(BIN)/nodule-index build --data $(DATA) --model $(MODEL) --index $(INDEX))
 	$(call step,verify,$(BIN)/nodule-index verify --index $(INDEX))
@@ -76,7 +80,7 @@ demo: venv
 real-model: venv
 	@test -d "$(SHARED)/lidc_vois" || { echo "real-model needs $(SHARED)/lidc_vois (set NODULE_SHARED_DATA)"; exit 2; }
 	$(BIN)/nodule-index synth --out $(DATA) --reuse
-	$(BIN)/nodule-index train --data $(DATA) --out $(MODEL)
+	$(BIN)/nodule-index train --data $(DATA) --out $(MODEL) $(SEG)
 	$(BIN)/nodule-index real-set --shared $(SHARED) --out $(REAL_DATA) $(REAL_SET)
 	$(BIN)/nodule-index train --data $(REAL_DATA) --out $(REAL_MODEL) --val-subset $(REAL_VAL) \
 		$(REAL_TRAIN)
