@@ -25,9 +25,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from app.problems import problem_response
-from app.uploads import ASGIApp, Receive, Scope, Send
+from app.uploads import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
 
@@ -121,3 +122,42 @@ def _same_origin(origin: str, headers: dict[bytes, bytes], scope: Scope) -> bool
     host = headers.get(b"host", b"").decode("latin-1")
     scheme = str(scope.get("scheme", "http"))
     return bool(host) and origin in (f"{scheme}://{host}", f"http://{host}", f"https://{host}")
+
+
+class TrustedHostProblemMiddleware:
+    """Starlette's ``TrustedHostMiddleware`` (DNS rebinding), its refusals as problem details.
+
+    Starlette answers a Host it refuses, or cannot parse, in plain text; every error answer of
+    this service is ``application/problem+json`` (``app.problems``), so the refusal is rewritten:
+    when the check never reached the application, its answer is replaced by a 400 problem.
+    """
+
+    def __init__(self, app: ASGIApp, allowed_hosts: list[str]) -> None:
+        self.app = app
+        self.allowed_hosts = list(allowed_hosts)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass allowed hosts on; answer the others 400 with a problem body."""
+        if scope["type"] != "http":
+            await TrustedHostMiddleware(self.app, allowed_hosts=self.allowed_hosts)(
+                scope, receive, send
+            )
+            return
+        passed = False
+
+        async def allowed(scope: Scope, receive: Receive, send: Send) -> None:
+            nonlocal passed
+            passed = True
+            await self.app(scope, receive, send)
+
+        async def answer(message: Message) -> None:
+            if passed:
+                await send(message)
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                refusal = problem_response(
+                    400, "the Host header is not one this service answers (NODULE_ALLOWED_HOSTS)"
+                )
+                await refusal(scope, receive, send)
+
+        check = TrustedHostMiddleware(allowed, allowed_hosts=self.allowed_hosts, www_redirect=False)
+        await check(scope, receive, answer)

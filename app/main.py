@@ -16,7 +16,6 @@ import fastapi_offline
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.openapi.docs import (
     get_redoc_html,
     get_swagger_ui_html,
@@ -34,7 +33,12 @@ from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.access import FailedAttempts, OriginGuardMiddleware, require_access
+from app.access import (
+    FailedAttempts,
+    OriginGuardMiddleware,
+    TrustedHostProblemMiddleware,
+    require_access,
+)
 from app.access_log import AccessLogMiddleware
 from app.errors import InputError
 from app.metrics import Metrics
@@ -183,7 +187,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     _add_metrics(app)
     _add_browser_policy(app, settings)
     # Before anything else: a Host not allow-listed (DNS rebinding) gets a 400 and nothing more.
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
+    app.add_middleware(TrustedHostProblemMiddleware, allowed_hosts=settings.allowed_hosts)
     # Added last, so it is outermost: it sees every answer, the 413s of the upload limit included.
     app.add_middleware(AccessLogMiddleware)
     _add_routes(app, settings)

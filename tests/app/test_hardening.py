@@ -285,6 +285,12 @@ def test_a_host_not_allow_listed_is_refused_first(app_index: Path, synth_set: Pa
         evil = {"host": "evil.example", "origin": "http://evil.example"}
         answer = client.get("/v1/scans", headers=evil)
         assert answer.status_code == 400
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert "Host header" in answer.json()["detail"]
+        # A Host that cannot even be parsed gets the same problem answer, never plain text.
+        odd = client.get("/v1/scans", headers={"host": "index_zyx"})
+        assert odd.status_code == 400
+        assert odd.headers["content-type"] == "application/problem+json"
         assert "LIDC" not in answer.text
         assert "SYN-" not in answer.text
         assert client.get("/v1/scans", headers={"host": "127.0.0.1:8000"}).status_code == 200
