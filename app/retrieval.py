@@ -601,7 +601,7 @@ class Retriever:
             self.embedder.card,
             self.catalog.version,
             with_seg=with_seg,
-            how=estimated_by(found.method) if found is not None else "region growing",
+            how=found.estimated_by if found is not None else "region growing",
         )
         return EncodedReport(files, isinstance(dicom, DicomwebSeriesSource))
 

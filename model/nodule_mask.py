@@ -36,8 +36,10 @@ from model.measure import (
     MAX_GROW_VOXELS,
     NETWORK_METHOD,
     BoolArray,
+    EstimatedBy,
     MeasureError,
     NoduleRegion,
+    estimated_by,
     grow_at,
     measure,
     patch_geometry,
@@ -53,6 +55,11 @@ class FoundNodule:
     region: NoduleRegion
     method: str
     """``NETWORK_METHOD`` or ``model.measure.GROW_METHOD``."""
+
+    @property
+    def estimated_by(self) -> EstimatedBy:
+        """The method in two words (the SR's method code, the SEG's algorithm)."""
+        return estimated_by(self.method)
 
 
 def _patch_box(

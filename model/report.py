@@ -19,7 +19,7 @@ from model.card import ModelCard
 from model.dicom_io import HeaderSource, SliceHeaders
 from model.embedder import Embedder
 from model.evidence import ReportHeaderError, check_evidence
-from model.measure import EstimatedBy, NoduleRegion, RulerMeasurement, estimated_by
+from model.measure import EstimatedBy, NoduleRegion, RulerMeasurement
 from model.nodule_mask import find_nodule
 from model.seg import mask_segmentation, segment_reference
 from model.sr import SearchFindings, SimilarCase, evidence_for, search_report
@@ -101,7 +101,7 @@ def build_report(
         embedder.card,
         index_version,
         with_seg=with_seg,
-        how=estimated_by(found.method) if found is not None else "region growing",
+        how=found.estimated_by if found is not None else "region growing",
     )
 
 
