@@ -72,7 +72,7 @@ def _patch_box(
     return [int(v) for v in start], [int(v) for v in stop]
 
 
-def _component_at(
+def component_at(
     mask_zyx: BoolArray, box: Geometry, center_xyz: npt.NDArray[np.float64]
 ) -> BoolArray | None:
     """The face-connected component of ``mask`` (on ``box``) nearest the point, within reach."""
@@ -160,7 +160,7 @@ def network_region(
         probability, matrix, offset, output_shape=hu.shape, order=1, mode="constant", cval=0.0
     )
     center = np.asarray(center_xyz, dtype=np.float64)
-    mask = _component_at(sampled >= MASK_THRESHOLD, box, center)
+    mask = component_at(sampled >= MASK_THRESHOLD, box, center)
     if mask is None:
         return None
     first = (int(start[0]), int(start[1]), int(start[2]))

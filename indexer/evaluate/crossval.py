@@ -27,6 +27,8 @@ import numpy as np
 import numpy.typing as npt
 
 from indexer.evaluate.alike import RatedRows, reader_matrix
+from indexer.evaluate.mask_quality import NoduleMaskScore
+from indexer.evaluate.mask_quality import summarize as summarize_masks
 from indexer.evaluate.metrics import Neighbors, hits_at_1, loo_neighbors
 from indexer.evaluate.report import (
     BASELINES,
@@ -202,6 +204,7 @@ def cross_validate(
     per_fold: list[FoldVectors] = []
     cut: CutRows | None = None
     first: Embedder | None = None
+    mask_scores: list[NoduleMaskScore] = []
     for f, members in enumerate(folds):
         model_dir = model_for_fold(f, members)
         network, card = load_model(model_dir, "cpu")
@@ -214,9 +217,9 @@ def cross_validate(
             # The fold's nodules are measured by the mask branch of the model that did not
             # train on them (their masks may have trained the other folds' models).
             held = np.flatnonzero(fold == f).astype(np.int64)
-            cut.descriptors[held] = rows_network_descriptors(
-                nodules, held, cut.patches[held], embedder
-            )
+            measured = rows_network_descriptors(nodules, held, cut.patches[held], embedder)
+            cut.descriptors[held] = measured.descriptors
+            mask_scores.extend(measured.mask_scores)
         vectors = FoldVectors(model_dir)
         for w in options.size_profile_weights:
             vectors.by_weight[w] = with_size_profile(embedder, w).embed_patches(cut.patches)
@@ -240,6 +243,9 @@ def cross_validate(
     for name in BASELINES:
         baselines[name], found = _evaluate_features(searches[name], nodules, rows, opts, rated)
         paired[name] = paired_difference(mine, found, nodules, rows, rated, opts)
+    # Each fold's masks came from the model that did not train on the fold (its masks may
+    # have trained the other folds' models).
+    quality = summarize_masks(mask_scores)
     return {
         "protocol": "patient-grouped cross-validation: each fold's nodules query all other "
         "patients' nodules with the vectors of a model that did not train on the fold",
@@ -254,5 +260,6 @@ def cross_validate(
             name: {metric: d.model_dump() for metric, d in by_metric.items()}
             for name, by_metric in paired.items()
         },
+        "mask_quality": quality.model_dump() if quality is not None else None,
         "elapsed_s": time.perf_counter() - t0,
     }

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from indexer.cli_paths import check_paths
 from indexer.evaluate import tables
 from indexer.evaluate.crossval import CrossValidationError, CrossValOptions, cross_validate
+from indexer.evaluate.mask_quality import MaskQuality
 from indexer.evaluate.records import LooksAlike, PairedDifference
 from indexer.evaluate.report import (
     ALIKE_METRICS,
@@ -96,6 +97,9 @@ def render_markdown(report: dict[str, Any], title: str) -> str:
         for name, by_metric in report["paired_vs_baselines"].items()
     }
     lines += tables.paired_lines(paired, BASELINE_NAMES, LABEL_METRICS, ALIKE_METRICS)
+    quality = report.get("mask_quality")
+    masks = MaskQuality.model_validate(quality) if quality else None
+    lines += ["", *tables.mask_quality_lines(masks)]
     lines += ["", f"Size-profile weight per fold: {report['size_profile_weight_per_fold']}", ""]
     return "\n".join(lines)
 

@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
+from indexer.evaluate.mask_quality import MaskQuality
+
 _RULE_KEYS = ("same_patient_included", "same_patient_excluded")
 
 
@@ -114,6 +116,9 @@ class EvaluationReport(FeatureResult):
     baselines: dict[str, FeatureResult]
     paired_vs_baselines: dict[str, dict[str, PairedDifference]]
     network_beats_baselines_binary_recall_at_1: dict[str, bool]
+    mask_quality: MaskQuality | None = None
+    """The service's masks against the set's reference masks, beside region growing (None: the
+    model has no mask branch, or the set no reference masks)."""
     paper: dict[str, dict[str, float]]
     fp_reduction: FpReduction
     stored_vectors_max_abs_diff: float

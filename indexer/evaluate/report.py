@@ -47,6 +47,15 @@ from indexer.evaluate.alike import (
     nan_mean,
     reader_matrix,
 )
+from indexer.evaluate.mask_quality import (
+    MaskQuality,
+    NoduleMaskScore,
+    read_reference,
+    reference_mask_path,
+    reference_nodule,
+    score_nodule,
+)
+from indexer.evaluate.mask_quality import summarize as summarize_masks
 from indexer.evaluate.metrics import (
     Interval,
     Neighbors,
@@ -88,7 +97,7 @@ from model.sources import model_dir_of, open_source, relocated
 from model.store.catalog import Catalog
 from model.store.layout import write_json_atomic
 from model.store.tables import Nodule, NoduleRead
-from model.volume import VolumeSource
+from model.volume import CTVolume, VolumeSource
 
 logger = logging.getLogger(__name__)
 
@@ -280,6 +289,8 @@ class CutRows:
     descriptors: npt.NDArray[np.float64]
     """``(n, len(DESCRIPTOR_NAMES))`` of the mask the service finds (``model.nodule_mask``);
     NaN rows where none."""
+    mask_scores: list[NoduleMaskScore]
+    """The service's masks against the set's reference masks (rows whose scan has one)."""
 
 
 def cut_patches(
@@ -313,9 +324,23 @@ def cut_patches(
         patches[at], mean_hu[at] = result.patches, result.mean_hu
         if result.descriptors is not None:
             descriptors[at] = result.descriptors
+    mask_scores: list[NoduleMaskScore] = []
     if not grow:
-        descriptors = rows_network_descriptors(nodules, rows, patches, embedder)
-    return CutRows(patches, mean_hu, descriptors)
+        measured = rows_network_descriptors(nodules, rows, patches, embedder)
+        descriptors, mask_scores = measured.descriptors, measured.mask_scores
+    return CutRows(patches, mean_hu, descriptors, mask_scores)
+
+
+@dataclass(frozen=True)
+class NetworkMeasured:
+    """The rows' descriptors from the service's masks, and those masks' scores.
+
+    Scores only where the set has reference masks (``mask_quality``).
+    """
+
+    descriptors: npt.NDArray[np.float64]
+    """``(n, len(DESCRIPTOR_NAMES))``, NaN rows where no mask is found."""
+    mask_scores: list[NoduleMaskScore]
 
 
 def rows_network_descriptors(
@@ -323,41 +348,62 @@ def rows_network_descriptors(
     rows: npt.NDArray[np.int64],
     patches: npt.NDArray[np.float32],
     embedder: Embedder,
-) -> npt.NDArray[np.float64]:
+) -> NetworkMeasured:
     """The rows' descriptors from the masks the service finds (``network_descriptors``).
 
     ``patches``: the rows' patches, in row order. Each scan is opened once.
     """
     descriptors = np.full((len(rows), len(DESCRIPTOR_NAMES)), np.nan)
+    scores: list[NoduleMaskScore] = []
     by_scan: dict[str, list[int]] = defaultdict(list)
     for i, r in enumerate(rows.tolist()):
         by_scan[nodules.series_uid[r]].append(i)
     for uid, at in sorted(by_scan.items()):
-        centers = [nodules.center_xyz[int(rows[i])] for i in at]
-        source = open_source(nodules.source_path[uid])
-        descriptors[at] = network_descriptors(embedder, source, centers, patches[at])
-    return descriptors
+        path = nodules.source_path[uid]
+        scan = ScanRows(
+            source=open_source(path),
+            centers_xyz=[nodules.center_xyz[int(rows[i])] for i in at],
+            diameters_mm=[float(nodules.diameter_mm[int(rows[i])]) for i in at],
+            reference=read_reference(reference_mask_path(path, uid)),
+        )
+        measured = network_descriptors(embedder, scan, patches[at])
+        descriptors[at] = measured.descriptors
+        scores.extend(measured.mask_scores)
+    return NetworkMeasured(descriptors, scores)
+
+
+@dataclass(frozen=True)
+class ScanRows:
+    """The nodules of one scan to measure, and the scan's reference mask if the set has one."""
+
+    source: VolumeSource
+    centers_xyz: Sequence[tuple[float, float, float]]
+    diameters_mm: Sequence[float]
+    reference: CTVolume | None
 
 
 def network_descriptors(
-    embedder: Embedder,
-    source: VolumeSource,
-    centers_xyz: Sequence[tuple[float, float, float]],
-    patches: npt.NDArray[np.float32],
-) -> npt.NDArray[np.float64]:
+    embedder: Embedder, scan: ScanRows, patches: npt.NDArray[np.float32]
+) -> NetworkMeasured:
     """Descriptors of the masks the service finds at the centres (``find_nodule``, one scan).
+
+    Also their scores against the scan's reference mask where it has a nodule at the centre.
 
     ``patches``: the centres' patches, already cut. A NaN row where no mask is found.
     """
-    out = np.full((len(centers_xyz), len(DESCRIPTOR_NAMES)), np.nan)
-    for i, center in enumerate(centers_xyz):
+    out = np.full((len(scan.centers_xyz), len(DESCRIPTOR_NAMES)), np.nan)
+    scores: list[NoduleMaskScore] = []
+    for i, center in enumerate(scan.centers_xyz):
         try:
-            found = find_nodule(embedder, source, center, patches[i])
+            found = find_nodule(embedder, scan.source, center, patches[i])
         except MeasureError:  # voxels too small to grow in: no mask, as when none is found
             continue
         if found is not None:
-            out[i] = describe_region(source, found.region).as_row()
-    return out
+            out[i] = describe_region(scan.source, found.region).as_row()
+        reference = None if scan.reference is None else reference_nodule(scan.reference, center)
+        if reference is not None:
+            scores.append(score_nodule(scan.source, center, scan.diameters_mm[i], found, reference))
+    return NetworkMeasured(out, scores)
 
 
 def raw_features(patches: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -769,6 +815,7 @@ def _report(
     map_source: str,
     options: EvaluateOptions,
     elapsed_s: float,
+    mask_quality: MaskQuality | None = None,
 ) -> EvaluationReport:
     """``report.json``'s record."""
     nodules, rows, training = source.nodules, source.nodules.labelled, card.training
@@ -799,6 +846,7 @@ def _report(
         baselines=found.baselines,
         paired_vs_baselines=found.paired,
         network_beats_baselines_binary_recall_at_1=beats,
+        mask_quality=mask_quality,
         paper={kind: {str(k): v for k, v in PAPER_RECALL[kind].items()} for kind in LABEL_KINDS},
         fp_reduction=FpReduction(
             val_auc=training.metrics.get("val_auc") if training else None,
@@ -847,7 +895,8 @@ def evaluate(
     out_dir.mkdir(parents=True, exist_ok=True)
     map_source = _write_figures(source, patches, found.neighbors, out_dir, options)
     elapsed = time.perf_counter() - t0
-    report = _report(source, embedder.card, found, drift, map_source, options, elapsed)
+    quality = summarize_masks(cut.mask_scores)
+    report = _report(source, embedder.card, found, drift, map_source, options, elapsed, quality)
     # model_dump (python mode): tuples become JSON lists and NaN stays NaN, as before.
     write_json_atomic(out_dir / "report.json", report.model_dump())
     (out_dir / "report.md").write_text(render_markdown(report), encoding="utf-8")
@@ -938,6 +987,7 @@ def render_markdown(report: EvaluationReport) -> str:
         "",
     ]
     lines += _tables(report, report, bases)
+    lines += tables.mask_quality_lines(report.mask_quality)
     lines += _paired_lines(report)
     lines += [f"## Same-patient neighbours {other}", ""]
     lines += _tables(

@@ -10,6 +10,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 from indexer.evaluate.alike import RATED, TERTILES
+from indexer.evaluate.mask_quality import MaskQuality, MethodAgreement
 from indexer.evaluate.records import LooksAlike, PairedDifference
 
 #: How each paired metric is named in the tables.
@@ -137,6 +138,51 @@ def paired_lines(
     lines += [
         "The network beats (the interval of the difference on the network's better side of "
         "zero) — " + "; ".join(verdicts) + ".",
+        "",
+    ]
+    return lines
+
+
+def _agreement_cells(a: MethodAgreement) -> str:
+    return (
+        f"{fmt(a.share_with_mask, 2)} | {fmt(a.dice_median)} | {fmt(a.dice_median_of_masked)} | "
+        f"{fmt(a.diameter_pearson_r, 2)} | {fmt(a.diameter_mean_abs_diff_mm, 2)} |"
+    )
+
+
+def mask_quality_lines(quality: MaskQuality | None) -> list[str]:
+    """The service's masks against the reference masks, beside region growing.
+
+    Overall and by diameter, and where region growing measures better (nothing when unmeasured).
+    """
+    if quality is None:
+        return []
+    lines = [
+        f"**The nodule's mask** ({quality.n_nodules} nodules with a reference mask: "
+        f"{quality.reference}; Dice on {quality.grid}; a refusal counts 0 in the median; "
+        "diameter: mean of the axial axes vs the catalogue's)",
+        "",
+        "| method | group | with a mask | median Dice | median Dice, masked | diameter r "
+        "| mean abs diff (mm) |",
+        "|---|---|---|---|---|---|---|",
+        f"| mask branch (the service) | all | {_agreement_cells(quality.network)}",
+        f"| region growing | all | {_agreement_cells(quality.region_growing)}",
+    ]
+    for group, c in quality.by_diameter.items():
+        lines += [
+            f"| mask branch (the service) | {group} | {_agreement_cells(c.network)}",
+            f"| region growing | {group} | {_agreement_cells(c.region_growing)}",
+        ]
+    where = ", ".join(quality.region_growing_better_in) or "nowhere"
+    lines += [
+        "",
+        "Where region growing answers, its median Dice against the branch's on the same nodules: "
+        + "; ".join(
+            f"{g} {fmt(c.grown_dice_median_where_grown)} vs "
+            f"{fmt(c.network_dice_median_where_grown)} (n={c.n_grown})"
+            for g, c in quality.by_diameter.items()
+        )
+        + f". Region growing measures better: {where}.",
         "",
     ]
     return lines

@@ -108,7 +108,7 @@ def test_cross_validation_of_a_recipe_reports_every_baseline(
     out, _ = real_set
     cv = tmp_path / "cv"
     train = ["--epochs", "1", "--width", "4", "--batch-size", "8", "--samples-per-epoch", "16"]
-    train += ["--outside", "edge", "--select", "last"]
+    train += ["--outside", "edge", "--select", "last", "--segmentation-weight", "0.5"]
     args = ["crossval", "--data", str(out), "--out", str(cv), "--folds", "2", "--bootstrap", "20"]
     args += ["--size-profile-weight", "0", "--size-profile-weight", "0.5", "--workers", "1"]
     assert nodule_index([*args, "--", *train]) == 0
@@ -133,7 +133,14 @@ def test_cross_validation_of_a_recipe_reports_every_baseline(
     assert set(report["paired_vs_baselines"]) == set(report["baselines"])
     for section in (report["network"], *report["baselines"].values()):
         assert section["recall_counts"]["binary"]["1"]["queries"] == labelled
-    assert "| network (cross-validated) |" in (cv / "cv.md").read_text()
+    markdown = (cv / "cv.md").read_text()
+    assert "| network (cross-validated) |" in markdown
+    # Each fold's branch measured its fold's nodules against their VOI masks, beside region
+    # growing (the VOIs carry masks; every labelled nodule is a VOI).
+    quality = report["mask_quality"]
+    assert quality["n_nodules"] == labelled
+    assert quality["region_growing"]["n"] == labelled
+    assert "**The nodule's mask**" in markdown
     # A fixed model needs no training options; both together are refused.
     assert nodule_index([*args[:5], "--model", report["fold_models"][0], "--", *train]) == 2
 

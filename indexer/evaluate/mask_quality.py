@@ -1,0 +1,233 @@
+"""How well the service's nodule masks agree with a set's reference masks, beside region growing.
+
+A LUNA16-layout set may carry reference masks (``nodule_masks/<seriesuid>.mhd`` on the scan's
+own grid: the readers' VOI masks after ``import-crops``, the inserted shapes of ``real-set``, the
+synthetic outlines). For each measured nodule whose scan has one, the reference nodule is the
+mask's component nearest the nodule's centre (within ``MASK_CENTER_REACH_MM``, as the service
+picks its own), and two masks are scored against it on the CT's own voxels:
+
+- the mask the service finds (``model.nodule_mask.find_nodule``: the model's mask branch);
+- region growing from the same centre (``model.measure.grow_at``), the fallback.
+
+Per method: the share of nodules that get a mask, the median Dice (a refusal counts 0) and the
+median over the nodules it answers, and the mean diameter ((long + short axial axis) / 2)
+against the catalogue's ``diameter_mm`` (Pearson r, mean absolute and signed difference).
+The same, per diameter group, with region growing's median Dice on the nodules it answers
+beside the branch's on those same nodules: where region growing is higher, it measures better.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+
+from model.ct import load_volume
+from model.measure import (
+    GROW_METHOD,
+    NETWORK_METHOD,
+    BoolArray,
+    MeasureError,
+    NoduleRegion,
+    grow_at,
+)
+from model.nodule_mask import FoundNodule, component_at
+from model.volume import CTVolume, VolumeSource
+
+logger = logging.getLogger(__name__)
+
+#: Diameter groups (mm, ``[low, high)``) of the per-group comparison (as ``bench_mask_head``).
+DIAMETER_GROUPS: tuple[tuple[float, float], ...] = ((0.0, 6.0), (6.0, 10.0), (10.0, 20.0))
+
+
+@dataclass(frozen=True)
+class NoduleMaskScore:
+    """One nodule's two masks against its reference mask."""
+
+    diameter_mm: float
+    """The catalogue's diameter."""
+    network_dice: float | None
+    """None: the branch found no mask."""
+    network_mean_mm: float | None
+    grown_dice: float | None
+    """None: region growing found none."""
+    grown_mean_mm: float | None
+
+
+class MethodAgreement(BaseModel):
+    """One method's masks against the reference masks."""
+
+    n: int
+    share_with_mask: float
+    dice_median: float | None
+    """Over every nodule, a refusal counting 0."""
+    dice_median_of_masked: float | None
+    diameter_pearson_r: float | None
+    """Mean diameter vs the catalogue's ``diameter_mm``, nodules with a mask."""
+    diameter_mean_abs_diff_mm: float | None
+    diameter_mean_signed_diff_mm: float | None
+
+
+class GroupComparison(BaseModel):
+    """Both methods on the nodules of one diameter group."""
+
+    network: MethodAgreement
+    region_growing: MethodAgreement
+    n_grown: int
+    network_dice_median_where_grown: float | None
+    """The branch's median Dice on the nodules region growing answers."""
+    grown_dice_median_where_grown: float | None
+    region_growing_better: bool
+    """Region growing's median Dice is higher where it answers."""
+
+
+class MaskQuality(BaseModel):
+    """The masks of every measured nodule with a reference mask (module docstring)."""
+
+    reference: str = "the set's nodule_masks/, the component nearest the centre"
+    grid: str = "the CT's own voxels"
+    n_nodules: int
+    network: MethodAgreement
+    region_growing: MethodAgreement
+    by_diameter: dict[str, GroupComparison]
+    region_growing_better_in: list[str]
+    """The diameter groups where region growing measures better (empty: nowhere)."""
+
+
+def reference_mask_path(source_path: Path, series_uid: str) -> Path:
+    """A LUNA16-layout scan's reference mask (``<data>/nodule_masks/<uid>.mhd``; may not exist)."""
+    return source_path.parent.parent / "nodule_masks" / f"{series_uid}.mhd"
+
+
+def read_reference(mask_path: Path) -> CTVolume | None:
+    """A scan's reference mask, or None when the set has none for it or it cannot be read."""
+    if not mask_path.is_file():
+        return None
+    try:
+        return load_volume(mask_path)
+    except (OSError, ValueError) as e:
+        logger.warning("reference mask %s unreadable, its nodules unscored: %s", mask_path.name, e)
+        return None
+
+
+def reference_nodule(
+    reference: CTVolume, center_xyz: tuple[float, float, float]
+) -> BoolArray | None:
+    """The reference mask's nodule at a point, on the scan's whole grid; None where none is near."""
+    center = np.asarray(center_xyz, np.float64)
+    return component_at(reference.hu_zyx > 0.5, reference.geometry, center)
+
+
+def region_dice(region: NoduleRegion | None, reference_zyx: BoolArray) -> float | None:
+    """Dice of a region (a box of the scan) with a whole-scan mask; None when no region."""
+    if region is None:
+        return None
+    (z0, y0, x0), (dz, dy, dx) = region.start_zyx, region.mask_zyx.shape
+    overlap = int((reference_zyx[z0 : z0 + dz, y0 : y0 + dy, x0 : x0 + dx] & region.mask_zyx).sum())
+    return 2.0 * overlap / (int(region.mask_zyx.sum()) + int(reference_zyx.sum()))
+
+
+def score_nodule(
+    source: VolumeSource,
+    center_xyz: tuple[float, float, float],
+    diameter_mm: float,
+    found: FoundNodule | None,
+    reference_zyx: BoolArray,
+) -> NoduleMaskScore:
+    """What ``find_nodule`` found and region growing's region, against the reference.
+
+    The branch's region is ``found``'s when the branch found it; region growing runs here unless
+    it was ``found``'s fallback.
+    """
+    network = found.region if found is not None and found.method == NETWORK_METHOD else None
+    grown: NoduleRegion | None
+    if found is not None and found.method == GROW_METHOD:
+        grown = found.region
+    else:
+        try:
+            grown = grow_at(source, center_xyz)
+        except MeasureError:
+            grown = None
+    return NoduleMaskScore(
+        diameter_mm=diameter_mm,
+        network_dice=region_dice(network, reference_zyx),
+        network_mean_mm=None if network is None else network.measurement.mean_diameter_mm,
+        grown_dice=region_dice(grown, reference_zyx),
+        grown_mean_mm=None if grown is None else grown.measurement.mean_diameter_mm,
+    )
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return float(np.median(values)) if values else None
+
+
+def _agreement(
+    dice: Sequence[float | None], mean_mm: Sequence[float | None], diameter: Sequence[float]
+) -> MethodAgreement:
+    masked = [i for i, d in enumerate(dice) if d is not None]
+    estimate = np.array([mean_mm[i] for i in masked], dtype=np.float64)
+    truth = np.array([diameter[i] for i in masked], dtype=np.float64)
+    r = float(np.corrcoef(estimate, truth)[0, 1]) if len(masked) > 2 else None
+    return MethodAgreement(
+        n=len(dice),
+        share_with_mask=len(masked) / len(dice) if dice else 0.0,
+        dice_median=_median([d or 0.0 for d in dice]),
+        dice_median_of_masked=_median([d for d in dice if d is not None]),
+        diameter_pearson_r=None if r is None or np.isnan(r) else r,
+        diameter_mean_abs_diff_mm=float(np.mean(np.abs(estimate - truth))) if masked else None,
+        diameter_mean_signed_diff_mm=float(np.mean(estimate - truth)) if masked else None,
+    )
+
+
+def _pair(scores: Sequence[NoduleMaskScore]) -> tuple[MethodAgreement, MethodAgreement]:
+    diameter = [s.diameter_mm for s in scores]
+    return (
+        _agreement([s.network_dice for s in scores], [s.network_mean_mm for s in scores], diameter),
+        _agreement([s.grown_dice for s in scores], [s.grown_mean_mm for s in scores], diameter),
+    )
+
+
+def group_name(low: float, high: float) -> str:
+    """``"0-6 mm"``, or ``">= 20 mm"`` for the open last group."""
+    return f">= {low:g} mm" if high == float("inf") else f"{low:g}-{high:g} mm"
+
+
+def _compare(scores: Sequence[NoduleMaskScore]) -> GroupComparison:
+    network, grown = _pair(scores)
+    where = [s for s in scores if s.grown_dice is not None]
+    net_there = _median([s.network_dice or 0.0 for s in where])
+    grown_there = _median([s.grown_dice for s in where if s.grown_dice is not None])
+    return GroupComparison(
+        network=network,
+        region_growing=grown,
+        n_grown=len(where),
+        network_dice_median_where_grown=net_there,
+        grown_dice_median_where_grown=grown_there,
+        region_growing_better=(
+            net_there is not None and grown_there is not None and grown_there > net_there
+        ),
+    )
+
+
+def summarize(scores: Sequence[NoduleMaskScore]) -> MaskQuality | None:
+    """Both methods overall and per diameter group; None when no nodule was scored."""
+    if not scores:
+        return None
+    network, grown = _pair(scores)
+    bounds = [*DIAMETER_GROUPS, (DIAMETER_GROUPS[-1][1], float("inf"))]
+    groups = {
+        group_name(low, high): _compare(members)
+        for low, high in bounds
+        if (members := [s for s in scores if low <= s.diameter_mm < high])
+    }
+    return MaskQuality(
+        n_nodules=len(scores),
+        network=network,
+        region_growing=grown,
+        by_diameter=groups,
+        region_growing_better_in=[g for g, c in groups.items() if c.region_growing_better],
+    )

@@ -1,0 +1,144 @@
+"""The service's masks against a set's reference masks (``indexer.evaluate.mask_quality``)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.evaluate import tables
+from indexer.evaluate.mask_quality import (
+    NoduleMaskScore,
+    read_reference,
+    reference_mask_path,
+    reference_nodule,
+    region_dice,
+    summarize,
+)
+from indexer.evaluate.report import cut_patches, load_nodules
+from model.embedder import Embedder
+from model.geometry import Geometry
+from model.measure import NoduleRegion, measure
+from model.nodule_mask import find_nodule
+from model.sources import open_source
+from model.store.catalog import Catalog
+
+
+def _region(mask_zyx: np.ndarray, start_zyx: tuple[int, int, int]) -> NoduleRegion:
+    nz, ny, nx = mask_zyx.shape
+    box = Geometry.from_itk((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), np.eye(3), (nx, ny, nz))
+    return NoduleRegion(mask_zyx, start_zyx, box, measure(mask_zyx, box))
+
+
+def test_region_dice_places_the_box_on_the_scan() -> None:
+    reference = np.zeros((10, 10, 10), dtype=bool)
+    reference[2:6, 2:6, 2:6] = True  # 64 voxels
+    box = np.zeros((4, 4, 4), dtype=bool)
+    box[:, :, :2] = True  # 32 voxels at x 4..5 of the scan when the box starts at (2, 2, 4)
+    assert region_dice(_region(box, (2, 2, 4)), reference) == pytest.approx(2 * 32 / 96)
+    assert region_dice(_region(box, (6, 6, 6)), reference) == 0.0
+    assert region_dice(None, reference) is None
+
+
+def _score(d: float, net: float | None, grown: float | None) -> NoduleMaskScore:
+    return NoduleMaskScore(
+        d, net, None if net is None else d + 1, grown, None if grown is None else d
+    )
+
+
+def test_a_refusal_counts_zero_and_region_growing_better_is_named_by_group() -> None:
+    scores = [
+        _score(4.0, 0.9, None),  # small: region growing refuses, the branch answers
+        _score(5.0, 0.8, None),
+        _score(12.0, 0.70, 0.90),  # 10-20 mm: region growing higher where it answers
+        _score(15.0, 0.72, 0.88),
+        _score(18.0, None, 0.85),
+    ]
+    quality = summarize(scores)
+    assert quality is not None
+    assert quality.network.share_with_mask == pytest.approx(0.8)
+    assert quality.region_growing.share_with_mask == pytest.approx(0.6)
+    assert quality.region_growing.dice_median == pytest.approx(0.85)  # 0, 0, .85, .88, .9
+    assert quality.region_growing.dice_median_of_masked == pytest.approx(0.88)
+    assert quality.network.diameter_mean_signed_diff_mm == pytest.approx(1.0)
+    assert quality.region_growing_better_in == ["10-20 mm"]
+    group = quality.by_diameter["10-20 mm"]
+    assert group.n_grown == 3
+    assert group.network_dice_median_where_grown == pytest.approx(0.70)  # .7, .72, 0 (refused)
+    assert "0-6 mm" in quality.by_diameter
+    assert "6-10 mm" not in quality.by_diameter
+    text = "\n".join(tables.mask_quality_lines(quality))
+    assert "Region growing measures better: 10-20 mm." in text
+    assert summarize([]) is None
+    assert tables.mask_quality_lines(None) == []
+
+
+@pytest.fixture(scope="module")
+def seg_rows(seg_index: Path, seg_model: Path):  # type: ignore[no-untyped-def]
+    catalog = Catalog.open(seg_index)
+    nodules = load_nodules(catalog, None)
+    catalog.close()
+    rows = np.arange(min(8, len(nodules.ids)), dtype=np.int64)
+    return nodules, rows, Embedder.from_model_dir(seg_model, "cpu")
+
+
+def test_the_service_masks_are_scored_against_the_rendered_outlines(seg_rows) -> None:  # type: ignore[no-untyped-def]
+    nodules, rows, embedder = seg_rows
+    cut = cut_patches(nodules, rows, embedder, workers=1)
+    # Every row's scan has the generator's outlines; a nodule far from every outline is not
+    # scored, so most are.
+    assert len(cut.mask_scores) >= len(rows) - 2
+    quality = summarize(cut.mask_scores)
+    assert quality is not None
+    assert quality.region_growing.n == quality.network.n
+    # The references lie on the nodules: region growing overlaps them well where it answers.
+    grown = quality.region_growing.dice_median_of_masked
+    assert grown is not None
+    assert grown > 0.3
+    # The test model's "branch" is a bare HU threshold: its component at the point runs into
+    # the vessels and the wall (tens of mm), and the comparison says region growing is better.
+    assert quality.network.share_with_mask == 1.0
+    assert quality.network.diameter_mean_signed_diff_mm is not None
+    assert quality.network.diameter_mean_signed_diff_mm > 10.0
+    assert quality.region_growing_better_in
+
+
+def test_one_score_matches_the_masks_pasted_on_the_scan(seg_rows) -> None:  # type: ignore[no-untyped-def]
+    nodules, rows, embedder = seg_rows
+    r = int(rows[0])
+    uid, center = nodules.series_uid[r], nodules.center_xyz[r]
+    path = nodules.source_path[uid]
+    found = find_nodule(embedder, open_source(path), center)
+    assert found is not None
+    reference_volume = read_reference(reference_mask_path(path, uid))
+    assert reference_volume is not None
+    reference = reference_nodule(reference_volume, center)
+    assert reference is not None
+    pasted = np.zeros_like(reference)
+    (z0, y0, x0), (dz, dy, dx) = found.region.start_zyx, found.region.mask_zyx.shape
+    pasted[z0 : z0 + dz, y0 : y0 + dy, x0 : x0 + dx] = found.region.mask_zyx
+    expected = 2 * int((pasted & reference).sum()) / int(pasted.sum() + reference.sum())
+    cut = cut_patches(nodules, rows[:1], embedder, workers=1)
+    assert cut.mask_scores[0].network_dice == pytest.approx(expected)
+
+
+def test_a_set_without_reference_masks_scores_nothing(  # type: ignore[no-untyped-def]
+    seg_rows, tmp_path: Path
+) -> None:
+    nodules, rows, embedder = seg_rows
+    uid = nodules.series_uid[int(rows[0])]
+    path = nodules.source_path[uid]
+    copied = tmp_path / "set" / path.parent.name
+    copied.mkdir(parents=True)
+    for part in path.parent.glob(f"{uid}.*"):
+        shutil.copy(part, copied / part.name)
+    only = np.array([r for r in rows.tolist() if nodules.series_uid[r] == uid], dtype=np.int64)
+    nodules.source_path[uid] = copied / path.name
+    try:
+        cut = cut_patches(nodules, only, embedder, workers=1)
+    finally:
+        nodules.source_path[uid] = path
+    assert cut.mask_scores == []
+    assert not np.isnan(cut.descriptors).all()  # still measured, only not scored
