@@ -13,7 +13,8 @@ Per method: the share of nodules that get a mask, the median Dice (a refusal cou
 median over the nodules it answers, and the mean diameter ((long + short axial axis) / 2)
 against the catalogue's ``diameter_mm`` (Pearson r, mean absolute and signed difference).
 The same, per diameter group, with region growing's median Dice on the nodules it answers
-beside the branch's on those same nodules: where region growing is higher, it measures better.
+beside the branch's on those same nodules, and the mean paired difference with a bootstrap
+interval: where the interval lies above zero, region growing measures better.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ from model.nodule_mask import FoundNodule, component_at
 from model.volume import CTVolume, VolumeSource
 
 logger = logging.getLogger(__name__)
+
+#: The paired bootstrap of "region growing measures better" (resampled nodules).
+BOOTSTRAP_REPLICATES = 2000
+BOOTSTRAP_SEED = 0
 
 #: Diameter groups (mm, ``[low, high)``) of the per-group comparison (as ``bench_mask_head``).
 DIAMETER_GROUPS: tuple[tuple[float, float], ...] = ((0.0, 6.0), (6.0, 10.0), (10.0, 20.0))
@@ -79,10 +84,14 @@ class GroupComparison(BaseModel):
     region_growing: MethodAgreement
     n_grown: int
     network_dice_median_where_grown: float | None
-    """The branch's median Dice on the nodules region growing answers."""
+    """The branch's median Dice on the nodules region growing answers (a refusal counts 0)."""
     grown_dice_median_where_grown: float | None
+    grown_minus_network_dice: float | None
+    """Mean paired Dice difference on those nodules."""
+    grown_minus_network_dice_ci95: tuple[float, float] | None
+    """Percentile bootstrap over those nodules (``BOOTSTRAP_REPLICATES``, seeded)."""
     region_growing_better: bool
-    """Region growing's median Dice is higher where it answers."""
+    """The interval lies above zero: region growing measures better where it answers."""
 
 
 class MaskQuality(BaseModel):
@@ -196,20 +205,31 @@ def group_name(low: float, high: float) -> str:
     return f">= {low:g} mm" if high == float("inf") else f"{low:g}-{high:g} mm"
 
 
+def paired_interval(differences: Sequence[float]) -> tuple[float, float] | None:
+    """Percentile-bootstrap 95% interval of a mean paired difference (None for under 2)."""
+    if len(differences) < 2:
+        return None
+    values = np.asarray(differences, dtype=np.float64)
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    picks = rng.integers(0, len(values), size=(BOOTSTRAP_REPLICATES, len(values)))
+    means = values[picks].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
 def _compare(scores: Sequence[NoduleMaskScore]) -> GroupComparison:
     network, grown = _pair(scores)
     where = [s for s in scores if s.grown_dice is not None]
-    net_there = _median([s.network_dice or 0.0 for s in where])
-    grown_there = _median([s.grown_dice for s in where if s.grown_dice is not None])
+    differences = [(s.grown_dice or 0.0) - (s.network_dice or 0.0) for s in where]
+    interval = paired_interval(differences)
     return GroupComparison(
         network=network,
         region_growing=grown,
         n_grown=len(where),
-        network_dice_median_where_grown=net_there,
-        grown_dice_median_where_grown=grown_there,
-        region_growing_better=(
-            net_there is not None and grown_there is not None and grown_there > net_there
-        ),
+        network_dice_median_where_grown=_median([s.network_dice or 0.0 for s in where]),
+        grown_dice_median_where_grown=_median([s.grown_dice or 0.0 for s in where]),
+        grown_minus_network_dice=float(np.mean(differences)) if differences else None,
+        grown_minus_network_dice_ci95=interval,
+        region_growing_better=interval is not None and interval[0] > 0.0,
     )
 
 

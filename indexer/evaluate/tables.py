@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 from indexer.evaluate.alike import RATED, TERTILES
-from indexer.evaluate.mask_quality import MaskQuality, MethodAgreement
+from indexer.evaluate.mask_quality import GroupComparison, MaskQuality, MethodAgreement
 from indexer.evaluate.records import LooksAlike, PairedDifference
 
 #: How each paired metric is named in the tables.
@@ -150,6 +150,15 @@ def _agreement_cells(a: MethodAgreement) -> str:
     )
 
 
+def _where_grown(group: str, c: GroupComparison) -> str:
+    interval = c.grown_minus_network_dice_ci95
+    shown = "n/a" if interval is None else f"[{fmt(interval[0])}, {fmt(interval[1])}]"
+    return (
+        f"{group} (n={c.n_grown}) {fmt(c.grown_dice_median_where_grown)} vs "
+        f"{fmt(c.network_dice_median_where_grown)}, {fmt(c.grown_minus_network_dice)} {shown}"
+    )
+
+
 def mask_quality_lines(quality: MaskQuality | None) -> list[str]:
     """The service's masks against the reference masks, beside region growing.
 
@@ -176,13 +185,10 @@ def mask_quality_lines(quality: MaskQuality | None) -> list[str]:
     where = ", ".join(quality.region_growing_better_in) or "nowhere"
     lines += [
         "",
-        "Where region growing answers, its median Dice against the branch's on the same nodules: "
-        + "; ".join(
-            f"{g} {fmt(c.grown_dice_median_where_grown)} vs "
-            f"{fmt(c.network_dice_median_where_grown)} (n={c.n_grown})"
-            for g, c in quality.by_diameter.items()
-        )
-        + f". Region growing measures better: {where}.",
+        "Where region growing answers: its median Dice vs the branch's on the same nodules, and "
+        "the mean paired difference (region growing minus branch) [95% bootstrap]: "
+        + "; ".join(_where_grown(group, c) for group, c in quality.by_diameter.items())
+        + f". Region growing measures better (interval above zero): {where}.",
         "",
     ]
     return lines

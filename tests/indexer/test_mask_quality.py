@@ -52,25 +52,32 @@ def test_a_refusal_counts_zero_and_region_growing_better_is_named_by_group() -> 
     scores = [
         _score(4.0, 0.9, None),  # small: region growing refuses, the branch answers
         _score(5.0, 0.8, None),
-        _score(12.0, 0.70, 0.90),  # 10-20 mm: region growing higher where it answers
+        _score(5.5, 0.7, 0.75),  # one pair is no evidence: no interval
+        _score(12.0, 0.70, 0.90),  # 10-20 mm: region growing higher on every pair
         _score(15.0, 0.72, 0.88),
         _score(18.0, None, 0.85),
+        _score(7.0, 0.80, 0.90),  # 6-10 mm: higher median, but not on every pair
+        _score(8.0, 0.85, 0.60),
+        _score(9.0, 0.80, 0.95),
     ]
     quality = summarize(scores)
     assert quality is not None
-    assert quality.network.share_with_mask == pytest.approx(0.8)
-    assert quality.region_growing.share_with_mask == pytest.approx(0.6)
-    assert quality.region_growing.dice_median == pytest.approx(0.85)  # 0, 0, .85, .88, .9
+    assert quality.network.share_with_mask == pytest.approx(8 / 9)
+    assert quality.region_growing.share_with_mask == pytest.approx(7 / 9)
+    # 0, 0, .6, .75, .85, .88, .9, .9, .95
+    assert quality.region_growing.dice_median == pytest.approx(0.85)
     assert quality.region_growing.dice_median_of_masked == pytest.approx(0.88)
     assert quality.network.diameter_mean_signed_diff_mm == pytest.approx(1.0)
     assert quality.region_growing_better_in == ["10-20 mm"]
     group = quality.by_diameter["10-20 mm"]
     assert group.n_grown == 3
     assert group.network_dice_median_where_grown == pytest.approx(0.70)  # .7, .72, 0 (refused)
-    assert "0-6 mm" in quality.by_diameter
-    assert "6-10 mm" not in quality.by_diameter
+    assert group.grown_minus_network_dice == pytest.approx((0.2 + 0.16 + 0.85) / 3)
+    assert quality.by_diameter["0-6 mm"].grown_minus_network_dice_ci95 is None
+    assert not quality.by_diameter["6-10 mm"].region_growing_better
+    assert ">= 20 mm" not in quality.by_diameter
     text = "\n".join(tables.mask_quality_lines(quality))
-    assert "Region growing measures better: 10-20 mm." in text
+    assert "Region growing measures better (interval above zero): 10-20 mm." in text
     assert summarize([]) is None
     assert tables.mask_quality_lines(None) == []
 
@@ -98,11 +105,12 @@ def test_the_service_masks_are_scored_against_the_rendered_outlines(seg_rows) ->
     assert grown is not None
     assert grown > 0.3
     # The test model's "branch" is a bare HU threshold: its component at the point runs into
-    # the vessels and the wall (tens of mm), and the comparison says region growing is better.
+    # the vessels and the wall (tens of mm), and the comparison shows region growing closer.
     assert quality.network.share_with_mask == 1.0
     assert quality.network.diameter_mean_signed_diff_mm is not None
     assert quality.network.diameter_mean_signed_diff_mm > 10.0
-    assert quality.region_growing_better_in
+    assert quality.network.dice_median_of_masked is not None
+    assert quality.network.dice_median_of_masked < grown
 
 
 def test_one_score_matches_the_masks_pasted_on_the_scan(seg_rows) -> None:  # type: ignore[no-untyped-def]
