@@ -151,6 +151,8 @@ def _agreement_cells(a: MethodAgreement) -> str:
 
 
 def _where_grown(group: str, c: GroupComparison) -> str:
+    if c.n_grown == 0:
+        return f"{group}: region growing refuses all {c.network.n}"
     interval = c.grown_minus_network_dice_ci95
     shown = "n/a" if interval is None else f"[{fmt(interval[0])}, {fmt(interval[1])}]"
     return (
