@@ -88,6 +88,27 @@ class TrainingRecord(BaseModel):
     data: DataRecord | None = None
 
 
+class MaskPolicy(BaseModel):
+    """Where region growing's mask replaces the mask branch's (``model.nodule_mask``).
+
+    Chosen by patient-grouped cross-validation of the model's training recipe (``nodule-index
+    crossval --set-mask-policy``): the diameter ranges in which region growing's masks agreed
+    better with the reference masks than the branch's, on the nodules region growing answers.
+    It changes sizes, not vectors: it is not part of the fingerprint.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    region_growing_mm: tuple[tuple[float, float], ...] = ()
+    """``[low, high)`` ranges of the branch's own mean diameter (mm); empty: the branch always."""
+    chosen_by: str | None = None
+    """Where the ranges came from (the cross-validation report and its numbers)."""
+
+    def prefers_growing(self, branch_mean_diameter_mm: float) -> bool:
+        """Whether a nodule the branch measures at this mean diameter is sized by growing."""
+        return any(low <= branch_mean_diameter_mm < high for low, high in self.region_growing_mm)
+
+
 def _unused_arch_fields(arch: NetworkConfig) -> set[str]:
     """Fields that do not change this architecture's vectors, left out of its fingerprint.
 
@@ -136,6 +157,7 @@ class ModelCard(BaseModel):
     code_version: str
     created_at: datetime
     training: TrainingRecord | None = None
+    mask_policy: MaskPolicy = Field(default_factory=MaskPolicy)
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelCard:

@@ -11,12 +11,13 @@ indexer's measured-descriptors baseline, so both measure the same nodule the sam
   0.5; the component nearest the point, within ``MASK_CENTER_REACH_MM``, is the nodule. Measured
   on the CT's grid with its HU (``model.measure.measure``), so the axes are those of the CT's own
   slices and the SEG lies on the series' frames.
-- **Region growing** (``model.measure.grow_at``): only for a model without the mask branch, or
-  where the branch finds nothing at the point. On 374 LIDC VOIs (patient-grouped folds,
-  ``bench/results/mask_head_lidc_vois.json``) it measured better nowhere: the branch gives a mask
-  for every nodule (region growing 69%), diameter r 0.97 vs 0.60 against the readers' diameter,
-  and a higher median Dice in every size and texture group but solid 10-20 mm nodules, where the
-  two are level (0.875 vs 0.879).
+- **Region growing** (``model.measure.grow_at``): for a model without the mask branch, where
+  the branch finds nothing at the point, and where the model card's ``mask_policy`` names the
+  branch's diameter (and growing finds the nodule). The policy comes from patient-grouped
+  cross-validation of the model's recipe (``nodule-index crossval --set-mask-policy``): the
+  ranges where region growing's masks agreed better with the reference masks, on the nodules it
+  answers. For the real recipe (``make real-eval``, 221 LIDC VOIs) that is a branch diameter of
+  10-20 mm; elsewhere the branch measures better or level (docs/measurement.md).
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ class FoundNodule:
     region: NoduleRegion
     method: str
     """``NETWORK_METHOD`` or ``model.measure.GROW_METHOD``."""
+    branch_region: NoduleRegion | None = None
+    """The mask branch's own region when it found one, also where the card's mask policy had
+    region growing measure instead (the evaluation scores both)."""
 
     @property
     def estimated_by(self) -> EstimatedBy:
@@ -175,7 +179,9 @@ def find_nodule(
 ) -> FoundNodule | None:
     """The queried nodule by the better method the model allows (module docstring).
 
-    The mask branch when the model has one and it finds the nodule, else region growing.
+    The mask branch when the model has one and it finds the nodule, else region growing; and
+    region growing where the card's ``mask_policy`` names the branch's diameter and growing
+    finds the nodule there.
 
     Raises:
         MeasureError: the point lies outside the volume (or, growing, the voxels are too small).
@@ -183,6 +189,21 @@ def find_nodule(
     if embedder.segments:
         region = network_region(embedder, source, center_xyz, patch)
         if region is not None:
-            return FoundNodule(region, NETWORK_METHOD)
+            policy = embedder.card.mask_policy
+            if policy.prefers_growing(region.measurement.mean_diameter_mm):
+                grown = _grow_or_none(source, center_xyz)
+                if grown is not None:
+                    return FoundNodule(grown, GROW_METHOD, branch_region=region)
+            return FoundNodule(region, NETWORK_METHOD, branch_region=region)
     grown = grow_at(source, center_xyz)
     return FoundNodule(grown, GROW_METHOD) if grown is not None else None
+
+
+def _grow_or_none(
+    source: VolumeSource, center_xyz: tuple[float, float, float]
+) -> NoduleRegion | None:
+    """Region growing where the policy asks for it; None (keep the branch's) where it cannot."""
+    try:
+        return grow_at(source, center_xyz)
+    except MeasureError:
+        return None

@@ -93,6 +93,14 @@ def add_crossval(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    add_path(
+        p,
+        "--set-mask-policy",
+        Kind.MODEL,
+        default=None,
+        help="write the mask policy the folds support (the branch diameters where region "
+        "growing measured better) into this model's card: a model trained with the same recipe",
+    )
     p.add_argument(
         "train_args",
         nargs=argparse.REMAINDER,

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from indexer.cli_paths import check_paths
 from indexer.evaluate import tables
 from indexer.evaluate.crossval import CrossValidationError, CrossValOptions, cross_validate
-from indexer.evaluate.mask_quality import MaskQuality
+from indexer.evaluate.mask_quality import MaskQuality, group_name
 from indexer.evaluate.records import LooksAlike, PairedDifference
 from indexer.evaluate.report import (
     ALIKE_METRICS,
@@ -32,7 +32,7 @@ from indexer.evaluate.report import (
 )
 from indexer.train import arguments as train_arguments
 from indexer.train import command as train_command
-from model.card import CardError
+from model.card import CardError, MaskPolicy, read_card, write_card
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +104,38 @@ def render_markdown(report: dict[str, Any], title: str) -> str:
     return "\n".join(lines)
 
 
+def set_mask_policy(model_dir: Path, report: dict[str, Any], cv_json: Path) -> bool:
+    """Write the folds' mask policy into a model's card; False (logged) when there is none.
+
+    The policy changes the model's sizes, not its vectors (``model.card.MaskPolicy``).
+    """
+    quality = report.get("mask_quality")
+    if not quality:
+        logger.error(
+            "--set-mask-policy: the folds measured no masks (a recipe without "
+            "--segmentation-weight, or a set without nodule_masks/)"
+        )
+        return False
+    masks = MaskQuality.model_validate(quality)
+    ranges = tuple(masks.policy_region_growing_mm)
+    facts = "; ".join(
+        f"{group}: region growing minus branch Dice {tables.fmt(c.grown_minus_network_dice)}"
+        for group, c in masks.by_branch_diameter.items()
+        if c.region_growing_better
+    )
+    chosen = (
+        f"nodule-index crossval ({cv_json}, {report['n_queries']} nodules of "
+        f"{report['n_patients']} patients, recipe: {' '.join(report['train_args'])})"
+        + (f"; {facts}" if facts else "; region growing better nowhere")
+    )
+    card = read_card(model_dir)
+    policy = MaskPolicy(region_growing_mm=ranges, chosen_by=chosen)
+    write_card(model_dir, card.model_copy(update={"mask_policy": policy}))
+    shown = ", ".join(group_name(low, high) for low, high in ranges) or "nowhere"
+    logger.info("mask policy of %s: region growing where the branch measures %s", model_dir, shown)
+    return True
+
+
 def run(args: argparse.Namespace) -> int:
     """Train the fold models (or take the fixed one), cross-validate, write the report."""
     extra = [a for a in args.train_args if a != "--"]
@@ -143,4 +175,10 @@ def run(args: argparse.Namespace) -> int:
     markdown = render_markdown(report, title)
     (args.out / "cv.md").write_text(markdown, encoding="utf-8")
     logger.info("cross-validation report in %s\n%s", args.out, markdown)
-    return 0
+    if args.set_mask_policy is None:
+        return 0
+    try:
+        return 0 if set_mask_policy(Path(args.set_mask_policy), report, args.out / "cv.json") else 2
+    except CardError as e:
+        logger.error("--set-mask-policy: %s", e)
+        return 2

@@ -30,7 +30,6 @@ from pydantic import BaseModel
 from model.ct import load_volume
 from model.measure import (
     GROW_METHOD,
-    NETWORK_METHOD,
     BoolArray,
     MeasureError,
     NoduleRegion,
@@ -47,6 +46,8 @@ BOOTSTRAP_SEED = 0
 
 #: Diameter groups (mm, ``[low, high)``) of the per-group comparison (as ``bench_mask_head``).
 DIAMETER_GROUPS: tuple[tuple[float, float], ...] = ((0.0, 6.0), (6.0, 10.0), (10.0, 20.0))
+#: The upper end of the open last group (finite, so that a policy range is plain JSON).
+OPEN_END_MM = 1000.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,9 @@ class NoduleMaskScore:
     grown_dice: float | None
     """None: region growing found none."""
     grown_mean_mm: float | None
+    service_dice: float | None = None
+    """What ``find_nodule`` answered (the card's mask policy applied); None: nothing."""
+    service_mean_mm: float | None = None
 
 
 class MethodAgreement(BaseModel):
@@ -102,9 +106,17 @@ class MaskQuality(BaseModel):
     n_nodules: int
     network: MethodAgreement
     region_growing: MethodAgreement
+    service: MethodAgreement
+    """What the service answers: the branch, with the model card's mask policy applied."""
     by_diameter: dict[str, GroupComparison]
+    """By the catalogue's diameter."""
     region_growing_better_in: list[str]
-    """The diameter groups where region growing measures better (empty: nowhere)."""
+    """The groups of ``by_diameter`` where region growing measures better (empty: nowhere)."""
+    by_branch_diameter: dict[str, GroupComparison]
+    """By the branch's own mean diameter (what the service knows of a queried nodule)."""
+    policy_region_growing_mm: list[tuple[float, float]]
+    """The ``by_branch_diameter`` ranges where region growing measures better: the mask policy
+    this evaluation supports (``model.card.MaskPolicy``)."""
 
 
 def reference_mask_path(source_path: Path, series_uid: str) -> Path:
@@ -149,10 +161,10 @@ def score_nodule(
 ) -> NoduleMaskScore:
     """What ``find_nodule`` found and region growing's region, against the reference.
 
-    The branch's region is ``found``'s when the branch found it; region growing runs here unless
-    it was ``found``'s fallback.
+    The branch's region is ``found.branch_region``; region growing runs here unless ``found`` is
+    region growing's (the fallback, or the card's mask policy).
     """
-    network = found.region if found is not None and found.method == NETWORK_METHOD else None
+    network = None if found is None else found.branch_region
     grown: NoduleRegion | None
     if found is not None and found.method == GROW_METHOD:
         grown = found.region
@@ -167,6 +179,8 @@ def score_nodule(
         network_mean_mm=None if network is None else network.measurement.mean_diameter_mm,
         grown_dice=region_dice(grown, reference_zyx),
         grown_mean_mm=None if grown is None else grown.measurement.mean_diameter_mm,
+        service_dice=None if found is None else region_dice(found.region, reference_zyx),
+        service_mean_mm=None if found is None else found.region.measurement.mean_diameter_mm,
     )
 
 
@@ -202,7 +216,7 @@ def _pair(scores: Sequence[NoduleMaskScore]) -> tuple[MethodAgreement, MethodAgr
 
 def group_name(low: float, high: float) -> str:
     """``"0-6 mm"``, or ``">= 20 mm"`` for the open last group."""
-    return f">= {low:g} mm" if high == float("inf") else f"{low:g}-{high:g} mm"
+    return f">= {low:g} mm" if high >= OPEN_END_MM else f"{low:g}-{high:g} mm"
 
 
 def paired_interval(differences: Sequence[float]) -> tuple[float, float] | None:
@@ -238,16 +252,33 @@ def summarize(scores: Sequence[NoduleMaskScore]) -> MaskQuality | None:
     if not scores:
         return None
     network, grown = _pair(scores)
-    bounds = [*DIAMETER_GROUPS, (DIAMETER_GROUPS[-1][1], float("inf"))]
+    diameter = [s.diameter_mm for s in scores]
+    service = _agreement(
+        [s.service_dice for s in scores], [s.service_mean_mm for s in scores], diameter
+    )
+    bounds = [*DIAMETER_GROUPS, (DIAMETER_GROUPS[-1][1], OPEN_END_MM)]
     groups = {
         group_name(low, high): _compare(members)
         for low, high in bounds
         if (members := [s for s in scores if low <= s.diameter_mm < high])
     }
+    by_branch: dict[str, GroupComparison] = {}
+    policy: list[tuple[float, float]] = []
+    for low, high in bounds:
+        members = [
+            s for s in scores if s.network_mean_mm is not None and low <= s.network_mean_mm < high
+        ]
+        if members:
+            by_branch[group_name(low, high)] = compared = _compare(members)
+            if compared.region_growing_better:
+                policy.append((low, high))
     return MaskQuality(
         n_nodules=len(scores),
         network=network,
         region_growing=grown,
+        service=service,
         by_diameter=groups,
         region_growing_better_in=[g for g, c in groups.items() if c.region_growing_better],
+        by_branch_diameter=by_branch,
+        policy_region_growing_mm=policy,
     )

@@ -10,7 +10,12 @@ import math
 from collections.abc import Mapping, Sequence
 
 from indexer.evaluate.alike import RATED, TERTILES
-from indexer.evaluate.mask_quality import GroupComparison, MaskQuality, MethodAgreement
+from indexer.evaluate.mask_quality import (
+    GroupComparison,
+    MaskQuality,
+    MethodAgreement,
+    group_name,
+)
 from indexer.evaluate.records import LooksAlike, PairedDifference
 
 #: How each paired metric is named in the tables.
@@ -176,21 +181,30 @@ def mask_quality_lines(quality: MaskQuality | None) -> list[str]:
         "| method | group | with a mask | median Dice | median Dice, masked | diameter r "
         "| mean abs diff (mm) |",
         "|---|---|---|---|---|---|---|",
-        f"| mask branch (the service) | all | {_agreement_cells(quality.network)}",
+        f"| mask branch | all | {_agreement_cells(quality.network)}",
         f"| region growing | all | {_agreement_cells(quality.region_growing)}",
+        f"| the service (the card's mask policy applied) | all | "
+        f"{_agreement_cells(quality.service)}",
     ]
     for group, c in quality.by_diameter.items():
         lines += [
-            f"| mask branch (the service) | {group} | {_agreement_cells(c.network)}",
+            f"| mask branch | {group} | {_agreement_cells(c.network)}",
             f"| region growing | {group} | {_agreement_cells(c.region_growing)}",
         ]
     where = ", ".join(quality.region_growing_better_in) or "nowhere"
+    ranges = quality.policy_region_growing_mm
+    policy = ", ".join(group_name(low, high) for low, high in ranges) or "none"
     lines += [
         "",
         "Where region growing answers: its median Dice vs the branch's on the same nodules, and "
-        "the mean paired difference (region growing minus branch) [95% bootstrap]: "
+        "the mean paired difference (region growing minus branch) [95% bootstrap], by the "
+        "catalogue's diameter: "
         + "; ".join(_where_grown(group, c) for group, c in quality.by_diameter.items())
         + f". Region growing measures better (interval above zero): {where}.",
+        "",
+        "The same by the branch's own diameter (what the service knows of a query): "
+        + "; ".join(_where_grown(group, c) for group, c in quality.by_branch_diameter.items())
+        + f". The mask policy this supports (region growing where the branch measures): {policy}.",
         "",
     ]
     return lines

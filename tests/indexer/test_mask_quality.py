@@ -76,8 +76,16 @@ def test_a_refusal_counts_zero_and_region_growing_better_is_named_by_group() -> 
     assert quality.by_diameter["0-6 mm"].grown_minus_network_dice_ci95 is None
     assert not quality.by_diameter["6-10 mm"].region_growing_better
     assert ">= 20 mm" not in quality.by_diameter
+    # By the branch's own diameter (its diameter + 1 here), what the service can act on: the
+    # 9 mm nodule the branch calls 10 mm joins the 10-20 mm group, which still favours growing.
+    assert quality.by_branch_diameter["10-20 mm"].n_grown == 3
+    assert quality.policy_region_growing_mm == [(10.0, 20.0)]
     text = "\n".join(tables.mask_quality_lines(quality))
     assert "Region growing measures better (interval above zero): 10-20 mm." in text
+    assert (
+        "The mask policy this supports (region growing where the branch measures): 10-20 mm."
+        in text
+    )
     assert summarize([]) is None
     assert tables.mask_quality_lines(None) == []
 

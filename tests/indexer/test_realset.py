@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from indexer.cli import main as nodule_index
 from indexer.crops import patient_subset
 from indexer.luna import find_series, nodule_mask_path, read_candidates
 from indexer.realset import REAL_SCANS, RealSetOptions, build_real_set
+from model.card import read_card
 from model.ct import load_volume
 from model.store.catalog import sha256_file
 from tests.conftest import RealSeries
@@ -141,6 +143,19 @@ def test_cross_validation_of_a_recipe_reports_every_baseline(
     assert quality["n_nodules"] == labelled
     assert quality["region_growing"]["n"] == labelled
     assert "**The nodule's mask**" in markdown
+    # The folds' mask policy goes into a model of the same recipe's card (here a fold model's
+    # copy), with where it came from; the fingerprint stays.
+    target = tmp_path / "model"
+    shutil.copytree(report["fold_models"][0], target)
+    again = [*args, "--set-mask-policy", str(target), "--", *train]
+    assert nodule_index(again) == 0  # the fold models are reused
+    card = read_card(target)
+    assert [list(r) for r in card.mask_policy.region_growing_mm] == [
+        list(r) for r in report["mask_quality"]["policy_region_growing_mm"]
+    ]
+    assert card.mask_policy.chosen_by is not None
+    assert "crossval" in card.mask_policy.chosen_by
+    assert card.fingerprint == cards[0]["fingerprint"]
     # A fixed model needs no training options; both together are refused.
     assert nodule_index([*args[:5], "--model", report["fold_models"][0], "--", *train]) == 2
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.card import read_card
+from model.card import MaskPolicy, read_card, write_card
 from model.checkpoint import save_model
 from model.embedder import Embedder
 from model.geometry import Geometry
@@ -95,3 +95,42 @@ def test_without_a_branch_or_a_mask_region_growing_answers(tmp_path: Path) -> No
     assert found.method == GROW_METHOD
     with pytest.raises(MeasureError, match="outside the volume"):
         find_nodule(blind, ct, (500.0, 0.0, 0.0))
+
+
+def test_the_cards_mask_policy_has_region_growing_measure_in_its_ranges(tmp_path: Path) -> None:
+    ct = _ball_ct(np.eye(3), (0.7, 0.7, 1.25))
+    embedder = _embedder(threshold_segmenter(SPEC, threshold_hu=-415.0), tmp_path)
+    branch = find_nodule(embedder, ct, CENTER_XYZ)
+    assert branch is not None
+    assert branch.method == NETWORK_METHOD
+    assert branch.branch_region is branch.region
+    # The 12 mm ball measures 10-20 mm by the branch: the policy hands it to region growing,
+    # and keeps the branch's own region for the evaluation.
+    policy = MaskPolicy(region_growing_mm=((10.0, 20.0),), chosen_by="test")
+    card = embedder.card.model_copy(update={"mask_policy": policy})
+    grown = find_nodule(Embedder(embedder.network, card, "cpu"), ct, CENTER_XYZ)
+    assert grown is not None
+    assert grown.method == GROW_METHOD
+    assert grown.estimated_by == "region growing"
+    assert grown.branch_region is not None
+    assert grown.branch_region.measurement == branch.region.measurement
+    # Outside the ranges the branch answers.
+    small = MaskPolicy(region_growing_mm=((0.0, 6.0),))
+    card = embedder.card.model_copy(update={"mask_policy": small})
+    kept = find_nodule(Embedder(embedder.network, card, "cpu"), ct, CENTER_XYZ)
+    assert kept is not None
+    assert kept.method == NETWORK_METHOD
+
+
+def test_a_card_keeps_its_mask_policy_and_its_fingerprint(tmp_path: Path) -> None:
+    path = tmp_path / "m"
+    save_model(path, threshold_segmenter(SPEC), SPEC, code_version="test")
+    card = read_card(path)
+    assert card.mask_policy == MaskPolicy()  # cards before the policy read as "branch always"
+    policy = MaskPolicy(region_growing_mm=((10.0, 20.0),), chosen_by="crossval")
+    write_card(path, card.model_copy(update={"mask_policy": policy}))
+    again = read_card(path)  # the policy changes sizes, not vectors: the fingerprint holds
+    assert again.mask_policy == policy
+    assert again.fingerprint == card.fingerprint
+    assert policy.prefers_growing(10.0)
+    assert not policy.prefers_growing(20.0)
