@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -219,7 +219,7 @@ def cross_validate(
             held = np.flatnonzero(fold == f).astype(np.int64)
             measured = rows_network_descriptors(nodules, held, cut.patches[held], embedder)
             cut.descriptors[held] = measured.descriptors
-            mask_scores.extend(measured.mask_scores)
+            mask_scores.extend(replace(s, fold=f) for s in measured.mask_scores)
         vectors = FoldVectors(model_dir)
         for w in options.size_profile_weights:
             vectors.by_weight[w] = with_size_profile(embedder, w).embed_patches(cut.patches)

@@ -65,6 +65,24 @@ class NoduleMaskScore:
     service_dice: float | None = None
     """What ``find_nodule`` answered (the card's mask policy applied); None: nothing."""
     service_mean_mm: float | None = None
+    fold: int | None = None
+    """The cross-validation fold whose model measured it (None outside ``crossval``)."""
+
+    def under_policy(
+        self, ranges: Sequence[tuple[float, float]]
+    ) -> tuple[float | None, float | None]:
+        """(Dice, mean diameter) of the mask ``find_nodule`` gives under a policy of ``ranges``.
+
+        Region growing's where the branch's diameter is in one and growing answers, else the
+        branch's, else (the branch found nothing) region growing's.
+        """
+        branch = self.network_mean_mm
+        in_ranges = branch is not None and any(low <= branch < high for low, high in ranges)
+        if in_ranges and self.grown_dice is not None:
+            return self.grown_dice, self.grown_mean_mm
+        if self.network_dice is not None:
+            return self.network_dice, self.network_mean_mm
+        return self.grown_dice, self.grown_mean_mm
 
 
 class MethodAgreement(BaseModel):
@@ -117,6 +135,11 @@ class MaskQuality(BaseModel):
     policy_region_growing_mm: list[tuple[float, float]]
     """The ``by_branch_diameter`` ranges where region growing measures better: the mask policy
     this evaluation supports (``model.card.MaskPolicy``)."""
+    policy_cross_validated: MethodAgreement | None = None
+    """``crossval`` only: each fold's nodules under the policy chosen on the other folds (the
+    honest number for the policy); None outside it."""
+    policy_per_fold_mm: list[list[tuple[float, float]]] | None = None
+    """The policy each fold was measured under (chosen on the other folds)."""
 
 
 def reference_mask_path(source_path: Path, series_uid: str) -> Path:
@@ -256,22 +279,13 @@ def summarize(scores: Sequence[NoduleMaskScore]) -> MaskQuality | None:
     service = _agreement(
         [s.service_dice for s in scores], [s.service_mean_mm for s in scores], diameter
     )
-    bounds = [*DIAMETER_GROUPS, (DIAMETER_GROUPS[-1][1], OPEN_END_MM)]
     groups = {
         group_name(low, high): _compare(members)
-        for low, high in bounds
+        for low, high in _BOUNDS
         if (members := [s for s in scores if low <= s.diameter_mm < high])
     }
-    by_branch: dict[str, GroupComparison] = {}
-    policy: list[tuple[float, float]] = []
-    for low, high in bounds:
-        members = [
-            s for s in scores if s.network_mean_mm is not None and low <= s.network_mean_mm < high
-        ]
-        if members:
-            by_branch[group_name(low, high)] = compared = _compare(members)
-            if compared.region_growing_better:
-                policy.append((low, high))
+    by_branch, policy = _by_branch_diameter(scores)
+    per_fold, nested = _policy_cross_validated(scores)
     return MaskQuality(
         n_nodules=len(scores),
         network=network,
@@ -281,4 +295,45 @@ def summarize(scores: Sequence[NoduleMaskScore]) -> MaskQuality | None:
         region_growing_better_in=[g for g, c in groups.items() if c.region_growing_better],
         by_branch_diameter=by_branch,
         policy_region_growing_mm=policy,
+        policy_cross_validated=nested,
+        policy_per_fold_mm=per_fold,
     )
+
+
+_BOUNDS = [*DIAMETER_GROUPS, (DIAMETER_GROUPS[-1][1], OPEN_END_MM)]
+
+
+def _by_branch_diameter(
+    scores: Sequence[NoduleMaskScore],
+) -> tuple[dict[str, GroupComparison], list[tuple[float, float]]]:
+    """The comparison by the branch's own diameter, and the ranges where growing is better."""
+    by_branch: dict[str, GroupComparison] = {}
+    policy: list[tuple[float, float]] = []
+    for low, high in _BOUNDS:
+        members = [
+            s for s in scores if s.network_mean_mm is not None and low <= s.network_mean_mm < high
+        ]
+        if members:
+            by_branch[group_name(low, high)] = compared = _compare(members)
+            if compared.region_growing_better:
+                policy.append((low, high))
+    return by_branch, policy
+
+
+def _policy_cross_validated(
+    scores: Sequence[NoduleMaskScore],
+) -> tuple[list[list[tuple[float, float]]] | None, MethodAgreement | None]:
+    """Each fold under the policy its other folds support; (None, None) without folds."""
+    folds = sorted({s.fold for s in scores if s.fold is not None})
+    if len(folds) < 2 or any(s.fold is None for s in scores):
+        return None, None
+    per_fold, dice, mean_mm, diameter = [], [], [], []
+    for fold in folds:
+        _, ranges = _by_branch_diameter([s for s in scores if s.fold != fold])
+        per_fold.append(ranges)
+        for s in (s for s in scores if s.fold == fold):
+            d, m = s.under_policy(ranges)
+            dice.append(d)
+            mean_mm.append(m)
+            diameter.append(s.diameter_mm)
+    return per_fold, _agreement(dice, mean_mm, diameter)

@@ -186,6 +186,11 @@ def mask_quality_lines(quality: MaskQuality | None) -> list[str]:
         f"| the service (the card's mask policy applied) | all | "
         f"{_agreement_cells(quality.service)}",
     ]
+    if quality.policy_cross_validated is not None:
+        lines.append(
+            "| the branch under the mask policy chosen on the other folds | all | "
+            f"{_agreement_cells(quality.policy_cross_validated)}"
+        )
     for group, c in quality.by_diameter.items():
         lines += [
             f"| mask branch | {group} | {_agreement_cells(c.network)}",

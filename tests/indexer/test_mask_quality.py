@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -158,3 +159,33 @@ def test_a_set_without_reference_masks_scores_nothing(  # type: ignore[no-untype
         nodules.source_path[uid] = path
     assert cut.mask_scores == []
     assert not np.isnan(cut.descriptors).all()  # still measured, only not scored
+
+
+def test_the_policy_is_measured_on_each_fold_as_its_other_folds_chose_it() -> None:
+    # Two folds: in both, growing is better on every 10-20 mm pair; so each fold is measured
+    # under "10-20 mm" chosen on the other, and there growing's Dice replaces the branch's.
+    scores = [
+        replace(_score(d, net, grown), fold=fold)
+        for fold in (0, 1)
+        for d, net, grown in (
+            (12.0, 0.60, 0.90),
+            (14.0, 0.62, 0.85),
+            (15.0, 0.58, 0.88),
+            (4.0, 0.8, None),
+        )
+    ]
+    quality = summarize(scores)
+    assert quality is not None
+    assert quality.policy_per_fold_mm == [[(10.0, 20.0)], [(10.0, 20.0)]]
+    nested = quality.policy_cross_validated
+    assert nested is not None
+    # Per fold: growing's .90/.85/.88 for the 10-20 mm nodules, the branch's .8 for the 4 mm.
+    assert nested.dice_median == pytest.approx(0.865)
+    assert nested.share_with_mask == 1.0
+    assert "chosen on the other folds" in "\n".join(tables.mask_quality_lines(quality))
+    # Outside crossval (no folds) there is no such row.
+    plain = summarize([replace(s, fold=None) for s in scores])
+    assert plain is not None
+    assert plain.policy_cross_validated is None
+    assert _score(12.0, 0.6, 0.9).under_policy([]) == (0.6, 13.0)
+    assert _score(12.0, None, 0.9).under_policy([]) == (0.9, 12.0)
