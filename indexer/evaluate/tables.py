@@ -160,9 +160,12 @@ def _where_grown(group: str, c: GroupComparison) -> str:
         return f"{group}: region growing refuses all {c.network.n}"
     interval = c.grown_minus_network_dice_ci95
     shown = "n/a" if interval is None else f"[{fmt(interval[0])}, {fmt(interval[1])}]"
+    error = c.grown_minus_network_abs_error_mm_ci95
+    error_shown = "n/a" if error is None else f"[{fmt(error[0], 2)}, {fmt(error[1], 2)}]"
     return (
         f"{group} (n={c.n_grown}) {fmt(c.grown_dice_median_where_grown)} vs "
-        f"{fmt(c.network_dice_median_where_grown)}, {fmt(c.grown_minus_network_dice)} {shown}"
+        f"{fmt(c.network_dice_median_where_grown)}, {fmt(c.grown_minus_network_dice)} {shown}, "
+        f"diameter error {fmt(c.grown_minus_network_abs_error_mm, 2)} mm {error_shown}"
     )
 
 
@@ -202,10 +205,11 @@ def mask_quality_lines(quality: MaskQuality | None) -> list[str]:
     lines += [
         "",
         "Where region growing answers: its median Dice vs the branch's on the same nodules, and "
-        "the mean paired difference (region growing minus branch) [95% bootstrap], by the "
-        "catalogue's diameter: "
+        "the mean paired differences (region growing minus branch) [95% bootstrap] of the Dice "
+        "and of the absolute diameter error, by the catalogue's diameter: "
         + "; ".join(_where_grown(group, c) for group, c in quality.by_diameter.items())
-        + f". Region growing measures better (interval above zero): {where}.",
+        + ". Region growing measures better (a Dice interval above zero, a diameter-error "
+        f"interval not above zero): {where}.",
         "",
         "The same by the branch's own diameter (what the service knows of a query): "
         + "; ".join(_where_grown(group, c) for group, c in quality.by_branch_diameter.items())

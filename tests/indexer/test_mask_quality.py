@@ -82,7 +82,7 @@ def test_a_refusal_counts_zero_and_region_growing_better_is_named_by_group() -> 
     assert quality.by_branch_diameter["10-20 mm"].n_grown == 3
     assert quality.policy_region_growing_mm == [(10.0, 20.0)]
     text = "\n".join(tables.mask_quality_lines(quality))
-    assert "Region growing measures better (interval above zero): 10-20 mm." in text
+    assert "a diameter-error interval not above zero): 10-20 mm." in text
     assert (
         "The mask policy this supports (region growing where the branch measures): 10-20 mm."
         in text
@@ -189,3 +189,18 @@ def test_the_policy_is_measured_on_each_fold_as_its_other_folds_chose_it() -> No
     assert plain.policy_cross_validated is None
     assert _score(12.0, 0.6, 0.9).under_policy([]) == (0.6, 13.0)
     assert _score(12.0, None, 0.9).under_policy([]) == (0.9, 12.0)
+
+
+def test_a_higher_dice_with_a_worse_diameter_is_not_better() -> None:
+    # Region growing overlaps the reference better on every pair but misses the diameter by
+    # 5 mm where the branch misses it by 1: the size estimate shows the diameter, so no.
+    scores = [
+        NoduleMaskScore(d, 0.70, d + 1.0, 0.90, d + 5.0) for d in (11.0, 12.0, 14.0, 16.0, 18.0)
+    ]
+    quality = summarize(scores)
+    assert quality is not None
+    group = quality.by_diameter["10-20 mm"]
+    assert group.grown_minus_network_dice == pytest.approx(0.2)
+    assert group.grown_minus_network_abs_error_mm == pytest.approx(4.0)
+    assert not group.region_growing_better
+    assert quality.policy_region_growing_mm == []
