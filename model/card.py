@@ -191,6 +191,9 @@ class ModelCard(BaseModel):
             "val_auc": self.training.metrics.get("val_auc") if self.training else None,
             "cpm": froc.cpm if froc else None,
             "code_version": self.code_version,
+            "segmentation": self.arch.segmentation,
+            # Where region growing sizes instead of the branch (empty: nowhere), and why.
+            "mask_policy": self.mask_policy.model_dump(mode="json"),
         }
 
 

@@ -96,3 +96,10 @@ def test_the_radiologists_axes_supersede_the_estimate(
     assert answer["size_estimate"]["superseded"] is True
     # The estimate's type is what the measured category takes (the ruler has no type).
     assert answer["size_measured"]["nodule_type"] == answer["size_estimate"]["nodule_type"]
+
+
+def test_the_index_info_names_the_mask_branch_and_its_policy(seg_client: TestClient) -> None:
+    model = seg_client.get("/v1/index").json()["model"]
+    assert model["segmentation"] is True
+    # The test model's card has no policy: the branch sizes every nodule it finds.
+    assert model["mask_policy"] == {"region_growing_mm": [], "chosen_by": None}
