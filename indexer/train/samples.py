@@ -21,7 +21,13 @@ import numpy.typing as npt
 from tqdm import tqdm
 
 from indexer.labels.geometry_sources import read_patient_map
-from indexer.luna import candidates_path, find_series, nodule_mask_path, read_candidates
+from indexer.luna import (
+    NODULE_MASKS_DIR,
+    candidates_path,
+    find_series,
+    nodule_mask_path,
+    read_candidates,
+)
 from indexer.patches import ScanJob, iter_scan_patches
 from model.preprocessing import PatchSpec, mask_spec
 
@@ -48,7 +54,11 @@ class Sample:
 
 
 def data_fingerprint(data_dir: Path) -> str:
-    """sha256 over the candidate and annotation tables and the list of scans with their sizes."""
+    """sha256 over the tables, the scans with their sizes, and the nodule masks' contents.
+
+    The tables: annotations and candidates. The masks (``nodule_masks/``) are small and what the
+    mask branch learns from, so an edited mask makes a new training run and a new patch cache.
+    """
     digest = hashlib.sha256()
     for name in ("annotations.csv", candidates_path(data_dir).name):
         path = data_dir / name
@@ -58,6 +68,11 @@ def data_fingerprint(data_dir: Path) -> str:
         raw = path.with_suffix(".raw")
         size = raw.stat().st_size if raw.is_file() else path.stat().st_size
         digest.update(f"{uid}:{path.parent.name}:{size}".encode())
+    masks = data_dir / NODULE_MASKS_DIR
+    for path in sorted(masks.iterdir()) if masks.is_dir() else []:
+        if path.is_file():
+            digest.update(f"{NODULE_MASKS_DIR}/{path.name}:".encode())
+            digest.update(path.read_bytes())
     return digest.hexdigest()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -293,3 +294,20 @@ def test_the_mask_branch_learns_the_rendered_masks_beside_fp_reduction(
         init=network,
     )
     assert not card.arch.segmentation
+
+
+def test_an_edited_nodule_mask_changes_the_data_fingerprint(
+    synth_set: Path, tmp_path: Path
+) -> None:
+    # A copy of the set's tables, scans listed by size, and masks: only the masks change.
+    copy = tmp_path / "set"
+    shutil.copytree(synth_set, copy)
+    before = data_fingerprint(copy)
+    assert data_fingerprint(copy) == before  # deterministic
+    masks = sorted((copy / "nodule_masks").glob("*.raw"))
+    assert masks, "the synthetic set writes nodule masks"
+    edited = masks[0]
+    data = bytearray(edited.read_bytes())
+    data[-1] ^= 1
+    edited.write_bytes(bytes(data))
+    assert data_fingerprint(copy) != before
