@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
+from indexer.evaluate.metrics import bootstrap
 from model.ct import load_volume
 from model.measure import (
     GROW_METHOD,
@@ -252,10 +253,13 @@ def paired_interval(differences: Sequence[float]) -> tuple[float, float] | None:
     if len(differences) < 2:
         return None
     values = np.asarray(differences, dtype=np.float64)
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    picks = rng.integers(0, len(values), size=(BOOTSTRAP_REPLICATES, len(values)))
-    means = values[picks].mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+    interval = bootstrap(
+        lambda rows: float(values[rows].mean()),
+        len(values),
+        replicates=BOOTSTRAP_REPLICATES,
+        seed=BOOTSTRAP_SEED,
+    )
+    return interval.low, interval.high
 
 
 def _compare(scores: Sequence[NoduleMaskScore]) -> GroupComparison:
