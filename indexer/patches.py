@@ -23,6 +23,7 @@ from model.dicomweb import (
 )
 from model.measure import MeasureError, mean_hu_in_sphere
 from model.preprocessing import CoordinateOutsideVolumeError, PatchSpec, extract_patch
+from model.profile import nodule_profile
 from model.sources import open_source
 from model.volume import VolumeReadError, VolumeSource
 
@@ -41,6 +42,8 @@ class ScanJob:
     """Also the mean HU in a sphere of this radius at each centre (the density baseline)."""
     describe: bool = False
     """Also each nodule's measured descriptors (``model.descriptors``, region-grown mask)."""
+    profile_diameters_mm: Sequence[float] | None = None
+    """Also each nodule's profile (``model.profile``) at this diameter (the search blocks)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ class ScanPatches:
     """With ``ScanJob.sphere_radii_mm``: the mean HU in each centre's sphere."""
     descriptors: npt.NDArray[np.float64] | None = None
     """With ``ScanJob.describe``: ``(n, len(DESCRIPTOR_NAMES))``, NaN rows where no mask."""
+    profiles: npt.NDArray[np.float64] | None = None
+    """With ``ScanJob.profile_diameters_mm``: ``(n, len(PROFILE_NAMES))``."""
 
 
 def cut_scan(job: ScanJob) -> ScanPatches:
@@ -67,9 +72,13 @@ def cut_scan(job: ScanJob) -> ScanPatches:
             pairs = zip(job.centers_xyz, job.sphere_radii_mm, strict=True)
             mean_hu = np.array([mean_hu_in_sphere(source, c, r) for c, r in pairs])
         descriptors = _descriptors(source, job.centers_xyz) if job.describe else None
+        profiles = None
+        if job.profile_diameters_mm is not None:
+            pairs = zip(job.centers_xyz, job.profile_diameters_mm, strict=True)
+            profiles = np.array([nodule_profile(source, c, d, job.spec).values for c, d in pairs])
     except (VolumeReadError, CoordinateOutsideVolumeError, PacsError, ValueError, OSError) as e:
         return ScanPatches(job.key, None, f"{type(e).__name__}: {e}")
-    return ScanPatches(job.key, patches, None, mean_hu, descriptors)
+    return ScanPatches(job.key, patches, None, mean_hu, descriptors, profiles)
 
 
 def _descriptors(

@@ -91,6 +91,12 @@ def add_crossval(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="candidate size-profile weights (repeat); with several, each fold uses the one "
         "that scored best on the other folds (default 0: features only)",
     )
+    p.add_argument(
+        "--search-blocks",
+        action="store_true",
+        help="also choose the search vector's blocks (features, size, density, shape, learned "
+        "from readers' ratings) by nested CV and score the choice (needs rated nodules)",
+    )
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     add_path(

@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from indexer.evaluate.alike import RatedRows, reader_matrix
+from indexer.evaluate.crossval_search import SearchInputs, search_report
 from indexer.evaluate.mask_quality import NoduleMaskScore
 from indexer.evaluate.mask_quality import summarize as summarize_masks
 from indexer.evaluate.metrics import Neighbors, hits_at_1, loo_neighbors
@@ -45,6 +46,7 @@ from indexer.evaluate.report import (
 )
 from indexer.labels.build import read_labels
 from indexer.luna import find_series
+from indexer.search.data import RatedSetError, cut_rated, load_rated
 from model.checkpoint import load_model
 from model.embedder import Embedder
 from model.network import NoduleNet
@@ -140,12 +142,23 @@ def cv_search(vectors_by_fold: Sequence[F32], fold: npt.NDArray[np.int64]) -> Ne
     return search
 
 
-def binary_hits(labelled: LabelledNodules, vectors: F32, rows: npt.NDArray[np.bool_]) -> float:
-    """Binary Recall@1 of ``rows`` as queries (other patients' neighbours), by ``vectors``."""
+def binary_hits(
+    labelled: LabelledNodules,
+    vectors: F32,
+    rows: npt.NDArray[np.bool_],
+    hidden: npt.NDArray[np.bool_],
+) -> float:
+    """Binary Recall@1 of ``rows`` as queries (other patients' neighbours), by ``vectors``.
+
+    The ``hidden`` nodules (the fold a choice is made for) are neither queries nor neighbours.
+    """
     nodules = labelled.nodules
-    found = loo_neighbors(vectors, 1, nodules.patient_id)
-    hits = hits_at_1(nodules.label_binary, found)
-    return float(hits[rows].mean()) if rows.any() else float("nan")
+    keep = np.flatnonzero(~hidden)
+    patients = [nodules.patient_id[i] for i in keep]
+    found = loo_neighbors(vectors[keep], 1, patients)
+    hits = hits_at_1(nodules.label_binary[keep], found)
+    asked = rows[keep]
+    return float(hits[asked].mean()) if asked.any() else float("nan")
 
 
 @dataclass
@@ -166,7 +179,7 @@ def choose_weights(
         scores = []
         for w in weights:
             others = [
-                binary_hits(labelled, folds[g].by_weight[w], fold == g)
+                binary_hits(labelled, folds[g].by_weight[w], fold == g, fold == f)
                 for g in range(len(folds))
                 if g != f
             ]
@@ -185,9 +198,62 @@ class CrossValOptions:
 
     n_folds: int = 5
     size_profile_weights: tuple[float, ...] = (0.0,)
+    search_blocks: bool = False
+    """Also choose the search vector's blocks by nested CV and score the choice
+    (``indexer.evaluate.crossval_search``)."""
     evaluate: EvaluateOptions = field(
         default_factory=lambda: EvaluateOptions(exclude_same_patient=True)
     )
+
+
+@dataclass
+class FoldPass:
+    """What one pass over the fold models gives."""
+
+    cut: CutRows
+    first: Embedder
+    per_fold: list[FoldVectors]
+    mask_scores: list[NoduleMaskScore]
+    search_features: list[F32]
+    """With ``search_blocks``: each fold model's features of every rated nodule."""
+
+
+def _fold_pass(
+    labelled: LabelledNodules,
+    folds: list[tuple[str, ...]],
+    model_for_fold: ModelForFold,
+    options: CrossValOptions,
+    rated_patches: npt.NDArray[np.float32] | None,
+) -> FoldPass:
+    """Train (or take) each fold's model; embed, and measure its fold's nodules with it."""
+    nodules = labelled.nodules
+    fold = labelled.fold_of(folds)
+    out: FoldPass | None = None
+    for f, members in enumerate(folds):
+        model_dir = model_for_fold(f, members)
+        network, card = load_model(model_dir, "cpu")
+        embedder = Embedder(network, card, options.evaluate.device, batch_size=64)
+        if out is None:
+            cut = _cut_all(nodules, embedder, options.evaluate.workers)
+            out = FoldPass(cut, embedder, [], [], [])
+        elif card.preprocessing != out.first.card.preprocessing:
+            raise CrossValidationError("the fold models cut different patches")
+        if embedder.segments:
+            # The fold's nodules are measured by the mask branch of the model that did not
+            # train on them (their masks may have trained the other folds' models).
+            held = np.flatnonzero(fold == f).astype(np.int64)
+            measured = rows_network_descriptors(nodules, held, out.cut.patches[held], embedder)
+            out.cut.descriptors[held] = measured.descriptors
+            out.mask_scores.extend(replace(s, fold=f) for s in measured.mask_scores)
+        vectors = FoldVectors(model_dir)
+        for w in options.size_profile_weights:
+            vectors.by_weight[w] = with_size_profile(embedder, w).embed_patches(out.cut.patches)
+        out.per_fold.append(vectors)
+        if rated_patches is not None:
+            out.search_features.append(embedder.embed_patches(rated_patches))
+    if out is None:
+        raise CrossValidationError("no folds")
+    return out
 
 
 def cross_validate(
@@ -201,31 +267,25 @@ def cross_validate(
     # whole CTs kept apart, real-set --background-always-trains) trains every fold.
     folds = fold_subsets(sorted(set(labelled.subset)), options.n_folds)
     fold = labelled.fold_of(folds)
-    per_fold: list[FoldVectors] = []
-    cut: CutRows | None = None
-    first: Embedder | None = None
-    mask_scores: list[NoduleMaskScore] = []
-    for f, members in enumerate(folds):
-        model_dir = model_for_fold(f, members)
-        network, card = load_model(model_dir, "cpu")
-        embedder = Embedder(network, card, options.evaluate.device, batch_size=64)
-        if cut is None:
-            cut, first = _cut_all(nodules, embedder, options.evaluate.workers), embedder
-        elif card.preprocessing != first.card.preprocessing:  # type: ignore[union-attr]
-            raise CrossValidationError("the fold models cut different patches")
-        if embedder.segments:
-            # The fold's nodules are measured by the mask branch of the model that did not
-            # train on them (their masks may have trained the other folds' models).
-            held = np.flatnonzero(fold == f).astype(np.int64)
-            measured = rows_network_descriptors(nodules, held, cut.patches[held], embedder)
-            cut.descriptors[held] = measured.descriptors
-            mask_scores.extend(replace(s, fold=f) for s in measured.mask_scores)
-        vectors = FoldVectors(model_dir)
-        for w in options.size_profile_weights:
-            vectors.by_weight[w] = with_size_profile(embedder, w).embed_patches(cut.patches)
-        per_fold.append(vectors)
-    if cut is None or first is None:
-        raise CrossValidationError("no folds")
+    if options.search_blocks and len(folds) < 3:
+        raise CrossValidationError(
+            "--search-blocks needs at least 3 folds (the inner folds choose, the outer reports)"
+        )
+    rated = load_rated(data_dir) if options.search_blocks else None
+    rated_cut = None
+    if rated is not None:
+        if [rated.patient_id[i] for i in rated.labelled] != list(nodules.patient_id):
+            raise CrossValidationError("labels.csv changed while it was read")
+        first_model = model_for_fold(0, folds[0])
+        spec = load_model(first_model, "cpu")[1].preprocessing
+        try:
+            rated_cut = cut_rated(rated, spec, options.evaluate.workers)
+        except RatedSetError as e:
+            raise CrossValidationError(str(e)) from None
+    passed = _fold_pass(
+        labelled, folds, model_for_fold, options, None if rated_cut is None else rated_cut.patches
+    )
+    cut, first, per_fold = passed.cut, passed.first, passed.per_fold
     chosen = (
         choose_weights(labelled, per_fold, fold)
         if len(options.size_profile_weights) > 1
@@ -236,17 +296,15 @@ def cross_validate(
     )
     rows = np.arange(len(nodules.ids), dtype=np.int64)
     opts = options.evaluate
-    rated = RatedRows.of(nodules.reader_ratings, nodules.diameter_mm)
-    network_section, mine = _evaluate_features(network_search, nodules, rows, opts, rated)
+    rated_rows = RatedRows.of(nodules.reader_ratings, nodules.diameter_mm)
+    network_section, mine = _evaluate_features(network_search, nodules, rows, opts, rated_rows)
     searches = baseline_searches(cut, first, nodules.diameter_mm, opts.seed)
-    baselines, paired = {}, {}
+    baselines, paired, found_by = {}, {}, {}
     for name in BASELINES:
-        baselines[name], found = _evaluate_features(searches[name], nodules, rows, opts, rated)
-        paired[name] = paired_difference(mine, found, nodules, rows, rated, opts)
-    # Each fold's masks came from the model that did not train on the fold (its masks may
-    # have trained the other folds' models).
-    quality = summarize_masks(mask_scores)
-    return {
+        baselines[name], found = _evaluate_features(searches[name], nodules, rows, opts, rated_rows)
+        found_by[name] = found
+        paired[name] = paired_difference(mine, found, nodules, rows, rated_rows, opts)
+    report: dict[str, object] = {
         "protocol": "patient-grouped cross-validation: each fold's nodules query all other "
         "patients' nodules with the vectors of a model that did not train on the fold",
         "folds": [list(m) for m in folds],
@@ -260,6 +318,13 @@ def cross_validate(
             name: {metric: d.model_dump() for metric, d in by_metric.items()}
             for name, by_metric in paired.items()
         },
-        "mask_quality": quality.model_dump() if quality is not None else None,
-        "elapsed_s": time.perf_counter() - t0,
     }
+    if rated is not None and rated_cut is not None:
+        inputs = SearchInputs(rated, rated_cut, passed.search_features, folds, cut, first)
+        report["search"] = search_report(inputs, nodules, fold, mine, found_by, opts, rated_rows)
+    # Each fold's masks came from the model that did not train on the fold (its masks may
+    # have trained the other folds' models).
+    quality = summarize_masks(passed.mask_scores)
+    report["mask_quality"] = quality.model_dump() if quality is not None else None
+    report["elapsed_s"] = time.perf_counter() - t0
+    return report

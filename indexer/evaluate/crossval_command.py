@@ -97,11 +97,91 @@ def render_markdown(report: dict[str, Any], title: str) -> str:
         for name, by_metric in report["paired_vs_baselines"].items()
     }
     lines += tables.paired_lines(paired, BASELINE_NAMES, LABEL_METRICS, ALIKE_METRICS)
+    if report.get("search"):
+        lines += ["", *search_lines(report["search"], report)]
     quality = report.get("mask_quality")
     masks = MaskQuality.model_validate(quality) if quality else None
     lines += ["", *tables.mask_quality_lines(masks)]
     lines += ["", f"Size-profile weight per fold: {report['size_profile_weight_per_fold']}", ""]
     return "\n".join(lines)
+
+
+def search_lines(search: dict[str, Any], report: dict[str, Any]) -> list[str]:
+    """The search vector's blocks: the nested choice, its scores beside the others, paired."""
+    choice = search["choice"]
+    recorded, estimated = search["recorded_sizes"], search["estimated_sizes"]
+    lines = [
+        "## The search vector's blocks, chosen by nested cross-validation",
+        "",
+        f"{choice['protocol']}. {choice['n_candidates']} candidates (weights 0/1/2 of features, "
+        "size, density, shape and the projection learned from readers' ratings; its ridge "
+        "strength). Chosen per outer fold: "
+        + "; ".join(f"fold {f}: {name}" for f, name in enumerate(choice["chosen_per_fold"]))
+        + f". Over all folds (what `--set-search` writes into a model): **{choice['final']}**.",
+        "",
+        "| search by | binary R@1 | 4-class R@1 | vote AUC |",
+        "|---|---|---|---|",
+    ]
+
+    def row(name: str, section: dict[str, Any]) -> str:
+        r = section["recall_at_k"]
+        return (
+            f"| {name} | {tables.fmt(r['binary']['1'])} | {tables.fmt(r['four_class']['1'])} | "
+            f"{tables.fmt(section['auc'])} |"
+        )
+
+    lines += [
+        row("chosen blocks, recorded sizes (nested CV)", recorded),
+        row(
+            f"chosen blocks, estimated sizes ({search['n_estimated']}/{report['n_queries']} "
+            "with an estimate)",
+            estimated,
+        ),
+        row("network features alone (the paper's)", report["network"]),
+        row(BASELINE_NAMES["diameter_density"], report["baselines"]["diameter_density"]),
+        "",
+    ]
+    mine, other = _looks_alike(recorded), _looks_alike(report["baselines"]["diameter_density"])
+    if mine is not None and other is not None:
+        closer = tables.closer_characteristics(mine, other)
+        lines += [
+            f"Top-1 neighbours closer in the readers' ratings than diameter + density's on "
+            f"{len(closer)} of 8 characteristics" + (f" ({', '.join(closer)})." if closer else "."),
+            "",
+        ]
+    lines += [
+        "Candidates (best plain-CV first, then the anchors; plain CV peeks, the nested row "
+        "above does not):",
+        "",
+        "| candidate | plain CV binary R@1 | plain CV 4-class R@1 | inner binary R@1 | "
+        "inner 4-class R@1 |",
+        "|---|---|---|---|---|",
+    ]
+    for c in choice["candidates"]:
+        lines.append(
+            f"| {c['name']} | {tables.fmt(c['plain_cv_binary_r1'])} | "
+            f"{tables.fmt(c['plain_cv_four_class_r1'])} | {tables.fmt(c['inner_binary_r1'])} | "
+            f"{tables.fmt(c['inner_four_class_r1'])} |"
+        )
+    names = {"network": "network features alone", **BASELINE_NAMES}
+    paired = {
+        name: {m: PairedDifference.model_validate(d) for m, d in by_metric.items()}
+        for name, by_metric in search["paired"].items()
+    }
+    lines += [
+        "",
+        *tables.paired_lines(paired, names, LABEL_METRICS, ALIKE_METRICS, "chosen vector"),
+    ]
+    estimated_paired = {
+        name: {m: PairedDifference.model_validate(d) for m, d in by_metric.items()}
+        for name, by_metric in search["paired_estimated"].items()
+    }
+    lines += [
+        "With estimated sizes (the click-only path), chosen vector minus:",
+        "",
+        *tables.paired_table(estimated_paired, names, LABEL_METRICS),
+    ]
+    return lines
 
 
 def set_mask_policy(model_dir: Path, report: dict[str, Any], cv_json: Path) -> bool:
@@ -157,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
         options = CrossValOptions(
             n_folds=args.folds,
             size_profile_weights=tuple(args.size_profile_weight or [0.0]),
+            search_blocks=args.search_blocks,
             evaluate=EvaluateOptions(
                 exclude_same_patient=True,
                 bootstrap_replicates=args.bootstrap,

@@ -52,6 +52,21 @@ def loo_neighbors(
     return _top_k(v @ v.T, k, patient_ids)
 
 
+def loo_neighbors_of_queries(
+    queries: npt.ArrayLike,
+    catalogue: npt.ArrayLike,
+    k: int,
+    patient_ids: Sequence[str | None] | None = None,
+) -> Neighbors:
+    """Leave-one-out search where row i's query vector differs from its catalogue vector.
+
+    Row i of ``queries`` (e.g. its vector with an estimated size) searches the rows of
+    ``catalogue`` (the stored vectors, recorded sizes), never row i itself (cosine).
+    """
+    sims = normalise(queries) @ normalise(catalogue).T
+    return _top_k(sims, k, patient_ids)
+
+
 def loo_neighbors_by_size(
     diameters_mm: npt.ArrayLike, k: int, patient_ids: Sequence[str | None] | None = None
 ) -> Neighbors:

@@ -95,11 +95,12 @@ def looks_alike_lines(named: Sequence[tuple[str, LooksAlike | None]]) -> list[st
     return [*lines, ""]
 
 
-def _paired_table(
+def paired_table(
     paired: Mapping[str, Mapping[str, PairedDifference]],
     names: Mapping[str, str],
     metrics: Sequence[str],
 ) -> list[str]:
+    """One table of paired differences: a row per baseline in ``names``, a column per metric."""
     lines = [
         "| baseline | " + " | ".join(PAIRED_NAMES[m] for m in metrics) + " |",
         "|---" * (len(metrics) + 1) + "|",
@@ -121,18 +122,20 @@ def paired_lines(
     names: Mapping[str, str],
     label_metrics: Sequence[str],
     alike_metrics: Sequence[str],
+    subject: str = "network",
 ) -> list[str]:
-    """The two paired tables (labels; looks alike) and the headline of what the network beats.
+    """The two paired tables (labels; looks alike) and the headline of what ``subject`` beats.
 
     ``names``: baseline key -> its title, in table order.
     """
     lines = [
-        "## Network minus each baseline (paired bootstrap over patients, 95% interval)",
+        f"## {subject[:1].upper()}{subject[1:]} minus each baseline (paired bootstrap over "
+        "patients, 95% interval)",
         "",
-        *_paired_table(paired, names, label_metrics),
-        "Do the neighbours look alike, network minus baseline:",
+        *paired_table(paired, names, label_metrics),
+        f"Do the neighbours look alike, {subject} minus baseline:",
         "",
-        *_paired_table(paired, names, alike_metrics),
+        *paired_table(paired, names, alike_metrics),
     ]
     verdicts = []
     for name, title in names.items():
@@ -141,7 +144,7 @@ def paired_lines(
         won = [PAIRED_NAMES[m] for m in (*label_metrics, *alike_metrics) if paired[name][m].beats]
         verdicts.append(f"{title}: " + (", ".join(won) if won else "on nothing"))
     lines += [
-        "The network beats (the interval of the difference on the network's better side of "
+        f"The {subject} beats (the interval of the difference on its better side of "
         "zero) — " + "; ".join(verdicts) + ".",
         "",
     ]
@@ -217,3 +220,12 @@ def mask_quality_lines(quality: MaskQuality | None) -> list[str]:
         "",
     ]
     return lines
+
+
+def closer_characteristics(mine: LooksAlike, other: LooksAlike) -> list[str]:
+    """The characteristics whose top-1 rating difference is smaller for ``mine``."""
+    return [
+        name
+        for name, value in mine.rating_difference_top1.items()
+        if name != "mean" and value < other.rating_difference_top1.get(name, float("nan"))
+    ]

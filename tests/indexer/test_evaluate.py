@@ -203,7 +203,7 @@ def test_evaluate_writes_every_file(app_index: Path, tmp_path: Path) -> None:
     assert "| paper (real LUNA16, 679 nodules) | 0.844 | 0.909 | 0.946 | 0.954 |" in markdown
     assert "| diameter alone (nearest by diameter_mm) |" in markdown
     assert "| diameter + raw (mean of the two similarities) |" in markdown
-    assert "The network beats (the interval of the difference on the network's better" in markdown
+    assert "The network beats (the interval of the difference on its better" in markdown
     assert "**Do the neighbours look alike?**" in markdown
     assert "**Recall@1 within diameter tertiles**" in markdown
     # The synthetic reads carry every characteristic: each section scores them.

@@ -160,6 +160,33 @@ def test_cross_validation_of_a_recipe_reports_every_baseline(
     assert nodule_index([*args[:5], "--model", report["fold_models"][0], "--", *train]) == 2
 
 
+@pytest.mark.shared_data
+def test_cross_validation_chooses_the_search_blocks_on_nested_folds(
+    real_set: tuple[Path, dict[str, object]], tmp_path: Path
+) -> None:
+    out, _ = real_set
+    model = tmp_path / "model"
+    train = ["train", "--data", str(out), "--out", str(model), "--epochs", "1", "--width", "4"]
+    train += ["--batch-size", "8", "--samples-per-epoch", "16", "--outside", "edge"]
+    assert nodule_index([*train, "--select", "last", "--no-progress"]) == 0
+    cv = tmp_path / "cv"
+    args = ["crossval", "--data", str(out), "--out", str(cv), "--bootstrap", "20"]
+    args += ["--model", str(model), "--workers", "1", "--search-blocks"]
+    assert nodule_index([*args, "--folds", "2"]) == 2  # the inner folds need a third
+    assert nodule_index([*args, "--folds", "3"]) == 0
+    report = json.loads((cv / "cv.json").read_text())
+    search = report["search"]
+    assert len(search["choice"]["chosen_per_fold"]) == 3
+    assert search["choice"]["final"] in {c["name"] for c in search["choice"]["candidates"]}
+    labelled = sum(1 for r in _rows(out / "labels.csv") if r["label_binary"])
+    for key in ("recorded_sizes", "estimated_sizes"):
+        assert search[key]["recall_counts"]["binary"]["1"]["queries"] == labelled
+    assert set(search["paired"]) == {"network", *report["baselines"]}
+    markdown = (cv / "cv.md").read_text()
+    assert "## The search vector's blocks, chosen by nested cross-validation" in markdown
+    assert "| chosen blocks, estimated sizes (" in markdown
+
+
 def test_whole_ct_crops_can_train_every_fold() -> None:
     """Kept apart, the four CTs' crops get their own subset and a patient id apart from VOIs."""
     apart = RealSetOptions(background_always_trains=True)

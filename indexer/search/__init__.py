@@ -1,0 +1,1 @@
+"""Fitting and choosing the search vector's blocks (``model.search_space``) on rated nodules."""
