@@ -84,14 +84,15 @@ real-model: venv
 	$(BIN)/nodule-index real-set --shared $(SHARED) --out $(REAL_DATA) $(REAL_SET)
 	$(BIN)/nodule-index train --data $(REAL_DATA) --out $(REAL_MODEL) --val-subset $(REAL_VAL) \
 		$(REAL_TRAIN)
+	@# The recipe cross-validated by patient (the honest numbers; reports/real/cv). The folds
+	@# choose the search vector's blocks by nested CV (issue 29) and the mask policy; both go
+	@# into the real model's card, the blocks fitted on every rated VOI with its features.
+	$(BIN)/nodule-index crossval --data $(REAL_DATA) --out $(REAL_REPORT)/cv --search-blocks \
+		--set-search $(REAL_MODEL) --set-mask-policy $(REAL_MODEL) -- $(REAL_TRAIN)
 
-# The recipe cross-validated by patient (the honest numbers; reports/real/cv), which also writes
-# the mask policy the folds support into the real model's card (where region growing measured
-# better than the branch); then the real VOIs indexed with the real model and evaluated
-# (leave-one-out: optimistic, the model trained on most of them).
+# The real VOIs indexed with the real model and evaluated (leave-one-out: optimistic, the model
+# and its search space were fitted on most of them; reports/real/cv has the honest numbers).
 real-eval: real-model
-	$(BIN)/nodule-index crossval --data $(REAL_DATA) --out $(REAL_REPORT)/cv \
-		--set-mask-policy $(REAL_MODEL) -- $(REAL_TRAIN)
 	$(BIN)/nodule-index import-crops --csv $(SHARED)/lidc_vois/nodules.csv --out $(REAL_VOIS) \
 		--on-error skip
 	$(BIN)/nodule-index build --data $(REAL_VOIS) --model $(REAL_MODEL) --index $(REAL_INDEX) \

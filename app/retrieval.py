@@ -36,19 +36,29 @@ from app.schemas import (
     ScanOut,
     ScanSummary,
     SearchResponse,
+    SearchSize,
     SizeEstimate,
     SizeMeasured,
     Vote,
 )
 from app.series import OpenSources, SeriesLocator
+from model.card import vector_parts
 from model.dicom_io import DicomSeriesSource
 from model.dicomweb import DicomwebSeriesSource, Pacs, StoredInstance, parse_pacs_address
 from model.embedder import Embedder
 from model.labels import CHARACTERISTICS
-from model.measure import NoduleMeasurement, estimated_by, ruler_measurement
-from model.network import embedding_parts, part_similarity_matrix
+from model.measure import (
+    MASK_METHOD,
+    MeasureError,
+    NoduleMeasurement,
+    estimated_by,
+    ruler_measurement,
+)
+from model.network import part_similarity_matrix
 from model.nodule_mask import FoundNodule, find_nodule
 from model.preprocessing import extract_patch
+from model.profile import PROFILE_NAMES
+from model.query import QuerySize, query_profile, query_vector
 from model.report import ReportFiles, SearchOutcome, assemble_report
 from model.sources import open_source, relocated
 from model.sr import SimilarCase
@@ -193,6 +203,16 @@ class PointOptions:
 
 
 @dataclass(frozen=True)
+class PointQuery:
+    """A point's patch, its nodule (when found), its search vector and the size it was read at."""
+
+    patch: npt.NDArray[np.float32]
+    vector: npt.NDArray[np.float32]
+    found: FoundNodule | None
+    size: QuerySize
+
+
+@dataclass(frozen=True)
 class Exclusions:
     """What a query leaves out of its neighbours besides the request's filters."""
 
@@ -256,7 +276,7 @@ class Retriever:
         self._scans_cache: OrderedDict[str, ScanNodules] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._map: MapOut | None = None
-        self.parts = embedding_parts(embedder.card.arch)
+        self.parts = vector_parts(embedder.card)
         # Read once: a version's threshold never changes (None for versions built without one).
         self.match_threshold = catalog.match_threshold
 
@@ -307,19 +327,43 @@ class Retriever:
             return DicomwebSeriesSource(self.pacs, None, series_uid)
         raise NotFoundError(f"series {series_uid} is not a stored CT")
 
-    def embed_point(
-        self, source: VolumeSource, center_xyz: tuple[float, float, float]
-    ) -> npt.NDArray[np.float32]:
-        """Embedding of the patch around a world point (the one patch function)."""
-        return self._embed_at(source, center_xyz)[1]
+    def query_at(
+        self,
+        source: VolumeSource,
+        center_xyz: tuple[float, float, float],
+        options: PointOptions,
+        exclusions: Exclusions,
+        *,
+        find: bool = False,
+    ) -> PointQuery:
+        """The patch at a world point, its nodule (when wanted) and its search vector.
 
-    def _embed_at(
-        self, source: VolumeSource, center_xyz: tuple[float, float, float]
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        """The patch around a world point and its embedding (the patch serves the mask too)."""
+        The vector's size (``model.query``): the user's axes, else the recorded diameter of the
+        catalogue nodule at the point, else the estimate. The nodule is found when the request
+        wants a size (or ``find``), or when the vector needs an estimate.
+        """
         patch = extract_patch(source, center_xyz, self.embedder.card.preprocessing)
-        vector: npt.NDArray[np.float32] = self.embedder.embed_patches(patch[None])[0]
-        return patch, vector
+        measured = (
+            (options.measured.long_axis_mm, options.measured.short_axis_mm)
+            if options.measured is not None
+            else None
+        )
+        recorded = self._recorded_diameter(exclusions.query_nodule_id)
+        needs_estimate = self.embedder.uses_profile and measured is None and recorded is None
+        found = None
+        if find or options.estimate_size or options.measured is not None or needs_estimate:
+            found = self.find_nodule(source, center_xyz, patch)
+        estimated = found.region.measurement.mean_diameter_mm if found is not None else None
+        size = QuerySize.choose(measured, recorded, estimated)
+        vector = query_vector(self.embedder, source, center_xyz, patch, size)
+        return PointQuery(patch, vector, found, size)
+
+    def _recorded_diameter(self, nodule_id: int | None) -> float | None:
+        """The recorded diameter (mm) of a catalogue nodule; None for no nodule."""
+        if nodule_id is None:
+            return None
+        rows = self._rows([nodule_id])
+        return rows[nodule_id].nodule.diameter_mm if nodule_id in rows else None
 
     def find_nodule(
         self,
@@ -431,8 +475,9 @@ class Retriever:
         query: dict[str, Any],
         exclusions: Exclusions = NO_EXCLUSIONS,
         size_estimate: SizeEstimate | None = None,
+        size: QuerySize | None = None,
     ) -> SearchResponse:
-        """Neighbours and vote as the API returns them."""
+        """Neighbours and vote as the API returns them (``size``: what the vector was read at)."""
         neighbors = self.neighbors(vector, k, filters, exclusions)
         # The vote rests on the returned neighbours, so the nearest of them decides whether the
         # catalogue holds anything close to the query (``model.store.calibration``).
@@ -450,6 +495,7 @@ class Retriever:
                 match_threshold=threshold,
                 close_match=state.close_match,
                 excluded_patient_id=exclusions.own_patient_id,
+                size_for_search=SearchSize.of(size) if size is not None else None,
                 **query,
             ),
             neighbors=neighbors,
@@ -481,11 +527,9 @@ class Retriever:
         the query (``query.nodule_id``, never a neighbour) and, unless
         ``options.include_own_patient``, the scan's patient's nodules are left out.
         """
-        patch, vector = self._embed_at(source, center_xyz)
-        found = None
-        if options.estimate_size or options.measured is not None:
-            found = self.find_nodule(source, center_xyz, patch)
-        return self._answer(source, series_uid, center_xyz, options, vector, found)
+        exclusions = self.exclusions_at(series_uid, center_xyz, options.include_own_patient)
+        point = self.query_at(source, center_xyz, options, exclusions)
+        return self._answer(source, series_uid, center_xyz, options, point, exclusions)
 
     def _answer(
         self,
@@ -493,14 +537,14 @@ class Retriever:
         series_uid: str,
         center_xyz: tuple[float, float, float],
         options: PointOptions,
-        vector: npt.NDArray[np.float32],
-        found: FoundNodule | None,
+        point: PointQuery,
+        exclusions: Exclusions,
     ) -> SearchResponse:
         """The answer at a point whose vector and nodule (if wanted) are known."""
         index_zyx = tuple(float(v) for v in source.geometry.world_to_index_zyx(center_xyz))
-        exclusions = self.exclusions_at(series_uid, center_xyz, options.include_own_patient)
+        found = point.found
         response = self.respond(
-            vector,
+            point.vector,
             options.k,
             options.filters,
             {
@@ -520,6 +564,7 @@ class Retriever:
                 if options.estimate_size and found is not None
                 else None
             ),
+            size=point.size,
         )
         response.size_measured = _measured(
             options.measured, found.region.measurement if found is not None else None
@@ -561,6 +606,40 @@ class Retriever:
                 self._scans_cache.popitem(last=False)
         return found
 
+    def upload_vector(
+        self, cut: UploadPatch, exclusions: Exclusions
+    ) -> tuple[npt.NDArray[np.float32], QuerySize]:
+        """An upload's search vector and the size it was read at (``model.query``).
+
+        The uploaded mask's mean diameter is the user's measurement; a catalogue series'
+        nodule at the point has its recorded diameter; else the nodule is found on the profile
+        grid the parser cut (the service's method) and its estimate taken.
+        """
+        measured = (
+            cut.size.mean_diameter_mm if cut.size_method == MASK_METHOD and cut.size else None
+        )
+        recorded = self._recorded_diameter(exclusions.query_nodule_id)
+        estimated = None
+        grid = cut.profile_volume()
+        if (
+            self.embedder.uses_profile
+            and measured is None
+            and recorded is None
+            and grid is not None
+        ):
+            try:
+                found = self.find_nodule(grid, cut.center_xyz, cut.patch)
+            except MeasureError:
+                found = None
+            estimated = found.region.measurement.mean_diameter_mm if found is not None else None
+        size = QuerySize.choose(
+            (measured, measured) if measured is not None else None, recorded, estimated
+        )
+        profile = np.full((1, len(PROFILE_NAMES)), np.nan)
+        if grid is not None and size.diameter_mm is not None:
+            profile = query_profile(self.embedder, grid, cut.center_xyz, size)
+        return self.embedder.vectors(cut.patch[None], profile)[0], size
+
     def upload_exclusions(
         self, series_uid: str | None, center_xyz: tuple[float, float, float]
     ) -> Exclusions:
@@ -589,10 +668,11 @@ class Retriever:
             NotFoundError: the series is nowhere to be found.
         """
         dicom = self._dicom_series(series_uid, study_uid)  # first: refused before any search
-        patch, vector = self._embed_at(dicom, center_xyz)
+        exclusions = self.exclusions_at(series_uid, center_xyz, options.include_own_patient)
         # Found once: the SR's size and SEG, and the type the ruler's Lung-RADS category takes.
-        found = self.find_nodule(dicom, center_xyz, patch)
-        response = self._answer(dicom, series_uid, center_xyz, options, vector, found)
+        point = self.query_at(dicom, center_xyz, options, exclusions, find=True)
+        found = point.found
+        response = self._answer(dicom, series_uid, center_xyz, options, point, exclusions)
         files = assemble_report(
             dicom,
             center_xyz,
@@ -615,10 +695,10 @@ class Retriever:
         """
         if cut.headers is None:
             raise InputError("an SR of an upload needs the uploaded DICOM series' headers")
-        vector = self.embedder.embed_patches(cut.patch[None])[0]
         exclusions = self.upload_exclusions(uploaded_series_uid(cut), cut.center_xyz)
+        vector, size = self.upload_vector(cut, exclusions)
         query = {"center_xyz": cut.center_xyz, "nodule_id": exclusions.query_nodule_id}
-        response = self.respond(vector, k, filters, query, exclusions)
+        response = self.respond(vector, k, filters, query, exclusions, size=size)
         files = assemble_report(
             cut.headers,
             cut.center_xyz,

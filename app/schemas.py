@@ -15,6 +15,7 @@ from model.measure import (
     RulerMeasurement,
     estimated_by,
 )
+from model.query import SIZE_SOURCE_TITLES, QuerySize, SizeSource
 
 XYZ = tuple[float, float, float]
 #: The largest ``k`` any request may name; the service's own ``NODULE_MAX_K`` may be lower.
@@ -124,6 +125,29 @@ class CoordinateQuery(BaseModel):
         return value
 
 
+class SearchSize(BaseModel):
+    """The diameter the query's search vector was read at, and where it came from."""
+
+    diameter_mm: float | None = Field(
+        description="mean diameter, mm (null: none known, the image features alone searched)"
+    )
+    source: SizeSource = Field(
+        description="measured: the radiologist's axes (or uploaded mask); recorded: the "
+        "catalogue's diameter of the nodule at the point; estimated: from the image (an "
+        "estimate, not a measurement); none"
+    )
+    title: str = Field(description="the source in words")
+
+    @classmethod
+    def of(cls, size: QuerySize) -> SearchSize:
+        """From the service's choice (``model.query``)."""
+        return cls(
+            diameter_mm=None if size.diameter_mm is None else round(size.diameter_mm, 1),
+            source=size.source,
+            title=SIZE_SOURCE_TITLES[size.source],
+        )
+
+
 class QueryInfo(BaseModel):
     """Where the query was taken, and what was left out of its answer."""
 
@@ -155,8 +179,14 @@ class QueryInfo(BaseModel):
     index_version: str = Field(description="the catalogue version that answered")
     levels: list[str] = Field(
         default_factory=list,
-        description="names of the blocks of neighbors[].level_similarity (the model's encoder "
-        "levels, fine to coarse)",
+        description="names of the blocks of neighbors[].level_similarity: the search vector's "
+        "blocks (features, size, density, shape, learned) for a model with a search space, "
+        "else the network's encoder levels, fine to coarse",
+    )
+    size_for_search: SearchSize | None = Field(
+        default=None,
+        description="the size the measured and learned blocks of the vector were read at "
+        "(point, upload and SR queries)",
     )
     preview_png_base64: str | None = Field(
         default=None,
@@ -224,8 +254,9 @@ class Neighbor(NoduleOut):
     level_similarity: list[float] | None = Field(
         default=None,
         description="why similar: the cosine similarity within each block of the search vector "
-        "(encoder levels, fine to coarse, and the size profile if used), named by "
-        "query.levels",
+        "(features, size, density, shape, learned; or the encoder levels, fine to coarse, and "
+        "the size profile if used), named by query.levels; 0 for a block the query has no "
+        "value of (no size)",
     )
 
 

@@ -269,8 +269,12 @@ class ReceivedUpload:
     n_bytes: int
 
 
-def receive_upload(parser: UploadParser, spec: PatchSpec, form: UploadForm) -> ReceivedUpload:
+def receive_upload(
+    parser: UploadParser, spec: PatchSpec, form: UploadForm, *, profile: bool = False
+) -> ReceivedUpload:
     """Check the form, save its files to a temporary folder, parse them in the parser process.
+
+    ``profile``: also cut the profile's HU grid (the model's vector has measured blocks).
 
     Raises:
         UnsupportedUploadError: a file type the service does not read (415).
@@ -308,6 +312,7 @@ def receive_upload(parser: UploadParser, spec: PatchSpec, form: UploadForm) -> R
             mask_kind=kind_of_mask,
             estimate_size=form.estimate_size,
             report=form.report,
+            profile=profile,
         )
         patch = parser.parse(job)
     what = kind + (f" with a {kind_of_mask} mask" if kind_of_mask else "")

@@ -23,7 +23,9 @@ from model.card import CardError
 from model.dicom_io import DicomSeriesSource
 from model.embedder import Embedder
 from model.measure import MeasureError
+from model.nodule_mask import FoundNodule, find_nodule
 from model.preprocessing import CoordinateOutsideVolumeError, extract_patch
+from model.query import QuerySize, query_vector
 from model.report import SearchOutcome, build_report
 from model.sources import model_dir_of
 from model.sr import SimilarCase
@@ -58,6 +60,20 @@ def _left_out(catalog: Catalog, source: DicomSeriesSource, center: XYZ, own: boo
     at_point = scan.nodule_at(center)
     patient = None if own else scan.patient_id
     return (frozenset() if at_point is None else frozenset({at_point})), patient
+
+
+def _query_size(catalog: Catalog, left_out: _LeftOut, found: FoundNodule | None) -> QuerySize:
+    """The size the vector is read at, as the service chooses it (``model.query``).
+
+    The recorded diameter of the catalogue nodule at the point, else the estimate.
+    """
+    recorded = None
+    if left_out[0]:
+        with catalog.sessions() as session:
+            nodule = session.get(Nodule, next(iter(left_out[0])))
+            recorded = nodule.diameter_mm if nodule is not None else None
+    estimated = found.region.measurement.mean_diameter_mm if found is not None else None
+    return QuerySize.choose(None, recorded, estimated)
 
 
 def _nearest(catalog: Catalog, vector: np.ndarray, k: int, left_out: _LeftOut) -> list[_Found]:
@@ -115,7 +131,11 @@ def run(args: argparse.Namespace) -> int:
         center = tuple(args.center)
         patch = extract_patch(source, center, embedder.card.preprocessing)
         left_out = _left_out(catalog, source, center, args.include_own_patient)
-        nearest = _nearest(catalog, embedder.embed_patches(patch[None])[0], args.k, left_out)
+        found_nodule = find_nodule(embedder, source, center, patch)
+        vector = query_vector(
+            embedder, source, center, patch, _query_size(catalog, left_out, found_nodule)
+        )
+        nearest = _nearest(catalog, vector, args.k, left_out)
         threshold = catalog.match_threshold
         found = _outcome(nearest, threshold.value if threshold is not None else None)
         files = build_report(
@@ -126,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
             catalog.version,
             with_seg=args.seg_out is not None,
             patch=patch,
+            found=found_nodule,
         )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_bytes(files.sr)

@@ -4,7 +4,9 @@
 one patch function, the embedding size, the training record (data fingerprint, seed, metrics,
 FROC) and the code version; ``MODEL_DIR/weights.pt`` holds the state dict. The card's
 ``fingerprint`` hashes (weights, preprocessing, architecture): the index records it, and a card
-whose preprocessing was changed after training no longer matches it.
+whose preprocessing was changed after training no longer matches it. A card with a search
+space (``model.search_space``: which blocks make the stored vector, their weights, the profile
+statistics and the learned projection) hashes it too, since it changes every vector.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from model.network import NetworkConfig
+from model.network import EmbeddingPart, NetworkConfig, embedding_parts
 from model.preprocessing import PatchSpec
+from model.profile import PROFILE_NAMES
+from model.search_space import SearchSpace
 
 CARD_FILE = "card.json"
 WEIGHTS_FILE = "weights.pt"
@@ -125,10 +129,20 @@ def _unused_arch_fields(arch: NetworkConfig) -> set[str]:
     return unused
 
 
-def compute_fingerprint(weights_sha256: str, preprocessing: PatchSpec, arch: NetworkConfig) -> str:
-    """sha256 over the weights hash and the canonical JSON of preprocessing and architecture."""
+def compute_fingerprint(
+    weights_sha256: str,
+    preprocessing: PatchSpec,
+    arch: NetworkConfig,
+    search: SearchSpace | None = None,
+) -> str:
+    """sha256 over the weights hash and the canonical JSON of preprocessing and architecture.
+
+    And of the search space where there is one (cards without one keep their fingerprints).
+    """
+    extra = {} if search is None else {"search": search.model_dump(mode="json")}
     payload = json.dumps(
         {
+            **extra,
             "weights_sha256": weights_sha256,
             # ``outside`` came later; "air" is what every earlier card did, so leaving it out
             # then keeps their fingerprints valid.
@@ -158,12 +172,21 @@ class ModelCard(BaseModel):
     created_at: datetime
     training: TrainingRecord | None = None
     mask_policy: MaskPolicy = Field(default_factory=MaskPolicy)
+    search: SearchSpace | None = None
+    """The blocks of the stored vector; None: the network's features alone."""
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelCard:
-        if self.embedding_dim != self.arch.embedding_dim:
+        if self.embedding_dim != self.vector_dim:
             raise ValueError(
-                f"embedding_dim {self.embedding_dim} != architecture's {self.arch.embedding_dim}"
+                f"embedding_dim {self.embedding_dim} != the vector's {self.vector_dim}"
+            )
+        projection = self.search.projection if self.search is not None else None
+        inputs = self.arch.embedding_dim + len(PROFILE_NAMES)
+        if projection is not None and len(projection.input_scaler.mean) != inputs:
+            raise ValueError(
+                f"the learned projection takes {len(projection.input_scaler.mean)} inputs, "
+                f"this network's features and profile are {inputs}"
             )
         step = 2**self.arch.levels
         if any(n % step for n in self.preprocessing.patch_shape_zyx):
@@ -172,9 +195,26 @@ class ModelCard(BaseModel):
             )
         return self
 
+    @property
+    def vector_dim(self) -> int:
+        """The stored vector's length: the features', or the search space's blocks'."""
+        features = self.arch.embedding_dim
+        return features if self.search is None else self.search.dim(features)
+
     def expected_fingerprint(self) -> str:
-        """The fingerprint the card's own weights hash, preprocessing and architecture give."""
-        return compute_fingerprint(self.weights_sha256, self.preprocessing, self.arch)
+        """The fingerprint the card's weights hash, preprocessing, architecture and search give."""
+        return compute_fingerprint(self.weights_sha256, self.preprocessing, self.arch, self.search)
+
+    def with_search(self, search: SearchSpace | None) -> ModelCard:
+        """This card with another search space (its vector length and fingerprint follow)."""
+        update: dict[str, Any] = {"search": search}
+        update["embedding_dim"] = (
+            self.arch.embedding_dim if search is None else search.dim(self.arch.embedding_dim)
+        )
+        update["fingerprint"] = compute_fingerprint(
+            self.weights_sha256, self.preprocessing, self.arch, search
+        )
+        return ModelCard.model_validate({**self.model_dump(), **update})
 
     def summary(self) -> dict[str, Any]:
         """A short description for logs and the service's index endpoint."""
@@ -192,9 +232,22 @@ class ModelCard(BaseModel):
             "cpm": froc.cpm if froc else None,
             "code_version": self.code_version,
             "segmentation": self.arch.segmentation,
+            # Which blocks make the vector and their weights (None: the features alone).
+            "search_blocks": self.search.shares() if self.search is not None else None,
             # Where region growing sizes instead of the branch (empty: nowhere), and why.
             "mask_policy": self.mask_policy.model_dump(mode="json"),
         }
+
+
+def vector_parts(card: ModelCard) -> list[EmbeddingPart]:
+    """The named blocks of a card's stored vector ("why similar").
+
+    The search space's blocks (features, size, density, shape, learned) when the card has one;
+    else the network's own parts (encoder levels, the size profile).
+    """
+    if card.search is not None:
+        return card.search.parts(card.arch.embedding_dim)
+    return embedding_parts(card.arch)
 
 
 def _card_json(model_dir: Path) -> tuple[Path, Any]:

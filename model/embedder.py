@@ -24,6 +24,7 @@ from torch.utils import mkldnn
 from model.card import ModelCard
 from model.checkpoint import load_model, resolve_device
 from model.network import NoduleNet, pool_embedding, search_vector
+from model.profile import PROFILE_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +102,50 @@ class Embedder:
 
     @property
     def embedding_dim(self) -> int:
-        """Length of every vector."""
+        """Length of every stored vector (``vectors``)."""
         return self.card.embedding_dim
+
+    @property
+    def feature_dim(self) -> int:
+        """Length of the network's feature vector (``embed_patches``)."""
+        return self.card.arch.embedding_dim
+
+    @property
+    def uses_profile(self) -> bool:
+        """Whether the vector has measured or learned blocks (it then needs a size)."""
+        search = self.card.search
+        return search is not None and search.blocks != ("features",)
+
+    def vectors(self, patches: npt.ArrayLike, profiles: npt.ArrayLike | None = None) -> F32Array:
+        """The stored (searched) vectors of patches.
+
+        The features, composed with the profiles' blocks when the card has a search space
+        (``model.search_space``).
+
+        Args:
+            patches: as for ``embed_patches``.
+            profiles: (N, len(PROFILE_NAMES)) ``model.profile`` values, a NaN row for a nodule
+                of unknown size; needed when ``uses_profile``.
+
+        Raises:
+            EmbeddingInputError: the patches are malformed, or profiles are missing or do not
+                match them.
+        """
+        features = self.embed_patches(patches)
+        search = self.card.search
+        if search is None:
+            return features
+        if profiles is None:
+            if self.uses_profile:
+                raise EmbeddingInputError("this model's vectors need each nodule's profile")
+            profiles = np.full((len(features), len(PROFILE_NAMES)), np.nan)
+        rows = np.asarray(profiles, dtype=np.float64)
+        if rows.shape != (len(features), len(PROFILE_NAMES)):
+            raise EmbeddingInputError(
+                f"profiles must have shape ({len(features)}, {len(PROFILE_NAMES)}), "
+                f"got {rows.shape}"
+            )
+        return search.compose(features, rows)
 
     def _embed_batch(self, x: Tensor) -> Tensor:
         if self._mkldnn_encoder is not None and len(x) < MKLDNN_MAX_BATCH:
@@ -185,10 +228,11 @@ class Embedder:
             patches: (N, D, H, W) or (N, 1, D, H, W) float32, D, H, W as the card's patch shape.
 
         Returns:
-            (N, embedding_dim) float32, each row of unit L2 norm.
+            (N, feature_dim) float32, each row of unit L2 norm: the network's features (the
+            stored vector itself for a card without a search space; see ``vectors``).
         """
         array = self._checked(patches)
-        out = np.empty((len(array), self.embedding_dim), dtype=np.float32)
+        out = np.empty((len(array), self.feature_dim), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, len(array), self.batch_size):
                 chunk = torch.from_numpy(

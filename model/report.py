@@ -20,7 +20,7 @@ from model.dicom_io import HeaderSource, SliceHeaders
 from model.embedder import Embedder
 from model.evidence import ReportHeaderError, check_evidence
 from model.measure import EstimatedBy, NoduleRegion, RulerMeasurement
-from model.nodule_mask import find_nodule
+from model.nodule_mask import FoundNodule, find_nodule
 from model.seg import mask_segmentation, segment_reference
 from model.sr import SearchFindings, SimilarCase, evidence_for, search_report
 from model.vote import UNKNOWN_MATCH, MatchState
@@ -81,18 +81,21 @@ def build_report(
     *,
     with_seg: bool = False,
     patch: npt.NDArray[np.float32] | None = None,
+    found: FoundNodule | None = None,
 ) -> ReportFiles:
     """The SR of a search at ``center_xyz`` (world mm, LPS) of a DICOM series, and its SEG.
 
     The size and mask come from the service's ``model.nodule_mask.find_nodule`` (the model's
     mask branch, region growing without one); with ``with_seg`` the mask is a SEG the SR
-    references, when one was found. ``patch``: the point's patch, when already cut.
+    references, when one was found. ``patch``: the point's patch, when already cut; ``found``:
+    the nodule, when already found (the search's vector needed its size).
 
     Raises:
         MeasureError: the point lies outside the volume.
         ValueError: the series' headers cannot make a report (highdicom's checks).
     """
-    found = find_nodule(embedder, source, center_xyz, patch)
+    if found is None:
+        found = find_nodule(embedder, source, center_xyz, patch)
     return assemble_report(
         source,
         center_xyz,

@@ -37,7 +37,8 @@ from model.masks import (
     read_mask,
 )
 from model.measure import GROW_METHOD, MASK_METHOD, NoduleMeasurement, NoduleRegion, grow_at
-from model.preprocessing import PatchSpec, extract_patch, patch_slice_range
+from model.preprocessing import PatchSpec, extract_patch, patch_hu, patch_slice_range
+from model.profile import PROFILE_SHAPE_ZYX, PROFILE_SPACING_MM, profile_spec
 from model.volume import CTVolume, VolumeReadError, VolumeSource, check_read_budget
 
 ARRAY_SUFFIXES = (".npy", ".npz")
@@ -89,6 +90,21 @@ class UploadPatch:
     """The measured mask itself (``report`` jobs)."""
     headers: HeaderSnapshot | None = None
     """``report`` jobs: the series' headers of the slices the patch and the region span."""
+    profile_hu: npt.NDArray[np.float32] | None = None
+    """``profile`` jobs: HU on the profile's grid around the centre (``model.profile``)."""
+
+    def profile_volume(self) -> CTVolume | None:
+        """The profile grid as a CT (1 mm, axis-aligned, centred on the query), if cut.
+
+        What the service measures an upload's nodule on when no mask came with it.
+        """
+        if self.profile_hu is None:
+            return None
+        shape = np.asarray(self.profile_hu.shape)
+        spacing = PROFILE_SPACING_MM
+        origin = np.asarray(self.center_xyz) - (shape[::-1] - 1) / 2.0 * spacing
+        geometry = Geometry.from_itk(origin, (spacing,) * 3, np.eye(3).reshape(-1), shape[::-1])
+        return CTVolume(np.asarray(self.profile_hu, dtype=np.float32), geometry)
 
 
 def upload_kind(filename: str) -> str:
@@ -288,6 +304,8 @@ class UploadJob(BaseModel):
     report: bool = False
     """For a DICOM report: keep the headers of the slices the patch and the nodule's mask span
     (the upload must be a zip of a DICOM series), and grow a mask when none was sent."""
+    profile: bool = False
+    """Also cut the profile's HU grid (a model whose vector has measured blocks)."""
 
 
 def _open_upload(job: UploadJob, max_read_bytes: int | None) -> VolumeSource:
@@ -362,6 +380,7 @@ def cut_upload(job: UploadJob, max_read_bytes: int | None = None) -> UploadPatch
         size_method=method if region is not None else None,
         region=region if job.report else None,
         headers=_report_headers(source, center_xyz, region, job.spec) if job.report else None,
+        profile_hu=patch_hu(source, center, profile_spec(job.spec)) if job.profile else None,
     )
 
 
@@ -403,6 +422,8 @@ def write_result(path: Path, result: UploadPatch) -> None:
         "index_zyx": np.asarray(result.index_zyx),
         "size_json": np.asarray(json.dumps({"size": size, "method": result.size_method})),
     }
+    if result.profile_hu is not None:
+        arrays["profile_hu"] = result.profile_hu
     if result.region is not None:
         arrays["region_mask"] = result.region.mask_zyx
         arrays["region_start"] = np.asarray(result.region.start_zyx)
@@ -464,7 +485,21 @@ def read_result(path: Path) -> UploadPatch:
             size_method=size["method"],
             region=region,
             headers=headers,
+            profile_hu=_profile_grid(saved),
         )
+
+
+def _profile_grid(saved: Any) -> npt.NDArray[np.float32] | None:
+    """The saved profile grid, checked for its shape (None when the job cut none)."""
+    if "profile_hu" not in saved:
+        return None
+    stored = saved.zip.getinfo("profile_hu.npy").file_size
+    if stored > 4 * int(np.prod(PROFILE_SHAPE_ZYX)) + 1024:  # before it is loaded
+        raise UploadContentError("the parser's profile grid is larger than allowed")
+    grid = np.asarray(saved["profile_hu"], dtype=np.float32)
+    if grid.shape != PROFILE_SHAPE_ZYX:
+        raise UploadContentError(f"the parser's profile grid has shape {grid.shape}")
+    return grid
 
 
 __all__ = [

@@ -221,3 +221,52 @@ def pacs_lidc(orthanc: Orthanc, real_series: RealSeries) -> tuple[str, str, Path
     folder = real_series["LIDC-IDRI-0001"]
     study, series = orthanc.store(folder)
     return study, series, folder
+
+
+@pytest.fixture(scope="session")
+def synth_labels(synth_set: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``labels.csv`` of the synthetic set (its simulated readers' ratings)."""
+    labels = tmp_path_factory.mktemp("synth_labels") / "labels.csv"
+    annotations = str(synth_set / "annotations.csv")
+    made = ["labels", "--annotations", annotations, "--synthetic", str(synth_set)]
+    assert nodule_index([*made, "--out", str(labels)]) == 0
+    return labels
+
+
+@pytest.fixture(scope="session")
+def search_model(
+    app_model: Path, synth_set: Path, synth_labels: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The app model with a search space of every block, fitted on the synthetic set."""
+    from indexer.search.data import cut_rated, load_rated
+    from indexer.search.fit import fit_space
+    from model.card import read_card, write_card
+    from model.embedder import Embedder
+
+    path = tmp_path_factory.mktemp("search_model") / "m"
+    shutil.copytree(app_model, path)
+    rated = load_rated(synth_set, synth_labels)
+    embedder = Embedder.from_model_dir(path, "cpu")
+    cut = cut_rated(rated, embedder.card.preprocessing, 1)
+    weights = {"features": 1.0, "size": 1.0, "density": 1.0, "shape": 0.5, "learned": 1.0}
+    space = fit_space(
+        weights,  # type: ignore[arg-type]
+        embedder.embed_patches(cut.patches),
+        cut.profiles,
+        rated.targets,
+        alpha=10.0,
+        trained_on="the test's synthetic set",
+    )
+    write_card(path, read_card(path).with_search(space))
+    return path
+
+
+@pytest.fixture(scope="session")
+def search_index(
+    synth_set: Path, search_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The synthetic set's catalogue built with ``search_model``."""
+    index = tmp_path_factory.mktemp("search_index") / "index"
+    args = ["build", "--data", str(synth_set), "--model", str(search_model), "--index", str(index)]
+    assert nodule_index([*args, "--no-progress", "--workers", "1"]) == 0
+    return index

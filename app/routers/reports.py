@@ -176,6 +176,7 @@ def report_upload(
         request.state.parser,
         retriever.embedder.card.preprocessing,
         UploadForm(file=file, mask=mask, center_xyz=center_xyz, series_uid=series_uid, report=True),
+        profile=retriever.embedder.uses_profile,
     )
     filters = Filters(exclude_patient_id=exclude_patient_id, labelled_only=labelled_only)
     with slots.hold():

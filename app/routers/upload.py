@@ -73,9 +73,9 @@ def search_upload(
             series_uid=series_uid,
             estimate_size=estimate_size,
         ),
+        profile=retriever.embedder.uses_profile,
     )
     cut = received.patch
-    vector = retriever.embedder.embed_patches(cut.patch[None])[0]
     filters = Filters(exclude_patient_id=exclude_patient_id, labelled_only=labelled_only)
     query: dict[str, Any] = {"center_xyz": cut.center_xyz, "index_zyx": cut.index_zyx}
     if preview:
@@ -86,7 +86,10 @@ def search_upload(
     # A catalogue series uploaded (named by series_uid) leaves out what a point query in it does.
     exclusions = retriever.upload_exclusions(series_uid, cut.center_xyz)
     query["nodule_id"] = exclusions.query_nodule_id
-    response = retriever.respond(vector, k, filters, query, exclusions, size_estimate=found)
+    vector, size = retriever.upload_vector(cut, exclusions)
+    response = retriever.respond(
+        vector, k, filters, query, exclusions, size_estimate=found, size=size
+    )
     logger.info(
         "upload search (%s, %.1f MB): %d neighbours, %d labelled",
         received.what,

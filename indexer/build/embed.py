@@ -54,8 +54,18 @@ class EmbedExecutor(Protocol):
 def scan_jobs(plan: BuildPlan, embedder: Embedder, pacs: PacsConfig | None) -> list[ScanJob]:
     """One job per scan with nodules to embed, in series UID order."""
     spec = embedder.card.preprocessing
+    # A catalogue nodule's recorded diameter is its size measurement (the measured blocks);
+    # never its labels or ratings (the vector comes from the image and the size only).
+    sized = embedder.uses_profile
     return [
-        ScanJob(uid, plan.scans[uid].path, [n.center_xyz for n in nodes], spec, pacs)
+        ScanJob(
+            uid,
+            plan.scans[uid].path,
+            [n.center_xyz for n in nodes],
+            spec,
+            pacs,
+            profile_diameters_mm=[n.diameter_mm for n in nodes] if sized else None,
+        )
         for uid, nodes in sorted(plan.todo.items())
     ]
 
@@ -98,7 +108,7 @@ class LocalExecutor:
                 if result.patches is None:
                     self._failed(outcome, result.key, result.error)
                     continue
-                vectors = embedder.embed_patches(result.patches)
+                vectors = embedder.vectors(result.patches, result.profiles)
                 for node, vector in zip(plan.todo[result.key], vectors, strict=True):
                     node.vector = vector
                 outcome.embedded += len(vectors)

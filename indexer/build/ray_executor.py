@@ -76,16 +76,17 @@ def run_dir(index_dir: Path, fingerprint: str, spec: PatchSpec, jobs: list[ScanJ
     digest.update(fingerprint.encode())
     digest.update(spec.model_dump_json().encode())
     for job in jobs:
-        digest.update(json.dumps([job.key, str(job.path), list(job.centers_xyz)]).encode())
+        sizes = list(job.profile_diameters_mm) if job.profile_diameters_mm is not None else None
+        digest.update(json.dumps([job.key, str(job.path), list(job.centers_xyz), sizes]).encode())
     return index_dir / WORK_DIR / digest.hexdigest()[:16]
 
 
 def _crop(batch: dict[str, npt.NDArray[Any]], spec_json: str) -> dict[str, npt.NDArray[Any]]:
     """Ray task: cut the patches of the scans in ``batch`` (one scan per batch)."""
     spec = PatchSpec.model_validate_json(spec_json)
-    keys, blobs, errors = [], [], []
-    for key, path, centers, pacs in zip(
-        batch["key"], batch["path"], batch["centers"], batch["pacs"], strict=True
+    keys, blobs, profile_blobs, errors = [], [], [], []
+    for key, path, centers, pacs, sizes in zip(
+        batch["key"], batch["path"], batch["centers"], batch["pacs"], batch["sizes"], strict=True
     ):
         job = ScanJob(
             str(key),
@@ -93,19 +94,28 @@ def _crop(batch: dict[str, npt.NDArray[Any]], spec_json: str) -> dict[str, npt.N
             [(float(c[0]), float(c[1]), float(c[2])) for c in json.loads(str(centers))],
             spec,
             PacsConfig(**json.loads(str(pacs))) if pacs else None,
+            profile_diameters_mm=json.loads(str(sizes)) if sizes else None,
         )
         result = cut_scan(job)
-        buffer = io.BytesIO()
-        if result.patches is not None:
-            np.save(buffer, result.patches)
         keys.append(result.key)
-        blobs.append(buffer.getvalue())
+        blobs.append(_npy(result.patches))
+        profile_blobs.append(_npy(result.profiles))
         errors.append(result.error or "")
     return {
         "key": np.array(keys, dtype=object),
         "patches": np.array(blobs, dtype=object),
+        "profiles": np.array(profile_blobs, dtype=object),
         "error": np.array(errors, dtype=object),
     }
+
+
+def _npy(array: npt.NDArray[Any] | None) -> bytes:
+    """An array as .npy bytes; empty bytes for none."""
+    if array is None:
+        return b""
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
 
 
 class _EmbedActor:
@@ -121,7 +131,8 @@ class _EmbedActor:
 
         failpoints.crash_if("embed")
         keys, counts, errors = [], [], []
-        for key, blob, error in zip(batch["key"], batch["patches"], batch["error"], strict=True):
+        rows = zip(batch["key"], batch["patches"], batch["profiles"], batch["error"], strict=True)
+        for key, blob, profile_blob, error in rows:
             keys.append(str(key))
             if error:
                 counts.append(0)
@@ -129,7 +140,8 @@ class _EmbedActor:
                 continue
             failpoints.reached(f"embed:{key}")  # tests: a scan still in work when the driver dies
             patches = np.load(io.BytesIO(bytes(blob)))
-            vectors = self.embedder.embed_patches(patches)
+            profiles = np.load(io.BytesIO(bytes(profile_blob))) if profile_blob else None
+            vectors = self.embedder.vectors(patches, profiles)
             table = pa.table(
                 {
                     "row": pa.array(np.arange(len(vectors), dtype=np.int32)),
@@ -314,6 +326,11 @@ def _stream(
             "path": str(job.path),
             "centers": json.dumps([list(c) for c in job.centers_xyz]),
             "pacs": json.dumps(dataclasses.asdict(job.pacs)) if job.pacs is not None else "",
+            "sizes": (
+                json.dumps(list(job.profile_diameters_mm))
+                if job.profile_diameters_mm is not None
+                else ""
+            ),
         }
         for job in pending
     ]

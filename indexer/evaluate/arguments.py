@@ -107,6 +107,15 @@ def add_crossval(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="write the mask policy the folds support (the branch diameters where region "
         "growing measured better) into this model's card: a model trained with the same recipe",
     )
+    add_path(
+        p,
+        "--set-search",
+        Kind.MODEL,
+        default=None,
+        help="with --search-blocks: fit the blocks the folds chose (over all folds) on every "
+        "rated nodule with this model's features and write them into its card (its vectors "
+        "and fingerprint change: rebuild the catalogue)",
+    )
     p.add_argument(
         "train_args",
         nargs=argparse.REMAINDER,

@@ -47,6 +47,7 @@ from indexer.evaluate.report import (
 from indexer.labels.build import read_labels
 from indexer.luna import find_series
 from indexer.search.data import RatedSetError, cut_rated, load_rated
+from indexer.synth.heldout import HELDOUT_PATIENTS
 from model.checkpoint import load_model
 from model.embedder import Embedder
 from model.network import NoduleNet
@@ -82,12 +83,17 @@ class LabelledNodules:
 
 
 def load_labelled(data_dir: Path) -> LabelledNodules:
-    """``labels.csv`` nodules with a binary label, in file order, and their scans."""
+    """``labels.csv`` nodules with a binary label, in file order, and their scans.
+
+    Never the held-out patients' (``indexer.synth.heldout``): nothing is chosen on them.
+    """
     series = find_series(data_dir)
     labels = [
         n
         for n in read_labels(data_dir / "labels.csv")
-        if n.label.label_binary is not None and n.series_uid in series
+        if n.label.label_binary is not None
+        and n.series_uid in series
+        and n.patient_id not in HELDOUT_PATIENTS
     ]
     if len(labels) < 2:
         raise CrossValidationError(f"{data_dir}: fewer than 2 labelled nodules with a scan")

@@ -30,9 +30,12 @@ from indexer.evaluate.report import (
     LABEL_METRICS,
     EvaluateOptions,
 )
+from indexer.search.data import RatedSetError, cut_rated, load_rated
+from indexer.search.fit import FitError, fit_space
 from indexer.train import arguments as train_arguments
 from indexer.train import command as train_command
 from model.card import CardError, MaskPolicy, read_card, write_card
+from model.embedder import Embedder
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +187,44 @@ def search_lines(search: dict[str, Any], report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def set_search(model_dir: Path, report: dict[str, Any], data_dir: Path, workers: int) -> bool:
+    """Fit the folds' final choice of blocks on every rated nodule and write it into a card.
+
+    The profile statistics and the learned projection are fitted with ``model_dir``'s own
+    features (a model of the recipe the folds judged, trained on the whole set). False (logged)
+    when the report has no choice (crossval without ``--search-blocks``).
+    """
+    search = report.get("search")
+    if not search:
+        logger.error("--set-search needs --search-blocks (the folds' choice of blocks)")
+        return False
+    choice = search["choice"]
+    embedder = Embedder.from_model_dir(model_dir, "cpu")
+    rated = load_rated(data_dir)
+    cut = cut_rated(rated, embedder.card.preprocessing, workers)
+    chosen_by = (
+        f"nodule-index crossval --search-blocks ({report['n_queries']} nodules of "
+        f"{report['n_patients']} patients; nested CV of {choice['n_candidates']} candidates; "
+        f"over all folds: {choice['final']}; recipe: {' '.join(report.get('train_args', []))})"
+    )
+    space = fit_space(
+        choice["final_weights"],
+        embedder.embed_patches(cut.patches),
+        cut.profiles,
+        rated.targets,
+        alpha=float(choice["final_alpha"]),
+        trained_on=f"{data_dir}: {len(rated)} rated nodules of "
+        f"{len(set(rated.patient_id))} patients (held-out patients left out)",
+        chosen_by=chosen_by,
+    )
+    card = read_card(model_dir).with_search(space)
+    write_card(model_dir, card)
+    logger.info(
+        "search space of %s: %s (fingerprint %s)", model_dir, choice["final"], card.fingerprint[:12]
+    )
+    return True
+
+
 def set_mask_policy(model_dir: Path, report: dict[str, Any], cv_json: Path) -> bool:
     """Write the folds' mask policy into a model's card; False (logged) when there is none.
 
@@ -256,10 +297,19 @@ def run(args: argparse.Namespace) -> int:
     markdown = render_markdown(report, title)
     (args.out / "cv.md").write_text(markdown, encoding="utf-8")
     logger.info("cross-validation report in %s\n%s", args.out, markdown)
-    if args.set_mask_policy is None:
-        return 0
-    try:
-        return 0 if set_mask_policy(Path(args.set_mask_policy), report, args.out / "cv.json") else 2
-    except CardError as e:
-        logger.error("--set-mask-policy: %s", e)
-        return 2
+    status = 0
+    if args.set_mask_policy is not None:
+        try:
+            if not set_mask_policy(Path(args.set_mask_policy), report, args.out / "cv.json"):
+                status = 2
+        except CardError as e:
+            logger.error("--set-mask-policy: %s", e)
+            status = 2
+    if args.set_search is not None:
+        try:
+            if not set_search(Path(args.set_search), report, args.data, max(1, args.workers)):
+                status = 2
+        except (CardError, FitError, RatedSetError, ValidationError) as e:
+            logger.error("--set-search: %s", e)
+            status = 2
+    return status

@@ -209,7 +209,13 @@ def search_report(
     choice = choose_nested(data, candidate_grid())
     estimated = inputs.estimated_diameters_mm()
     spec = inputs.first.card.preprocessing
-    profiles = profiles_at(inputs.rated, inputs.rated.labelled.tolist(), estimated.tolist(), spec)
+    rated, queries = inputs.rated, inputs.rated.labelled.tolist()
+    profiles = profiles_at(
+        [rated.source_path[rated.series_uid[i]] for i in queries],
+        [rated.center_xyz[i] for i in queries],
+        estimated.tolist(),
+        spec,
+    )
     vectors = fold_vectors(data, choice, profiles)
     rows = np.arange(len(nodules.ids), dtype=np.int64)
     recorded, found = _evaluate_features(

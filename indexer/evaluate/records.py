@@ -119,6 +119,8 @@ class EvaluationReport(FeatureResult):
     mask_quality: MaskQuality | None = None
     """The service's masks against the set's reference masks, beside region growing (None: the
     model has no mask branch, or the set no reference masks)."""
+    search_blocks: dict[str, float] | None = None
+    """The stored vector's blocks and their shares (None: the network's features alone)."""
     paper: dict[str, dict[str, float]]
     fp_reduction: FpReduction
     stored_vectors_max_abs_diff: float

@@ -67,6 +67,7 @@ from indexer.evaluate.metrics import (
     loo_neighbors_by_measurements,
     loo_neighbors_by_size,
     loo_neighbors_by_size_and_vectors,
+    loo_neighbors_of_queries,
     normalise,
     recall_at_k,
     vote_accuracy,
@@ -83,6 +84,7 @@ from indexer.evaluate.records import (
 )
 from indexer.maps import embedding_map
 from indexer.patches import ScanJob, iter_scan_patches
+from indexer.search.data import profiles_at
 from indexer.version import code_version
 from model.card import ModelCard
 from model.checkpoint import load_model
@@ -93,6 +95,7 @@ from model.measure import MeasureError
 from model.network import NoduleNet
 from model.nodule_mask import find_nodule
 from model.preprocessing import PatchSpec
+from model.profile import PROFILE_NAMES
 from model.sources import model_dir_of, open_source, relocated
 from model.store.catalog import Catalog
 from model.store.layout import write_json_atomic
@@ -119,7 +122,12 @@ BASELINE_NAMES = {
     "diameter_raw": "diameter + raw (mean of the two similarities)",
     "diameter_density": "diameter + density (mean HU in 0.75 x radius; z-scored, Euclidean)",
     "measured": "measured descriptors (7 numbers off the service's mask; z-scored, Euclidean)",
+    "features": "network features alone (the paper's mid-features)",
+    "estimated_sizes": "the same vector, each query's size estimated from its image",
 }
+#: Shown first for a model whose vector has a search space (``model.search_space``): its
+#: features alone (the paper's claim stays testable) and its click-only path.
+SEARCH_ROWS = ("features", "estimated_sizes")
 #: What the measured-descriptors baseline reads off each nodule (report.md says it once).
 MEASURED_NOTE = (
     "Measured descriptors: the mean diameter, volume, mean and 10th / 90th-percentile HU, solid "
@@ -262,11 +270,18 @@ def _characteristics(reads: list[NoduleRead]) -> list[Characteristics]:
 
 
 def density_job(
-    nodules: CatalogNodules, uid: str, members: list[int], spec: PatchSpec, *, grow: bool = True
+    nodules: CatalogNodules,
+    uid: str,
+    members: list[int],
+    spec: PatchSpec,
+    *,
+    grow: bool = True,
+    profile: bool = False,
 ) -> ScanJob:
     """The patches of a scan's nodules, each one's density sphere (and region-grown descriptors).
 
     ``grow``: the descriptors from region growing, in the worker (a model without a mask branch).
+    ``profile``: each nodule's profile at its recorded diameter (a model with measured blocks).
     """
     return ScanJob(
         uid,
@@ -275,6 +290,7 @@ def density_job(
         spec,
         sphere_radii_mm=[DENSITY_SPHERE_FRACTION * nodules.diameter_mm[r] / 2 for r in members],
         describe=grow,
+        profile_diameters_mm=[float(nodules.diameter_mm[r]) for r in members] if profile else None,
     )
 
 
@@ -291,6 +307,8 @@ class CutRows:
     NaN rows where none."""
     mask_scores: list[NoduleMaskScore]
     """The service's masks against the set's reference masks (rows whose scan has one)."""
+    profiles: npt.NDArray[np.float64] | None = None
+    """``(n, len(PROFILE_NAMES))`` at the recorded diameters (a model with measured blocks)."""
 
 
 def cut_patches(
@@ -306,13 +324,15 @@ def cut_patches(
         by_scan[nodules.series_uid[r]].append(r)
     spec = embedder.card.preprocessing
     grow = not embedder.segments
+    profile = embedder.uses_profile
     jobs = [
-        density_job(nodules, uid, members, spec, grow=grow)
+        density_job(nodules, uid, members, spec, grow=grow, profile=profile)
         for uid, members in sorted(by_scan.items())
     ]
     patches = np.zeros((len(rows), *spec.patch_shape_zyx), dtype=np.float32)
     mean_hu = np.zeros(len(rows), dtype=np.float64)
     descriptors = np.full((len(rows), len(DESCRIPTOR_NAMES)), np.nan)
+    profiles = np.full((len(rows), len(PROFILE_NAMES)), np.nan) if profile else None
     position = {r: i for i, r in enumerate(rows.tolist())}
     for result in iter_scan_patches(jobs, workers):
         if result.patches is None or result.mean_hu is None:
@@ -324,11 +344,13 @@ def cut_patches(
         patches[at], mean_hu[at] = result.patches, result.mean_hu
         if result.descriptors is not None:
             descriptors[at] = result.descriptors
+        if profiles is not None and result.profiles is not None:
+            profiles[at] = result.profiles
     mask_scores: list[NoduleMaskScore] = []
     if not grow:
         measured = rows_network_descriptors(nodules, rows, patches, embedder)
         descriptors, mask_scores = measured.descriptors, measured.mask_scores
-    return CutRows(patches, mean_hu, descriptors, mask_scores)
+    return CutRows(patches, mean_hu, descriptors, mask_scores, profiles)
 
 
 @dataclass(frozen=True)
@@ -771,12 +793,42 @@ def _compare(
     search = cosine_search(stored)
     network, mine = _evaluate_features(search, nodules, rows, options, rated)
     searches = baseline_searches(cut, embedder, diameters, options.seed)
+    searches.update(search_space_rows(nodules, rows, cut, embedder))
     baselines: dict[str, FeatureResult] = {}
     paired: dict[str, dict[str, PairedDifference]] = {}
     for name, search in searches.items():
         baselines[name], found = _evaluate_features(search, nodules, rows, options, rated)
         paired[name] = paired_difference(mine, found, nodules, rows, rated, options)
     return _Comparison(network, mine.neighbors, rated, baselines, paired)
+
+
+def search_space_rows(
+    nodules: CatalogNodules, rows: npt.NDArray[np.int64], cut: CutRows, embedder: Embedder
+) -> dict[str, NeighborSearch]:
+    """For a vector with a search space: its features alone, and its click-only path.
+
+    The click-only path: each query's vector read at the size the service estimates from its
+    image (``find_nodule``'s mean diameter; its features alone where none is found), searched
+    against the stored vectors (recorded sizes).
+    """
+    if embedder.card.search is None:
+        return {}
+    features = embedder.embed_patches(cut.patches)
+    estimated = cut.descriptors[:, DESCRIPTOR_NAMES.index("mean_diameter_mm")]
+    profiles = profiles_at(
+        [nodules.source_path[nodules.series_uid[r]] for r in rows.tolist()],
+        [nodules.center_xyz[r] for r in rows.tolist()],
+        estimated.tolist(),
+        embedder.card.preprocessing,
+    )
+    queries = embedder.vectors(cut.patches, profiles)
+    stored = nodules.vectors[rows]
+    return {
+        "features": cosine_search(features),
+        "estimated_sizes": lambda patients, k: loo_neighbors_of_queries(
+            queries, stored, k, patients
+        ),
+    }
 
 
 def _write_figures(
@@ -847,6 +899,7 @@ def _report(
         paired_vs_baselines=found.paired,
         network_beats_baselines_binary_recall_at_1=beats,
         mask_quality=mask_quality,
+        search_blocks=card.search.shares() if card.search is not None else None,
         paper={kind: {str(k): v for k, v in PAPER_RECALL[kind].items()} for kind in LABEL_KINDS},
         fp_reduction=FpReduction(
             val_auc=training.metrics.get("val_auc") if training else None,
@@ -889,7 +942,7 @@ def evaluate(
     stored = nodules.vectors[rows]
     # The stored vectors must be what the model gives for these patches today; a drift would
     # mean the catalogue and the model (or the data) no longer belong together.
-    fresh = embedder.embed_patches(patches)
+    fresh = embedder.vectors(patches, cut.profiles)
     drift = float(np.abs(fresh - stored).max()) if len(stored) else 0.0
     found = _compare(nodules, rows, cut, embedder, options)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -934,8 +987,8 @@ def _tables(
             "",
             "| features | k=1 | k=2 | k=3 | k=4 |",
             "|---|---|---|---|---|",
-            _recall_rows(head, kind, "FP-reduction network"),
-            *(_recall_rows(bases[name], kind, BASELINE_NAMES[name]) for name in BASELINES),
+            _recall_rows(head, kind, _head_name(report)),
+            *(_recall_rows(bases[name], kind, BASELINE_NAMES[name]) for name in _shown(bases)),
             "| paper (real LUNA16, 679 nodules) | "
             + " | ".join(f"{report.paper[kind][str(k)]:.3f}" for k in KS)
             + " |",
@@ -946,13 +999,26 @@ def _tables(
         "",
         "| features | majority accuracy | AUC of weighted probability |",
         "|---|---|---|",
-        _vote_row(head, "FP-reduction network"),
-        *(_vote_row(bases[name], BASELINE_NAMES[name]) for name in BASELINES),
+        _vote_row(head, _head_name(report)),
+        *(_vote_row(bases[name], BASELINE_NAMES[name]) for name in _shown(bases)),
         "",
     ]
-    named = [("FP-reduction network", head.looks_alike)]
-    named += [(BASELINE_NAMES[name], bases[name].looks_alike) for name in BASELINES]
+    named = [(_head_name(report), head.looks_alike)]
+    named += [(BASELINE_NAMES[name], bases[name].looks_alike) for name in _shown(bases)]
     return lines + tables.looks_alike_lines(named)
+
+
+def _shown(bases: Mapping[str, object]) -> list[str]:
+    """The rows a report has, in order: the search space's two, then the baselines."""
+    return [name for name in (*SEARCH_ROWS, *BASELINES) if name in bases]
+
+
+def _head_name(report: EvaluationReport) -> str:
+    """What the catalogue's stored vectors are."""
+    if report.search_blocks is None:
+        return "FP-reduction network"
+    shown = ", ".join(f"{block} {weight:.2f}" for block, weight in report.search_blocks.items())
+    return f"search vector ({shown})"
 
 
 def _paired_lines(report: EvaluationReport) -> list[str]:
@@ -993,7 +1059,7 @@ def render_markdown(report: EvaluationReport) -> str:
     lines += _tables(
         report,
         _other_rule(report, excluded),
-        {name: _other_rule(bases[name], excluded) for name in BASELINES},
+        {name: _other_rule(bases[name], excluded) for name in _shown(bases)},
     )
     lines += _fp_reduction_lines(report.fp_reduction)
     beats = report.network_beats_baselines_binary_recall_at_1

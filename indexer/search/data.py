@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,9 +15,12 @@ from indexer.evaluate.alike import mean_ratings, reader_matrix
 from indexer.labels.build import read_labels
 from indexer.luna import find_series
 from indexer.patches import ScanJob, iter_scan_patches
+from indexer.synth.heldout import HELDOUT_PATIENTS
 from model.preprocessing import PatchSpec
 from model.profile import PROFILE_NAMES, ProfileError, nodule_profile
 from model.sources import open_source
+
+logger = logging.getLogger(__name__)
 
 F64 = npt.NDArray[np.float64]
 
@@ -46,10 +50,21 @@ class RatedSet:
         return len(self.series_uid)
 
 
-def load_rated(data_dir: Path) -> RatedSet:
-    """The set's nodules with a scan (``labels.csv``) and their readers' mean ratings."""
+def load_rated(data_dir: Path, labels: Path | None = None) -> RatedSet:
+    """The set's nodules with a scan and their readers' mean ratings.
+
+    ``labels``: the labels file (default ``data_dir/labels.csv``).
+
+    The held-out patients (``indexer.synth.heldout``) are left out whatever the set holds:
+    they judge the work from outside, so no search space is ever fitted or chosen on them.
+    """
     series = find_series(data_dir)
-    rows = [n for n in read_labels(data_dir / "labels.csv") if n.series_uid in series]
+    table = labels if labels is not None else data_dir / "labels.csv"
+    rows = [n for n in read_labels(table) if n.series_uid in series]
+    held_out = [n for n in rows if n.patient_id in HELDOUT_PATIENTS]
+    if held_out:
+        logger.warning("left out %d nodules of held-out patients", len(held_out))
+        rows = [n for n in rows if n.patient_id not in HELDOUT_PATIENTS]
     return RatedSet(
         series_uid=[n.series_uid for n in rows],
         source_path={n.series_uid: series[n.series_uid] for n in rows},
@@ -102,24 +117,26 @@ def cut_rated(rated: RatedSet, spec: PatchSpec, workers: int) -> RatedCut:
 
 
 def profiles_at(
-    rated: RatedSet, rows: Sequence[int], diameters_mm: Sequence[float], spec: PatchSpec
+    paths: Sequence[Path],
+    centers_xyz: Sequence[tuple[float, float, float]],
+    diameters_mm: Sequence[float],
+    spec: PatchSpec,
 ) -> F64:
-    """Profiles of ``rows`` at other diameters (the service's estimates); NaN where none.
+    """Profiles of points (each with its scan's path) at given diameters; NaN where none.
 
-    A row whose diameter is NaN (no estimate) gets a NaN profile: it is searched without size.
+    For the service's estimates: a point whose diameter is NaN (no estimate) gets a NaN
+    profile, and is searched without size. Each scan is opened once.
     """
-    out = np.full((len(rows), len(PROFILE_NAMES)), np.nan)
-    by_scan: dict[str, list[int]] = defaultdict(list)
-    for k, i in enumerate(rows):
+    out = np.full((len(paths), len(PROFILE_NAMES)), np.nan)
+    by_scan: dict[Path, list[int]] = defaultdict(list)
+    for k, path in enumerate(paths):
         if np.isfinite(diameters_mm[k]):
-            by_scan[rated.series_uid[i]].append(k)
-    for uid, at in sorted(by_scan.items()):
-        source = open_source(rated.source_path[uid])
+            by_scan[path].append(k)
+    for path, at in sorted(by_scan.items()):
+        source = open_source(path)
         for k in at:
             try:
-                profile = nodule_profile(
-                    source, rated.center_xyz[rows[k]], float(diameters_mm[k]), spec
-                )
+                profile = nodule_profile(source, centers_xyz[k], float(diameters_mm[k]), spec)
             except ProfileError:
                 continue
             out[k] = profile.values

@@ -185,6 +185,21 @@ def test_cross_validation_chooses_the_search_blocks_on_nested_folds(
     markdown = (cv / "cv.md").read_text()
     assert "## The search vector's blocks, chosen by nested cross-validation" in markdown
     assert "| chosen blocks, estimated sizes (" in markdown
+    # The folds' final choice, fitted on every rated VOI with a model's own features, goes
+    # into its card: the blocks, their weights, the projection; the fingerprint follows.
+    target = tmp_path / "target"
+    shutil.copytree(model, target)
+    assert nodule_index([*args, "--folds", "3", "--set-search", str(target)]) == 0
+    card = read_card(target)
+    assert card.search is not None
+    assert card.fingerprint != read_card(model).fingerprint
+    assert "crossval --search-blocks" in card.search.chosen_by
+    final = search["choice"]["final_weights"]
+    assert {b: w for b, w in card.search.weights.items() if w > 0} == final
+    assert card.embedding_dim == card.search.dim(card.arch.embedding_dim)
+    index = tmp_path / "index"
+    build = ["build", "--data", str(out), "--model", str(target), "--index", str(index)]
+    assert nodule_index([*build, "--no-progress", "--workers", "1"]) == 0
 
 
 def test_whole_ct_crops_can_train_every_fold() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from indexer.cli import main as nodule_index
 from indexer.evaluate.report import load_nodules
@@ -29,14 +30,15 @@ def _vectors(index: Path) -> dict[tuple[str, tuple[float, float, float]], bytes]
     }
 
 
+@pytest.mark.parametrize("model", ["app_model", "search_model"])
 def test_vectors_are_byte_identical_with_and_without_labels(
-    synth_set: Path, app_model: Path, tmp_path: Path
+    synth_set: Path, synth_labels: Path, model: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    labels = tmp_path / "labels.csv"
-    annotations = str(synth_set / "annotations.csv")
-    made = ["labels", "--annotations", annotations, "--synthetic", str(synth_set)]
-    assert nodule_index([*made, "--out", str(labels)]) == 0
-    build = ["build", "--data", str(synth_set), "--model", str(app_model), "--no-progress"]
+    """Also for a vector with measured and learned blocks: they read the recorded diameter
+    (the size measurement), never the ratings or labels."""
+    labels = synth_labels
+    model_dir: Path = request.getfixturevalue(model)
+    build = ["build", "--data", str(synth_set), "--model", str(model_dir), "--no-progress"]
     build += ["--workers", "1"]
     with_labels, without = tmp_path / "with", tmp_path / "without"
     assert nodule_index([*build, "--index", str(with_labels), "--labels", str(labels)]) == 0
