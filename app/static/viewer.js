@@ -1092,6 +1092,14 @@ const LIDC_SCALES = {
 // The encoder's levels, fine to coarse, in a reader's words (their technical names stay as a
 // tooltip): the finest sees edges and texture, the coarsest the nodule with its surroundings.
 const LEVEL_WORDS = ["fine detail: edges and texture", "local shape", "overall shape and size", "surroundings"];
+// The search vector's blocks (a model with a search space, issue 29), in a reader's words.
+const BLOCK_WORDS = {
+  features: "image features (the network's)",
+  size: "size",
+  density: "density, calcium included",
+  shape: "shape and margin",
+  learned: "learned from readers' ratings",
+};
 const compare = { neighbor: null, sides: {}, offset: 0, step: 1, panes: {} };
 
 /**
@@ -1136,6 +1144,7 @@ function scaleText(name) {
  * @returns {string}
  */
 function levelWords(name, nLevels) {
+  if (BLOCK_WORDS[name]) return BLOCK_WORDS[name];
   if (name.startsWith("size profile")) return "density from the centre outwards (size)";
   if (name === "bottleneck") return "overall appearance";
   const match = /^level (\d+)/.exec(name);
@@ -1201,10 +1210,16 @@ function detailRows(detail, size) {
  * "Why similar": the similarity of each level, named in a reader's words (the technical name
  * as its tooltip), and the readers' median ratings of both nodules with their meaning.
  */
-function renderWhy(levels, similarities, queryChars, neighborChars) {
+function renderWhy(levels, similarities, queryChars, neighborChars, sizeForSearch) {
   const box = $("why-similar");
   const nLevels = levels.filter((name) => /^level \d+/.test(name)).length;
   const cells = [];
+  if (sizeForSearch) {
+    // Which size the size, density, shape and learned blocks were read at: an estimate is
+    // said to be one, and without a size the image features alone searched.
+    const at = given(sizeForSearch.diameter_mm) ? `${fmt(sizeForSearch.diameter_mm, 1)} mm, ` : "";
+    cells.push(el("div", { class: "note", "data-testid": "why-size" }, `searched at ${at}${sizeForSearch.title}`));
+  }
   (similarities || []).forEach((value, i) => {
     const technical = levels[i] || `part ${i}`;
     const bar = el("div", { class: "bar" }, el("div", { style: `width:${clamp(value, [0, 1]) * 100}%` }));
@@ -1344,7 +1359,7 @@ async function openCompare(n) {
   $("compare-neighbor-details").replaceChildren(...detailRows(neighborDetail, neighborDetail.size_estimate));
   placeCompareMark("query", queryMarkRadiusMm(result, queryDetail));
   placeCompareMark("neighbor", neighborDetail.diameter_mm / 2);
-  renderWhy(q.levels || [], n.level_similarity, queryDetail ? queryDetail.characteristics : null, neighborDetail.characteristics);
+  renderWhy(q.levels || [], n.level_similarity, queryDetail ? queryDetail.characteristics : null, neighborDetail.characteristics, q.size_for_search);
   setCompareOffset(0);
 }
 

@@ -507,6 +507,10 @@ def test_why_similar_levels_in_a_readers_words(viewer: Viewer) -> None:
         assert not re.search(r"level \d|resolution|bottleneck", words), words
     if len(levels) >= 4 and levels[0].startswith("level 0"):
         assert shown.first.inner_text() == "fine detail: edges and texture"
+    # The size the vector was read at is said, with where it came from.
+    size = page.locator("[data-testid=why-size]")
+    assert size.count() == 1
+    assert size.inner_text().startswith("searched at ")
 
 
 # --- new: this patient's other nodules --------------------------------------------------
