@@ -123,15 +123,6 @@ class NoduleProfile:
     values: tuple[float, ...]
     diameter_mm: float
 
-    def block(self, name: str) -> tuple[float, ...]:
-        """The values of one block (``size``, ``density`` or ``shape``)."""
-        start = 0
-        for block, names in PROFILE_BLOCKS.items():
-            if block == name:
-                return self.values[start : start + len(names)]
-            start += len(names)
-        raise KeyError(name)
-
 
 def _sample(
     hu_zyx: npt.NDArray[np.float32], points_mm: npt.NDArray[np.float64]

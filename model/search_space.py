@@ -25,26 +25,17 @@ learned blocks are zero, so it is searched by the features alone and its similar
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from model.network import EmbeddingPart, part_similarity_matrix
+from model.network import EmbeddingPart
 from model.profile import PROFILE_BLOCKS, PROFILE_NAMES
 
 BlockName = Literal["features", "size", "density", "shape", "learned"]
 BLOCK_ORDER: tuple[BlockName, ...] = ("features", "size", "density", "shape", "learned")
-#: What each block is called where a radiologist reads it ("why similar").
-BLOCK_TITLES: dict[str, str] = {
-    "features": "image features (FP-reduction network)",
-    "size": "size",
-    "density": "density",
-    "shape": "shape",
-    "learned": "learned from readers' ratings",
-}
 #: The smallest standard deviation a column is divided by (a constant column stays ~0).
 MIN_SCALE = 1e-3
 
@@ -168,17 +159,14 @@ class SearchSpace(BaseModel):
             start = stop
         return out
 
-    def profile_z(self, profiles: npt.ArrayLike) -> F64:
-        """(N, len(PROFILE_NAMES)) z-scored profiles; NaN rows (no size) stay NaN."""
-        return self.profile_scaler.apply(profiles)
-
     def compose(self, features: npt.ArrayLike, profiles: npt.ArrayLike) -> F32:
         """The search vectors (N, dim) of unit features (N, F) and profiles (N, P).
 
         A profile row of NaN (no size known) gives zero measured and learned blocks.
         """
         f = np.asarray(features, dtype=np.float64)
-        z = self.profile_z(np.asarray(profiles, dtype=np.float64).reshape(len(f), -1))
+        # z-scored profiles; a NaN row (no size) stays NaN until it is zeroed below.
+        z = self.profile_scaler.apply(np.asarray(profiles, dtype=np.float64).reshape(len(f), -1))
         known = np.all(np.isfinite(z), axis=1)
         z = np.where(known[:, None], z, 0.0)
         shares = self.shares()
@@ -212,15 +200,3 @@ def _stereographic(z: npt.ArrayLike) -> F64:
     norm2 = np.sum(u * u, axis=1, keepdims=True)
     out: F64 = np.concatenate([2.0 * u, norm2 - 1.0], axis=1) / (norm2 + 1.0)
     return out
-
-
-def block_similarity(
-    query: npt.ArrayLike, stored: npt.ArrayLike, parts: Sequence[EmbeddingPart]
-) -> F64:
-    """Cosine similarity within each block of a query (D,) to stored vectors (N, D): (N, blocks).
-
-    0 where a block is all zero (a query without a size).
-    """
-    return part_similarity_matrix(
-        np.asarray(query, dtype=np.float32), np.asarray(stored, dtype=np.float32), list(parts)
-    )

@@ -7,13 +7,13 @@ import pytest
 from pydantic import ValidationError
 
 from model.labels import CHARACTERISTICS
+from model.network import part_similarity_matrix
 from model.profile import PROFILE_NAMES
 from model.search_space import (
     BlockName,
     LearnedProjection,
     SearchSpace,
     Standardizer,
-    block_similarity,
 )
 
 RNG = np.random.default_rng(0)
@@ -52,7 +52,7 @@ def test_vectors_are_unit_and_their_product_is_the_weighted_mean_of_block_cosine
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     parts = space.parts(F)
     assert [p.name for p in parts] == ["features", "size", "density", "shape", "learned"]
-    per_block = block_similarity(vectors[0], vectors, parts)
+    per_block = part_similarity_matrix(vectors[0], vectors, parts)
     shares = np.array([space.shares()[p.name] for p in parts])  # type: ignore[index]
     np.testing.assert_allclose(per_block @ shares, vectors @ vectors[0], atol=1e-5)
     np.testing.assert_allclose(per_block[:, 0], features @ features[0], atol=1e-5)
@@ -75,7 +75,7 @@ def test_a_query_without_size_is_searched_by_its_features_alone() -> None:
     stored = space.compose(features, profiles)
     query = space.compose(features[:1], np.full((1, P), np.nan))[0]
     parts = space.parts(F)
-    per_block = block_similarity(query, stored, parts)
+    per_block = part_similarity_matrix(query, stored, parts)
     assert np.all(per_block[:, 1:] == 0.0)
     order = np.argsort(-(stored @ query), kind="stable")
     np.testing.assert_array_equal(order, np.argsort(-(features @ features[0]), kind="stable"))
