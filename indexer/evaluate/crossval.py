@@ -46,11 +46,12 @@ from indexer.evaluate.report import (
 )
 from indexer.labels.build import read_labels
 from indexer.luna import find_series
-from indexer.search.data import RatedSetError, cut_rated, load_rated
+from indexer.search.data import RatedCut, RatedSet, RatedSetError, cut_rated, load_rated
 from indexer.synth.heldout import HELDOUT_PATIENTS
 from model.checkpoint import load_model
 from model.embedder import Embedder
 from model.network import NoduleNet
+from model.preprocessing import PatchSpec
 
 logger = logging.getLogger(__name__)
 
@@ -220,6 +221,8 @@ class FoldPass:
     first: Embedder
     per_fold: list[FoldVectors]
     mask_scores: list[NoduleMaskScore]
+    rated_cut: RatedCut | None
+    """With ``search_blocks``: every rated nodule's patch and profile (the first model's spec)."""
     search_features: list[F32]
     """With ``search_blocks``: each fold model's features of every rated nodule."""
 
@@ -229,9 +232,15 @@ def _fold_pass(
     folds: list[tuple[str, ...]],
     model_for_fold: ModelForFold,
     options: CrossValOptions,
-    rated_patches: npt.NDArray[np.float32] | None,
+    rated: RatedSet | None,
 ) -> FoldPass:
-    """Train (or take) each fold's model; embed, and measure its fold's nodules with it."""
+    """Train (or take) each fold's model; embed, and measure its fold's nodules with it.
+
+    With ``rated``: also cut every rated nodule once and embed it with each fold's model.
+
+    Raises:
+        CrossValidationError: the fold models cut different patches, or a scan is unreadable.
+    """
     nodules = labelled.nodules
     fold = labelled.fold_of(folds)
     out: FoldPass | None = None
@@ -240,8 +249,11 @@ def _fold_pass(
         network, card = load_model(model_dir, "cpu")
         embedder = Embedder(network, card, options.evaluate.device, batch_size=64)
         if out is None:
-            cut = _cut_all(nodules, embedder, options.evaluate.workers)
-            out = FoldPass(cut, embedder, [], [], [])
+            workers = options.evaluate.workers
+            cut = _cut_all(nodules, embedder, workers)
+            out = FoldPass(
+                cut, embedder, [], [], _cut_rated(rated, card.preprocessing, workers), []
+            )
         elif card.preprocessing != out.first.card.preprocessing:
             raise CrossValidationError("the fold models cut different patches")
         if embedder.segments:
@@ -255,11 +267,21 @@ def _fold_pass(
         for w in options.size_profile_weights:
             vectors.by_weight[w] = with_size_profile(embedder, w).embed_patches(out.cut.patches)
         out.per_fold.append(vectors)
-        if rated_patches is not None:
-            out.search_features.append(embedder.embed_patches(rated_patches))
+        if out.rated_cut is not None:
+            out.search_features.append(embedder.embed_patches(out.rated_cut.patches))
     if out is None:
         raise CrossValidationError("no folds")
     return out
+
+
+def _cut_rated(rated: RatedSet | None, spec: PatchSpec, workers: int) -> RatedCut | None:
+    """Every rated nodule's patch and profile (None without a rated set)."""
+    if rated is None:
+        return None
+    try:
+        return cut_rated(rated, spec, workers)
+    except RatedSetError as e:
+        raise CrossValidationError(str(e)) from None
 
 
 def cross_validate(
@@ -278,19 +300,11 @@ def cross_validate(
             "--search-blocks needs at least 3 folds (the inner folds choose, the outer reports)"
         )
     rated = load_rated(data_dir) if options.search_blocks else None
-    rated_cut = None
-    if rated is not None:
-        if [rated.patient_id[i] for i in rated.labelled] != list(nodules.patient_id):
-            raise CrossValidationError("labels.csv changed while it was read")
-        first_model = model_for_fold(0, folds[0])
-        spec = load_model(first_model, "cpu")[1].preprocessing
-        try:
-            rated_cut = cut_rated(rated, spec, options.evaluate.workers)
-        except RatedSetError as e:
-            raise CrossValidationError(str(e)) from None
-    passed = _fold_pass(
-        labelled, folds, model_for_fold, options, None if rated_cut is None else rated_cut.patches
-    )
+    if rated is not None and [rated.patient_id[i] for i in rated.labelled] != list(
+        nodules.patient_id
+    ):
+        raise CrossValidationError("labels.csv changed while it was read")
+    passed = _fold_pass(labelled, folds, model_for_fold, options, rated)
     cut, first, per_fold = passed.cut, passed.first, passed.per_fold
     chosen = (
         choose_weights(labelled, per_fold, fold)
@@ -325,8 +339,8 @@ def cross_validate(
             for name, by_metric in paired.items()
         },
     }
-    if rated is not None and rated_cut is not None:
-        inputs = SearchInputs(rated, rated_cut, passed.search_features, folds, cut, first)
+    if rated is not None and passed.rated_cut is not None:
+        inputs = SearchInputs(rated, passed.rated_cut, passed.search_features, folds, cut, first)
         report["search"] = search_report(inputs, nodules, fold, mine, found_by, opts, rated_rows)
     # Each fold's masks came from the model that did not train on the fold (its masks may
     # have trained the other folds' models).
