@@ -189,3 +189,11 @@ def test_the_sr_holds_the_similarities_the_screen_shows(
         if str(item.ConceptNameCodeSequence[0].CodeValue) == "SIM001"
     ]
     assert similarities == pytest.approx([n["similarity"] for n in screen["neighbors"]], abs=1e-3)
+
+
+def test_the_index_endpoint_names_the_blocks_and_their_shares(blocks_client: TestClient) -> None:
+    model = blocks_client.get("/v1/index").json()["model"]
+    shares = model["search_blocks"]
+    assert list(shares) == BLOCKS
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert model["embedding_dim"] > 0
