@@ -1,12 +1,12 @@
-"""Record the real recipe's mask branch on unseen patients, from ``make real-eval``'s crossval.
+"""Record the real recipe's mask branch on unseen patients, from ``make real-model``'s crossval.
 
-``make real-eval`` cross-validates the real recipe by patient (``nodule-index crossval``): each
+``make real-model`` cross-validates the real recipe by patient (``nodule-index crossval``): each
 fold's VOIs are measured by the fold model that did not train on them, against the readers'
 masks, beside region growing (``indexer.evaluate.mask_quality``), and the folds' mask policy is
 written into the real model's card. This keeps that run's mask section, the card's policy and
 the retrieval beside its baselines in ``bench/results`` with the machine and the date.
 
-    make real-eval
+    make real-model
     python -m bench.bench_real_masks [--cv reports/real/cv/cv.json] [--model models/real]
         [--out bench/results/mask_real_recipe_cv.json]
 """
@@ -49,7 +49,7 @@ def record(cv_json: Path, model_dir: Path) -> dict[str, Any]:
     return {
         "benchmark": "bench_real_masks",
         "what": "the real recipe's mask branch on patients its fold model never saw, beside "
-        "region growing, Dice on the CT's own voxels (make real-eval's crossval)",
+        "region growing, Dice on the CT's own voxels (make real-model's crossval)",
         "machine": cpu_model(),
         "date": now_utc(),
         "cv_report": str(cv_json),
