@@ -495,7 +495,11 @@ class Retriever:
                 match_threshold=threshold,
                 close_match=state.close_match,
                 excluded_patient_id=exclusions.own_patient_id,
-                size_for_search=SearchSize.of(size) if size is not None else None,
+                # Only where the vector reads a size: a features-only vector is not searched
+                # "at" any size, and the answer must not say it is.
+                size_for_search=(
+                    SearchSize.of(size) if size is not None and self.embedder.uses_profile else None
+                ),
                 **query,
             ),
             neighbors=neighbors,

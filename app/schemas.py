@@ -186,7 +186,7 @@ class QueryInfo(BaseModel):
     size_for_search: SearchSize | None = Field(
         default=None,
         description="the size the measured and learned blocks of the vector were read at "
-        "(point, upload and SR queries)",
+        "(point, upload and SR queries; null for a model whose vector reads no size)",
     )
     preview_png_base64: str | None = Field(
         default=None,

@@ -191,6 +191,20 @@ def test_the_sr_holds_the_similarities_the_screen_shows(
     assert similarities == pytest.approx([n["similarity"] for n in screen["neighbors"]], abs=1e-3)
 
 
+def test_a_model_without_blocks_names_no_search_size(client: TestClient, synth_set: Path) -> None:
+    """The features alone read no size: the answer must not say one was searched at."""
+    (folder,) = list((synth_set / "dicom").iterdir())
+    from model.dicom_io import DicomSeriesSource
+
+    source = DicomSeriesSource(folder)
+    middle = np.asarray(source.geometry.shape_zyx, dtype=np.float64) / 2
+    center = [float(v) for v in source.geometry.index_zyx_to_world(middle)]
+    body = {"series_uid": source.series_uid, "center_xyz": center, "k": 2}
+    assert (
+        client.post("/v1/search/coordinate", json=body).json()["query"]["size_for_search"] is None
+    )
+
+
 def test_the_index_endpoint_names_the_blocks_and_their_shares(blocks_client: TestClient) -> None:
     model = blocks_client.get("/v1/index").json()["model"]
     shares = model["search_blocks"]

@@ -507,10 +507,40 @@ def test_why_similar_levels_in_a_readers_words(viewer: Viewer) -> None:
         assert not re.search(r"level \d|resolution|bottleneck", words), words
     if len(levels) >= 4 and levels[0].startswith("level 0"):
         assert shown.first.inner_text() == "fine detail: edges and texture"
-    # The size the vector was read at is said, with where it came from.
-    size = page.locator("[data-testid=why-size]")
-    assert size.count() == 1
-    assert size.inner_text().startswith("searched at ")
+    # This model's vector reads no size, so the comparison names none.
+    assert page.locator("[data-testid=why-size]").count() == 0
+
+
+def test_why_similar_names_the_blocks_and_the_size_searched_at(viewer: Viewer) -> None:
+    """A vector with blocks (issue 29): the blocks in words, the size and where it came from."""
+    page = viewer.page
+    blocks = ["features", "size", "density", "shape", "learned"]
+
+    def with_blocks(answer: dict[str, Any]) -> None:
+        answer["query"]["levels"] = blocks
+        answer["query"]["size_for_search"] = {
+            "diameter_mm": 8.4,
+            "source": "estimated",
+            "title": "estimated from the image",
+        }
+        for neighbor in answer["neighbors"]:
+            neighbor["level_similarity"] = [0.9, 0.8, 0.7, 0.6, 0.5]
+
+    route_search_answer(page, with_blocks)
+    search(page)
+    open_first_comparison(page)
+    assert (
+        page.inner_text("[data-testid=why-size]") == "searched at 8.4 mm, estimated from the image"
+    )
+    shown = page.locator("[data-testid=why-level]")
+    assert [shown.nth(i).inner_text() for i in range(shown.count())] == [
+        "image features (the network's)",
+        "size",
+        "density, calcium included",
+        "shape and margin",
+        "learned from readers' ratings",
+    ]
+    assert [shown.nth(i).get_attribute("title") for i in range(shown.count())] == blocks
 
 
 # --- new: this patient's other nodules --------------------------------------------------
