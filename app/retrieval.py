@@ -58,7 +58,7 @@ from model.network import part_similarity_matrix
 from model.nodule_mask import FoundNodule, find_nodule
 from model.preprocessing import extract_patch
 from model.profile import PROFILE_NAMES
-from model.query import QuerySize, query_profile, query_vector
+from model.query import QuerySize, grid_profile, query_vector
 from model.report import ReportFiles, SearchOutcome, assemble_report
 from model.sources import open_source, relocated
 from model.sr import SimilarCase
@@ -640,8 +640,9 @@ class Retriever:
             (measured, measured) if measured is not None else None, recorded, estimated
         )
         profile = np.full((1, len(PROFILE_NAMES)), np.nan)
-        if grid is not None and size.diameter_mm is not None:
-            profile = query_profile(self.embedder, grid, cut.center_xyz, size)
+        if self.embedder.uses_profile and cut.profile_hu is not None:
+            # The parser's grid is the profile's own: read it, rather than resample it again.
+            profile = grid_profile(cut.profile_hu, size)
         return self.embedder.vectors(cut.patch[None], profile)[0], size
 
     def upload_exclusions(

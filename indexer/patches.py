@@ -23,7 +23,7 @@ from model.dicomweb import (
 )
 from model.measure import MeasureError, mean_hu_in_sphere
 from model.preprocessing import CoordinateOutsideVolumeError, PatchSpec, extract_patch
-from model.profile import nodule_profile
+from model.profile import PROFILE_NAMES, ProfileError, nodule_profile
 from model.sources import open_source
 from model.volume import VolumeReadError, VolumeSource
 
@@ -74,8 +74,7 @@ def cut_scan(job: ScanJob) -> ScanPatches:
         descriptors = _descriptors(source, job.centers_xyz) if job.describe else None
         profiles = None
         if job.profile_diameters_mm is not None:
-            pairs = zip(job.centers_xyz, job.profile_diameters_mm, strict=True)
-            profiles = np.array([nodule_profile(source, c, d, job.spec).values for c, d in pairs])
+            profiles = _profiles(source, job.centers_xyz, job.profile_diameters_mm, job.spec)
     except (VolumeReadError, CoordinateOutsideVolumeError, PacsError, ValueError, OSError) as e:
         return ScanPatches(job.key, None, f"{type(e).__name__}: {e}")
     return ScanPatches(job.key, patches, None, mean_hu, descriptors, profiles)
@@ -93,6 +92,26 @@ def _descriptors(
             continue
         if found is not None:
             out[i] = found.as_row()
+    return out
+
+
+def _profiles(
+    source: VolumeSource,
+    centers_xyz: Sequence[tuple[float, float, float]],
+    diameters_mm: Sequence[float],
+    spec: PatchSpec,
+) -> npt.NDArray[np.float64]:
+    """Each centre's profile at its diameter.
+
+    A NaN row (no size: the features alone search) where the diameter is unusable (0 or missing
+    in an annotation), not a failed scan.
+    """
+    out = np.full((len(centers_xyz), len(PROFILE_NAMES)), np.nan)
+    for i, (center, diameter) in enumerate(zip(centers_xyz, diameters_mm, strict=True)):
+        try:
+            out[i] = nodule_profile(source, center, diameter, spec).values
+        except ProfileError:
+            continue
     return out
 
 

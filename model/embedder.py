@@ -131,7 +131,14 @@ class Embedder:
             EmbeddingInputError: the patches are malformed, or profiles are missing or do not
                 match them.
         """
-        features = self.embed_patches(patches)
+        return self.compose(self.embed_patches(patches), profiles)
+
+    def compose(self, features: F32Array, profiles: npt.ArrayLike | None = None) -> F32Array:
+        """The stored vectors of features already embedded (``embed_patches``) and profiles.
+
+        Raises:
+            EmbeddingInputError: profiles are missing or do not match the features.
+        """
         search = self.card.search
         if search is None:
             return features

@@ -14,6 +14,7 @@ vectors here or with ``Embedder.vectors`` on profiles from ``model.profile``.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,7 +22,8 @@ import numpy as np
 import numpy.typing as npt
 
 from model.embedder import Embedder
-from model.profile import PROFILE_NAMES, ProfileError, nodule_profile
+from model.preprocessing import patch_hu
+from model.profile import PROFILE_NAMES, ProfileError, profile_from_hu, profile_spec
 from model.volume import VolumeSource
 
 SizeSource = Literal["measured", "recorded", "estimated", "none"]
@@ -65,14 +67,21 @@ def query_profile(
     size: QuerySize,
 ) -> npt.NDArray[np.float64]:
     """(1, P) profile of the point at the size; a NaN row without a size or blocks that use it."""
-    out = np.full((1, len(PROFILE_NAMES)), np.nan)
     if size.diameter_mm is None or not embedder.uses_profile:
+        return np.full((1, len(PROFILE_NAMES)), np.nan)
+    return grid_profile(
+        patch_hu(source, center_xyz, profile_spec(embedder.card.preprocessing)), size
+    )
+
+
+def grid_profile(profile_hu: npt.ArrayLike, size: QuerySize) -> npt.NDArray[np.float64]:
+    """(1, P) profile read off an already cut profile grid (an upload's); NaN without a size."""
+    out = np.full((1, len(PROFILE_NAMES)), np.nan)
+    if size.diameter_mm is None:
         return out
-    try:
-        profile = nodule_profile(source, center_xyz, size.diameter_mm, embedder.card.preprocessing)
-    except ProfileError:
-        return out
-    out[0] = profile.values
+    # An unusable grid or size: searched by the features alone, as without a size.
+    with contextlib.suppress(ProfileError):
+        out[0] = profile_from_hu(profile_hu, size.diameter_mm).values
     return out
 
 

@@ -63,6 +63,23 @@ def _looks_alike(section: dict[str, Any]) -> LooksAlike | None:
     return None if found is None else LooksAlike.model_validate(found)
 
 
+def _row(name: str, section: dict[str, Any]) -> str:
+    """A table row: binary and 4-class Recall@1 and the vote's AUC of one section."""
+    r = section["recall_at_k"]
+    return (
+        f"| {name} | {tables.fmt(r['binary']['1'])} | {tables.fmt(r['four_class']['1'])} | "
+        f"{tables.fmt(section['auc'])} |"
+    )
+
+
+def _paired(raw: dict[str, dict[str, Any]]) -> dict[str, dict[str, PairedDifference]]:
+    """Paired differences as ``cv.json`` holds them, typed again."""
+    return {
+        name: {m: PairedDifference.model_validate(d) for m, d in by_metric.items()}
+        for name, by_metric in raw.items()
+    }
+
+
 def render_markdown(report: dict[str, Any], title: str) -> str:
     """The pooled CV table with the paired network-minus-baseline intervals."""
     net = report["network"]
@@ -77,16 +94,9 @@ def render_markdown(report: dict[str, Any], title: str) -> str:
         "|---|---|---|---|",
     ]
 
-    def row(name: str, section: dict[str, Any]) -> str:
-        r = section["recall_at_k"]
-        return (
-            f"| {name} | {tables.fmt(r['binary']['1'])} | {tables.fmt(r['four_class']['1'])} | "
-            f"{tables.fmt(section['auc'])} |"
-        )
-
-    lines.append(row("network (cross-validated)", net))
+    lines.append(_row("network (cross-validated)", net))
     for name in BASELINES:
-        lines.append(row(BASELINE_NAMES[name], report["baselines"][name]))
+        lines.append(_row(BASELINE_NAMES[name], report["baselines"][name]))
     lines.append("")
     sections = {
         "network (cross-validated)": net,
@@ -95,10 +105,7 @@ def render_markdown(report: dict[str, Any], title: str) -> str:
     lines += tables.looks_alike_lines(
         [(name, _looks_alike(section)) for name, section in sections.items()]
     )
-    paired = {
-        name: {m: PairedDifference.model_validate(d) for m, d in by_metric.items()}
-        for name, by_metric in report["paired_vs_baselines"].items()
-    }
+    paired = _paired(report["paired_vs_baselines"])
     lines += tables.paired_lines(paired, BASELINE_NAMES, LABEL_METRICS, ALIKE_METRICS)
     if report.get("search"):
         lines += ["", *search_lines(report["search"], report)]
@@ -126,22 +133,15 @@ def search_lines(search: dict[str, Any], report: dict[str, Any]) -> list[str]:
         "|---|---|---|---|",
     ]
 
-    def row(name: str, section: dict[str, Any]) -> str:
-        r = section["recall_at_k"]
-        return (
-            f"| {name} | {tables.fmt(r['binary']['1'])} | {tables.fmt(r['four_class']['1'])} | "
-            f"{tables.fmt(section['auc'])} |"
-        )
-
     lines += [
-        row("chosen blocks, recorded sizes (nested CV)", recorded),
-        row(
+        _row("chosen blocks, recorded sizes (nested CV)", recorded),
+        _row(
             f"chosen blocks, estimated sizes ({search['n_estimated']}/{report['n_queries']} "
             "with an estimate)",
             estimated,
         ),
-        row("network features alone (the paper's)", report["network"]),
-        row(BASELINE_NAMES["diameter_density"], report["baselines"]["diameter_density"]),
+        _row("network features alone (the paper's)", report["network"]),
+        _row(BASELINE_NAMES["diameter_density"], report["baselines"]["diameter_density"]),
         "",
     ]
     mine, other = _looks_alike(recorded), _looks_alike(report["baselines"]["diameter_density"])
@@ -167,18 +167,12 @@ def search_lines(search: dict[str, Any], report: dict[str, Any]) -> list[str]:
             f"{tables.fmt(c['inner_four_class_r1'])} |"
         )
     names = {"network": "network features alone", **BASELINE_NAMES}
-    paired = {
-        name: {m: PairedDifference.model_validate(d) for m, d in by_metric.items()}
-        for name, by_metric in search["paired"].items()
-    }
+    paired = _paired(search["paired"])
     lines += [
         "",
         *tables.paired_lines(paired, names, LABEL_METRICS, ALIKE_METRICS, "chosen vector"),
     ]
-    estimated_paired = {
-        name: {m: PairedDifference.model_validate(d) for m, d in by_metric.items()}
-        for name, by_metric in search["paired_estimated"].items()
-    }
+    estimated_paired = _paired(search["paired_estimated"])
     lines += [
         "With estimated sizes (the click-only path), chosen vector minus:",
         "",

@@ -782,10 +782,12 @@ def _compare(
     cut: CutRows,
     embedder: Embedder,
     options: EvaluateOptions,
+    features: npt.NDArray[np.float32],
 ) -> _Comparison:
     """Leave-one-out search with the stored vectors and with each baseline's features.
 
-    ``cut``: what the rows' CT gives the baselines (``cut_patches``).
+    ``cut``: what the rows' CT gives the baselines (``cut_patches``); ``features``: the model's
+    features of its patches (``Embedder.embed_patches``).
     """
     stored = nodules.vectors[rows]
     diameters = nodules.diameter_mm[rows]
@@ -793,7 +795,7 @@ def _compare(
     search = cosine_search(stored)
     network, mine = _evaluate_features(search, nodules, rows, options, rated)
     searches = baseline_searches(cut, embedder, diameters, options.seed)
-    searches.update(search_space_rows(nodules, rows, cut, embedder))
+    searches.update(search_space_rows(nodules, rows, cut, embedder, features))
     baselines: dict[str, FeatureResult] = {}
     paired: dict[str, dict[str, PairedDifference]] = {}
     for name, search in searches.items():
@@ -803,7 +805,11 @@ def _compare(
 
 
 def search_space_rows(
-    nodules: CatalogNodules, rows: npt.NDArray[np.int64], cut: CutRows, embedder: Embedder
+    nodules: CatalogNodules,
+    rows: npt.NDArray[np.int64],
+    cut: CutRows,
+    embedder: Embedder,
+    features: npt.NDArray[np.float32],
 ) -> dict[str, NeighborSearch]:
     """For a vector with a search space: its features alone, and its click-only path.
 
@@ -813,7 +819,6 @@ def search_space_rows(
     """
     if embedder.card.search is None:
         return {}
-    features = embedder.embed_patches(cut.patches)
     estimated = cut.descriptors[:, DESCRIPTOR_NAMES.index("mean_diameter_mm")]
     profiles = profiles_at(
         [nodules.source_path[nodules.series_uid[r]] for r in rows.tolist()],
@@ -821,7 +826,7 @@ def search_space_rows(
         estimated.tolist(),
         embedder.card.preprocessing,
     )
-    queries = embedder.vectors(cut.patches, profiles)
+    queries = embedder.compose(features, profiles)
     stored = nodules.vectors[rows]
     return {
         "features": cosine_search(features),
@@ -942,9 +947,10 @@ def evaluate(
     stored = nodules.vectors[rows]
     # The stored vectors must be what the model gives for these patches today; a drift would
     # mean the catalogue and the model (or the data) no longer belong together.
-    fresh = embedder.vectors(patches, cut.profiles)
+    features = embedder.embed_patches(patches)  # once: the drift check and the feature rows
+    fresh = embedder.compose(features, cut.profiles)
     drift = float(np.abs(fresh - stored).max()) if len(stored) else 0.0
-    found = _compare(nodules, rows, cut, embedder, options)
+    found = _compare(nodules, rows, cut, embedder, options, features)
     out_dir.mkdir(parents=True, exist_ok=True)
     map_source = _write_figures(source, patches, found.neighbors, out_dir, options)
     elapsed = time.perf_counter() - t0

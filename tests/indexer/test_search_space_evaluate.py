@@ -55,3 +55,29 @@ def test_the_rated_set_leaves_the_held_out_patients_out(
     assert held not in after.patient_id
     assert len(after) == len(before) - 1
     assert np.all(np.isfinite(after.diameter_mm))
+
+
+def test_an_unusable_diameter_leaves_its_nodule_without_a_profile_not_its_scan(
+    synth_set: Path,
+) -> None:
+    """A nodule annotated without a diameter gets a NaN profile (its features search alone)."""
+    from indexer.luna import find_series, read_annotations
+    from indexer.patches import ScanJob, cut_scan
+    from model.preprocessing import DEFAULT_SPEC
+
+    annotations = read_annotations(synth_set / "annotations.csv")
+    series = find_series(synth_set)
+    first = next(a for a in annotations if a.series_uid in series)
+    job = ScanJob(
+        first.series_uid,
+        series[first.series_uid],
+        [first.center_xyz, first.center_xyz],
+        DEFAULT_SPEC,
+        profile_diameters_mm=[float(first.diameter_mm or 0.0), 0.0],
+    )
+    result = cut_scan(job)
+    assert result.error is None
+    assert result.patches is not None
+    assert result.profiles is not None
+    assert np.all(np.isfinite(result.profiles[0]))
+    assert np.all(np.isnan(result.profiles[1]))
