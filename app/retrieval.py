@@ -13,6 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +40,7 @@ from app.schemas import (
     SearchSize,
     SizeEstimate,
     SizeMeasured,
+    ViewerLink,
     Vote,
 )
 from app.series import OpenSources, SeriesLocator
@@ -56,12 +58,12 @@ from model.measure import (
 )
 from model.network import part_similarity_matrix
 from model.nodule_mask import FoundNodule, find_nodule
-from model.preprocessing import extract_patch
+from model.preprocessing import CoordinateOutsideVolumeError, extract_patch
 from model.profile import PROFILE_NAMES
 from model.query import QuerySize, grid_profile, query_vector
 from model.report import ReportFiles, SearchOutcome, assemble_report
 from model.sources import open_source, relocated
-from model.sr import SimilarCase
+from model.sr import SimilarCase, slice_point
 from model.store.catalog import Catalog, ScanNodules
 from model.store.tables import Nodule, NoduleRead, Scan
 from model.threads import ThreadPolicy
@@ -897,6 +899,40 @@ class Retriever:
             size_xyz=(int(g.size_xyz[0]), int(g.size_xyz[1]), int(g.size_xyz[2])),
             nodules=[rows[i].nodule for i in ids if i in rows],
             dicom=dicom,
+            from_pacs=isinstance(source, DicomwebSeriesSource),
+        )
+
+    def viewer_link(self, series_uid: str, center_xyz: XYZ, ohif_url: str | None) -> ViewerLink:
+        """Where an OHIF Viewer over the PACS opens a PACS series at the slice through a point.
+
+        Raises:
+            NotFoundError: no OHIF Viewer is configured, or the series is nowhere.
+            InputError: the series is not read from the PACS (OHIF shows the PACS's studies).
+            CoordinateOutsideVolumeError: no slice of the series is through the point.
+        """
+        if ohif_url is None:
+            raise NotFoundError("no OHIF Viewer is configured (NODULE_OHIF_URL)")
+        source = self.open_series(series_uid)
+        if not isinstance(source, DicomwebSeriesSource):
+            raise InputError(
+                "this series is not read from the PACS, so an OHIF Viewer over the PACS cannot "
+                "show it"
+            )
+        on_slice = slice_point(source, center_xyz)
+        if on_slice is None:
+            raise CoordinateOutsideVolumeError("no slice of the series passes through the point")
+        query = urlencode(
+            {
+                "StudyInstanceUIDs": on_slice.study_uid,
+                "SeriesInstanceUIDs": on_slice.series_uid,
+                "initialSOPInstanceUID": on_slice.sop_instance_uid,
+            }
+        )
+        return ViewerLink(
+            url=f"{ohif_url}/viewer?{query}",
+            study_uid=on_slice.study_uid,
+            series_uid=on_slice.series_uid,
+            sop_instance_uid=on_slice.sop_instance_uid,
         )
 
     def example_point(self, *, dicom: bool = False) -> tuple[str, XYZ] | None:

@@ -512,6 +512,23 @@ class ScanOut(BaseModel):
         default=False,
         description="stored as a DICOM series, so a DICOM SR can be made of a search in it",
     )
+    from_pacs: bool = Field(
+        default=False,
+        description="read from the PACS (DICOMweb): an OHIF Viewer over that PACS shows it "
+        "(GET /v1/scans/{series_uid}/ohif)",
+    )
+
+
+class ViewerLink(BaseModel):
+    """Where an OHIF Viewer over the PACS opens a series at the slice through a point."""
+
+    url: str = Field(
+        description="the OHIF Viewer's /viewer route with StudyInstanceUIDs, SeriesInstanceUIDs "
+        "and initialSOPInstanceUID"
+    )
+    study_uid: str = Field(description="Study Instance UID of the series")
+    series_uid: str = Field(description="Series Instance UID")
+    sop_instance_uid: str = Field(description="the axial image through the point")
 
 
 class MapPoint(BaseModel):

@@ -71,6 +71,9 @@ class AppSettings(SharedSettings):
     gets 400 before anything else runs. Stops DNS rebinding reading an open service."""
     allow_open: bool = False
     """Serve without an access token on an address beyond loopback (refused otherwise)."""
+    ohif_url: str | None = None
+    """An OHIF Viewer over the same PACS (``http://localhost:3000``, docs/ohif.md): the viewer
+    links a PACS series' point to it (``GET /v1/scans/{series_uid}/ohif``)."""
 
     @field_validator("cors_origins", "allowed_hosts", mode="before")
     @classmethod
@@ -78,6 +81,11 @@ class AppSettings(SharedSettings):
         if isinstance(value, str):
             return [v.strip().rstrip("/") for v in value.split(",") if v.strip()]
         return value
+
+    @field_validator("ohif_url")
+    @classmethod
+    def _url_or_none(cls, value: str | None) -> str | None:
+        return value.strip().rstrip("/") or None if value is not None else None
 
     @field_validator("api_key", "access_token", "log_hash_key")
     @classmethod

@@ -22,7 +22,7 @@ from model.evidence import ReportHeaderError, check_evidence
 from model.measure import EstimatedBy, NoduleRegion, RulerMeasurement
 from model.nodule_mask import FoundNodule, find_nodule
 from model.seg import mask_segmentation, segment_reference
-from model.sr import SearchFindings, SimilarCase, evidence_for, search_report
+from model.sr import SearchFindings, SimilarCase, evidence_for, search_report, slice_point
 from model.vote import UNKNOWN_MATCH, MatchState
 
 
@@ -174,6 +174,7 @@ def _encoded(
         match=outcome.match,
         measured=outcome.measured,
         size_method=how,
+        on_slice=slice_point(headers, center_xyz),
     )
     sr = search_report([*evidence, seg] if seg is not None else evidence, findings)
     return ReportFiles(encode(sr), encode(seg) if seg is not None else None)

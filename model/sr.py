@@ -6,21 +6,25 @@ patient's identifiers go in (neighbours are named by their catalogue id only). I
 
 - TID 1500 Imaging Measurement Report, observer: this software as a device (its model
   fingerprint as the device's model name);
-- one TID 1410 planar ROI group, "query nodule": the query point as an image region (SCOORD3D
-  POINT in the queried series' frame of reference), finding type Nodule, finding site Lung; with
-  a size estimate, its mean diameter (Lung-RADS, mm) and volume (mm3), and the type and Lung-RADS
-  category as qualitative evaluations; when the estimated mask goes along as a SEG
+- the query nodule as two TID 1410 planar ROI groups of one tracking identifier ("query
+  nodule"): the point on the axial image through it (SCOORD POINT referencing that slice's SOP
+  instance: what an image viewer such as OHIF jumps to and draws), then the same point in 3-D
+  (SCOORD3D POINT in the queried series' frame of reference); finding type Nodule, finding site
+  Lung; with a size estimate, its mean diameter (Lung-RADS, mm) and volume (mm3), and the type and
+  Lung-RADS category as qualitative evaluations; when the estimated mask goes along as a SEG
   (``model.seg``), the size sits instead in a TID 1411 volumetric group of the same tracking
   identifier that references the SEG's segment (and the SEG is in the evidence);
-- one TID 1501 group per neighbour: its catalogue id as the tracking identifier, the cosine
-  similarity and the mean of its readers' malignancy ratings (codes of this project's private
-  scheme ``99NODSRCH``: DICOM has none for them);
-  and, when the catalogue version records a close-match threshold, whether it is a weak match
-  (below the threshold), as the screen marks it;
-- the vote group: the best similarity and the threshold, whether the catalogue holds a close
-  match, and only when the vote is not withheld (``model.vote.MatchState``) the
-  similarity-weighted malignant share and its majority as a qualitative evaluation. A withheld
-  vote codes neither: the SR never says more than the screen does;
+- the vote group (TID 1501, the query nodule's tracking identifier): the best similarity and the
+  threshold, whether the catalogue holds a close match, and only when the vote is not withheld
+  (``model.vote.MatchState``) the similarity-weighted malignant share and its majority as a
+  qualitative evaluation. A withheld vote codes neither: the SR never says more than the screen
+  does;
+- one TID 1501 group per neighbour, also of the query nodule's tracking identifier (each is a
+  finding about the query: how alike it is to one catalogue nodule): the catalogue nodule named
+  in a text item ("similar case 1: catalogue nodule 7"), the cosine similarity and the mean of its
+  readers' malignancy ratings (codes of this project's private scheme ``99NODSRCH``: DICOM has
+  none for them); and, when the catalogue version records a close-match threshold, whether it is a
+  weak match (below the threshold), as the screen marks it;
 - as text: the search's state in words (close match, or no close match with the best similarity
   and the threshold, the vote withheld) and the decision-support disclaimer.
 
@@ -29,6 +33,10 @@ the query group as long axis, short axis and mean diameter with the method "meas
 user", and its Lung-RADS category as such. It replaces the estimate's diameter and category
 (the SR never holds two sizes or two categories); the estimate's volume and type stay, marked as
 estimates.
+
+Every measurement group carries the query nodule's tracking identifier, so every group has the
+query's coordinates: viewers that draw a report's groups (OHIF merges the groups of one tracking
+UID into one annotation) find a point for each, and none needs a group without one handled.
 
 Built with highdicom (the maintained library for DICOM SR, SEG and their templates).
 """
@@ -76,6 +84,8 @@ ESTIMATE_METHODS: dict[EstimatedBy, hd.sr.CodedConcept] = {
 LUNG_RADS_MEASURED = hd.sr.CodedConcept(
     "SIM015", SCHEME, "Lung-RADS v2022 size category (user's measurement)"
 )
+SIMILAR_CASE = hd.sr.CodedConcept("SIM018", SCHEME, "Similar case in the catalogue")
+VOTE_TITLE = hd.sr.CodedConcept("SIM019", SCHEME, "Similar-case vote of the catalogue version")
 NO_UNIT = hd.sr.CodedConcept("1", "UCUM", "no units")
 DISCLAIMER = (
     "Decision support from similar cases, not a diagnosis. Sizes and types are estimates from "
@@ -100,6 +110,36 @@ class SimilarCase:
 
 
 @dataclass(frozen=True)
+class SlicePoint:
+    """The query point on the image through it: an image-referenced SCOORD, a viewer's link."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    column_row: tuple[float, float]
+    """DICOM image coordinates of the point (column, row; the top left pixel's centre is at
+    (0.5, 0.5), PS3.3 C.18.6.1.1)."""
+    study_uid: str = ""
+    series_uid: str = ""
+
+
+def slice_point(headers: SliceHeaders, center_xyz: tuple[float, float, float]) -> SlicePoint | None:
+    """The slice nearest ``center_xyz`` and the point on it (None: no header of that slice)."""
+    index_z, index_y, index_x = headers.geometry.world_to_index_zyx(np.asarray(center_xyz))
+    k = round(float(index_z))
+    found = headers.slice_headers(k, k + 1)
+    if not found:
+        return None
+    header = found[0]
+    return SlicePoint(
+        sop_class_uid=str(header.SOPClassUID),
+        sop_instance_uid=str(header.SOPInstanceUID),
+        column_row=(float(index_x) + 0.5, float(index_y) + 0.5),
+        study_uid=str(header.get("StudyInstanceUID", "")),
+        series_uid=str(header.get("SeriesInstanceUID", "")),
+    )
+
+
+@dataclass(frozen=True)
 class SearchFindings:
     """What a search found, for the report."""
 
@@ -119,6 +159,8 @@ class SearchFindings:
     """The radiologist's own axes of the query nodule (the ruler), when given."""
     size_method: EstimatedBy = "region growing"
     """How the estimate's mask was found (its measurements' method code)."""
+    on_slice: SlicePoint | None = None
+    """The point on the slice through it (the SR's image-referenced SCOORD; None: 3-D only)."""
 
 
 def _size_items(
@@ -178,17 +220,38 @@ _QueryGroup = (
 )
 
 
-def _query_groups(findings: SearchFindings) -> list[_QueryGroup]:
-    """The query point (TID 1410); with a SEG, the estimate on its segment (TID 1411) instead.
-
-    The user's ruler measurement, when given, sits on the point: it is the radiologist's own.
-    """
-    region = hd.sr.ImageRegion3D(
-        graphic_type=hd.sr.GraphicTypeValues3D.POINT,
-        graphic_data=np.asarray([findings.center_xyz], dtype=np.float64),
-        frame_of_reference_uid=findings.frame_of_reference_uid,
+def _query_regions(findings: SearchFindings) -> list[hd.sr.ImageRegion | hd.sr.ImageRegion3D]:
+    """The query point on its slice (when known), then in 3-D."""
+    regions: list[hd.sr.ImageRegion | hd.sr.ImageRegion3D] = []
+    if findings.on_slice is not None:
+        regions.append(
+            hd.sr.ImageRegion(
+                graphic_type=hd.sr.GraphicTypeValues.POINT,
+                graphic_data=np.asarray([findings.on_slice.column_row], dtype=np.float64),
+                source_image=hd.sr.SourceImageForRegion(
+                    referenced_sop_class_uid=findings.on_slice.sop_class_uid,
+                    referenced_sop_instance_uid=findings.on_slice.sop_instance_uid,
+                ),
+            )
+        )
+    regions.append(
+        hd.sr.ImageRegion3D(
+            graphic_type=hd.sr.GraphicTypeValues3D.POINT,
+            graphic_data=np.asarray([findings.center_xyz], dtype=np.float64),
+            frame_of_reference_uid=findings.frame_of_reference_uid,
+        )
     )
-    tracking = hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="query nodule")
+    return regions
+
+
+def _query_groups(
+    findings: SearchFindings, tracking: hd.sr.TrackingIdentifier
+) -> list[_QueryGroup]:
+    """The query point (TID 1410, on its slice and in 3-D); with a SEG, its segment (TID 1411).
+
+    The size goes on the first point group, or with a SEG on the segment's group; the user's
+    ruler measurement, when given, always sits on the point: it is the radiologist's own.
+    """
     estimated, estimate_evaluations = _size_items(
         findings.size, measured=findings.measured is not None, how=findings.size_method
     )
@@ -199,16 +262,18 @@ def _query_groups(findings: SearchFindings) -> list[_QueryGroup]:
         ruler, ruler_evaluations = _ruler_items(findings.measured)
         point_items = ruler + point_items
         point_evaluations = point_evaluations + ruler_evaluations
-    groups: list[_QueryGroup] = [
-        hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=tracking,
-            referenced_region=region,
-            finding_type=codes.SCT.Nodule,
-            finding_sites=[hd.sr.FindingSite(codes.SCT.Lung)],
-            measurements=point_items or None,
-            qualitative_evaluations=point_evaluations or None,
+    groups: list[_QueryGroup] = []
+    for rank, region in enumerate(_query_regions(findings)):
+        groups.append(
+            hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=tracking,
+                referenced_region=region,
+                finding_type=codes.SCT.Nodule,
+                finding_sites=[hd.sr.FindingSite(codes.SCT.Lung)],
+                measurements=(point_items or None) if rank == 0 else None,
+                qualitative_evaluations=(point_evaluations or None) if rank == 0 else None,
+            )
         )
-    ]
     if findings.segment is not None:
         groups.append(
             hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
@@ -227,7 +292,18 @@ def _yes_no(flag: bool) -> hd.sr.CodedConcept:
     return hd.sr.CodedConcept.from_code(codes.SCT.Yes if flag else codes.SCT.No)
 
 
-def _neighbor_group(case: SimilarCase, rank: int) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+def _titled(
+    group: hd.sr.MeasurementsAndQualitativeEvaluations, name: hd.sr.CodedConcept, title: str
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """``group`` with ``title`` as a text item after its tracking identifiers."""
+    group[0].ContentSequence.append(_text(name, title))
+    return group
+
+
+def _neighbor_group(
+    case: SimilarCase, rank: int, tracking: hd.sr.TrackingIdentifier
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """How alike the query nodule (``tracking``) is to one catalogue nodule."""
     measurements = [hd.sr.Measurement(SIMILARITY, case.similarity, NO_UNIT)]
     if case.mean_rating is not None:
         measurements.append(hd.sr.Measurement(MEAN_RATING, case.mean_rating, NO_UNIT))
@@ -235,14 +311,14 @@ def _neighbor_group(case: SimilarCase, rank: int) -> hd.sr.MeasurementsAndQualit
     if case.weak_match is not None:
         evaluations = [hd.sr.QualitativeEvaluation(WEAK_MATCH, _yes_no(case.weak_match))]
     weak = " (weak match)" if case.weak_match else ""
-    return hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(
-            uid=generate_uid(),
-            identifier=f"similar case {rank}: catalogue nodule {case.nodule_id}{weak}",
-        ),
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=tracking,
         finding_type=codes.SCT.Nodule,
         measurements=measurements,
         qualitative_evaluations=evaluations,
+    )
+    return _titled(
+        group, SIMILAR_CASE, f"similar case {rank}: catalogue nodule {case.nodule_id}{weak}"
     )
 
 
@@ -261,8 +337,10 @@ def _match_items(
     return measurements, evaluations
 
 
-def _vote_group(findings: SearchFindings) -> hd.sr.MeasurementsAndQualitativeEvaluations:
-    """The match state, and the vote unless it is withheld (then no vote concept at all)."""
+def _vote_group(
+    findings: SearchFindings, tracking: hd.sr.TrackingIdentifier
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """The query nodule's match state, and its vote unless withheld (then no vote concept)."""
     measurements, evaluations = _match_items(findings.match)
     withheld = findings.match.withheld
     if not withheld and findings.malignant_probability is not None:
@@ -273,13 +351,12 @@ def _vote_group(findings: SearchFindings) -> hd.sr.MeasurementsAndQualitativeEva
         verdict = codes.SCT.Malignant if findings.vote_binary == 1 else codes.SCT.Benign
         evaluations.append(hd.sr.QualitativeEvaluation(VOTE, verdict))
     title = "similar-case vote withheld" if withheld else "similar-case vote"
-    return hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(
-            uid=generate_uid(), identifier=f"{title} ({findings.index_version})"
-        ),
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=tracking,
         measurements=measurements or None,
         qualitative_evaluations=evaluations or None,
     )
+    return _titled(group, VOTE_TITLE, f"{title} ({findings.index_version})")
 
 
 def state_text(match: MatchState) -> str:
@@ -338,10 +415,12 @@ def search_report(
             model_name=findings.model_fingerprint[:12],
         ),
     )
+    tracking = hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="query nodule")
     groups: list[_QueryGroup | hd.sr.MeasurementsAndQualitativeEvaluations] = []
-    groups += _query_groups(findings)
-    groups += [_neighbor_group(c, i + 1) for i, c in enumerate(findings.neighbors)]
-    groups.append(_vote_group(findings))
+    groups += _query_groups(findings, tracking)
+    # The vote before the neighbours it sums up: a viewer's label box lists the first numbers.
+    groups.append(_vote_group(findings, tracking))
+    groups += [_neighbor_group(c, i + 1, tracking) for i, c in enumerate(findings.neighbors)]
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=device),
         procedure_reported=codes.LN.CTUnspecifiedBodyRegion,

@@ -15,8 +15,8 @@ from app.preview import (
     preview_png,
     zoom_png,
 )
-from app.routers.deps import MAX_SQLITE_INT, DisplayWindowDep, RetrieverDep
-from app.schemas import MapOut, Problem, ScanList, ScanOut
+from app.routers.deps import MAX_SQLITE_INT, DisplayWindowDep, RetrieverDep, SettingsDep
+from app.schemas import MapOut, Problem, ScanList, ScanOut, ViewerLink
 
 router = APIRouter(prefix="/v1", tags=["scans"])
 
@@ -41,6 +41,29 @@ def list_scans(
 def get_scan(series_uid: str, retriever: RetrieverDep) -> ScanOut:
     """A stored series: its world extent (mm, LPS), voxel size and the catalogue nodules in it."""
     return retriever.scan(series_uid)
+
+
+@router.get(
+    "/scans/{series_uid}/ohif",
+    response_model=ViewerLink,
+    responses={404: {"model": Problem}, 422: {"model": Problem}, 503: {"model": Problem}},
+)
+def ohif_link(
+    series_uid: str,
+    retriever: RetrieverDep,
+    settings: SettingsDep,
+    center_xyz: Annotated[str, Query(description="x,y,z world mm (LPS)", max_length=100)],
+) -> ViewerLink:
+    """Where the deployment's OHIF Viewer (``NODULE_OHIF_URL``) opens a PACS series at a point.
+
+    The link opens the series' study in OHIF's Basic Viewer at the axial image through the
+    point (``initialSOPInstanceUID``). 404 when no OHIF Viewer is configured, 422 for a series
+    not read from the PACS or a point outside its slices.
+    """
+    center = parse_triple(center_xyz, "center_xyz")
+    if center is None:
+        raise InputError("center_xyz is required (x,y,z in mm)")
+    return retriever.viewer_link(series_uid, (center[0], center[1], center[2]), settings.ohif_url)
 
 
 @router.get("/scans/{series_uid}/axial.png", response_class=Response, responses=PNG)

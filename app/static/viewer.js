@@ -42,6 +42,8 @@ const state = {
   scans: new Map(),
   // Ruler: up to four clicks on one axial slice, world [x, y] mm; the first two the long axis.
   ruler: { active: false, points: [], z: null },
+  // The OHIF link of a PACS scan's point: the latest wish, fetched once the point rests.
+  ohif: { timer: null, seq: 0 },
 };
 
 const $ = (id) => document.getElementById(id);
@@ -390,7 +392,34 @@ function setPoint(xyz) {
   $("z-slider").value = xyz[2];
   checkTypedPoint();
   requestSlice(Number($("z").value));
+  pointMoved();
+}
+
+/** The point changed: its crosshair, and for a PACS series its OHIF link. */
+function pointMoved() {
   placeCrosshair();
+  clearTimeout(state.ohif.timer);
+  state.ohif.timer = setTimeout(updateOhifLink, 300);
+}
+
+/**
+ * "Open in OHIF at this slice" for a scan read from the PACS, when the service names an OHIF
+ * Viewer over that PACS (GET /v1/scans/{uid}/ohif); hidden otherwise.
+ */
+async function updateOhifLink() {
+  const link = $("ohif-link");
+  const seq = ++state.ohif.seq;
+  const point = checkTypedPoint();
+  if (!state.scan || !state.scan.from_pacs || point.some((v) => v === null)) { link.hidden = true; return; }
+  const uid = encodeURIComponent(state.scan.series_uid);
+  try {
+    const answer = await (await api(`/v1/scans/${uid}/ohif?center_xyz=${point.join(",")}`)).json();
+    if (seq !== state.ohif.seq) return;
+    link.href = answer.url;
+    link.hidden = false;
+  } catch {
+    if (seq === state.ohif.seq) link.hidden = true; // no OHIF configured, or the point is off the slices
+  }
 }
 
 function clickOnSlice(event) {
@@ -403,7 +432,7 @@ function clickOnSlice(event) {
   // The point's z is the slice on screen, so image and query always agree.
   $("z").value = state.slice.z.toFixed(2);
   checkTypedPoint();
-  placeCrosshair();
+  pointMoved();
 }
 
 /**
@@ -602,7 +631,7 @@ function applyTypedPoint() {
     const pending = state.slice.wanted ? state.slice.wanted.z : state.slice.z;
     if (pending === null || Math.abs(pending - z) > 1e-6) requestSlice(z);
   }
-  placeCrosshair();
+  pointMoved();
 }
 
 // ---- searches ---------------------------------------------------------------------------------
@@ -1457,6 +1486,38 @@ async function openMapNodule(id) {
 }
 
 // ---- start ----------------------------------------------------------------------------------
+/**
+ * A link from a PACS viewer (the OHIF panel's "Compare"): ``?series_uid=…&center_xyz=x,y,z``
+ * (with ``study_uid`` for a PACS study, ``k``) searches that point as the point form would, and
+ * ``compare=<id>`` then opens the comparison with that neighbour.
+ */
+async function openLink() {
+  const params = new URLSearchParams(window.location.search);
+  const uid = params.get("series_uid");
+  const center = (params.get("center_xyz") || "").split(",").map(Number);
+  if (!uid || center.length !== 3 || center.some((v) => !Number.isFinite(v))) return;
+  const body = {
+    series_uid: uid,
+    center_xyz: center,
+    k: Number(params.get("k")) || 5,
+    filters: { labelled_only: false },
+    estimate_size: true,
+  };
+  if (params.get("study_uid")) body.study_uid = params.get("study_uid");
+  $("k").value = String(body.k);
+  await runSearch("Searching similar nodules…", async (signal) => {
+    const response = await api("/v1/search/coordinate", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), signal,
+    });
+    const preview = { url: `/v1/scans/${encodeURIComponent(uid)}/preview.png?center_xyz=${center.join(",")}`, windowed: true };
+    return { result: await response.json(), preview, sized: true, request: body };
+  });
+  const wanted = Number(params.get("compare"));
+  const neighbour = state.result && state.result.neighbors.find((n) => n.id === wanted);
+  if (neighbour) await openCompare(neighbour);
+  else if (params.get("compare") && state.result) showSliceNotice(`nodule #${params.get("compare")} is not among this search's neighbours`);
+}
+
 async function start() {
   document.querySelectorAll(".tabs button").forEach((b) => b.addEventListener("click", () => selectTab(b.dataset.tab)));
   $("scan-select").addEventListener("change", (e) => openScan(e.target.value).catch((err) => showSliceNotice(err.message)));
@@ -1507,6 +1568,7 @@ async function start() {
       : " · no match threshold";
     $("index-info").textContent = `catalogue ${info.version} · ${info.n_nodules} nodules in ${info.n_scans} scans · ${info.n_labelled} labelled${threshold}`;
     await Promise.all([loadScans(), loadMap()]);
+    await openLink();
     document.body.dataset.ready = "true";
   } catch (e) {
     showResultError(e.message);

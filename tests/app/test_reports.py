@@ -48,7 +48,7 @@ def test_the_sr_of_a_search_is_the_queried_studys(client: TestClient, synth_set:
     assert DISCLAIMER in texts
     searched = client.post("/v1/search/coordinate", json=body).json()
     groups = sr.ContentSequence[-2].ContentSequence  # imaging measurements
-    assert len(groups) == 1 + len(searched["neighbors"]) + 1
+    assert len(groups) == 2 + len(searched["neighbors"]) + 1  # the point on its slice and in 3-D
 
 
 def test_an_sr_needs_a_dicom_series(client: TestClient, app_index: Path, synth_set: Path) -> None:
@@ -87,6 +87,7 @@ def test_with_seg_the_estimated_mask_rides_along(client: TestClient, synth_set: 
         i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
         for i in content_items(sr.ContentSequence)
         if i.ValueType == "IMAGE"
+        and i.ReferencedSOPSequence[0].ReferencedSOPClassUID == SEGMENTATION_STORAGE
     ]
     assert segments == [seg.SOPInstanceUID]
 

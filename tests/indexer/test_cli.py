@@ -168,7 +168,7 @@ def test_report_writes_the_sr_of_a_search(app_index: Path, synth_set: Path, tmp_
     assert sr.Modality == "SR"
     assert sr.StudyInstanceUID == header.StudyInstanceUID
     groups = sr.ContentSequence[-2].ContentSequence
-    assert len(groups) == 1 + 3 + 1  # the query, three neighbours, the vote
+    assert len(groups) == 2 + 3 + 1  # the query (on its slice, in 3-D), three neighbours, the vote
     not_dicom = ["report", "--index", str(app_index), "--series", str(tmp_path)]
     assert main([*not_dicom, "--center", f"{x},{y},{z}", "--out", str(tmp_path / "x.dcm")]) == 2
 
@@ -185,8 +185,8 @@ def test_report_writes_the_seg_beside_the_sr(
     assert seg.Modality == "SEG"
     assert seg.StudyInstanceUID == sr.StudyInstanceUID
     # The SR's volumetric group carries the size on the SEG's segment (TID 1411).
-    query_groups = sr.ContentSequence[-2].ContentSequence[:2]
-    assert seg.SOPInstanceUID in str(query_groups[1])
+    query_groups = sr.ContentSequence[-2].ContentSequence[:3]
+    assert seg.SOPInstanceUID in str(query_groups[2])
 
 
 def test_report_leaves_out_what_the_service_leaves_out(
@@ -207,18 +207,18 @@ def test_report_leaves_out_what_the_service_leaves_out(
             args += ["--center", ",".join(str(v) for v in center), "--k", "3"]
             args += ["--device", "cpu", "--out", str(out)]
             assert main([*args, "--include-own-patient"] if own else args) == 0
-            tracking = [
+            titles = [  # the neighbour groups' and the vote group's (model.sr)
                 str(i.TextValue)
                 for i in content_items(pydicom.dcmread(out).ContentSequence)
-                if i.ConceptNameCodeSequence[0].CodeValue == "112039"
+                if i.ConceptNameCodeSequence[0].CodeValue in ("SIM018", "SIM019")
             ]
             expected = [
                 f"similar case {rank}: catalogue nodule {n['id']}"
                 + (" (weak match)" if n["weak_match"] else "")
                 for rank, n in enumerate(screen["neighbors"], start=1)
             ]
-            assert [t for t in tracking if t.startswith("similar case")] == expected
-            withheld = any(t.startswith("similar-case vote withheld") for t in tracking)
+            assert [t for t in titles if t.startswith("similar case")] == expected
+            withheld = any(t.startswith("similar-case vote withheld") for t in titles)
             assert withheld is screen["vote"]["withheld"]
 
 

@@ -9,12 +9,22 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
+from model.dicom_io import DicomSeriesSource
 from model.measure import NoduleMeasurement, ruler_measurement
-from model.sr import DISCLAIMER, SearchFindings, SimilarCase, search_report, state_text
+from model.sr import (
+    DISCLAIMER,
+    SearchFindings,
+    SimilarCase,
+    SlicePoint,
+    search_report,
+    slice_point,
+    state_text,
+)
 from model.vote import match_state
 
 COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
@@ -31,6 +41,12 @@ def _items(items: Iterator[Dataset] | list[Dataset]) -> Iterator[Dataset]:
 def _code(item: Dataset) -> tuple[str, str]:
     name = item.ConceptNameCodeSequence[0]
     return str(name.CodingSchemeDesignator), str(name.CodeValue)
+
+
+def _titles(items: list[Dataset]) -> list[str]:
+    """The neighbour groups' and the vote group's titles (similar case N: ..., the vote)."""
+    titled = {("99NODSRCH", "SIM018"), ("99NODSRCH", "SIM019")}
+    return [str(i.TextValue) for i in items if i.ValueType == "TEXT" and _code(i) in titled]
 
 
 @pytest.fixture
@@ -87,11 +103,54 @@ def test_the_content_tree_carries_tid_1500s_codes(evidence: list[Dataset]) -> No
     assert region.ReferencedFrameOfReferenceUID == evidence[0].FrameOfReferenceUID
     diameter = next(i for i in items if _code(i) == ("SCT", "81827009"))
     assert float(diameter.MeasuredValueSequence[0].NumericValue) == 9.2
-    tracking = [str(i.TextValue) for i in items if _code(i) == ("DCM", "112039")]
-    assert "similar case 1: catalogue nodule 7" in tracking
+    titles = _titles(items)
+    assert "similar case 1: catalogue nodule 7" in titles
     assert any(getattr(i, "TextValue", "") == DISCLAIMER for i in items)
     vote = next(i for i in items if _code(i) == ("99NODSRCH", "SIM004"))
     assert vote.ConceptCodeSequence[0].CodeValue == "21594007"  # SCT malignant
+
+
+def test_every_group_is_the_query_nodules_and_it_is_on_its_slice(evidence: list[Dataset]) -> None:
+    """OHIF merges groups by tracking UID and draws each merged finding at its first SCOORD: one
+    tracking UID for all, the image point first, on the slice the point lies in (issue 30)."""
+    slice_header = evidence[2]
+    on_slice = SlicePoint(
+        str(slice_header.SOPClassUID), str(slice_header.SOPInstanceUID), (101.5, 77.5)
+    )
+    findings = dataclasses.replace(_findings(evidence), on_slice=on_slice)
+    items = list(_items(search_report(evidence, findings).ContentSequence))
+    groups = [i for i in items if _code(i) == ("DCM", "125007")]
+    assert len(groups) == 2 + len(findings.neighbors) + 1  # the point twice, neighbours, vote
+    uids = {
+        str(item.UID)
+        for group in groups
+        for item in group.ContentSequence
+        if _code(item) == ("DCM", "112040")  # tracking unique identifier
+    }
+    assert len(uids) == 1
+    regions = [i for i in items if _code(i) == ("DCM", "111030")]
+    assert [r.ValueType for r in regions] == ["SCOORD", "SCOORD3D"]
+    point = regions[0]
+    assert point.GraphicType == "POINT"
+    assert [float(v) for v in point.GraphicData] == [101.5, 77.5]
+    cited = point.ContentSequence[0].ReferencedSOPSequence[0]
+    assert cited.ReferencedSOPInstanceUID == slice_header.SOPInstanceUID
+    assert cited.ReferencedSOPClassUID == slice_header.SOPClassUID
+
+
+def test_the_slice_point_is_the_nearest_slice_and_its_pixel(synth_set: Path) -> None:
+    folder = next((synth_set / "dicom").iterdir())
+    source = DicomSeriesSource(folder)
+    geometry = source.geometry
+    index_zyx = np.array([7.3, 40.2, 61.9])  # continuous; slice 7 is the nearest
+    center = tuple(float(v) for v in geometry.index_zyx_to_world(index_zyx))
+    found = slice_point(source, (center[0], center[1], center[2]))
+    assert found is not None
+    header = source.slice_headers(7, 8)[0]
+    assert found.sop_instance_uid == header.SOPInstanceUID
+    assert found.column_row == pytest.approx((61.9 + 0.5, 40.2 + 0.5))
+    outside = tuple(float(v) for v in geometry.index_zyx_to_world(np.array([-5.0, 1.0, 1.0])))
+    assert slice_point(source, (outside[0], outside[1], outside[2])) is None
 
 
 def test_an_sr_needs_dicom_evidence() -> None:
@@ -134,9 +193,9 @@ def test_a_withheld_vote_is_not_in_the_sr(evidence: list[Dataset]) -> None:
     assert numbers[("99NODSRCH", "SIM011")] == pytest.approx(0.95)  # the threshold
     close = next(i for i in items if _code(i) == ("99NODSRCH", "SIM012"))
     assert close.ConceptCodeSequence[0].CodeValue == "373067005"  # SCT No
-    tracking = [str(i.TextValue) for i in items if _code(i) == ("DCM", "112039")]
-    assert "similar case 1: catalogue nodule 7 (weak match)" in tracking
-    assert any(t.startswith("similar-case vote withheld") for t in tracking)
+    titles = _titles(items)
+    assert "similar case 1: catalogue nodule 7 (weak match)" in titles
+    assert any(t.startswith("similar-case vote withheld") for t in titles)
 
 
 def test_a_close_match_sr_carries_the_vote_and_the_thresholds(evidence: list[Dataset]) -> None:
@@ -183,9 +242,13 @@ def test_dciodvfy_finds_no_error(evidence: list[Dataset], tmp_path: Path) -> Non
     if shutil.which("dciodvfy") is None:
         pytest.skip("dciodvfy (Debian dicom3tools) is not installed; make system-deps installs it")
     path = tmp_path / "sr.dcm"
+    on_slice = SlicePoint(
+        str(evidence[3].SOPClassUID), str(evidence[3].SOPInstanceUID), (9.5, 20.5)
+    )
     findings = dataclasses.replace(
         _with_state(evidence, best=0.931, threshold=0.95),
         measured=ruler_measurement(7.0, 12.4, None),
+        on_slice=on_slice,
     )
     search_report(evidence, findings).save_as(path, enforce_file_format=True)
     checked = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
