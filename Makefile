@@ -34,7 +34,8 @@ REAL_TRAIN  ?= --init $(MODEL) --outside edge --lr 5e-4 --epochs 5 --intensity-j
 # scanner and kernel than the LIDC scans trained on) with its VOI-less negatives.
 REAL_VAL    ?= subset7
 
-.PHONY: compose-test test-fast venv demo serve test lint system-deps clean real-model real-eval
+.PHONY: compose-test test-fast venv demo serve test lint system-deps clean real-model real-eval \
+	ohif serve-ohif ohif-demo
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -99,6 +100,27 @@ real-eval: real-model
 		--labels $(REAL_VOIS)/labels.csv
 	$(BIN)/nodule-index evaluate --index $(REAL_INDEX) --out $(REAL_REPORT) --exclude-same-patient
 
+# OHIF (issue 30, docs/ohif.md): the pinned @ohif/app bundle from the npm registry, checked
+# against its pinned SHA-512 and unpacked into build/ohif/<version> (never in git).
+OHIF_DIR   ?= build/ohif
+OHIF_PORT  ?= 3000
+
+ohif: venv
+	$(BIN)/nodule-ohif fetch --out $(OHIF_DIR)
+
+# OHIF with the panel over NODULE_DICOMWEB_URL's PACS, forwarding the panel's calls to the
+# service of `make serve` (the same HOST and PORT); Ctrl-C stops it.
+serve-ohif: ohif
+	NODULE_OHIF_API_URL=http://$(HOST):$(PORT) $(BIN)/nodule-ohif serve --host $(HOST) \
+		--port $(OHIF_PORT)
+
+# The whole round on this machine: Debian's Orthanc holding the real LIDC series of
+# ../shared/data, the service on the demo catalogue (`make demo` first) reading from it, and
+# OHIF with the panel at http://127.0.0.1:$(OHIF_PORT)/; Ctrl-C stops all three.
+ohif-demo: ohif system-deps
+	$(BIN)/python -m scripts.ohif_demo --shared $(SHARED) --index $(INDEX) --api-port $(PORT) \
+		--ohif-port $(OHIF_PORT) --ohif-dist $(OHIF_DIR)
+
 # The service on the demo catalogue: the viewer at /, the API at /docs; Ctrl-C stops it.
 serve: venv
 	@echo "[demo] nodule-search serves $(INDEX) at http://$(HOST):$(PORT)/ (viewer) and" \
@@ -128,7 +150,8 @@ system-deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-test: lint system-deps
+# `ohif`: the OHIF round's browser tests need the bundle (fetched once, then reused).
+test: lint system-deps ohif
 	$(BIN)/python -m pytest
 
 # The inner loop: lint and every test not marked slow (no browser, Ray cluster, killed builds,
@@ -144,4 +167,4 @@ compose-test:
 	.ci/compose-test
 
 clean:
-	rm -rf $(VENV) data models index reports .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) data models index reports build .mypy_cache .ruff_cache .pytest_cache

@@ -24,6 +24,10 @@ SEGMENT_LABEL = "query nodule (estimate)"
 ALGORITHM = "nodule-search region growing"
 
 
+#: The segment's recommended display colour: an orange that stands out on lung and soft tissue.
+DISPLAY_COLOR = hd.color.CIELabColor.from_string("orange")
+
+
 def _description(version: str, how: EstimatedBy) -> hd.seg.SegmentDescription:
     return hd.seg.SegmentDescription(
         segment_number=SEGMENT_NUMBER,
@@ -34,6 +38,8 @@ def _description(version: str, how: EstimatedBy) -> hd.seg.SegmentDescription:
         algorithm_identification=hd.AlgorithmIdentificationSequence(
             name=f"nodule-search {how}", version=version, family=codes.DCM.AnalyticalAlgorithm
         ),
+        # Viewers draw the segment in it (OHIF warns and picks its own colour without one).
+        display_color=DISPLAY_COLOR,
     )
 
 

@@ -60,7 +60,11 @@ def test_compose_file_is_valid_against_the_compose_specification() -> None:
 def test_compose_services() -> None:
     services = _compose()["services"]
     assert isinstance(services, dict)
-    assert {"indexer", "api", "api-gpu"} <= set(services)
+    assert {"indexer", "api", "api-gpu", "ohif"} <= set(services)
+    ohif = services["ohif"]
+    assert ohif["profiles"] == ["ohif"]  # `docker compose up` alone does not need the bundle
+    assert ohif["environment"]["NODULE_OHIF_API_URL"] == "http://api:8000"
+    assert "api" in _interpolate(services["api"]["environment"]["NODULE_ALLOWED_HOSTS"])
     assert services["api"]["depends_on"]["indexer"]["condition"] == "service_completed_successfully"
     gpu = services["api-gpu"]
     assert gpu["build"]["target"] == "gpu"
@@ -94,7 +98,7 @@ def test_every_command_exists_and_starts() -> None:
         executable = shutil.which(program, path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
         assert executable, f"{program} is not installed"
         args = [a for a in command[1:] if not a.startswith("/srv")]
-        subcommand = [args[0]] if program == "nodule-index" else []
+        subcommand = [args[0]] if program in ("nodule-index", "nodule-ohif") else []
         result = subprocess.run(
             [executable, *subcommand, "--help"], capture_output=True, text=True, check=False
         )

@@ -98,6 +98,8 @@ def _kept(name: str) -> str | None:
     parts = PurePosixPath(name).parts
     if len(parts) < 3 or parts[:2] != ("package", "dist") or parts[2] in LEFT_OUT:
         return None
+    if any(part in ("..", ".") for part in parts):  # a member may not climb out of dist/
+        return None
     return str(PurePosixPath(*parts[2:]))
 
 

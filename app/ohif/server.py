@@ -49,10 +49,12 @@ PANEL_DIR = Path(__file__).parent / "static"
 NO_STORE = {"Cache-Control": "no-store"}
 READ_METHODS = ["GET", "HEAD"]
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
-#: Where the page may fetch from and run code: this origin only (OHIF's inline bootstrap and
-#: its WebAssembly codecs need 'unsafe-inline' and 'wasm-unsafe-eval'; workers come as blobs).
+#: Where the page may fetch from and run code: this origin only. OHIF needs the rest: its inline
+#: bootstrap ('unsafe-inline'), its WebAssembly codecs ('wasm-unsafe-eval'), the ndarray code
+#: that loads a SEG ('unsafe-eval': it compiles with new Function), workers made from blobs.
 CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' 'wasm-unsafe-eval' blob:; "
+    "default-src 'self'; "
+    "script-src 'self' 'unsafe-inline' 'unsafe-eval' 'wasm-unsafe-eval' blob:; "
     "worker-src 'self' blob:; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
     "font-src 'self' data:; connect-src 'self' data: blob:; object-src 'none'; "
     "base-uri 'self'; frame-ancestors 'self'"
@@ -71,7 +73,9 @@ def _pacs_headers(settings: OhifSettings) -> dict[str, str]:
     return {}
 
 
-def _client(settings: OhifSettings) -> httpx2.AsyncClient:
+def _client(
+    settings: OhifSettings, transport: httpx2.AsyncBaseTransport | None
+) -> httpx2.AsyncClient:
     limits = httpx2.Limits(
         max_connections=settings.ohif_connections,
         max_keepalive_connections=settings.ohif_connections,
@@ -79,11 +83,11 @@ def _client(settings: OhifSettings) -> httpx2.AsyncClient:
     timeout = httpx2.Timeout(settings.ohif_timeout_s, pool=settings.ohif_timeout_s)
     # No redirects followed (a redirect off the PACS must not be fetched with its credentials),
     # no environment proxies (the PACS is reached directly).
-    return httpx2.AsyncClient(limits=limits, timeout=timeout, trust_env=False)
+    return httpx2.AsyncClient(limits=limits, timeout=timeout, trust_env=False, transport=transport)
 
 
 def _lifespan(
-    settings: OhifSettings,
+    settings: OhifSettings, transport: httpx2.AsyncBaseTransport | None
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[dict[str, Any]]]:
     """The two upstreams' connection pools, opened at startup and closed at the end."""
 
@@ -92,7 +96,10 @@ def _lifespan(
         pacs_url = settings.dicomweb_url
         if pacs_url is None:
             raise RuntimeError("nodule-ohif needs a PACS: set NODULE_DICOMWEB_URL")
-        async with _client(settings) as pacs_client, _client(settings) as api_client:
+        async with (
+            _client(settings, transport) as pacs_client,
+            _client(settings, transport) as api_client,
+        ):
             pacs = Upstream(
                 "the PACS", pacs_url.rstrip("/"), pacs_client, headers=_pacs_headers(settings)
             )
@@ -163,8 +170,14 @@ def _add_routes(app: FastAPI, dist: Path, max_body: int) -> None:
         return FileResponse(dist / "index.html", headers=NO_STORE)
 
 
-def create_ohif_app(settings: OhifSettings) -> FastAPI:
-    """The OHIF server; the bundle must be unpacked (``nodule-ohif fetch``)."""
+def create_ohif_app(
+    settings: OhifSettings, transport: httpx2.AsyncBaseTransport | None = None
+) -> FastAPI:
+    """The OHIF server; the bundle must be unpacked (``nodule-ohif fetch``).
+
+    ``transport``: how both upstreams are reached (default: the network; tests pass an ASGI
+    transport to stand-in servers).
+    """
     dist = settings.ohif_dist.resolve()
     if not (dist / "index.html").is_file():
         raise FileNotFoundError(
@@ -175,7 +188,7 @@ def create_ohif_app(settings: OhifSettings) -> FastAPI:
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
-        lifespan=_lifespan(settings),
+        lifespan=_lifespan(settings, transport),
     )
     app.add_exception_handler(StarletteHTTPException, http_exception)
     _add_routes(app, dist, settings.ohif_max_body_mb << 20)

@@ -240,7 +240,14 @@ async function openScan(uid, point) {
   state.scan = scan;
   state.slice.z = null;
   clearRuler();
-  $("scan-select").value = uid;
+  const select = $("scan-select");
+  if (![...select.options].some((o) => o.value === uid)) {
+    // A series from a link (a PACS study), not one of the catalogue's scans.
+    const option = el("option", { "data-dicom": String(Boolean(scan.dicom)) }, `series …${uid.slice(-12)} (linked)`);
+    option.value = uid;
+    select.appendChild(option);
+  }
+  select.value = uid;
   showScanFormat();
   const slider = $("z-slider");
   slider.min = scan.extent_min_xyz[2];
@@ -1505,6 +1512,8 @@ async function openLink() {
   };
   if (params.get("study_uid")) body.study_uid = params.get("study_uid");
   $("k").value = String(body.k);
+  // The point form shows the series at the point too (a PACS series: with its OHIF link).
+  showScanAt(uid, center).catch((e) => showSliceNotice(e.message));
   await runSearch("Searching similar nodules…", async (signal) => {
     const response = await api("/v1/search/coordinate", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), signal,

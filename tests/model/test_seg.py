@@ -50,6 +50,8 @@ def _assert_round_trip(source: DicomSeriesSource, center: tuple[float, float, fl
     np.testing.assert_array_equal(back[:, y0 : y0 + height, x0 : x0 + width], region.mask_zyx)
     assert int(back.sum()) == int(region.mask_zyx.sum())  # nothing outside the box
     assert seg.StudyInstanceUID == source.slice_headers(0, 1)[0].StudyInstanceUID
+    # A colour of its own: viewers (OHIF) otherwise warn and pick one.
+    assert len(seg.SegmentSequence[0].RecommendedDisplayCIELabValue) == 3
     return buffer.getvalue()
 
 

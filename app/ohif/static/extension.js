@@ -72,6 +72,8 @@ export const inspect = {
   /** @param {number[]} worldXyz */
   worldToClient: (worldXyz) => (context ? worldToClient(context.services, worldXyz) : null),
   shownInstance: () => (context ? shownInstance(context.services) : null),
+  /** Segmentations OHIF has loaded (a SEG opened adds one). */
+  segmentationCount: () => (context ? context.services.segmentationService.getSegmentations().length : 0),
 };
 
 export default {

@@ -101,6 +101,7 @@ export class SimilarNodulesPanel {
     if (!query) return;
     const [x, y, z] = query.center_xyz;
     this.pointLine.textContent = `Point x ${fmt(x)}, y ${fmt(y)}, z ${fmt(z)} mm (LPS) in series …${query.series_uid.slice(-8)}`;
+    this.pointLine.dataset.centerXyz = query.center_xyz.join(",");
     this.pointLine.hidden = false;
     this.status.textContent = "Searching similar nodules…";
     this.saveButton.disabled = true;

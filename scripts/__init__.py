@@ -1,0 +1,1 @@
+"""Tools run from the repository (`make ohif-demo`), not part of the installed package."""
