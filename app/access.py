@@ -27,8 +27,8 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from app.asgi import ASGIApp, Message, Receive, Scope, Send
 from app.problems import problem_response
-from app.uploads import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
 

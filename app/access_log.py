@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import time
 
+from app.asgi import ASGIApp, Message, Receive, Scope, Send
 from app.metrics import method_label
-from app.uploads import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("app.access")
 

@@ -15,11 +15,29 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.schemas import FieldProblem, Problem
-
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class FieldProblem(BaseModel):
+    """One invalid field of a request."""
+
+    field: str = Field(description="where: body field path, query or form parameter name")
+    message: str = Field(description="what was wrong with it")
+
+
+class Problem(BaseModel):
+    """Every error body: RFC 9457 problem details (``application/problem+json``)."""
+
+    type: str = Field(default="about:blank", description="no further types are defined")
+    title: str = Field(description="the HTTP status phrase")
+    status: int = Field(ge=400, le=599, description="the HTTP status code")
+    detail: str = Field(description="what was wrong, in words")
+    errors: list[FieldProblem] | None = Field(
+        default=None, description="request validation (422): each invalid field"
+    )
 
 
 def _title(status: int) -> str:

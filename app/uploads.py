@@ -12,15 +12,16 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
 from fastapi import File, Form, UploadFile
 
+from app.asgi import ASGIApp, Message, Receive, Scope, Send
 from app.errors import SPACING_RANGE_MM, parse_triple
-from app.schemas import COORDINATE_LIMIT_MM, Problem
+from app.problems import Problem
+from app.schemas import COORDINATE_LIMIT_MM
 from app.slots import Slots
 from model.preprocessing import PatchSpec
 from model.upload_worker import EXIT_UNUSABLE, MEMORY_ENV
@@ -35,12 +36,6 @@ from model.uploads import (
 )
 
 logger = logging.getLogger(__name__)
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def _size(n_bytes: int) -> str:

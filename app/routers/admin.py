@@ -10,8 +10,8 @@ from fastapi import APIRouter, Header, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from app.access import FailedAttempts, client_of
+from app.problems import Problem
 from app.routers.deps import ServingDep, SettingsDep
-from app.schemas import Problem
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/admin", tags=["admin"])

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from app.problems import problem_response
+from app.problems import Problem, problem_response
 from app.routers.deps import RetrieverDep
-from app.schemas import IndexInfo, MatchThresholdOut, Problem, ReadyOut
+from app.schemas import IndexInfo, MatchThresholdOut, ReadyOut
 
 router = APIRouter(tags=["health"])
 #: ``/v1/index``: under the access token like every /v1 route (probes above stay open).

@@ -8,8 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from app.preview import preview_png
+from app.problems import Problem
 from app.routers.deps import DisplayWindowDep, NoduleIdPath, ReportSlotsDep, RetrieverDep
-from app.schemas import Filters, NoduleDetail, Problem, SearchResponse
+from app.schemas import Filters, NoduleDetail, SearchResponse
 
 router = APIRouter(prefix="/v1/nodules", tags=["nodules"])
 

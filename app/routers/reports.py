@@ -8,9 +8,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 
+from app.problems import Problem
 from app.retrieval import EncodedReport, PointOptions
 from app.routers.deps import ReportSlotsDep, RetrieverDep, UidHasherDep
-from app.schemas import CoordinateQuery, Filters, Problem
+from app.schemas import CoordinateQuery, Filters
 from app.uploads import (
     UPLOAD_ERRORS,
     ExcludePatientField,

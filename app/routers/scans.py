@@ -15,8 +15,9 @@ from app.preview import (
     preview_png,
     zoom_png,
 )
+from app.problems import Problem
 from app.routers.deps import MAX_SQLITE_INT, DisplayWindowDep, RetrieverDep, SettingsDep
-from app.schemas import MapOut, Problem, ScanList, ScanOut, ViewerLink
+from app.schemas import MapOut, ScanList, ScanOut, ViewerLink
 
 router = APIRouter(prefix="/v1", tags=["scans"])
 

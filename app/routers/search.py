@@ -8,9 +8,10 @@ from contextlib import nullcontext
 
 from fastapi import APIRouter
 
+from app.problems import Problem
 from app.retrieval import PointOptions
 from app.routers.deps import ReportSlotsDep, RetrieverDep, UidHasherDep
-from app.schemas import CoordinateQuery, Problem, SearchResponse
+from app.schemas import CoordinateQuery, SearchResponse
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/search", tags=["search"])

@@ -439,3 +439,81 @@ def test_the_panels_words_never_say_more_than_the_answer(watched: Watched, stack
         "/nodule-search/viewer?series_uid=1.2&center_xyz=1.00%2C2.35%2C-3.00&k=5&compare=7"
         "&study_uid=3.4"
     )
+
+
+def test_the_panel_sends_the_token_when_asked_and_shows_every_failure(
+    watched: Watched, stack: Stack
+) -> None:
+    """Against a stand-in service (routed in the page): a 401 asking for a bearer token makes the
+    panel ask once and send it; a refused save and an SR without a SEG are said in the panel."""
+    page = watched.page
+    page.goto(f"{stack.ohif}/app-config.js")
+    seen: list[str | None] = []
+
+    def needs_token(route: Any) -> None:
+        given = route.request.headers.get("authorization")
+        seen.append(given)
+        if given != "Bearer s3cret":
+            route.fulfill(
+                status=401,
+                headers={"WWW-Authenticate": "Bearer", "Content-Type": "application/problem+json"},
+                body=json.dumps({"status": 401, "detail": "missing or wrong access token"}),
+            )
+        else:
+            route.fulfill(status=200, content_type="application/json", body='{"ok": true}')
+
+    page.route("**/v1/index", needs_token)
+    page.on("dialog", lambda dialog: dialog.accept("s3cret"))
+    answer = page.evaluate(
+        """async () => {
+          const {Api} = await import('/nodule-search/panel/api.js');
+          const api = new Api('', () => window.prompt('token?'), sessionStorage);
+          return (await api.request('/v1/index')).json();
+        }"""
+    )
+    assert answer == {"ok": True}
+    assert seen == [None, "Bearer s3cret"]
+
+    one_part = "--b1\r\nContent-Type: application/dicom\r\n\r\nSR\r\n--b1--\r\n"
+    page.route(
+        "**/v1/reports/sr?store=true&seg=true",
+        lambda route: route.fulfill(
+            status=201,
+            headers={"Content-Type": 'multipart/related; type="application/dicom"; boundary=b1'},
+            body=one_part,
+        ),
+    )
+    said = page.evaluate(
+        """async () => {
+          const {SimilarNodulesPanel} = await import('/nodule-search/panel/panel.js');
+          const panel = new SimilarNodulesPanel({services: {}, apiRoot: '', viewerPath: '/v'});
+          panel.query = {series_uid: '1.2', study_uid: '3.4', center_xyz: [1, 2, 3], k: 5,
+                         estimate_size: true};
+          await panel.save();
+          return panel.saved.textContent;
+        }"""
+    )
+    assert "No mask could be made" in said
+    assert "no SEG was stored" in said
+    page.unroute("**/v1/reports/sr?store=true&seg=true")
+    page.route(
+        "**/v1/reports/sr?store=true&seg=true",
+        lambda route: route.fulfill(
+            status=422,
+            content_type="application/problem+json",
+            body=json.dumps({"status": 422, "detail": "store=true needs a PACS series"}),
+        ),
+    )
+    shown = page.evaluate(
+        """async () => {
+          const {SimilarNodulesPanel} = await import('/nodule-search/panel/panel.js');
+          const panel = new SimilarNodulesPanel({services: {}, apiRoot: '', viewerPath: '/v'});
+          panel.query = {series_uid: '1.2', center_xyz: [1, 2, 3], k: 5, estimate_size: true};
+          await panel.save();
+          return {error: panel.error.textContent, hidden: panel.error.hidden};
+        }"""
+    )
+    assert shown == {
+        "error": "Not saved: store=true needs a PACS series (HTTP 422)",
+        "hidden": False,
+    }

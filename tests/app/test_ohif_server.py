@@ -11,6 +11,8 @@ import base64
 import hashlib
 import io
 import logging
+import subprocess
+import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -297,3 +299,10 @@ def test_the_pin_is_a_sha512_of_the_released_package() -> None:
     assert bundle.OHIF.tarball_url() == (
         f"https://registry.npmjs.org/@ohif/app/-/app-{bundle.OHIF.version}.tgz"
     )
+
+
+def test_the_server_imports_no_network_or_index_library() -> None:
+    """A static server and two proxies: torch and FAISS stay out of its process."""
+    code = "import sys, app.ohif.server; print(sorted({'torch', 'faiss'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
