@@ -3,12 +3,15 @@
 ``search URL FILE``: the catalogue is served (/readyz, /v1/index), a coordinate search at the
 first nodule of the first scan answers neighbours; the answer is stored in FILE.
 ``again URL FILE``: after a restart, the same catalogue version answers the same search.
+``ohif URL FILE``: the ohif service serves its config and forwards to the api (the catalogue
+version of FILE answers through it); its PACS is a closed port, so DICOMweb answers 502.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -43,9 +46,34 @@ def _search(base: str) -> dict[str, Any]:
     }
 
 
+def _ohif(base: str, path: str) -> int:
+    with urllib.request.urlopen(f"{base}/app-config.js", timeout=30) as response:
+        config = response.read().decode()
+    if "/nodule-search/panel/extension.js" not in config:
+        raise SystemExit("the ohif service's app-config.js does not load the panel")
+    with open(path) as f:
+        stored = json.load(f)
+    version = _get(f"{base}/v1/index")["version"]
+    if version != stored["version"]:
+        raise SystemExit(f"through the ohif service the api serves {version}")
+    try:
+        urllib.request.urlopen(f"{base}/dicom-web/studies", timeout=30)
+    except urllib.error.HTTPError as e:
+        if e.code != 502:
+            raise SystemExit(f"DICOMweb with no PACS answered {e.code}, not 502") from None
+    else:
+        raise SystemExit("DICOMweb with no PACS answered 200")
+    sys.stderr.write(
+        f"ohif: the panel's config, the api ({version}) through it, 502 for DICOMweb\n"
+    )
+    return 0
+
+
 def main(argv: list[str]) -> int:
     """Run one check; exit status 0 when it holds."""
     command, base, path = argv
+    if command == "ohif":
+        return _ohif(base, path)
     found = _search(base)
     if command == "search":
         with open(path, "w") as f:

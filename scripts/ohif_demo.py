@@ -11,54 +11,24 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 from app.ohif.bundle import OHIF
 from indexer.realset import REAL_SCANS, extract_scan
+from tests.app.live_server import live_process
 from tests.orthanc import Orthanc
 
 logger = logging.getLogger("ohif-demo")
 BIN = Path(sys.executable).parent
 #: The CT series of the shared data that have DICOM files (the CPTAC scan is a volume only).
 SERIES = tuple(s for s in REAL_SCANS if s.key.startswith("LIDC-IDRI-"))
-
-
-def _wait(url: str, process: subprocess.Popen[bytes], what: str, log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"ohif-demo: {what} did not start (see {log})") from None
-            time.sleep(0.3)
-
-
-@contextmanager
-def _process(
-    command: list[str], env: dict[str, str], log: Path, ready_url: str, what: str
-) -> Iterator[None]:
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            command, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
-        _wait(ready_url, process, what, log)
-        yield
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def _store_series(pacs: Orthanc, shared: Path, cache: Path) -> list[tuple[str, str]]:
@@ -92,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         }
         api_env = {**pacs_env, "NODULE_INDEX_DIR": str(args.index), "NODULE_OHIF_URL": ohif}
         stack.enter_context(
-            _process(
+            live_process(
                 [str(BIN / "nodule-api"), "--port", str(args.api_port)],
                 api_env,
                 work / "api.log",
@@ -106,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             "NODULE_OHIF_DIST": str(args.ohif_dist / OHIF.version),
         }
         stack.enter_context(
-            _process(
+            live_process(
                 [str(BIN / "nodule-ohif"), "serve", "--port", str(args.ohif_port)],
                 ohif_env,
                 work / "ohif.log",

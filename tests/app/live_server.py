@@ -21,30 +21,51 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_until_up(
+    url: str, process: subprocess.Popen[bytes], what: str, log_path: Path, timeout_s: float
+) -> None:
+    """Poll ``url`` until it answers; RuntimeError naming ``what`` and its log if it dies first
+    or does not answer within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not start (see {log_path})") from None
+            time.sleep(0.2)
+
+
+@contextmanager
+def live_process(
+    command: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    ready_url: str,
+    what: str,
+    timeout_s: float = 60,
+) -> Iterator[None]:
+    """``command`` with ``env`` added to this environment, output to ``log_path``, entered once
+    ``ready_url`` answers; terminated on exit."""
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_until_up(ready_url, process, what, log_path, timeout_s)
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 @contextmanager
 def live_api(env: dict[str, str], log_path: Path, timeout_s: float = 60) -> Iterator[str]:
     """``python -m app`` with ``NODULE_*`` settings ``env``, output to ``log_path``; its URL once
     ``/readyz`` answers. Terminated on exit."""
     port = free_port()
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)],
-            env={**os.environ, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + timeout_s
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{url}/readyz", timeout=2):
-                        break
-                except OSError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"nodule-api did not start (see {log_path})") from None
-                    time.sleep(0.2)
-            yield url
-        finally:
-            process.terminate()
-            process.wait(timeout=20)
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)]
+    with live_process(command, env, log_path, f"{url}/readyz", "nodule-api", timeout_s):
+        yield url

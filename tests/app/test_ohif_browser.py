@@ -14,7 +14,6 @@ import csv
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 import urllib.parse
@@ -30,7 +29,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from app.ohif import bundle
 from model.dicom_io import DicomSeriesSource
 from model.sr import slice_point
-from tests.app.live_server import free_port, live_api
+from tests.app.live_server import free_port, live_api, live_process
 from tests.conftest import RealSeries
 from tests.orthanc import Orthanc
 
@@ -96,18 +95,6 @@ def _nodule_center(shared_data: Path, series_uid: str) -> tuple[float, float, fl
     return (float(row["coordX"]), float(row["coordY"]), float(row["coordZ"]))
 
 
-def _wait_for(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"nodule-ohif did not start (see {log})") from None
-            time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def stack(
     ohif_dist: Path,
@@ -134,21 +121,11 @@ def stack(
         api_env = {**env, "NODULE_INDEX_DIR": str(seg_index), "NODULE_OHIF_URL": ohif}
         with live_api(api_env, work / "api.log") as api:
             ohif_env = {**env, "NODULE_OHIF_DIST": str(ohif_dist), "NODULE_OHIF_API_URL": api}
-            log = work / "ohif.log"
-            with log.open("w") as out:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "app.ohif", "serve", "--port", str(ohif_port)],
-                    env={**os.environ, **ohif_env},
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            try:
-                _wait_for(f"{ohif}/app-config.js", process, log)
+            command = [sys.executable, "-m", "app.ohif", "serve", "--port", str(ohif_port)]
+            ready = f"{ohif}/app-config.js"
+            with live_process(command, ohif_env, work / "ohif.log", ready, "nodule-ohif"):
                 center = _nodule_center(shared_data, series)
                 yield Stack(pacs, api, ohif, study, series, folder, center)
-            finally:
-                process.terminate()
-                process.wait(timeout=20)
     finally:
         pacs.stop()
 
