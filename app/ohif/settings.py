@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from app.ohif.bundle import OHIF
@@ -39,7 +39,6 @@ class OhifSettings(SharedSettings):
         default_factory=lambda: ["localhost", "127.0.0.1", "[::1]"]
     )
     log_level: str = "info"
-    log_hash_key: SecretStr | None = None
 
     @field_validator("ohif_allowed_hosts", mode="before")
     @classmethod

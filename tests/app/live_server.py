@@ -45,16 +45,16 @@ def live_process(
     ready_url: str,
     what: str,
     timeout_s: float = 60,
-) -> Iterator[None]:
-    """``command`` with ``env`` added to this environment, output to ``log_path``, entered once
-    ``ready_url`` answers; terminated on exit."""
+) -> Iterator[int]:
+    """``command`` with ``env`` added to this environment, output to ``log_path``, entered (with
+    its process id) once ``ready_url`` answers; terminated on exit."""
     with log_path.open("w") as log:
         process = subprocess.Popen(
             command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
         )
     try:
         wait_until_up(ready_url, process, what, log_path, timeout_s)
-        yield
+        yield process.pid
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -76,23 +76,25 @@ export class SimilarNodulesPanel {
     this.picking = picking;
     this.pickButton.textContent = "Cancel picking";
     this.status.textContent = "Click the nodule in the active viewport (Esc cancels).";
+    let picked;
     try {
-      const picked = await picking.point;
-      this.query = {
-        series_uid: picked.series.seriesUid,
-        study_uid: picked.series.studyUid,
-        center_xyz: picked.centerXyz.map((v) => Math.round(v * 100) / 100),
-        k: Number(this.kSelect.value),
-        estimate_size: true,
-      };
-      await this.search();
+      picked = await picking.point;
     } catch (e) {
       this.status.textContent = "Pick a point on a nodule in the active viewport.";
       if (!(e instanceof Error && e.message === "picking cancelled")) this.showError(String(e instanceof Error ? e.message : e));
+      return;
     } finally {
       this.picking = null;
       this.pickButton.textContent = "Pick a point";
     }
+    this.query = {
+      series_uid: picked.series.seriesUid,
+      study_uid: picked.series.studyUid,
+      center_xyz: picked.centerXyz.map((v) => Math.round(v * 100) / 100),
+      k: Number(this.kSelect.value),
+      estimate_size: true,
+    };
+    await this.search();
   }
 
   /** Search at ``this.query`` and show the answer. */

@@ -26,9 +26,14 @@
  * @returns {?{id: string, viewport: any}}
  */
 export function activeViewport(services) {
-  const id = services.viewportGridService.getActiveViewportId();
-  if (!id) return null;
-  const viewport = services.cornerstoneViewportService.getCornerstoneViewport(id);
+  let id, viewport;
+  try {
+    id = services.viewportGridService.getActiveViewportId();
+    viewport = id ? services.cornerstoneViewportService.getCornerstoneViewport(id) : null;
+  } catch {
+    // Before OHIF's viewer route has mounted, its grid service has no state: nothing is shown.
+    return null;
+  }
   return viewport ? { id, viewport } : null;
 }
 
