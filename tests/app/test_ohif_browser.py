@@ -209,15 +209,27 @@ def _wait_for_instance(page: Page, sop: str) -> None:
         page.wait_for_timeout(250)
 
 
+def _settled_client_point(page: Page, world_xyz: tuple[float, float, float]) -> list[float]:
+    """Where a world point is on screen once the layout has settled (the side panel opening
+    resizes the viewport, and the image is fitted again)."""
+    script = f"import('{EXTENSION}').then(m => m.inspect.worldToClient({list(world_xyz)}))"
+    deadline = time.monotonic() + LOAD_MS / 1000
+    before = page.evaluate(script)
+    while True:
+        page.wait_for_timeout(400)
+        now = page.evaluate(script)
+        if now == before or time.monotonic() > deadline:
+            return [float(v) for v in now]
+        before = now
+
+
 def _pick_and_search(page: Page, stack: Stack) -> None:
     """Open the nodule's slice, pick the nodule's centre in the viewport, wait for the answer."""
     sop = stack.slice_sop(stack.center_xyz)
     _open_study(page, stack, sop)
     _open_panel(page)
     _wait_for_instance(page, sop)
-    where = page.evaluate(
-        f"import('{EXTENSION}').then(m => m.inspect.worldToClient({list(stack.center_xyz)}))"
-    )
+    where = _settled_client_point(page, stack.center_xyz)
     page.click('[data-testid="ns-pick"]')
     page.mouse.click(where[0], where[1])
     page.wait_for_selector('[data-testid="ns-neighbour"]', timeout=LOAD_MS)
@@ -237,6 +249,7 @@ def test_the_panel_appears(watched: Watched, stack: Stack, artifacts: Path) -> N
     panel = watched.page.locator('[data-testid="nodule-search-panel"]')
     assert "Similar nodules" in panel.inner_text()
     assert watched.page.is_enabled('[data-testid="ns-pick"]')
+    assert not watched.page.is_visible('[data-testid="ns-vote"]')  # nothing searched yet
     watched.page.screenshot(path=str(artifacts / "1-panel.png"))
     assert watched.errors() == []
 

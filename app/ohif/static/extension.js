@@ -92,7 +92,7 @@ export default {
   getPanelModule() {
     return [{
       name: "similarNodules",
-      iconName: "tab-linear",
+      iconName: "tab-patient-info", // a person: the similar cases are other patients'
       iconLabel: "Similar",
       label: "Similar nodules",
       component: SimilarNodules,
