@@ -180,9 +180,11 @@ export class SimilarNodulesPanel {
     this.saved.textContent = "Saving to the PACS…";
     try {
       const stored = await this.api.storeReport(this.query);
-      this.saved.textContent = stored.objects >= 2
+      // OHIF lists a study's series as it found them when the study was opened.
+      const reopen = " Open the study again to see the new series in the study browser.";
+      this.saved.textContent = (stored.objects >= 2
         ? "Saved the SR and the SEG of the estimated mask in the PACS."
-        : "Saved the SR in the PACS. No mask could be made at the point, so no SEG was stored.";
+        : "Saved the SR in the PACS. No mask could be made at the point, so no SEG was stored.") + reopen;
       this.saved.dataset.objects = String(stored.objects);
     } catch (e) {
       this.saved.hidden = true;
