@@ -63,13 +63,6 @@ class PatchSpec(BaseModel):
             raise ValueError(f"hu_window must be finite with low < high, got {self.hu_window}")
         return self
 
-    @property
-    def field_of_view_mm(self) -> tuple[float, float, float]:
-        """Physical extent (z, y, x) in mm covered by the patch's voxel centres."""
-        d, h, w = self.patch_shape_zyx
-        s = self.spacing_mm
-        return ((d - 1) * s, (h - 1) * s, (w - 1) * s)
-
 
 #: The one default patch spec: the one the default model is trained with. A model's own spec
 #: (its card) always wins; this is for tools run without a model.

@@ -116,13 +116,3 @@ class CTVolume:
         check_box(self.geometry, start_zyx, stop_zyx)
         (z0, y0, x0), (z1, y1, x1) = (int(v) for v in start_zyx), (int(v) for v in stop_zyx)
         return self.hu_zyx[z0:z1, y0:y1, x0:x1]
-
-
-def read_all(source: VolumeSource) -> CTVolume:
-    """Materialise a whole volume from any source."""
-    if isinstance(source, CTVolume):
-        return source
-    hu = np.ascontiguousarray(source.read_box((0, 0, 0), source.geometry.shape_zyx), np.float32)
-    return CTVolume(
-        hu_zyx=hu, geometry=source.geometry, series_uid=getattr(source, "series_uid", None)
-    )

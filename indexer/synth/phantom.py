@@ -168,13 +168,6 @@ class Anatomy:
     vessels: list[Vessel] = field(default_factory=list)
     branch_points_xyz: list[F64] = field(default_factory=list)
 
-    def lung_of(self, point_xyz: F64, margin_mm: float = 0.0) -> Lung | None:
-        """The lung holding a point (with a margin from the wall), if any."""
-        for lung in self.lungs:
-            if lung.contains(point_xyz, margin_mm):
-                return lung
-        return None
-
 
 def design_anatomy(geometry: Geometry, rng: np.random.Generator) -> Anatomy:
     """Place body, lungs, spine and vessel trees to fill the scan's field of view."""

@@ -215,6 +215,7 @@ def test_never_writes_over_a_foreign_folder(tmp_path: Path) -> None:
 
 
 @pytest.mark.shared_data
+@pytest.mark.slow  # real CT: make test, not make test-fast
 def test_real_vois_build_and_evaluate(shared_data: Path, app_model: Path, tmp_path: Path) -> None:
     """A small fixed subset of the real LIDC VOIs through import, build and evaluate.
 

@@ -117,6 +117,7 @@ def test_unmeasurable_input_is_refused() -> None:
 
 
 @pytest.mark.shared_data
+@pytest.mark.slow  # real CT: make test, not make test-fast
 def test_real_masks_measure_close_to_the_readers_diameter(shared_data: Path) -> None:
     """The first 40 real VOIs: the mask's mean diameter tracks LUNA16's diameter_mm."""
     root = shared_data / "lidc_vois"

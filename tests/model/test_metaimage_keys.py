@@ -191,6 +191,7 @@ def test_local_data_spellings(tmp_path: Path, reader: Reader, spelling: str) -> 
 
 
 @pytest.mark.shared_data
+@pytest.mark.slow  # real CT: make test, not make test-fast
 def test_real_dicom_series_as_metaimage(real_series: RealSeries, tmp_path: Path) -> None:
     """A real scanner's series (Siemens, with private tags and a multi-line ImageComments)."""
     path, image = metaimage_via_dicom(real_series["CPTAC"], tmp_path / "cptac.mha")

@@ -60,6 +60,7 @@ def test_the_seg_round_trips_on_a_synthetic_series(synth_set: Path) -> None:
     _assert_round_trip(source, center)
 
 
+@pytest.mark.slow  # real CT: make test, not make test-fast
 def test_the_seg_round_trips_on_a_real_lidc_series(
     real_series: RealSeries, shared_data: Path
 ) -> None:
