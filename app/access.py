@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import time
 from typing import Annotated
@@ -68,6 +69,14 @@ class FailedAttempts:
             detail=f"too many failed attempts; retry in {wait} s",
             headers={"Retry-After": str(wait)},
         )
+
+
+def loopback(host: str) -> bool:
+    """Whether a listening address is this machine's only (``127.0.0.1``, ``[::1]``, localhost)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def client_of(request: Request) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import ipaddress
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -37,6 +36,7 @@ from app.access import (
     FailedAttempts,
     OriginGuardMiddleware,
     TrustedHostProblemMiddleware,
+    loopback,
     require_access,
 )
 from app.access_log import AccessLogMiddleware
@@ -364,20 +364,13 @@ def _settings_problem() -> str | AppSettings:
     return settings if problem is None else problem
 
 
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 def open_access_problem(settings: AppSettings) -> str | None:
     """Why the service must not start open (no token beyond loopback); None when it may.
 
     The catalogue's neighbours carry patient ids: an address others can reach needs
     NODULE_ACCESS_TOKEN, or an explicit NODULE_ALLOW_OPEN=true (a warning is logged then).
     """
-    if settings.access_token is not None or _loopback(settings.host):
+    if settings.access_token is not None or loopback(settings.host):
         return None
     if settings.allow_open:
         logger.warning(

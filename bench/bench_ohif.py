@@ -36,16 +36,18 @@ from playwright.sync_api import sync_playwright
 from app.ohif import bundle
 from bench.common import cpu_model, now_utc, write_results
 from indexer.realset import REAL_SCANS, extract_scan
-from tests.app.live_server import free_port, live_api, live_process
+from tests.app.live_server import (
+    OHIF_RETURNING_USER,
+    chromium_path,
+    free_port,
+    live_api,
+    live_process,
+)
 from tests.orthanc import Orthanc
 
 logger = logging.getLogger("bench_ohif")
 SHARED = Path(os.environ.get("NODULE_SHARED_DATA", "../shared/data"))
 FRAME_ACCEPT = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
-RETURNING_USER = (
-    "localStorage.setItem('shownTours', JSON.stringify(['basicViewerTour']));"
-    "sessionStorage.setItem('investigationalUseDialog', 'hidden');"
-)
 
 
 def _timed(call: Callable[[], Any], n: int) -> dict[str, float]:
@@ -69,11 +71,11 @@ def _first_image_s(ohif: str, study: str, tries: int) -> list[float]:
     times = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"]
+            executable_path=chromium_path(), args=["--no-sandbox", "--disable-gpu"]
         )
         for _ in range(tries):
             context = browser.new_context(viewport={"width": 1400, "height": 900})
-            context.add_init_script(RETURNING_USER)
+            context.add_init_script(OHIF_RETURNING_USER)
             page = context.new_page()
             t0 = time.perf_counter()
             page.goto(f"{ohif}/viewer?StudyInstanceUIDs={study}")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import ipaddress
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -34,13 +33,14 @@ from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.access import OriginGuardMiddleware, TrustedHostProblemMiddleware
+from app.access import OriginGuardMiddleware, TrustedHostProblemMiddleware, loopback
 from app.access_log import AccessLogMiddleware
 from app.ohif import bundle
 from app.ohif.config import DICOMWEB_PATH, PANEL_PREFIX, VIEWER_PATH, app_config_js
 from app.ohif.proxy import Upstream, forward, unsafe_path
 from app.ohif.settings import OhifSettings
 from app.problems import http_exception, problem_response
+from model.dicomweb import PacsConfig
 
 logger = logging.getLogger(__name__)
 
@@ -61,14 +61,12 @@ CSP = (
 )
 
 
-def _pacs_headers(settings: OhifSettings) -> dict[str, str]:
-    """The PACS's credentials as request headers (bearer token, or basic user and password)."""
-    if settings.dicomweb_token is not None:
-        return {"authorization": f"Bearer {settings.dicomweb_token.get_secret_value()}"}
-    if settings.dicomweb_user is not None:
-        password = settings.dicomweb_password
-        secret = password.get_secret_value() if password is not None else ""
-        pair = f"{settings.dicomweb_user}:{secret}".encode()
+def _pacs_headers(pacs: PacsConfig) -> dict[str, str]:
+    """The PACS's credentials as headers: token, else user and password (as ``model.dicomweb``)."""
+    if pacs.token:
+        return {"authorization": f"Bearer {pacs.token}"}
+    if pacs.user is not None:
+        pair = f"{pacs.user}:{pacs.password or ''}".encode()
         return {"authorization": f"Basic {base64.b64encode(pair).decode('ascii')}"}
     return {}
 
@@ -93,15 +91,15 @@ def _lifespan(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        pacs_url = settings.dicomweb_url
-        if pacs_url is None:
+        config = settings.pacs_config()
+        if config is None:
             raise RuntimeError("nodule-ohif needs a PACS: set NODULE_DICOMWEB_URL")
         async with (
             _client(settings, transport) as pacs_client,
             _client(settings, transport) as api_client,
         ):
             pacs = Upstream(
-                "the PACS", pacs_url.rstrip("/"), pacs_client, headers=_pacs_headers(settings)
+                "the PACS", config.url.rstrip("/"), pacs_client, headers=_pacs_headers(config)
             )
             api = Upstream(
                 "the nodule-search service",
@@ -207,18 +205,11 @@ def create_ohif_app(
     return app
 
 
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 def _serve(settings: OhifSettings, host: str | None, port: int | None, allow_open: bool) -> int:
     import uvicorn
 
     host = host or settings.ohif_host
-    if not _loopback(host) and not allow_open:
+    if not loopback(host) and not allow_open:
         sys.stderr.write(
             f"nodule-ohif: error: --host {host} is reachable beyond this machine, and the server "
             "reads the PACS with its own credentials for whoever asks: put it behind the "

@@ -715,13 +715,20 @@ async function searchPoint(event) {
   event.preventDefault();
   applyTypedPoint();
   const center = ["x", "y", "z"].map((id) => Number($(id).value));
-  const body = coordinateBody(center);
+  await searchCoordinate(coordinateBody(center));
+}
+
+/**
+ * A coordinate search (the point form's, or a link's) and its result drawn.
+ * @param {Object} body the request body (coordinateBody's shape)
+ */
+async function searchCoordinate(body) {
   await runSearch("Searching similar nodules…", async (signal) => {
     const response = await api("/v1/search/coordinate", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), signal,
     });
     const uid = encodeURIComponent(body.series_uid);
-    return { result: await response.json(), preview: { url: `/v1/scans/${uid}/preview.png?center_xyz=${center.join(",")}`, windowed: true }, sized: true, request: body };
+    return { result: await response.json(), preview: { url: `/v1/scans/${uid}/preview.png?center_xyz=${body.center_xyz.join(",")}`, windowed: true }, sized: true, request: body };
   });
 }
 
@@ -1514,13 +1521,7 @@ async function openLink() {
   $("k").value = String(body.k);
   // The point form shows the series at the point too (a PACS series: with its OHIF link).
   showScanAt(uid, center).catch((e) => showSliceNotice(e.message));
-  await runSearch("Searching similar nodules…", async (signal) => {
-    const response = await api("/v1/search/coordinate", {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), signal,
-    });
-    const preview = { url: `/v1/scans/${encodeURIComponent(uid)}/preview.png?center_xyz=${center.join(",")}`, windowed: true };
-    return { result: await response.json(), preview, sized: true, request: body };
-  });
+  await searchCoordinate(body);
   const wanted = Number(params.get("compare"));
   const neighbour = state.result && state.result.neighbors.find((n) => n.id === wanted);
   if (neighbour) await openCompare(neighbour);

@@ -1,9 +1,10 @@
-"""A real ``nodule-api`` (uvicorn on loopback) for the tests that need one: the browser tests
-and the log scan."""
+"""Live servers for the tests that need one (a real ``nodule-api``, ``nodule-ohif``: the browser
+tests and the log scan), and the browser they drive."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 
 def free_port() -> int:
@@ -69,3 +72,23 @@ def live_api(env: dict[str, str], log_path: Path, timeout_s: float = 60) -> Iter
     command = [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)]
     with live_process(command, env, log_path, f"{url}/readyz", "nodule-api", timeout_s):
         yield url
+
+
+#: What OHIF shows a first-time user (its tour, its investigational-use notice), dismissed as a
+#: returning user would have: they would cover the viewport a test clicks in.
+OHIF_RETURNING_USER = (
+    "localStorage.setItem('shownTours', JSON.stringify(['basicViewerTour']));"
+    "sessionStorage.setItem('investigationalUseDialog', 'hidden');"
+)
+
+
+def chromium_path() -> str:
+    """Debian's Chromium (or ``NODULE_CHROMIUM``); the test fails naming the install otherwise."""
+    found = os.environ.get("NODULE_CHROMIUM") or shutil.which("chromium")
+    found = found or shutil.which("chromium-browser")
+    if not found:
+        pytest.fail(
+            "Chromium is not installed: `apt-get install chromium` (what .ci/run and `make test` "
+            "do), or point NODULE_CHROMIUM at a Chromium binary"
+        )
+    return found

@@ -17,6 +17,7 @@ import pytest
 from playwright.sync_api import Page, Route, sync_playwright
 
 from tests.app import test_viewer_browser as viewer_browser
+from tests.app.live_server import chromium_path
 
 # Drives Chromium: make test, not test-fast.
 pytestmark = pytest.mark.slow
@@ -60,7 +61,7 @@ def test_docs_pages_render_offline(server: str, artifacts: Path) -> None:
     summary = _summary(server)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=viewer_browser._chromium(), args=["--no-sandbox", "--disable-gpu"]
+            executable_path=chromium_path(), args=["--no-sandbox", "--disable-gpu"]
         )
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import sys
 import time
 import urllib.parse
@@ -29,7 +28,13 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from app.ohif import bundle
 from model.dicom_io import DicomSeriesSource
 from model.sr import slice_point
-from tests.app.live_server import free_port, live_api, live_process
+from tests.app.live_server import (
+    OHIF_RETURNING_USER,
+    chromium_path,
+    free_port,
+    live_api,
+    live_process,
+)
 from tests.conftest import RealSeries
 from tests.orthanc import Orthanc
 
@@ -37,21 +42,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 
 ROOT = Path(__file__).resolve().parents[2]
 LOAD_MS = 60_000
-#: What OHIF shows a first-time user (its tour, its investigational-use notice): dismissed as a
-#: returning user would have, so they do not cover the viewport the tests click in.
-RETURNING_USER = (
-    "localStorage.setItem('shownTours', JSON.stringify(['basicViewerTour']));"
-    "sessionStorage.setItem('investigationalUseDialog', 'hidden');"
-)
 EXTENSION = "/nodule-search/panel/extension.js"
-
-
-def _chromium() -> str:
-    found = os.environ.get("NODULE_CHROMIUM") or shutil.which("chromium")
-    found = found or shutil.which("chromium-browser")
-    if not found:
-        pytest.fail("Chromium is not installed: `apt-get install chromium` (make system-deps)")
-    return found
 
 
 @dataclass
@@ -142,7 +133,7 @@ def artifacts() -> Path:
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
-            executable_path=_chromium(), args=["--no-sandbox", "--disable-gpu"]
+            executable_path=chromium_path(), args=["--no-sandbox", "--disable-gpu"]
         )
         yield launched
         launched.close()
@@ -175,7 +166,7 @@ class Watched:
 @pytest.fixture
 def watched(browser: Browser) -> Iterator[Watched]:
     context = browser.new_context(viewport={"width": 1400, "height": 900})
-    context.add_init_script(RETURNING_USER)
+    context.add_init_script(OHIF_RETURNING_USER)
     page = context.new_page()
     found = Watched(page)
     page.on("console", lambda m: found.console.append(f"{m.type}: {m.text}"))

@@ -19,7 +19,6 @@ import json
 import math
 import os
 import re
-import shutil
 import time
 import urllib.parse
 import urllib.request
@@ -33,24 +32,13 @@ from playwright.sync_api import Page, Route, sync_playwright
 
 from model.ct import load_volume
 from model.preprocessing import PatchSpec, patch_hu
-from tests.app.live_server import live_api
+from tests.app.live_server import chromium_path, live_api
 
 # Drives Chromium: make test, not test-fast.
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 K = 4
-
-
-def _chromium() -> str:
-    found = os.environ.get("NODULE_CHROMIUM") or shutil.which("chromium")
-    found = found or shutil.which("chromium-browser")
-    if not found:
-        pytest.fail(
-            "Chromium is not installed: `apt-get install chromium` (what .ci/run and `make test` "
-            "do), or point NODULE_CHROMIUM at a Chromium binary"
-        )
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -249,7 +237,7 @@ def _save_sr(page: Page, server: str, uid: str, tmp_path: Path) -> None:
 def test_viewer_in_chromium(server: str, synth_set: Path, artifacts: Path, tmp_path: Path) -> None:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=_chromium(), args=["--no-sandbox", "--disable-gpu"]
+            executable_path=chromium_path(), args=["--no-sandbox", "--disable-gpu"]
         )
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1000})

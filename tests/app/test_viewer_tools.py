@@ -24,7 +24,8 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, Route, sync_playw
 from playwright.sync_api import Error as PlaywrightError
 
 from tests.app import test_viewer_browser as viewer_browser
-from tests.app.test_viewer_browser import ROOT, _chromium, _get
+from tests.app.live_server import chromium_path
+from tests.app.test_viewer_browser import ROOT, _get
 
 # Drives Chromium: make test, not test-fast.
 pytestmark = pytest.mark.slow
@@ -82,7 +83,7 @@ server = viewer_browser.server
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
-            executable_path=_chromium(), args=["--no-sandbox", "--disable-gpu"]
+            executable_path=chromium_path(), args=["--no-sandbox", "--disable-gpu"]
         )
         try:
             yield launched
