@@ -42,7 +42,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 COPY model ./model
 COPY indexer ./indexer
 COPY app ./app
-RUN pip install --no-deps . && python -c "import app.main, indexer.cli, model.network"
+RUN pip install --no-deps . && python -c "import app.main, indexer.cli, model.nn.network"
 
 # --- CPU: runtime ------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS cpu

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 
-from model.geometry import CT_SPACING_RANGE_MM
+from model.ct.geometry import CT_SPACING_RANGE_MM
 
 
 class InputError(ValueError):
     """A query parameter or form field that cannot be used; the message says which and why."""
 
 
-#: Voxel sizes a CT can have, mm: the readers' own bound (``model.geometry``).
+#: Voxel sizes a CT can have, mm: the readers' own bound (``model.ct.geometry``).
 SPACING_RANGE_MM = CT_SPACING_RANGE_MM
 
 

@@ -56,13 +56,13 @@ from app.settings import AppSettings
 from app.slots import Slots, SlotsBusyError
 from app.state import CatalogUnavailableError, Serving, State, index_dir_problem
 from app.uploads import BodyLimitMiddleware, UploadParser
-from model.dicomweb import PacsUnavailableError, SeriesNotInPacsError
-from model.embedder import EmbeddingInputError
-from model.evidence import ReportHeaderError, read_leniently
-from model.measure import MeasureError
+from model.clinical.measure import MeasureError
+from model.ct.evidence import ReportHeaderError, read_leniently
+from model.ct.pacs import PacsUnavailableError, SeriesNotInPacsError
+from model.ct.volume import VolumeReadError
+from model.nn.embedder import EmbeddingInputError
 from model.preprocessing import CoordinateOutsideVolumeError
 from model.uploads import UnsupportedUploadError, UploadContentError
-from model.volume import VolumeReadError
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from model.ct.volume import VolumeSource
 from model.preprocessing import AIR_HU, CoordinateOutsideVolumeError, PatchSpec, patch_hu
-from model.volume import VolumeSource
 
 logger = logging.getLogger(__name__)
 

@@ -44,32 +44,39 @@ from app.schemas import (
     Vote,
 )
 from app.series import OpenSources, SeriesLocator
-from model.card import vector_parts
-from model.dicom_io import DicomSeriesSource
-from model.dicomweb import DicomwebSeriesSource, Pacs, StoredInstance, parse_pacs_address
-from model.embedder import Embedder
-from model.labels import CHARACTERISTICS
-from model.measure import (
+from model.clinical.labels import CHARACTERISTICS
+from model.clinical.measure import (
     MASK_METHOD,
     MeasureError,
     NoduleMeasurement,
     estimated_by,
     ruler_measurement,
 )
-from model.network import part_similarity_matrix
-from model.nodule_mask import FoundNodule, find_nodule
+from model.clinical.nodule_mask import FoundNodule, find_nodule
+from model.clinical.report import ReportFiles, SearchOutcome, assemble_report
+from model.clinical.sr import SimilarCase, slice_point
+from model.clinical.vote import (
+    MatchState,
+    four_class_shares,
+    majority,
+    malignant_probability,
+    match_state,
+)
+from model.ct.dicom import DicomSeriesSource
+from model.ct.dicomweb import DicomwebSeriesSource, Pacs, StoredInstance
+from model.ct.open import open_source
+from model.ct.pacs import parse_pacs_address
+from model.ct.volume import VolumeSource
+from model.nn.card import vector_parts
+from model.nn.embedder import Embedder
+from model.nn.network import part_similarity_matrix
+from model.nn.profile import PROFILE_NAMES
+from model.nn.query import QuerySize, grid_profile, query_vector
 from model.preprocessing import CoordinateOutsideVolumeError, extract_patch
-from model.profile import PROFILE_NAMES
-from model.query import QuerySize, grid_profile, query_vector
-from model.report import ReportFiles, SearchOutcome, assemble_report
-from model.sources import open_source, relocated
-from model.sr import SimilarCase, slice_point
 from model.store.catalog import Catalog, ScanNodules
 from model.store.tables import Nodule, NoduleRead, Scan
 from model.threads import ThreadPolicy
 from model.uploads import UploadPatch
-from model.volume import VolumeSource
-from model.vote import MatchState, four_class_shares, majority, malignant_probability, match_state
 
 logger = logging.getLogger(__name__)
 XYZ = tuple[float, float, float]
@@ -167,7 +174,7 @@ def _outcome(response: SearchResponse) -> SearchOutcome:
 
 
 def vote(neighbors: list[Neighbor]) -> Vote:
-    """Similarity-weighted malignancy vote over the labelled neighbours (``model.vote``)."""
+    """Similarity-weighted malignancy vote over the labelled neighbours (``clinical.vote``)."""
     labelled = [n.labels for n in neighbors if n.labels and n.labels.label_binary is not None]
     if not labelled:
         return Vote(malignant_share=None, binary=None, four_class={}, n_labelled=0)
@@ -289,7 +296,7 @@ class Retriever:
 
     def _recorded_path(self, scan: Scan) -> Path:
         """Where the catalogue recorded a scan, moved along with the catalogue if it moved."""
-        return relocated(Path(scan.source_path), self.catalog.index_dir, self.catalog.manifest)
+        return self.catalog.manifest.relocated(Path(scan.source_path), self.catalog.index_dir)
 
     def open_series(self, series_uid: str, study_uid: str | None = None) -> VolumeSource:
         """The CT of a series, for region reads.
@@ -340,7 +347,7 @@ class Retriever:
     ) -> PointQuery:
         """The patch at a world point, its nodule (when wanted) and its search vector.
 
-        The vector's size (``model.query``): the user's axes, else the recorded diameter of the
+        The vector's size (``model.nn.query``): the user's axes, else the recorded diameter of the
         catalogue nodule at the point, else the estimate. The nodule is found when the request
         wants a size (or ``find``), or when the vector needs an estimate.
         """
@@ -375,7 +382,7 @@ class Retriever:
     ) -> FoundNodule | None:
         """The nodule at a point: the model's mask branch, or region growing without one.
 
-        The same function the indexer measures its catalogue with (``model.nodule_mask``).
+        The same function the indexer measures its catalogue with (``model.clinical.nodule_mask``).
         """
         return find_nodule(self.embedder, source, center_xyz, patch)
 
@@ -615,7 +622,7 @@ class Retriever:
     def upload_vector(
         self, cut: UploadPatch, exclusions: Exclusions
     ) -> tuple[npt.NDArray[np.float32], QuerySize]:
-        """An upload's search vector and the size it was read at (``model.query``).
+        """An upload's search vector and the size it was read at (``model.nn.query``).
 
         The uploaded mask's mean diameter is the user's measurement; a catalogue series'
         nodule at the point has its recorded diameter; else the nodule is found on the profile
@@ -664,7 +671,7 @@ class Retriever:
         *,
         with_seg: bool = False,
     ) -> EncodedReport:
-        """The search at a point of a stored DICOM series as a DICOM SR (``model.report``).
+        """The search at a point of a stored DICOM series as a DICOM SR (``model.clinical.report``).
 
         The SR carries what the answer to the same search shows: the match state (no vote when
         it is withheld), weak matches, and the user's measurement. With ``with_seg`` the

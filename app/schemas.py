@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
-from model.measure import (
+from model.clinical.measure import (
     RULER_MAX_MM,
     RULER_METHOD,
     EstimatedBy,
@@ -15,7 +15,7 @@ from model.measure import (
     RulerMeasurement,
     estimated_by,
 )
-from model.query import SIZE_SOURCE_TITLES, QuerySize, SizeSource
+from model.nn.query import SIZE_SOURCE_TITLES, QuerySize, SizeSource
 
 XYZ = tuple[float, float, float]
 #: The largest ``k`` any request may name; the service's own ``NODULE_MAX_K`` may be lower.
@@ -140,7 +140,7 @@ class SearchSize(BaseModel):
 
     @classmethod
     def of(cls, size: QuerySize) -> SearchSize:
-        """From the service's choice (``model.query``)."""
+        """From the service's choice (``model.nn.query``)."""
         return cls(
             diameter_mm=None if size.diameter_mm is None else round(size.diameter_mm, 1),
             source=size.source,
@@ -300,7 +300,7 @@ class Vote(BaseModel):
 class SizeEstimate(BaseModel):
     """Size and type of the queried nodule, estimated from the image.
 
-    Not a measurement a radiologist made, and not a diagnosis (``model.measure``,
+    Not a measurement a radiologist made, and not a diagnosis (``model.clinical.measure``,
     docs/measurement.md).
     """
 
@@ -335,7 +335,7 @@ class SizeEstimate(BaseModel):
 
     @classmethod
     def of(cls, found: NoduleMeasurement, method: str, *, superseded: bool = False) -> SizeEstimate:
-        """The answer's form of a measurement (``model.measure``)."""
+        """The answer's form of a measurement (``model.clinical.measure``)."""
         return cls(
             estimated_by=estimated_by(method),
             superseded=superseded,
@@ -376,7 +376,7 @@ class SizeMeasured(BaseModel):
 
     @classmethod
     def of(cls, ruler: RulerMeasurement) -> SizeMeasured:
-        """The answer's form of a ruler measurement (``model.measure``)."""
+        """The answer's form of a ruler measurement (``model.clinical.measure``)."""
         return cls(
             long_axis_mm=ruler.long_axis_mm,
             short_axis_mm=ruler.short_axis_mm,

@@ -17,9 +17,9 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-from model.ct import open_volume
-from model.dicom_io import read_series_uid
-from model.volume import CTVolume, VolumeReadError, VolumeSource
+from model.ct.dicom import read_series_uid
+from model.ct.open import open_volume
+from model.ct.volume import CTVolume, VolumeReadError, VolumeSource
 
 logger = logging.getLogger(__name__)
 

@@ -15,9 +15,8 @@ from app.series import OpenSources, SeriesLocator
 from app.settings import AppSettings
 from app.slots import Slots
 from app.uploads import UploadParser
-from model.dicomweb import Pacs
-from model.embedder import Embedder
-from model.sources import model_dir_of
+from model.ct.dicomweb import Pacs
+from model.nn.embedder import Embedder
 from model.store.catalog import Catalog
 from model.store.layout import CATALOGUE_CONTENTS, IndexLayout, LayoutError, holds_catalogue
 from model.store.leases import ServingLease
@@ -188,7 +187,7 @@ def load_retriever(
     threads = settings.threads()
     threads.apply()
     catalog = Catalog.open(settings.index_dir, gpu=settings.device != "cpu")
-    model_dir = settings.model_dir or model_dir_of(settings.index_dir, catalog.manifest)
+    model_dir = settings.model_dir or catalog.manifest.model_dir_at(settings.index_dir)
     embedder = Embedder.from_model_dir(model_dir, settings.device, batch_size=64)
     retriever = Retriever(
         embedder,
@@ -203,7 +202,7 @@ def load_retriever(
     logger.info(
         "serving catalogue %s (%s nodules), model %s, ready=%s, match threshold %s",
         catalog.version,
-        catalog.manifest.get("n_nodules"),
+        catalog.manifest.n_nodules,
         embedder.card.fingerprint[:12],
         retriever.ready,
         f"{threshold.value:.4f}" if threshold is not None else "none (version predates it)",

@@ -51,10 +51,10 @@ def main() -> int:
                 {
                     "run": label,
                     "wall_s": wall,
-                    "nodules": manifest["n_nodules"],
-                    "embedded": manifest["n_embedded"],
-                    "nodules_per_s": manifest["n_nodules"] / wall,
-                    "timings_s": manifest["timings_s"],
+                    "nodules": manifest.n_nodules,
+                    "embedded": manifest.n_embedded,
+                    "nodules_per_s": manifest.n_nodules / wall,
+                    "timings_s": manifest.timings_s,
                 }
             )
             logger.info("%s", runs[-1])

@@ -31,9 +31,10 @@ import numpy as np
 import requests
 
 from bench.common import cpu_model, now_utc, write_results
-from model.dicom_io import DicomSeriesSource
-from model.dicomweb import DicomwebSeriesSource, Pacs, PacsConfig
-from model.embedder import Embedder
+from model.ct.dicom import DicomSeriesSource
+from model.ct.dicomweb import DicomwebSeriesSource, Pacs
+from model.ct.pacs import PacsConfig
+from model.nn.embedder import Embedder
 from model.preprocessing import extract_patch
 from tests.orthanc import Orthanc
 

@@ -24,9 +24,9 @@ import torch
 
 from bench.common import cpu_model, now_utc, write_results
 from indexer.train.trainer import TrainConfig
-from model.checkpoint import save_model
-from model.embedder import Embedder
-from model.network import NetworkConfig, NoduleNet
+from model.nn.checkpoint import save_model
+from model.nn.embedder import Embedder
+from model.nn.network import NetworkConfig, NoduleNet
 
 logger = logging.getLogger("bench_embed")
 

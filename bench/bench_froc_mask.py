@@ -27,7 +27,7 @@ from indexer.luna import LunaPoint
 from indexer.metrics import froc
 from indexer.train.samples import data_fingerprint
 from indexer.train.trainer import TrainConfig, TrainData, predict, prepare_data, validate
-from model.checkpoint import load_model
+from model.nn.checkpoint import load_model
 from model.preprocessing import PatchSpec
 
 logger = logging.getLogger(__name__)

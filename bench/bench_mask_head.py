@@ -8,14 +8,14 @@ mask volume's 0/1 values through ``patch_hu`` with the window [0, 1], then >= 0.
 Five patient-grouped folds (``GroupKFold`` on the patient id): for each, a
 ``NoduleNet(segmentation=True)`` is trained on the other folds' VOIs with ``segmentation_loss``
 alone (random flips along the three axes and axial rot90), starting from the encoder and decoder
-of ``--init`` (a model folder, ``model.checkpoint.load_model``) when given, else from scratch.
-Its mask of each held-out VOI (``model.measure.measure_patch_mask``: >= 0.5, the component at the
-patch centre) is scored against the readers' mask on the patch grid (Dice), and its mean
-diameter ((long + short axial axis) / 2, ``model.measure``) against the LUNA16 ``diameter_mm``.
-Region growing from the same centre (``model.measure.grow_at`` on the VOI) is scored on the same
-nodules: its Dice on the VOI grid (as ``bench_measure``) and on the patch grid, its diameter.
-Both are broken down by diameter and by the readers' Texture (1-2 ground-glass, 3-4 part-solid,
-5 solid).
+of ``--init`` (a model folder, ``model.nn.checkpoint.load_model``) when given, else from scratch.
+Its mask of each held-out VOI (``model.clinical.measure.measure_patch_mask``: >= 0.5, the component
+at the patch centre) is scored against the readers' mask on the patch grid (Dice), and its mean
+diameter ((long + short axial axis) / 2, ``model.clinical.measure``) against the LUNA16
+``diameter_mm``. Region growing from the same centre (``model.clinical.measure.grow_at`` on the
+VOI) is scored on the same nodules: its Dice on the VOI grid (as ``bench_measure``) and on the
+patch grid, its diameter. Both are broken down by diameter and by the readers' Texture (1-2
+ground-glass, 3-4 part-solid, 5 solid).
 
     python -m bench.bench_mask_head [--shared ../shared/data] [--init models/demo]
         [--out bench/results/mask_head_lidc_vois.json]
@@ -39,10 +39,7 @@ from sklearn.model_selection import GroupKFold
 
 from bench.common import cpu_model, now_utc, write_results
 from indexer.synth.heldout import HELDOUT_PATIENTS
-from model.checkpoint import load_model
-from model.ct import load_volume
-from model.loss import segmentation_loss
-from model.measure import (
+from model.clinical.measure import (
     MASK_CENTER_REACH_MM,
     MeasureError,
     grow_at,
@@ -51,9 +48,12 @@ from model.measure import (
     patch_geometry,
     sphericity,
 )
-from model.network import NetworkConfig, NoduleNet
+from model.ct.open import load_volume
+from model.ct.volume import CTVolume
+from model.nn.checkpoint import load_model
+from model.nn.loss import segmentation_loss
+from model.nn.network import NetworkConfig, NoduleNet
 from model.preprocessing import PatchSpec, extract_patch, mask_spec, patch_hu
-from model.volume import CTVolume
 
 logger = logging.getLogger("bench.mask_head")
 

@@ -1,10 +1,10 @@
 """Does the 2-D max-slice table teach the learned block more than the VOIs alone? (issue 29)
 
-The learned block (``model.search_space``) maps a nodule to the readers' 9 characteristic
+The learned block (``model.nn.search_space``) maps a nodule to the readers' 9 characteristic
 ratings. The VOIs give it about 300 rated 3-D nodules of allowed patients; ``lidc_maxslice/``
 gives 1,467 more rated nodules of allowed patients, but as one 2-D axial slice each (a 71x71
 crop centred on the nodule). The bridge tried here: a *plane profile*, the profile of
-``model.profile`` read on the axial plane through the centre (disk instead of ball, 32 in-plane
+``model.nn.profile`` read on the axial plane through the centre (disk instead of ball, 32 in-plane
 rays instead of 64 in space), which a max slice and a 3-D nodule (the central plane of its
 profile grid) both have. A ridge regression from the z-scored plane profile to the z-scored
 mean ratings is trained on the VOIs alone, the max slices alone, or both, and its predictions
@@ -41,9 +41,9 @@ from bench.common import cpu_model, now_utc, write_results
 from indexer.evaluate.crossval import fold_subsets
 from indexer.search.data import RatedSet, load_rated
 from indexer.synth.heldout import HELDOUT_PATIENTS
-from model.labels import CHARACTERISTICS
-from model.preprocessing import DEFAULT_SPEC, patch_hu
-from model.profile import (
+from model.clinical.labels import CHARACTERISTICS
+from model.ct.open import open_source
+from model.nn.profile import (
     CALCIUM_HU,
     LOW_HU,
     LUNG_HU,
@@ -54,8 +54,8 @@ from model.profile import (
     RAY_STEP,
     profile_spec,
 )
-from model.search_space import Standardizer
-from model.sources import open_source
+from model.nn.search_space import Standardizer
+from model.preprocessing import DEFAULT_SPEC, patch_hu
 
 logger = logging.getLogger("bench.maxslice_transfer")
 
@@ -81,7 +81,7 @@ RADII = np.arange(0.0, RAY_REACH + 1e-9, RAY_STEP)
 
 
 def plane_profile(hu_yx: F64, spacing_mm: float, centre_yx: F64, diameter_mm: float) -> F64:
-    """``model.profile``'s 15 numbers on one axial plane (disk and in-plane rays)."""
+    """``model.nn.profile``'s 15 numbers on one axial plane (disk and in-plane rays)."""
     diameter = float(np.clip(diameter_mm, MIN_DIAMETER_MM, MAX_DIAMETER_MM))
     radius = diameter / 2.0
 

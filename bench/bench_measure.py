@@ -1,4 +1,4 @@
-"""Size and type estimates (model.measure) against the LIDC readers, on the real VOIs.
+"""Size and type estimates (model.clinical.measure) against the LIDC readers, on the real VOIs.
 
 For each nodule of ``../shared/data/lidc_vois`` (image, mask, LUNA16 diameter, the readers'
 max-vote Texture rating):
@@ -7,10 +7,10 @@ max-vote Texture rating):
   LUNA16 ``diameter_mm`` (the mean of the readers' diameters): mean absolute difference, the
   mean signed difference and Pearson r;
 - the type from the HU inside the mask's core against Texture (1-2 ground-glass, 3-4
-  part-solid, 5 solid): with model.measure's cut-points (agreement, Cohen's kappa, confusion),
-  with the a-priori ones they replaced (0.15, 0.6), and with the two cut-points refitted on the
-  other patients of a patient-grouped 5-fold split, scored on the held-out patients only (how
-  model.measure's were chosen);
+  part-solid, 5 solid): with model.clinical.measure's cut-points (agreement, Cohen's kappa,
+  confusion), with the a-priori ones they replaced (0.15, 0.6), and with the two cut-points
+  refitted on the other patients of a patient-grouped 5-fold split, scored on the held-out patients
+  only (how model.clinical.measure's were chosen);
 - the region-growing mask from the LUNA16 centre alone: how often it gives one (it refuses
   nodules it cannot part from their surroundings), its Dice with the readers' mask and its mean
   diameter against ``diameter_mm``.
@@ -33,8 +33,7 @@ import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
 from bench.common import cpu_model, now_utc, write_results
-from model.ct import load_volume
-from model.measure import (
+from model.clinical.measure import (
     GROUND_GLASS_MAX_SOLID,
     SOLID_MIN_SOLID,
     MeasureError,
@@ -42,6 +41,7 @@ from model.measure import (
     measure,
     nodule_type,
 )
+from model.ct.open import load_volume
 
 logger = logging.getLogger("bench.measure")
 

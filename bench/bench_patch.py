@@ -24,7 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from bench.common import cpu_model, now_utc, whole_volume_patch, write_results
-from model.ct import open_volume
+from model.ct.open import open_volume
 from model.preprocessing import PatchSpec, extract_patch
 
 logger = logging.getLogger("bench_patch")

@@ -91,7 +91,7 @@ def _build(data: Path, model: Path, index: Path, *extra: str) -> dict[str, Any]:
         raise RuntimeError(f"build {extra} failed with exit code {code}")
     layout = IndexLayout(index)
     manifest = layout.manifest(layout.current() or "")
-    scans, nodules = int(manifest["n_scans"]), int(manifest["n_nodules"])
+    scans, nodules = manifest.n_scans, manifest.n_nodules
     return {
         "seconds": seconds,
         "scans": scans,

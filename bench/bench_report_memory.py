@@ -4,7 +4,7 @@
 synthetic DICOM series whose every slice carries a large UC text and an OB nested in a sequence
 (``--payload-mb`` of header bulk in all), after a plain SR upload, and reads the server
 process's resident memory from ``/proc`` (VmRSS before, VmHWM: the peak). The payload must stay
-in the parser process: what the server decodes is bounded by ``model.dicom_io.evidence_header``
+in the parser process: what the server decodes is bounded by ``model.ct.dicom.evidence_header``
 and ``model.uploads.MAX_HEADERS_JSON_CHARS``.
 
     python -m bench.bench_report_memory --index index/demo --data data/synth
@@ -34,7 +34,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from bench.common import cpu_model, now_utc, write_results
-from model.dicom_io import DicomSeriesSource
+from model.ct.dicom import DicomSeriesSource
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import torch
 
 from bench.common import cpu_model, now_utc, write_results
 from indexer.cli import main as nodule_index
-from model.card import read_card
+from model.nn.card import read_card
 
 logger = logging.getLogger("bench_train")
 

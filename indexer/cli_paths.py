@@ -22,7 +22,7 @@ from model.store.layout import CATALOGUE_CONTENTS, holds_catalogue
 #: The namespace attribute that carries a subcommand's path rules (set by ``add_path``).
 RULES_DEST = "path_rules"
 
-#: ``model.card.CARD_FILE``; that module imports torch, so its name is repeated here (a test
+#: ``model.nn.card.CARD_FILE``; that module imports torch, so its name is repeated here (a test
 #: keeps the two equal).
 CARD_FILE = "card.json"
 

@@ -16,7 +16,7 @@ and ``train`` read, so they run on it unchanged::
 Each crop is its own "series" (named by its id, so two crops of one CT never collide), and the
 subset is a function of the patient: every crop of a patient lands in the same subset, so
 subsets are patient-grouped folds. Images are read through the project's one reader
-(``model.ct``: NIfTI via SimpleITK into LPS, MetaImage), never by hand.
+(``model.ct.open``: NIfTI via SimpleITK into LPS, MetaImage), never by hand.
 """
 
 from __future__ import annotations
@@ -45,11 +45,17 @@ from indexer.luna import (
     write_table,
 )
 from indexer.synth.heldout import HELDOUT_PATIENTS
-from model.ct import load_volume
-from model.geometry import Geometry
-from model.itk_io import write_metaimage
-from model.labels import CHARACTERISTICS, Characteristics, LabelRule, NoduleLabel, derive_label
-from model.volume import VolumeReadError
+from model.clinical.labels import (
+    CHARACTERISTICS,
+    Characteristics,
+    LabelRule,
+    NoduleLabel,
+    derive_label,
+)
+from model.ct.geometry import Geometry
+from model.ct.itk import write_metaimage
+from model.ct.open import load_volume
+from model.ct.volume import VolumeReadError
 
 logger = logging.getLogger(__name__)
 

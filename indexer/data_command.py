@@ -28,15 +28,15 @@ from indexer.realset import (
 from indexer.settings import IndexerSettings
 from indexer.synth.generate import SynthConfig, generate, reusable_summary
 from indexer.synth.lidc_table import LidcTableError
-from model.card import CardError, read_patch_spec
-from model.ct import open_volume
+from model.ct.open import open_volume
+from model.ct.volume import VolumeReadError
+from model.nn.card import CardError, read_patch_spec
 from model.preprocessing import (
     DEFAULT_SPEC,
     CoordinateOutsideVolumeError,
     PatchSpec,
     extract_patch,
 )
-from model.volume import VolumeReadError
 
 logger = logging.getLogger("nodule-index")
 

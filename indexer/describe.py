@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from indexer.luna import candidates_path, find_series, read_annotations, read_candidates
-from model.ct import open_volume
+from model.ct.open import open_volume
+from model.ct.volume import VolumeReadError
 from model.preprocessing import CoordinateOutsideVolumeError, PatchSpec, patch_hu
-from model.volume import VolumeReadError
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import numpy.typing as npt
 from scipy.stats import rankdata
 
 from indexer.luna import LunaPoint
-from model.card import FrocResult
+from model.nn.card import FrocResult
 
 #: LUNA16's operating points, false positives per scan.
 FP_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)

@@ -15,17 +15,14 @@ import numpy as np
 import numpy.typing as npt
 
 from indexer import failpoints
-from model.descriptors import DESCRIPTOR_NAMES, describe_grown
-from model.dicomweb import (
-    Pacs,
-    PacsConfig,
-    PacsError,
-)
-from model.measure import MeasureError, mean_hu_in_sphere
+from model.clinical.descriptors import DESCRIPTOR_NAMES, describe_grown
+from model.clinical.measure import MeasureError, mean_hu_in_sphere
+from model.ct.dicomweb import Pacs
+from model.ct.open import open_source
+from model.ct.pacs import PacsConfig, PacsError
+from model.ct.volume import VolumeReadError, VolumeSource
+from model.nn.profile import PROFILE_NAMES, ProfileError, nodule_profile
 from model.preprocessing import CoordinateOutsideVolumeError, PatchSpec, extract_patch
-from model.profile import PROFILE_NAMES, ProfileError, nodule_profile
-from model.sources import open_source
-from model.volume import VolumeReadError, VolumeSource
 
 
 @dataclass(frozen=True)
@@ -41,9 +38,10 @@ class ScanJob:
     sphere_radii_mm: Sequence[float] | None = None
     """Also the mean HU in a sphere of this radius at each centre (the density baseline)."""
     describe: bool = False
-    """Also each nodule's measured descriptors (``model.descriptors``, region-grown mask)."""
+    """Also each nodule's measured descriptors (``model.clinical.descriptors``, region-grown
+    mask)."""
     profile_diameters_mm: Sequence[float] | None = None
-    """Also each nodule's profile (``model.profile``) at this diameter (the search blocks)."""
+    """Also each nodule's profile (``model.nn.profile``) at this diameter (the search blocks)."""
 
 
 @dataclass(frozen=True)

@@ -34,11 +34,11 @@ from indexer.synth.lidc_reads import load_lidc_profiles
 from indexer.synth.nodules import design_nodule, render_nodule
 from indexer.synth.phantom import Canvas, axes_world
 from indexer.synth.profiles import NoduleProfile
-from model.ct import load_volume
-from model.geometry import spacing_zyx
-from model.itk_io import write_metaimage
+from model.ct.geometry import spacing_zyx
+from model.ct.itk import write_metaimage
+from model.ct.open import load_volume
+from model.ct.volume import CTVolume
 from model.store.catalog import sha256_file
-from model.volume import CTVolume
 
 logger = logging.getLogger(__name__)
 

@@ -2,9 +2,9 @@
 
 With ``--seg-out`` the estimated nodule mask goes along as a DICOM SEG the SR references.
 
-The same report as the service's ``POST /v1/reports/sr`` (``model.sr``), from the command line:
-the catalogue's current version and its model, a DICOM folder, a world point (mm, LPS). As in the
-service, a catalogue scan's nodule at the point and (unless ``--include-own-patient``) its
+The same report as the service's ``POST /v1/reports/sr`` (``model.clinical.sr``), from the command
+line: the catalogue's current version and its model, a DICOM folder, a world point (mm, LPS). As in
+the service, a catalogue scan's nodule at the point and (unless ``--include-own-patient``) its
 patient's nodules are left out, and a search with no close match codes no vote. Its arguments are
 registered by ``indexer.arguments.add_report``.
 """
@@ -19,21 +19,20 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from model.card import CardError
-from model.dicom_io import DicomSeriesSource
-from model.embedder import Embedder
-from model.measure import MeasureError
-from model.nodule_mask import FoundNodule, find_nodule
+from model.clinical.measure import MeasureError
+from model.clinical.nodule_mask import FoundNodule, find_nodule
+from model.clinical.report import SearchOutcome, build_report
+from model.clinical.sr import SimilarCase
+from model.clinical.vote import majority, malignant_probability, match_state
+from model.ct.dicom import DicomSeriesSource
+from model.ct.volume import VolumeReadError
+from model.nn.card import CardError
+from model.nn.embedder import Embedder
+from model.nn.query import QuerySize, query_vector
 from model.preprocessing import CoordinateOutsideVolumeError, extract_patch
-from model.query import QuerySize, query_vector
-from model.report import SearchOutcome, build_report
-from model.sources import model_dir_of
-from model.sr import SimilarCase
 from model.store.catalog import Catalog
 from model.store.layout import LayoutError
 from model.store.tables import Nodule
-from model.volume import VolumeReadError
-from model.vote import majority, malignant_probability, match_state
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +62,7 @@ def _left_out(catalog: Catalog, source: DicomSeriesSource, center: XYZ, own: boo
 
 
 def _query_size(catalog: Catalog, left_out: _LeftOut, found: FoundNodule | None) -> QuerySize:
-    """The size the vector is read at, as the service chooses it (``model.query``).
+    """The size the vector is read at, as the service chooses it (``model.nn.query``).
 
     The recorded diameter of the catalogue nodule at the point, else the estimate.
     """
@@ -104,7 +103,7 @@ def _found(row: Nodule, similarity: float) -> _Found:
 
 
 def _outcome(found: list[_Found], threshold: float | None) -> SearchOutcome:
-    """The service's rule (``model.vote``): the match state, weak matches, the vote."""
+    """The service's rule (``model.clinical.vote``): the match state, weak matches, the vote."""
     state = match_state(found[0].similarity if found else None, threshold)
     cases = [
         SimilarCase(f.nodule_id, f.similarity, f.mean_rating, state.weak(f.similarity))
@@ -126,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         logger.error("%s", e)
         return 2
     try:
-        embedder = Embedder.from_model_dir(model_dir_of(args.index, catalog.manifest), args.device)
+        embedder = Embedder.from_model_dir(catalog.manifest.model_dir_at(args.index), args.device)
         source = DicomSeriesSource(args.series, args.series_uid)
         center = tuple(args.center)
         patch = extract_patch(source, center, embedder.card.preprocessing)

@@ -15,8 +15,8 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import ndimage
 
-from model.geometry import Geometry
-from model.volume import F32Array, VolumeSource
+from model.ct.geometry import Geometry
+from model.ct.volume import F32Array, VolumeSource
 
 FloatArray = npt.NDArray[np.float64]
 

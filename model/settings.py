@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from model.dicomweb import PacsConfig
+from model.ct.pacs import PacsConfig
 
 #: Where the network runs: ``auto`` takes a GPU when torch sees one.
 Device = Literal["auto", "cpu", "cuda"]

@@ -28,7 +28,8 @@ def main() -> int:
     # Imported only now: the limits above must already hold while the readers load.
     from pathlib import Path
 
-    from model.evidence import read_leniently
+    from model.ct.evidence import read_leniently
+    from model.ct.volume import VolumeReadError
     from model.preprocessing import CoordinateOutsideVolumeError
     from model.uploads import (
         UploadContentError,
@@ -37,7 +38,6 @@ def main() -> int:
         voxel_budget,
         write_result,
     )
-    from model.volume import VolumeReadError
 
     read_leniently()
     request = json.loads(sys.stdin.read())

@@ -25,21 +25,27 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict
 from pydicom.dataset import Dataset
 
-from model.ct import open_volume
-from model.dicom_io import DicomSeriesSource, HeaderSnapshot, evidence_header
-from model.geometry import Geometry, axis_aligned
-from model.itk_io import MAX_DIM, MAX_VOXELS, load_itk_volume, open_itk_source, suffix_of
-from model.masks import (
+from model.clinical.masks import (
     IMAGE_MASK_SUFFIXES,
     SEG_SUFFIXES,
     centroid_xyz,
     mask_region,
     read_mask,
 )
-from model.measure import GROW_METHOD, MASK_METHOD, NoduleMeasurement, NoduleRegion, grow_at
+from model.clinical.measure import (
+    GROW_METHOD,
+    MASK_METHOD,
+    NoduleMeasurement,
+    NoduleRegion,
+    grow_at,
+)
+from model.ct.dicom import DicomSeriesSource, HeaderSnapshot, evidence_header
+from model.ct.geometry import Geometry, axis_aligned
+from model.ct.itk import MAX_DIM, MAX_VOXELS, load_itk_volume, open_itk_source, suffix_of
+from model.ct.open import open_volume
+from model.ct.volume import CTVolume, VolumeReadError, VolumeSource, check_read_budget
+from model.nn.profile import PROFILE_SHAPE_ZYX, PROFILE_SPACING_MM, profile_spec
 from model.preprocessing import PatchSpec, extract_patch, patch_hu, patch_slice_range
-from model.profile import PROFILE_SHAPE_ZYX, PROFILE_SPACING_MM, profile_spec
-from model.volume import CTVolume, VolumeReadError, VolumeSource, check_read_budget
 
 ARRAY_SUFFIXES = (".npy", ".npz")
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".mha")
@@ -91,7 +97,7 @@ class UploadPatch:
     headers: HeaderSnapshot | None = None
     """``report`` jobs: the series' headers of the slices the patch and the region span."""
     profile_hu: npt.NDArray[np.float32] | None = None
-    """``profile`` jobs: HU on the profile's grid around the centre (``model.profile``)."""
+    """``profile`` jobs: HU on the profile's grid around the centre (``model.nn.profile``)."""
 
     def profile_volume(self) -> CTVolume | None:
         """The profile grid as a CT (1 mm, axis-aligned, centred on the query), if cut.
@@ -284,9 +290,10 @@ class UploadJob(BaseModel):
         spacing_zyx: mm, for arrays only.
         workdir: where a zip is extracted.
         series_uid: which series of a zip holding several DICOM series to read.
-        mask_path / mask_kind: a nodule mask (``model.masks.mask_kind``) on the upload's CT.
-        estimate_size: without a mask, grow one from the point (``model.measure.grow_at``).
-        report: keep what a DICOM SR and SEG of the query need (``UploadPatch.headers``).
+        mask_path / mask_kind: a nodule mask (``model.clinical.masks.mask_kind``) on the upload's
+        CT. estimate_size: without a mask, grow one from the point
+        (``model.clinical.measure.grow_at``). report: keep what a DICOM SR and SEG of the query
+        need (``UploadPatch.headers``).
     """
 
     model_config = ConfigDict(extra="forbid")

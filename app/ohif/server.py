@@ -40,7 +40,7 @@ from app.ohif.config import DICOMWEB_PATH, PANEL_PREFIX, VIEWER_PATH, app_config
 from app.ohif.proxy import Upstream, forward, unsafe_path
 from app.ohif.settings import OhifSettings
 from app.problems import http_exception, problem_response
-from model.dicomweb import PacsConfig
+from model.ct.pacs import PacsConfig
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ CSP = (
 
 
 def _pacs_headers(pacs: PacsConfig) -> dict[str, str]:
-    """The PACS's credentials as headers: token, else user and password (as ``model.dicomweb``)."""
+    """The PACS's credentials as headers: token, else user and password (as the client)."""
     if pacs.token:
         return {"authorization": f"Bearer {pacs.token}"}
     if pacs.user is not None:

@@ -45,11 +45,11 @@ async def index_info(retriever: RetrieverDep) -> IndexInfo:
     m = retriever.catalog.manifest
     return IndexInfo(
         version=retriever.catalog.version,
-        n_nodules=int(m["n_nodules"]),
-        n_scans=int(m["n_scans"]),
-        n_labelled=int(m["n_labelled"]),
-        index_type=str(m["index_type"]),
-        created_at=str(m["created_at"]),
+        n_nodules=m.n_nodules,
+        n_scans=m.n_scans,
+        n_labelled=m.n_labelled,
+        index_type=m.index_type,
+        created_at=m.created_at.isoformat(),
         model=retriever.embedder.card.summary(),
         match_threshold=(
             MatchThresholdOut(

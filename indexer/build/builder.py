@@ -30,8 +30,8 @@ from indexer.build.plan import (
 )
 from indexer.build.publish import BuildResult, PublishOptions, publish
 from indexer.build.ray_executor import RayExecutor, RayOptions
-from model.dicomweb import PacsConfig
-from model.embedder import Embedder
+from model.ct.pacs import PacsConfig
+from model.nn.embedder import Embedder
 from model.store.catalog import verify_version
 from model.store.layout import IndexLayout, LayoutError
 from model.store.vector_index import IndexType

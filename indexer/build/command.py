@@ -22,9 +22,8 @@ from indexer.labels.errors import LabelSourceError
 from indexer.luna import LunaLayoutError
 from indexer.settings import IndexerSettings
 from indexer.train.samples import data_fingerprint
-from model.card import CardError, read_card
-from model.labels import LabelRule
-from model.sources import model_dir_of
+from model.clinical.labels import LabelRule
+from model.nn.card import CardError, read_card
 from model.store.catalog import verify_version
 from model.store.layout import IndexLayout, LayoutError
 
@@ -95,15 +94,15 @@ def run_build(args: argparse.Namespace, settings: IndexerSettings) -> int:
             fingerprint = data_fingerprint(args.data)
         else:
             old_scans, old_nodes, manifest = collect_current(args.index)
-            model_dir = args.model or model_dir_of(args.index, manifest)
+            model_dir = args.model or manifest.model_dir_at(args.index)
             card = read_card(model_dir)
-            if card.fingerprint != manifest["model_fingerprint"]:
+            if card.fingerprint != manifest.model_fingerprint:
                 logger.error(
                     "model %s (%s) does not match the index, built with %s; run `build` to "
                     "rebuild everything with it",
                     model_dir,
                     card.fingerprint[:12],
-                    str(manifest["model_fingerprint"])[:12],
+                    manifest.model_fingerprint[:12],
                 )
                 return EXIT_BAD_INPUT
             new_scans, new_nodes = collect_data(args.data, args.labels, LabelRule())
@@ -114,7 +113,7 @@ def run_build(args: argparse.Namespace, settings: IndexerSettings) -> int:
                 "adding %d nodules of %d new scans", len(added), len({n.series_uid for n in added})
             )
             fingerprint = hashlib.sha256(
-                f"{manifest['data_fingerprint']}+{data_fingerprint(args.data)}".encode()
+                f"{manifest.data_fingerprint}+{data_fingerprint(args.data)}".encode()
             ).hexdigest()
         result = build_catalog(
             index_dir=args.index,
@@ -163,10 +162,10 @@ def run_verify(args: argparse.Namespace) -> int:
     logger.info(
         "%s verifies: %d nodules, dim %d, %s index, model %s",
         version,
-        manifest["n_nodules"],
-        manifest["dim"],
-        manifest["index_type"],
-        str(manifest["model_fingerprint"])[:12],
+        manifest.n_nodules,
+        manifest.dim,
+        manifest.index_type,
+        manifest.model_fingerprint[:12],
     )
     return EXIT_OK
 
@@ -191,10 +190,9 @@ def run_versions(args: argparse.Namespace) -> int:
 def _version_line(layout: IndexLayout, version: str, current: str | None) -> str:
     m = layout.manifest(version)
     mark = "*" if version == current else " "
-    model = str(m.get("model_fingerprint", ""))[:12]
     return (
-        f"{mark} {version}  {m.get('n_nodules', 0):6d} nodules  {m.get('index_type', '?'):<5}  "
-        f"model {model}  parent {m.get('parent_version') or '-'}"
+        f"{mark} {version}  {m.n_nodules:6d} nodules  {m.index_type:<5}  "
+        f"model {m.model_fingerprint[:12]}  parent {m.parent_version or '-'}"
     )
 
 

@@ -18,8 +18,8 @@ from tqdm import tqdm
 from indexer import failpoints
 from indexer.build.plan import BuildError, BuildPlan, OnError
 from indexer.patches import ScanJob, iter_scan_patches
-from model.dicomweb import PacsConfig
-from model.embedder import Embedder
+from model.ct.pacs import PacsConfig
+from model.nn.embedder import Embedder
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import select
 
-from model.geometry import Geometry
-from model.labels import DerivedLabel, Read
+from model.clinical.labels import DerivedLabel, Read
+from model.ct.geometry import Geometry
 from model.store.catalog import Catalog
 from model.store.layout import IndexLayout
 from model.store.tables import Nodule

@@ -2,10 +2,11 @@
 
 A version is written in its own folder: the raw vectors (``embeddings.npy``), the FAISS index,
 the match threshold calibrated on them, the 2-D map, the SQLite catalogue, and last the
-manifest, which marks the version complete. One ``BuildRecord`` describes the build; it is
-stored both as the catalogue's ``builds`` row and (with the files' checksums) as
-``manifest.json``. The version is verified, made current, and older ones are pruned (never a
-leased one). A failure at any point removes the folder, so the previous version stays current.
+manifest, which marks the version complete. One ``Manifest`` (``model.store.manifest``)
+describes the build; it is stored both as the catalogue's ``builds`` row and (with the files'
+checksums) as ``manifest.json``. The version is verified, made current, and older ones are
+pruned (never a leased one). A failure at any point removes the folder, so the previous version
+stays current.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from indexer import failpoints
@@ -30,10 +30,11 @@ from indexer.build.embed import EmbedOutcome
 from indexer.build.plan import BuildError, BuildPlan, NoduleEntry, ScanEntry
 from indexer.maps import embedding_map
 from indexer.version import code_version
-from model.dicomweb import Pacs, PacsConfig, parse_pacs_address
-from model.embedder import Embedder
-from model.labels import CHARACTERISTICS
-from model.sources import open_source
+from model.clinical.labels import CHARACTERISTICS
+from model.ct.dicomweb import Pacs
+from model.ct.open import open_source
+from model.ct.pacs import PacsConfig, parse_pacs_address
+from model.nn.embedder import Embedder
 from model.store.calibration import MatchThreshold, calibrate_match_threshold, patient_group
 from model.store.catalog import sha256_file, sqlite_engine, verify_version
 from model.store.layout import (
@@ -45,53 +46,19 @@ from model.store.layout import (
     new_version_name,
     write_json_atomic,
 )
+from model.store.manifest import Manifest
 from model.store.tables import Base, Build, Label, Nodule, NoduleRead, Scan
 from model.store.vector_index import IndexType, build_index, default_params, save_index
 
 logger = logging.getLogger(__name__)
 
-#: The record's fields the ``builds`` table holds (the manifest holds them all).
-_BUILD_COLUMNS = frozenset(c.name for c in Build.__table__.columns) - {"id"}
+#: The manifest's fields the ``builds`` table holds (the manifest holds them all).
+_BUILD_COLUMNS = frozenset(c.name for c in Build.__table__.columns) - {"id", "status"}
 
 
-class BuildRecord(BaseModel):
-    """What one build wrote: the ``builds`` row and ``manifest.json`` are both this record."""
-
-    version: str
-    parent_version: str | None
-    created_at: datetime
-    model_fingerprint: str
-    model_dir: str
-    index_dir: str
-    """The index folder when built (absolute): recorded paths are found relative to it when the
-    catalogue has moved together with its data and models (``model.sources.relocated``)."""
-    model: dict[str, Any]
-    preprocessing: dict[str, Any]
-    data_fingerprint: str
-    index_type: str
-    index_params: dict[str, Any]
-    n_scans: int
-    n_nodules: int
-    n_labelled: int
-    n_embedded: int
-    n_reused: int
-    dim: int
-    failed_scans: list[dict[str, str]]
-    match_threshold: dict[str, Any] | None
-    timings_s: dict[str, float]
-    code_version: str
-    status: str = "published"
-
-    def build_row(self) -> Build:
-        """The catalogue's ``builds`` row."""
-        return Build(**{k: getattr(self, k) for k in _BUILD_COLUMNS})
-
-    def manifest(self, files: dict[str, str]) -> dict[str, Any]:
-        """``manifest.json``: the record (but its status) and the files' sha256."""
-        data = self.model_dump(mode="json", exclude={"status"})
-        data["created_at"] = self.created_at.isoformat()
-        data["files"] = files
-        return data
+def build_row(manifest: Manifest) -> Build:
+    """The catalogue's ``builds`` row of a version (its manifest without the checksums)."""
+    return Build(**{k: getattr(manifest, k) for k in _BUILD_COLUMNS}, status="published")
 
 
 @dataclass(frozen=True)
@@ -129,7 +96,7 @@ def publish(
     options: PublishOptions,
     timings: dict[str, float],
     started: float,
-) -> tuple[BuildRecord, list[str]]:
+) -> tuple[Manifest, list[str]]:
     """Write, verify and switch to a new version of the plan's embedded nodules.
 
     ``timings`` (seconds by stage) gets the publish stage's; ``started`` is the build's
@@ -177,7 +144,7 @@ def _write_version(
     options: PublishOptions,
     timings: dict[str, float],
     started: float,
-) -> BuildRecord:
+) -> Manifest:
     """Every file of the version, the manifest last."""
     folder = layout.version_dir(version)
     vectors = np.stack([n.vector for n in kept]).astype(np.float32)  # type: ignore[misc]
@@ -192,7 +159,7 @@ def _write_version(
     t_map = time.perf_counter()
     map_xy = embedding_map(vectors)
     timings["map_s"] = time.perf_counter() - t_map
-    record = BuildRecord(
+    record = Manifest(
         version=version,
         parent_version=plan.parent,
         created_at=datetime.now(UTC),
@@ -219,7 +186,8 @@ def _write_version(
     files = {
         name: sha256_file(folder / name) for name in (INDEX_FILE, CATALOG_FILE, EMBEDDINGS_FILE)
     }
-    write_json_atomic(folder / MANIFEST, record.manifest(files))
+    record = record.model_copy(update={"files": files})
+    write_json_atomic(folder / MANIFEST, record.to_json())
     return record
 
 
@@ -258,7 +226,7 @@ def _calibrate(
 
 def write_catalog(
     path: Path,
-    record: BuildRecord,
+    record: Manifest,
     scans: dict[str, ScanEntry],
     nodes: Sequence[NoduleEntry],
     map_xy: npt.NDArray[np.float64] | None,
@@ -276,7 +244,7 @@ def write_catalog(
             for row, n in enumerate(nodes):
                 xy = (float(map_xy[row, 0]), float(map_xy[row, 1])) if map_xy is not None else None
                 _add_nodule(session, n, scan_ids[n.series_uid], row, xy)
-            session.add(record.build_row())
+            session.add(build_row(record))
     finally:
         engine.dispose()
 

@@ -40,8 +40,8 @@ from indexer import failpoints
 from indexer.build.embed import EmbedOutcome, scan_jobs
 from indexer.build.plan import BuildError, BuildPlan, NoduleEntry, ScanEntry
 from indexer.patches import ScanJob, cut_scan
-from model.dicomweb import PacsConfig
-from model.embedder import Embedder
+from model.ct.pacs import PacsConfig
+from model.nn.embedder import Embedder
 from model.preprocessing import PatchSpec
 
 logger = logging.getLogger(__name__)

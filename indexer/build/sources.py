@@ -14,13 +14,20 @@ from indexer.labels.build import label_nodules_with_reads, read_labels
 from indexer.labels.synthetic_reads import READS_FILE, read_synthetic_reads
 from indexer.luna import LunaLayoutError, find_series, read_annotations
 from indexer.train.samples import load_patients
-from model.dicomweb import check_uid, pacs_address
-from model.geometry import Geometry
-from model.labels import CHARACTERISTICS, Characteristics, DerivedLabel, LabelRule, Read, ReadKind
-from model.sources import relocated
+from model.clinical.labels import (
+    CHARACTERISTICS,
+    Characteristics,
+    DerivedLabel,
+    LabelRule,
+    Read,
+    ReadKind,
+)
+from model.ct.geometry import Geometry
+from model.ct.pacs import check_uid, pacs_address
+from model.ct.volume import VolumeReadError
 from model.store.catalog import Catalog
+from model.store.manifest import Manifest
 from model.store.tables import Nodule, Scan
-from model.volume import VolumeReadError
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +111,7 @@ def collect_data(
 
 def collect_current(
     index_dir: Path,
-) -> tuple[dict[str, ScanEntry], list[NoduleEntry], dict[str, object]]:
+) -> tuple[dict[str, ScanEntry], list[NoduleEntry], Manifest]:
     """Scans and nodules of the current version (for ``add``), and its manifest."""
     catalog = Catalog.open(index_dir)
     try:
@@ -112,7 +119,7 @@ def collect_current(
             scans = {}
             for s in session.execute(select(Scan)).scalars():
                 geometry = Geometry.from_itk(s.origin_xyz, s.spacing_xyz, s.direction, s.size_xyz)
-                path = relocated(Path(s.source_path), index_dir, catalog.manifest)
+                path = catalog.manifest.relocated(Path(s.source_path), index_dir)
                 scans[s.series_uid] = ScanEntry(s.series_uid, path, s.patient_id, geometry)
             nodes = []
             query = select(Nodule).options(selectinload(Nodule.label), selectinload(Nodule.reads))

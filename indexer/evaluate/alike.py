@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from indexer.evaluate.metrics import Neighbors
-from model.labels import CHARACTERISTICS, RATING_RANGES, Characteristics
+from model.clinical.labels import CHARACTERISTICS, RATING_RANGES, Characteristics
 
 F64 = npt.NDArray[np.float64]
 

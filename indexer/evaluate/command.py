@@ -10,8 +10,8 @@ import logging
 import sys
 
 from indexer.evaluate.report import EvaluateOptions, EvaluationError, evaluate, render_markdown
-from model.card import CardError
-from model.labels import ExcludeThree, LabelRule
+from model.clinical.labels import ExcludeThree, LabelRule
+from model.nn.card import CardError
 from model.store.layout import LayoutError
 
 logger = logging.getLogger(__name__)

@@ -48,9 +48,9 @@ from indexer.labels.build import read_labels
 from indexer.luna import find_series
 from indexer.search.data import RatedCut, RatedSet, RatedSetError, cut_rated, load_rated
 from indexer.synth.heldout import HELDOUT_PATIENTS
-from model.checkpoint import load_model
-from model.embedder import Embedder
-from model.network import NoduleNet
+from model.nn.checkpoint import load_model
+from model.nn.embedder import Embedder
+from model.nn.network import NoduleNet
 from model.preprocessing import PatchSpec
 
 logger = logging.getLogger(__name__)

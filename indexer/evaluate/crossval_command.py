@@ -34,8 +34,8 @@ from indexer.search.data import RatedSetError, cut_rated, load_rated
 from indexer.search.fit import FitError, fit_space
 from indexer.train import arguments as train_arguments
 from indexer.train import command as train_command
-from model.card import CardError, MaskPolicy, read_card, write_card
-from model.embedder import Embedder
+from model.nn.card import CardError, MaskPolicy, read_card, write_card
+from model.nn.embedder import Embedder
 
 logger = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def set_search(model_dir: Path, report: dict[str, Any], data_dir: Path, workers:
 def set_mask_policy(model_dir: Path, report: dict[str, Any], cv_json: Path) -> bool:
     """Write the folds' mask policy into a model's card; False (logged) when there is none.
 
-    The policy changes the model's sizes, not its vectors (``model.card.MaskPolicy``).
+    The policy changes the model's sizes, not its vectors (``model.nn.card.MaskPolicy``).
     """
     quality = report.get("mask_quality")
     if not quality:

@@ -8,7 +8,7 @@ pooled queries are scored like the network and the baselines, twice:
 - *recorded sizes*: query and catalogue vectors both take the recorded diameter (a catalogue
   nodule's recorded diameter counts as the radiologist's measurement);
 - *estimated sizes*: each query's vector takes the diameter the service estimates from its
-  image (the fold model's mask, ``model.nodule_mask.find_nodule``), as a click without axes
+  image (the fold model's mask, ``model.clinical.nodule_mask.find_nodule``), as a click without axes
   would; the catalogue keeps its recorded sizes. A query with no estimate is searched by its
   features alone.
 """
@@ -43,8 +43,8 @@ from indexer.search.choose import (
     fitted_space,
 )
 from indexer.search.data import RatedCut, RatedSet, profiles_at
-from model.descriptors import DESCRIPTOR_NAMES
-from model.embedder import Embedder
+from model.clinical.descriptors import DESCRIPTOR_NAMES
+from model.nn.embedder import Embedder
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]

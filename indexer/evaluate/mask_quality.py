@@ -6,8 +6,8 @@ synthetic outlines). For each measured nodule whose scan has one, the reference 
 mask's component nearest the nodule's centre (within ``MASK_CENTER_REACH_MM``, as the service
 picks its own), and two masks are scored against it on the CT's own voxels:
 
-- the mask the service finds (``model.nodule_mask.find_nodule``: the model's mask branch);
-- region growing from the same centre (``model.measure.grow_at``), the fallback.
+- the mask the service finds (``model.clinical.nodule_mask.find_nodule``: the model's mask branch);
+- region growing from the same centre (``model.clinical.measure.grow_at``), the fallback.
 
 Per method: the share of nodules that get a mask, the median Dice (a refusal counts 0) and the
 median over the nodules it answers, and the mean diameter ((long + short axial axis) / 2)
@@ -29,16 +29,16 @@ import numpy as np
 from pydantic import BaseModel
 
 from indexer.evaluate.metrics import bootstrap
-from model.ct import load_volume
-from model.measure import (
+from model.clinical.measure import (
     GROW_METHOD,
     BoolArray,
     MeasureError,
     NoduleRegion,
     grow_at,
 )
-from model.nodule_mask import FoundNodule, component_at
-from model.volume import CTVolume, VolumeSource
+from model.clinical.nodule_mask import FoundNodule, component_at
+from model.ct.open import load_volume
+from model.ct.volume import CTVolume, VolumeSource
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class MaskQuality(BaseModel):
     """By the branch's own mean diameter (what the service knows of a queried nodule)."""
     policy_region_growing_mm: list[tuple[float, float]]
     """The ``by_branch_diameter`` ranges where region growing measures better: the mask policy
-    this evaluation supports (``model.card.MaskPolicy``)."""
+    this evaluation supports (``model.nn.card.MaskPolicy``)."""
     policy_cross_validated: MethodAgreement | None = None
     """``crossval`` only: each fold's nodules under the policy chosen on the other folds (the
     honest number for the policy); None outside it."""

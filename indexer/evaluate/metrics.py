@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from indexer.metrics import roc_auc
-from model.vote import majority, malignant_probability
+from model.clinical.vote import majority, malignant_probability
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -185,7 +185,7 @@ class VoteScores:
 
 
 def knn_vote(labels_binary: npt.ArrayLike, neighbors: Neighbors, k: int) -> VoteScores:
-    """The service's vote (``model.vote``) over each query's k nearest neighbours."""
+    """The service's vote (``model.clinical.vote``) over each query's k nearest neighbours."""
     neighbor_y = neighbor_labels(labels_binary, neighbors)[:, :k]
     sims = np.where(neighbors.index[:, :k] >= 0, neighbors.similarity[:, :k], 0.0)
     probability = malignant_probability(sims, neighbor_y)

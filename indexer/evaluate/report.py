@@ -5,7 +5,8 @@ What is measured (``docs/protocol.md``):
 * leave-one-out search over the labelled nodules of the catalogue (each queries all the others,
   exact cosine search on the stored vectors — the vectors the service searches);
 * Recall@1..4 for the binary (1-2 vs 4-5) and 4-class (1/2/4/5) labels, with hits / queries;
-* the service's kNN vote (``model.vote``): majority accuracy and the AUC of the similarity-weighted
+* the service's kNN vote (``model.clinical.vote``): majority accuracy and the AUC of the
+similarity-weighted
   malignant probability, with percentile-bootstrap 95% intervals over queries;
 * all of it again with neighbours of the query's own patient excluded;
 * the same numbers for three baselines on the same nodules in the same run: raw intensities (the
@@ -29,7 +30,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -86,21 +86,22 @@ from indexer.maps import embedding_map
 from indexer.patches import ScanJob, iter_scan_patches
 from indexer.search.data import profiles_at
 from indexer.version import code_version
-from model.card import ModelCard
-from model.checkpoint import load_model
-from model.descriptors import DESCRIPTOR_NAMES, describe_region
-from model.embedder import Embedder
-from model.labels import CHARACTERISTICS, Characteristics, LabelRule, derive_label
-from model.measure import MeasureError
-from model.network import NoduleNet
-from model.nodule_mask import find_nodule
+from model.clinical.descriptors import DESCRIPTOR_NAMES, describe_region
+from model.clinical.labels import CHARACTERISTICS, Characteristics, LabelRule, derive_label
+from model.clinical.measure import MeasureError
+from model.clinical.nodule_mask import find_nodule
+from model.ct.open import open_source
+from model.ct.volume import CTVolume, VolumeSource
+from model.nn.card import ModelCard
+from model.nn.checkpoint import load_model
+from model.nn.embedder import Embedder
+from model.nn.network import NoduleNet
+from model.nn.profile import PROFILE_NAMES
 from model.preprocessing import PatchSpec
-from model.profile import PROFILE_NAMES
-from model.sources import model_dir_of, open_source, relocated
 from model.store.catalog import Catalog
 from model.store.layout import write_json_atomic
+from model.store.manifest import Manifest
 from model.store.tables import Nodule, NoduleRead
-from model.volume import CTVolume, VolumeSource
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ BASELINE_NAMES = {
     "features": "network features alone (the paper's mid-features)",
     "estimated_sizes": "the same vector, each query's size estimated from its image",
 }
-#: Shown first for a model whose vector has a search space (``model.search_space``): its
+#: Shown first for a model whose vector has a search space (``model.nn.search_space``): its
 #: features alone (the paper's claim stays testable) and its click-only path.
 SEARCH_ROWS = ("features", "estimated_sizes")
 #: What the measured-descriptors baseline reads off each nodule (report.md says it once).
@@ -235,8 +236,8 @@ def load_nodules(catalog: Catalog, rule: LabelRule | None) -> CatalogNodules:
             ids=np.array([n.id for n in rows], dtype=np.int64),
             series_uid=[n.series_uid for n in rows],
             source_path={
-                n.series_uid: relocated(
-                    Path(n.scan.source_path), catalog.index_dir, catalog.manifest
+                n.series_uid: catalog.manifest.relocated(
+                    Path(n.scan.source_path), catalog.index_dir
                 )
                 for n in rows
             },
@@ -303,8 +304,8 @@ class CutRows:
     mean_hu: npt.NDArray[np.float64]
     """The density sphere's mean HU (``DENSITY_SPHERE_FRACTION`` of the recorded radius)."""
     descriptors: npt.NDArray[np.float64]
-    """``(n, len(DESCRIPTOR_NAMES))`` of the mask the service finds (``model.nodule_mask``);
-    NaN rows where none."""
+    """``(n, len(DESCRIPTOR_NAMES))`` of the mask the service finds
+    (``model.clinical.nodule_mask``); NaN rows where none."""
     mask_scores: list[NoduleMaskScore]
     """The service's masks against the set's reference masks (rows whose scan has one)."""
     profiles: npt.NDArray[np.float64] | None = None
@@ -713,7 +714,7 @@ class _Catalogue:
     index_dir: Path
     version: str
     nodules: CatalogNodules
-    manifest: dict[str, Any]
+    manifest: Manifest
 
 
 @dataclass(frozen=True)
@@ -731,7 +732,7 @@ def _read_catalogue(index_dir: Path, version: str | None, options: EvaluateOptio
     catalog = Catalog.open(index_dir, version)
     try:
         nodules = load_nodules(catalog, options.label_rule)
-        loaded = _Catalogue(index_dir, catalog.version, nodules, dict(catalog.manifest))
+        loaded = _Catalogue(index_dir, catalog.version, nodules, catalog.manifest)
     finally:
         catalog.close()
     if len(nodules.labelled) < 2:
@@ -744,12 +745,12 @@ def _read_catalogue(index_dir: Path, version: str | None, options: EvaluateOptio
 
 def _catalogue_embedder(source: _Catalogue, device: str) -> Embedder:
     """The model the catalogue was built with (refused when its fingerprint differs)."""
-    model_dir = model_dir_of(source.index_dir, source.manifest)
+    model_dir = source.manifest.model_dir_at(source.index_dir)
     network, card = load_model(model_dir, "cpu")
-    if card.fingerprint != source.manifest["model_fingerprint"]:
+    if card.fingerprint != source.manifest.model_fingerprint:
         raise EvaluationError(
             f"the model in {model_dir} ({card.fingerprint[:12]}) is not the one catalogue "
-            f"{source.version} was built with ({str(source.manifest['model_fingerprint'])[:12]})"
+            f"{source.version} was built with ({source.manifest.model_fingerprint[:12]})"
         )
     return Embedder(network, card, device, batch_size=64)
 
@@ -882,7 +883,7 @@ def _report(
         name: network_r1 > found.baselines[name].recall_at_k["binary"]["1"] for name in BASELINES
     }
     rule = options.label_rule
-    data_fingerprint = source.manifest.get("data_fingerprint")
+    data_fingerprint = source.manifest.data_fingerprint
     return EvaluationReport(
         **dict(found.network),
         index_version=source.version,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from indexer.cli_paths import Kind, add_path
 
-#: The values of ``model.labels.ExcludeThree`` (that module builds pydantic models at import;
-#: a test keeps the two equal).
+#: The values of ``model.clinical.labels.ExcludeThree`` (that module builds pydantic models at
+#: import; a test keeps the two equal).
 EXCLUDE_THREE = ("round-mean", "mean-equals-3", "none")
 
 

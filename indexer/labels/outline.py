@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from model.geometry import Geometry
+from model.ct.geometry import Geometry
 
 F64 = npt.NDArray[np.float64]
 

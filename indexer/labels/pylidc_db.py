@@ -27,7 +27,7 @@ from indexer.labels.errors import LabelSourceError
 from indexer.labels.geometry_sources import ScanInfo
 from indexer.labels.grouping import Mark
 from indexer.labels.outline import Outline, summarise
-from model.labels import CHARACTERISTICS, Characteristics, Read, ReadKind
+from model.clinical.labels import CHARACTERISTICS, Characteristics, Read, ReadKind
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 
 from indexer.labels.errors import LabelSourceError
-from model.labels import CHARACTERISTICS, Characteristics, Read, ReadKind
+from model.clinical.labels import CHARACTERISTICS, Characteristics, Read, ReadKind
 
 READS_FILE = "reads.csv"
 

@@ -1,1 +1,1 @@
-"""Fitting and choosing the search vector's blocks (``model.search_space``) on rated nodules."""
+"""Fitting and choosing the search vector's blocks (``model.nn.search_space``) on rated nodules."""

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from indexer.search.fit import fit_space
-from model.search_space import BLOCK_ORDER, BlockName, SearchSpace
+from model.nn.search_space import BLOCK_ORDER, BlockName, SearchSpace
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]

@@ -16,9 +16,9 @@ from indexer.labels.build import read_labels
 from indexer.luna import find_series
 from indexer.patches import ScanJob, iter_scan_patches
 from indexer.synth.heldout import HELDOUT_PATIENTS
+from model.ct.open import open_source
+from model.nn.profile import PROFILE_NAMES, ProfileError, nodule_profile
 from model.preprocessing import PatchSpec
-from model.profile import PROFILE_NAMES, ProfileError, nodule_profile
-from model.sources import open_source
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 import numpy as np
 import numpy.typing as npt
 
-from model.labels import CHARACTERISTICS
-from model.search_space import BlockName, LearnedProjection, SearchSpace, Standardizer
+from model.clinical.labels import CHARACTERISTICS
+from model.nn.search_space import BlockName, LearnedProjection, SearchSpace, Standardizer
 
 F64 = npt.NDArray[np.float64]
 

@@ -15,7 +15,7 @@ import numpy as np
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from model.volume import CTVolume
+from model.ct.volume import CTVolume
 
 RESCALE_INTERCEPT = -1024.0
 

@@ -66,10 +66,10 @@ from indexer.synth.phantom import (
     soft_step,
 )
 from indexer.synth.profiles import NoduleProfile
-from model.geometry import Geometry, spacing_zyx
-from model.itk_io import write_metaimage
-from model.labels import CHARACTERISTICS
-from model.volume import CTVolume
+from model.clinical.labels import CHARACTERISTICS
+from model.ct.geometry import Geometry, spacing_zyx
+from model.ct.itk import write_metaimage
+from model.ct.volume import CTVolume
 
 logger = logging.getLogger(__name__)
 

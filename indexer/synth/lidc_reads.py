@@ -39,7 +39,7 @@ from indexer.synth.profiles import (
     ReaderRatings,
     SliceOutline,
 )
-from model.geometry import Geometry
+from model.ct.geometry import Geometry
 
 logger = logging.getLogger(__name__)
 

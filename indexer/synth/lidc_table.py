@@ -21,7 +21,7 @@ from pathlib import Path
 
 from indexer.synth.heldout import HELDOUT_PATIENTS
 from indexer.synth.profiles import NoduleProfile, ReaderRatings
-from model.labels import CHARACTERISTICS, Characteristics
+from model.clinical.labels import CHARACTERISTICS, Characteristics
 
 TABLE_NAME = "LIDC_20130817_AllFeatures2D_MaxSlicePerNodule_inLineRatings.csv"
 

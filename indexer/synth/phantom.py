@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from model.geometry import Geometry, spacing_zyx
+from model.ct.geometry import Geometry, spacing_zyx
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]

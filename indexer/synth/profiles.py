@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from model.labels import Characteristics
+from model.clinical.labels import Characteristics
 
 
 @dataclass(frozen=True, eq=False)

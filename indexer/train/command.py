@@ -12,9 +12,9 @@ from indexer.train.arguments import RECIPE_OPTIONS
 from indexer.train.samples import data_fingerprint
 from indexer.train.trainer import TrainConfig, prepare_data, train
 from indexer.version import code_version
-from model.card import CardError, ModelCard, read_card
-from model.checkpoint import load_model
-from model.network import NoduleNet
+from model.nn.card import CardError, ModelCard, read_card
+from model.nn.checkpoint import load_model
+from model.nn.network import NoduleNet
 from model.threads import ThreadPolicy
 
 logger = logging.getLogger(__name__)

@@ -5,7 +5,7 @@
   ``start`` share; the share grows linearly to all samples by epoch ``ramp_epochs``.
 * Online sample filtering: a sample the network classified confidently and correctly during an
   epoch is dropped from the following epochs, down to a floor per class.
-* Hard example mining happens inside each batch (``model.loss.hard_mining_loss``).
+* Hard example mining happens inside each batch (``model.nn.loss.hard_mining_loss``).
 """
 
 from __future__ import annotations

@@ -40,10 +40,10 @@ from indexer.train.samples import (
     select_samples,
     split_by_subset,
 )
-from model.card import DataRecord, FrocResult, ModelCard, TrainingRecord, read_card, write_card
-from model.checkpoint import resolve_device, save_model
-from model.loss import hard_mining_loss, segmentation_loss
-from model.network import NetworkConfig, NoduleNet
+from model.nn.card import DataRecord, FrocResult, ModelCard, TrainingRecord, read_card, write_card
+from model.nn.checkpoint import resolve_device, save_model
+from model.nn.loss import hard_mining_loss, segmentation_loss
+from model.nn.network import NetworkConfig, NoduleNet
 from model.preprocessing import DEFAULT_SPEC, PatchSpec
 
 logger = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class TrainConfig(BaseModel):
     init_fingerprint: str | None = None
     """Fingerprint of the model whose weights the run started from (fine-tuning); None: random."""
     segmentation_weight: float = Field(default=0.0, ge=0.0, le=10.0)
-    """Weight of the auxiliary mask loss (``model.loss.segmentation_loss``) beside the
+    """Weight of the auxiliary mask loss (``model.nn.loss.segmentation_loss``) beside the
     FP-reduction loss; above 0 the network gets its mask branch, trained on the nodules whose
     scan has a mask (synthetic renders, VOI masks). 0: no mask branch."""
     max_negatives_per_scan: int = Field(default=300, ge=1)

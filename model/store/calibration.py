@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from model.store.manifest import Manifest
 from model.store.vector_index import search
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_KEY = "match_threshold"
 #: Percentile of the nearest-other-patient similarities taken as the threshold.
 MATCH_PERCENTILE = 5.0
 #: Queries used for the calibration (a fixed random sample beyond this): bounds the build's work
@@ -65,17 +65,17 @@ class MatchThreshold:
     rule: str = RULE
 
     def to_manifest(self) -> dict[str, Any]:
-        """The JSON object stored under ``manifest["match_threshold"]``."""
+        """The JSON object stored as the manifest's ``match_threshold``."""
         return asdict(self)
 
     @classmethod
-    def from_manifest(cls, manifest: Mapping[str, Any]) -> MatchThreshold | None:
+    def from_manifest(cls, manifest: Manifest) -> MatchThreshold | None:
         """The threshold a manifest records; None for versions built without one.
 
         Raises:
             MatchThresholdError: the entry exists but is not a valid threshold.
         """
-        entry = manifest.get(MANIFEST_KEY)
+        entry = manifest.match_threshold
         if entry is None:
             return None
         if not isinstance(entry, Mapping):

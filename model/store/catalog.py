@@ -29,6 +29,7 @@ from model.store.layout import (
     IndexLayout,
     LayoutError,
 )
+from model.store.manifest import Manifest
 from model.store.tables import Build, Nodule, Scan
 from model.store.vector_index import index_ids, load_index, search, to_gpu_if_available
 
@@ -61,7 +62,7 @@ class Catalog:
 
     version: str
     folder: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     index: Any
     engine: Engine
     sessions: sessionmaker[Session]
@@ -83,7 +84,7 @@ class Catalog:
             MatchThreshold.from_manifest(manifest)
         except MatchThresholdError as e:
             raise LayoutError(f"{folder / MANIFEST}: {e}") from None
-        index = load_index(folder / INDEX_FILE, manifest.get("index_params", {}))
+        index = load_index(folder / INDEX_FILE, manifest.index_params)
         if gpu:
             index = to_gpu_if_available(index)
         engine = sqlite_engine(folder / CATALOG_FILE, readonly=True)
@@ -102,7 +103,7 @@ class Catalog:
     @property
     def model_fingerprint(self) -> str:
         """Fingerprint of the model the vectors were made with."""
-        return str(self.manifest["model_fingerprint"])
+        return self.manifest.model_fingerprint
 
     @property
     def match_threshold(self) -> MatchThreshold | None:
@@ -174,7 +175,7 @@ class ScanNodules:
 
 
 def _threshold_problems(
-    version: str, manifest: dict[str, Any], catalog: Catalog, owners: Sequence[Any]
+    version: str, manifest: Manifest, catalog: Catalog, owners: Sequence[Any]
 ) -> list[str]:
     """The recorded match threshold is well formed and is this version's own (recomputed)."""
     try:
@@ -201,14 +202,14 @@ def _threshold_problems(
     return []
 
 
-def _checksum_problems(folder: Path, version: str, manifest: dict[str, Any]) -> list[str]:
+def _checksum_problems(folder: Path, version: str, manifest: Manifest) -> list[str]:
     """Data files that are missing or differ from the manifest's checksums."""
     problems = []
     for name in DATA_FILES:
         path = folder / name
         if not path.is_file():
             problems.append(f"{version}: {name} is missing")
-        elif sha256_file(path) != manifest.get("files", {}).get(name):
+        elif sha256_file(path) != manifest.files.get(name):
             problems.append(f"{version}: {name} does not match its manifest checksum")
     return problems
 
@@ -238,12 +239,10 @@ def _read_rows(catalog: Catalog) -> _Rows:
     return _Rows(list(ids_rows), list(owners), builds, n_rows)
 
 
-def _shape_problems(
-    version: str, manifest: dict[str, Any], catalog: Catalog, n_rows: int
-) -> list[str]:
+def _shape_problems(version: str, manifest: Manifest, catalog: Catalog, n_rows: int) -> list[str]:
     """Vector counts and dimension agree across index, embeddings, database and manifest."""
     index, embeddings = catalog.index, catalog.embeddings
-    n, dim = int(manifest.get("n_nodules", -1)), int(manifest.get("dim", -1))
+    n, dim = manifest.n_nodules, manifest.dim
     problems = []
     if not (index.ntotal == n_rows == len(embeddings) == n):
         problems.append(
@@ -256,7 +255,7 @@ def _shape_problems(
 
 
 def _vector_problems(
-    version: str, manifest: dict[str, Any], catalog: Catalog, ids_rows: list[Any]
+    version: str, manifest: Manifest, catalog: Catalog, ids_rows: list[Any]
 ) -> list[str]:
     """Every stored vector is unit length and found first under its own nodule's id.
 
@@ -266,7 +265,7 @@ def _vector_problems(
     order = np.array([r[1] for r in ids_rows])
     stored = np.asarray(catalog.embeddings[order], dtype=np.float32)
     _, found = search(catalog.index, stored, 1)
-    exact = manifest.get("index_type") == "exact"
+    exact = manifest.index_type == "exact"
     hits = float(np.mean(found[:, 0] == ids))
     problems = []
     # Exact search must return every vector as its own nearest neighbour; approximate indexes
@@ -279,12 +278,12 @@ def _vector_problems(
 
 
 def _model_problems(
-    version: str, manifest: dict[str, Any], builds: list[Build], expected: str | None
+    version: str, manifest: Manifest, builds: list[Build], expected: str | None
 ) -> list[str]:
     problems = []
-    if len(builds) != 1 or builds[0].model_fingerprint != manifest.get("model_fingerprint"):
+    if len(builds) != 1 or builds[0].model_fingerprint != manifest.model_fingerprint:
         problems.append(f"{version}: build record and manifest disagree on the model")
-    if expected and manifest.get("model_fingerprint") != expected:
+    if expected and manifest.model_fingerprint != expected:
         problems.append(f"{version}: built with another model than the one expected")
     return problems
 

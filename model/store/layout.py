@@ -26,7 +26,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from model.store.leases import held_versions
+from model.store.manifest import Manifest
 
 CURRENT = "CURRENT"
 VERSIONS = "versions"
@@ -138,16 +141,19 @@ class IndexLayout:
         tmp.replace(self.root / CURRENT)
         fsync_dir(self.root)
 
-    def manifest(self, version: str) -> dict[str, Any]:
-        """The manifest of a complete version."""
+    def manifest(self, version: str) -> Manifest:
+        """The manifest of a complete version.
+
+        Raises:
+            LayoutError: unreadable, or not a manifest (the message names the field).
+        """
         path = self.version_dir(version) / MANIFEST
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
+            return Manifest.model_validate_json(path.read_bytes())
+        except OSError as e:
             raise LayoutError(f"{path}: unreadable manifest ({e})") from None
-        if not isinstance(data, dict):
-            raise LayoutError(f"{path}: manifest is not an object")
-        return data
+        except ValidationError as e:
+            raise LayoutError(f"{path}: not a catalogue manifest ({_first_error(e)})") from None
 
     def clean_unfinished(self) -> list[str]:
         """Remove version folders without a manifest (builds that died); returns their names."""
@@ -176,3 +182,10 @@ class IndexLayout:
         for v in doomed:
             shutil.rmtree(self.version_dir(v), ignore_errors=True)
         return doomed
+
+
+def _first_error(error: ValidationError) -> str:
+    """The first thing wrong with a manifest, in one line."""
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "the file"
+    return f"{where}: {first['msg']}"

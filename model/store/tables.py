@@ -98,7 +98,7 @@ class NoduleRead(Base):
 
 
 class Label(Base):
-    """The derived malignancy labels of a nodule (``model.labels.derive_label``)."""
+    """The derived malignancy labels of a nodule (``model.clinical.labels.derive_label``)."""
 
     __tablename__ = "labels"
 

@@ -21,9 +21,9 @@ from pydantic import SecretStr
 from app.main import create_app, open_access_problem
 from app.series import OpenSources
 from app.settings import AppSettings
+from model.ct.volume import VolumeReadError
 from model.store.catalog import Catalog
 from model.store.tables import Nodule
-from model.volume import VolumeReadError
 
 TOKEN = "access-token-for-tests"
 

@@ -26,8 +26,8 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from app.ohif import bundle
-from model.dicom_io import DicomSeriesSource
-from model.sr import slice_point
+from model.clinical.sr import slice_point
+from model.ct.dicom import DicomSeriesSource
 from tests.app.live_server import (
     OHIF_RETURNING_USER,
     chromium_path,

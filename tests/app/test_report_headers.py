@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from model.dicom_io import evidence_header
-from model.evidence import ReportHeaderError, check_evidence
+from model.ct.dicom import evidence_header
+from model.ct.evidence import ReportHeaderError, check_evidence
 from tests.model.synthetic import growable_nodule
 
 Edit = Callable[[Dataset, int], None]
@@ -97,7 +97,7 @@ def _headers(synth_set: Path) -> list[Dataset]:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_stored_series_headers_are_checked_alike(synth_set: Path, case: str) -> None:
-    """The same check every report path passes (``model.report.assemble_report``)."""
+    """The same check every report path passes (``model.clinical.report.assemble_report``)."""
     edit, attribute = CASES[case]
     headers = _headers(synth_set)
     with warnings.catch_warnings():

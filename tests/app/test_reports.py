@@ -17,9 +17,9 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.retrieval import Retriever
 from app.settings import AppSettings
-from model.ct import open_volume
-from model.dicom_io import DicomSeriesSource
-from model.sr import DISCLAIMER
+from model.clinical.sr import DISCLAIMER
+from model.ct.dicom import DicomSeriesSource
+from model.ct.open import open_volume
 from tests.app.test_search import _serving_edited_copy
 from tests.model.synthetic import growable_nodule
 from tests.model.test_seg import SEGMENTATION_STORAGE, content_items

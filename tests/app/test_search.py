@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import AppSettings
-from model.ct import open_volume
-from model.embedder import Embedder
+from model.ct.open import open_volume
+from model.nn.embedder import Embedder
 from model.preprocessing import extract_patch
 from model.store.catalog import Catalog
 from model.store.layout import IndexLayout, LayoutError
@@ -41,7 +41,7 @@ def test_health_ready_and_index(client: TestClient, app_index: Path) -> None:
     info = client.get("/v1/index").json()
     catalog = Catalog.open(app_index)
     assert info["version"] == catalog.version
-    assert info["n_nodules"] == catalog.manifest["n_nodules"]
+    assert info["n_nodules"] == catalog.manifest.n_nodules
     assert info["model"]["fingerprint"] == catalog.model_fingerprint
     catalog.close()
 
@@ -159,7 +159,7 @@ def test_service_embedding_equals_the_indexers(
     nodule_id, series_uid, center, _ = _first_nodule(app_index)
     catalog = Catalog.open(app_index)
     stored = catalog.vector_of(nodule_id)
-    embedder = Embedder.from_model_dir(Path(str(catalog.manifest["model_dir"])), "cpu")
+    embedder = Embedder.from_model_dir(Path(str(catalog.manifest.model_dir)), "cpu")
     catalog.close()
     path = next(synth_set.glob(f"subset*/{series_uid}.mhd"))
     service_side = embedder.embed_patches(
@@ -312,7 +312,9 @@ def test_search_reports_its_best_similarity_against_the_versions_threshold(
     client: TestClient, app_index: Path
 ) -> None:
     catalog = Catalog.open(app_index)
-    threshold = catalog.manifest["match_threshold"]["value"]
+    recorded = catalog.match_threshold
+    assert recorded is not None
+    threshold = recorded.value
     catalog.close()
     assert client.get("/v1/index").json()["match_threshold"]["value"] == threshold
     nodule_id, series_uid, center, _ = _first_nodule(app_index)
@@ -372,7 +374,8 @@ def test_nodules_of_other_patients_are_close_matches_as_calibrated(
 ) -> None:
     """Leave-one-out through the API is the build's calibration: at most 5% are flagged."""
     catalog = Catalog.open(app_index)
-    threshold = catalog.manifest["match_threshold"]
+    threshold = catalog.match_threshold
+    assert threshold is not None
     with catalog.sessions() as session:
         ids = [n.id for n in session.query(Nodule).order_by(Nodule.id)]
     catalog.close()
@@ -385,13 +388,13 @@ def test_nodules_of_other_patients_are_close_matches_as_calibrated(
             params={"k": 1, "exclude_patient_id": patients[nodule["series_uid"]]},
         ).json()
         assert result["query"]["close_match"] is (
-            result["query"]["best_similarity"] >= threshold["value"]
+            result["query"]["best_similarity"] >= threshold.value
         )
         assert result["vote"]["withheld"] is (not result["query"]["close_match"])
         best.append(result["query"]["best_similarity"])
-    assert threshold["n_queries"] == len(ids)
-    assert threshold["value"] == pytest.approx(np.percentile(best, 5.0), abs=1e-6)
-    flagged = sum(1 for b in best if b < threshold["value"])
+    assert threshold.n_queries == len(ids)
+    assert threshold.value == pytest.approx(np.percentile(best, 5.0), abs=1e-6)
+    flagged = sum(1 for b in best if b < threshold.value)
     assert 1 <= flagged <= max(1, int(np.ceil(0.05 * len(ids))))
 
 
@@ -404,7 +407,9 @@ def test_plain_lung_points_can_have_no_close_match(
     nearly all such points are flagged (docs/viewer.md).
     """
     catalog = Catalog.open(app_index)
-    threshold = catalog.manifest["match_threshold"]["value"]
+    recorded = catalog.match_threshold
+    assert recorded is not None
+    threshold = recorded.value
     catalog.close()
     marks: dict[str, list[tuple[np.ndarray, float]]] = {}
     for name in ("annotations.csv", "annotations_excluded.csv"):
@@ -546,8 +551,8 @@ def test_the_cards_outside_policy_and_size_profile_reach_the_service(
     import torch
 
     from indexer.cli import main as nodule_index
-    from model.checkpoint import save_model
-    from model.network import NetworkConfig, NoduleNet
+    from model.nn.checkpoint import save_model
+    from model.nn.network import NetworkConfig, NoduleNet
     from tests.conftest import APP_SPEC
 
     torch.manual_seed(1)

@@ -14,10 +14,10 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import AppSettings
-from model.ct import open_volume
-from model.embedder import Embedder
+from model.ct.open import open_volume
+from model.nn.embedder import Embedder
+from model.nn.query import QuerySize, query_vector
 from model.preprocessing import extract_patch
-from model.query import QuerySize, query_vector
 from model.store.catalog import Catalog
 from model.store.tables import Nodule
 
@@ -171,7 +171,7 @@ def test_the_sr_holds_the_similarities_the_screen_shows(
 ) -> None:
     import pydicom
 
-    from model.dicom_io import DicomSeriesSource
+    from model.ct.dicom import DicomSeriesSource
     from tests.model.test_seg import content_items
 
     folder = next((synth_set / "dicom").iterdir())
@@ -194,7 +194,7 @@ def test_the_sr_holds_the_similarities_the_screen_shows(
 def test_a_model_without_blocks_names_no_search_size(client: TestClient, synth_set: Path) -> None:
     """The features alone read no size: the answer must not say one was searched at."""
     (folder,) = list((synth_set / "dicom").iterdir())
-    from model.dicom_io import DicomSeriesSource
+    from model.ct.dicom import DicomSeriesSource
 
     source = DicomSeriesSource(folder)
     middle = np.asarray(source.geometry.shape_zyx, dtype=np.float64) / 2

@@ -16,9 +16,9 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.settings import AppSettings
 from indexer.evaluate.report import cut_patches, load_nodules
-from model.descriptors import DESCRIPTOR_NAMES
-from model.embedder import Embedder
-from model.measure import NETWORK_METHOD
+from model.clinical.descriptors import DESCRIPTOR_NAMES
+from model.clinical.measure import NETWORK_METHOD
+from model.nn.embedder import Embedder
 from model.store.catalog import Catalog
 
 

@@ -1,7 +1,7 @@
 """POST /v1/search/upload with a mask: NIfTI, MetaImage or DICOM SEG, on any grid.
 
-The mask's centroid is the query's centre and its voxels give the size (``model.masks``); bad
-masks get a 4xx that names the problem.
+The mask's centroid is the query's centre and its voxels give the size (``model.clinical.masks``);
+bad masks get a 4xx that names the problem.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import SimpleITK as sitk
 from fastapi.testclient import TestClient
 from pydicom.uid import generate_uid
 
-from model.dicom_io import DicomSeriesSource
-from model.geometry import Geometry
-from model.measure import grow_at
-from model.seg import mask_segmentation
-from model.volume import CTVolume
+from model.clinical.measure import grow_at
+from model.clinical.seg import mask_segmentation
+from model.ct.dicom import DicomSeriesSource
+from model.ct.geometry import Geometry
+from model.ct.volume import CTVolume
 from tests.model.synthetic import OBLIQUE, make_geometry, sphere_hu, voxel_world_xyz, write_dicom
 
 CENTER_XYZ = np.array([4.0, -6.0, 10.0])

@@ -19,13 +19,13 @@ from app.preview import (
     WINDOW_PRESETS,
     axial_view_png,
 )
-from model.ct import load_volume
-from model.geometry import Geometry
-from model.labels import CHARACTERISTICS
+from model.clinical.labels import CHARACTERISTICS
+from model.ct.geometry import Geometry
+from model.ct.open import load_volume
+from model.ct.volume import CTVolume
 from model.preprocessing import PatchSpec, patch_hu
 from model.store.catalog import Catalog
 from model.store.tables import Nodule
-from model.volume import CTVolume
 
 
 def _png_size(data: bytes) -> tuple[int, int]:

@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import Page, Route, sync_playwright
 
-from model.ct import load_volume
+from model.ct.open import load_volume
 from model.preprocessing import PatchSpec, patch_hu
 from tests.app.live_server import chromium_path, live_api
 

@@ -16,7 +16,7 @@ from indexer.evaluate.alike import (
     relevance_matrix,
 )
 from indexer.evaluate.metrics import Neighbors, bootstrap
-from model.labels import CHARACTERISTICS, RATING_RANGES
+from model.clinical.labels import CHARACTERISTICS, RATING_RANGES
 
 
 def _reads(*rows: list[int] | list[float]) -> np.ndarray:

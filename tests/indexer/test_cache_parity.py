@@ -10,7 +10,7 @@ import numpy as np
 
 from indexer.luna import find_series
 from indexer.train.samples import PatchCache, Sample
-from model.ct import open_volume
+from model.ct.open import open_volume
 from model.preprocessing import DEFAULT_SPEC, extract_patch
 
 

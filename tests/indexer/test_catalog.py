@@ -22,13 +22,17 @@ from app.settings import AppSettings
 from indexer.build.builder import build_lock
 from indexer.cli import main
 from indexer.synth.generate import generate
-from model.checkpoint import save_model
-from model.network import NetworkConfig, NoduleNet
+from model.nn.checkpoint import save_model
+from model.nn.network import NetworkConfig, NoduleNet
 from model.preprocessing import PatchSpec
-from model.sources import model_dir_of, relocated
-from model.store.calibration import calibrate_match_threshold, nearest_other_similarities
+from model.store.calibration import (
+    MatchThreshold,
+    calibrate_match_threshold,
+    nearest_other_similarities,
+)
 from model.store.catalog import Catalog, verify_version
 from model.store.layout import IndexLayout, LayoutError
+from model.store.manifest import Manifest
 from model.store.tables import Label, Nodule, NoduleRead, Scan
 from model.store.vector_index import build_index
 from tests.conftest import small_config
@@ -95,7 +99,7 @@ def test_build_verifies_and_every_vector_finds_itself(
         assert len(rows) == len(annotations)
         assert labels == len(rows)  # synthetic reads give every nodule a label row
         assert reads >= 3 * len(rows)
-        assert catalog.manifest["n_embedded"] == len(rows)
+        assert catalog.manifest.n_embedded == len(rows)
     finally:
         catalog.close()
 
@@ -108,8 +112,8 @@ def test_rebuild_reuses_vectors_and_ids(synth_set: Path, model_dir: Path, tmp_pa
     layout = IndexLayout(index)
     second = str(layout.current())
     assert second != first
-    assert layout.manifest(second)["n_embedded"] == 0
-    assert layout.manifest(second)["parent_version"] == first
+    assert layout.manifest(second).n_embedded == 0
+    assert layout.manifest(second).parent_version == first
     a, b = Catalog.open(index, first), Catalog.open(index, second)
     try:
         np.testing.assert_array_equal(np.asarray(a.embeddings), np.asarray(b.embeddings))
@@ -130,12 +134,12 @@ def test_add_new_scans(synth_set: Path, second_set: Path, model_dir: Path, tmp_p
     assert main(["add", "--data", str(second_set), "--index", str(index), "--no-progress"]) == 0
     after = layout.manifest(layout.current() or "")
     new = len((second_set / "annotations.csv").read_text().strip().splitlines()) - 1
-    assert after["n_nodules"] == before["n_nodules"] + new
-    assert after["n_embedded"] == new
-    assert verify_version(index, after["version"]) == []
+    assert after.n_nodules == before.n_nodules + new
+    assert after.n_embedded == new
+    assert verify_version(index, after.version) == []
     # Adding the same scans again adds nothing.
     assert main(["add", "--data", str(second_set), "--index", str(index), "--no-progress"]) == 0
-    assert layout.manifest(layout.current() or "")["n_nodules"] == after["n_nodules"]
+    assert layout.manifest(layout.current() or "").n_nodules == after.n_nodules
 
 
 def test_rollback_and_versions(
@@ -171,8 +175,8 @@ def test_approximate_index_types(
     index = tmp_path / "index"
     assert _build(synth_set, model_dir, index, "--index-type", index_type) == 0
     manifest = IndexLayout(index).manifest(str(IndexLayout(index).current()))
-    assert manifest["index_type"] == index_type
-    assert manifest["index_params"]
+    assert manifest.index_type == index_type
+    assert manifest.index_params
     assert main(["verify", "--index", str(index)]) == 0
 
 
@@ -281,7 +285,7 @@ def test_corrupt_scan_fails_or_is_skipped(
     assert layout.versions() == []
     assert _build(data, model_dir, index, "--on-error", "skip") == 0
     manifest = layout.manifest(layout.current() or "")
-    assert [f["series_uid"] for f in manifest["failed_scans"]] == [victim]
+    assert [f["series_uid"] for f in manifest.failed_scans] == [victim]
     catalog = Catalog.open(index)
     with catalog.sessions() as session:
         assert session.query(Nodule).filter(Nodule.series_uid == victim).count() == 0
@@ -328,7 +332,8 @@ def test_build_records_the_match_threshold_with_the_version(
     layout = IndexLayout(index)
     version = layout.current() or ""
     manifest = layout.manifest(version)
-    recorded = manifest["match_threshold"]
+    recorded = MatchThreshold.from_manifest(manifest)
+    assert recorded is not None
     with (synth_set / "patients.csv").open() as f:
         patient_of = {r["seriesuid"]: r["patient_id"] for r in csv.DictReader(f)}
     catalog = Catalog.open(index)
@@ -338,22 +343,22 @@ def test_build_records_the_match_threshold_with_the_version(
             patients = [patient_of[r.series_uid] for r in rows]
         vectors = np.asarray(catalog.embeddings, dtype=np.float64)
         assert catalog.match_threshold is not None
-        assert catalog.match_threshold.value == recorded["value"]
+        assert catalog.match_threshold.value == recorded.value
     finally:
         catalog.close()
     best = _nearest_other_patient(vectors, patients)
     assert len(set(patients)) < len(patients)  # some patients have 2 nodules: exclusion matters
-    assert recorded["percentile"] == 5.0
-    assert recorded["n_queries"] == recorded["n_nodules"] == len(rows)
-    assert recorded["value"] == pytest.approx(np.percentile(best, 5.0), abs=1e-5)
-    assert recorded["quantiles"]["p50"] == pytest.approx(np.median(best), abs=1e-5)
-    assert "other-patient" in recorded["rule"]
+    assert recorded.percentile == 5.0
+    assert recorded.n_queries == recorded.n_nodules == len(rows)
+    assert recorded.value == pytest.approx(np.percentile(best, 5.0), abs=1e-5)
+    assert recorded.quantiles["p50"] == pytest.approx(np.median(best), abs=1e-5)
+    assert "other-patient" in recorded.rule
     assert verify_version(index, version) == []
     # Approximate indexes are calibrated on themselves too (here they find the same neighbours).
     hnsw = tmp_path / "hnsw"
     assert _build(synth_set, model_dir, hnsw, "--index-type", "hnsw") == 0
     hnsw_manifest = IndexLayout(hnsw).manifest(IndexLayout(hnsw).current() or "")
-    assert hnsw_manifest["match_threshold"]["value"] == pytest.approx(recorded["value"], abs=1e-5)
+    assert _threshold(hnsw_manifest).value == pytest.approx(recorded.value, abs=1e-5)
 
 
 def test_verify_checks_the_threshold_and_old_versions_load_without_one(
@@ -432,8 +437,8 @@ def test_a_catalogue_moved_with_its_data_and_model_still_finds_them(
     index = moved / "index"
     layout = IndexLayout(index)
     manifest = layout.manifest(layout.current() or "")
-    assert not Path(manifest["model_dir"]).exists()
-    assert model_dir_of(index, manifest) == moved / "models" / "m"
+    assert not Path(manifest.model_dir).exists()
+    assert manifest.model_dir_at(index) == moved / "models" / "m"
     catalog = Catalog.open(index)
     with catalog.sessions() as session:
         nodule = session.query(Nodule).join(Scan).first()
@@ -441,7 +446,7 @@ def test_a_catalogue_moved_with_its_data_and_model_still_finds_them(
         recorded, uid, center = nodule.scan.source_path, nodule.series_uid, nodule.center_xyz
     catalog.close()
     assert not Path(recorded).exists()
-    assert relocated(Path(recorded), index, manifest).is_file()
+    assert manifest.relocated(Path(recorded), index).is_file()
     # The service (no data root configured) reads the scan where it moved.
     with TestClient(create_app(AppSettings(index_dir=index, device="cpu"))) as client:
         body = {"series_uid": uid, "center_xyz": list(center), "k": 3}
@@ -452,3 +457,9 @@ def test_a_catalogue_moved_with_its_data_and_model_still_finds_them(
     args = ["evaluate", "--index", str(index), "--out", str(report), "--bootstrap", "20"]
     assert main([*args, "--workers", "1", "--quiet"]) == 0
     assert main(["add", "--data", str(moved / "data"), "--index", str(index), "--no-progress"]) == 0
+
+
+def _threshold(manifest: Manifest) -> MatchThreshold:
+    threshold = MatchThreshold.from_manifest(manifest)
+    assert threshold is not None
+    return threshold

@@ -25,7 +25,7 @@ from indexer.cli import RUNNERS, build_parser, main, parse_center_xyz
 from indexer.labels.arguments import EXCLUDE_THREE
 from indexer.luna import find_series, read_annotations
 from indexer.train.arguments import RECIPE_OPTIONS
-from model.ct import open_volume
+from model.ct.open import open_volume
 from model.preprocessing import DEFAULT_SPEC, PatchSpec, extract_patch
 from model.store.layout import IndexLayout
 from tests.model.synthetic import growable_nodule
@@ -207,7 +207,7 @@ def test_report_leaves_out_what_the_service_leaves_out(
             args += ["--center", ",".join(str(v) for v in center), "--k", "3"]
             args += ["--device", "cpu", "--out", str(out)]
             assert main([*args, "--include-own-patient"] if own else args) == 0
-            titles = [  # the neighbour groups' and the vote group's (model.sr)
+            titles = [  # the neighbour groups' and the vote group's (model.clinical.sr)
                 str(i.TextValue)
                 for i in content_items(pydicom.dcmread(out).ContentSequence)
                 if i.ConceptNameCodeSequence[0].CodeValue in ("SIM018", "SIM019")
@@ -296,8 +296,8 @@ def test_every_command_runner_resolves() -> None:
 def test_light_copies_match_their_heavy_originals() -> None:
     from indexer.crops import CropColumns
     from indexer.train.trainer import TrainConfig
-    from model.card import CARD_FILE
-    from model.labels import ExcludeThree
+    from model.clinical.labels import ExcludeThree
+    from model.nn.card import CARD_FILE
     from model.store.vector_index import INDEX_TYPES as FAISS_INDEX_TYPES
 
     assert INDEX_TYPES == FAISS_INDEX_TYPES

@@ -21,7 +21,7 @@ from indexer.crops import (
 from indexer.labels.build import read_labels
 from indexer.luna import find_series, nodule_mask_path, read_annotations
 from indexer.synth.heldout import HELDOUT_PATIENTS
-from model.ct import load_volume
+from model.ct.open import load_volume
 
 HEADER = ["patient_id", "coordX", "coordY", "coordZ", "diameter_mm", "dlwpt_mal_details", "image"]
 

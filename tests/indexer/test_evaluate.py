@@ -26,9 +26,9 @@ from indexer.evaluate.metrics import (
     vote_auc,
 )
 from indexer.evaluate.report import BASELINES, LOWER_IS_BETTER, PAIRED_METRICS
+from model.clinical.vote import majority, malignant_probability
 from model.store.catalog import Catalog
 from model.store.tables import Nodule
-from model.vote import majority, malignant_probability
 
 # Five unit vectors at these angles (degrees): every pairwise cosine differs, so the order of
 # neighbours is unambiguous. Rows: A, B, C, D, E.

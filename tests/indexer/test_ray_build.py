@@ -188,8 +188,8 @@ def test_a_poisoned_scan_is_reported_and_capped(
     run = _build(cluster, synth_set, app_model, index, "--max-retries", "1", **crash)
     assert run.code == 0, run.log[-2000:]
     manifest = IndexLayout(index).manifest(IndexLayout(index).current() or "")
-    assert [f["series_uid"] for f in manifest["failed_scans"]] == [poisoned]
-    assert "crashed" in manifest["failed_scans"][0]["error"]
+    assert [f["series_uid"] for f in manifest.failed_scans] == [poisoned]
+    assert "crashed" in manifest.failed_scans[0]["error"]
     rows, _ = _rows(index)
     assert rows
     assert poisoned not in {r[1] for r in rows}

@@ -7,8 +7,8 @@ import pytest
 
 from indexer.search.choose import Candidate, SelectionData, candidate_grid, choose_nested
 from indexer.search.fit import FitError, fit_projection, fit_space
-from model.labels import CHARACTERISTICS
-from model.profile import PROFILE_NAMES
+from model.clinical.labels import CHARACTERISTICS
+from model.nn.profile import PROFILE_NAMES
 
 P = len(PROFILE_NAMES)
 

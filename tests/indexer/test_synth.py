@@ -21,8 +21,8 @@ from indexer.synth.generate import generate, plan_jobs
 from indexer.synth.heldout import HELDOUT_PATIENTS
 from indexer.synth.lidc_table import SERIES_COLUMN, TABLE_NAME, load_profiles, parse_rows
 from indexer.synth.nodules import design_nodule
-from model.ct import load_volume, open_volume
-from model.labels import CHARACTERISTICS, Characteristics
+from model.clinical.labels import CHARACTERISTICS, Characteristics
+from model.ct.open import load_volume, open_volume
 from model.preprocessing import DEFAULT_SPEC, PatchSpec, extract_patch, patch_hu
 from tests.conftest import small_config
 

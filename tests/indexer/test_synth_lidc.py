@@ -23,8 +23,8 @@ from indexer.synth.nodules import design_nodule, render_nodule
 from indexer.synth.phantom import Canvas
 from indexer.synth.profiles import NoduleProfile, NoduleShape, ReaderOutline, SliceOutline
 from indexer.synth.shape import consensus_field
-from model.geometry import Geometry
-from model.labels import CHARACTERISTICS, Characteristics
+from model.clinical.labels import CHARACTERISTICS, Characteristics
+from model.ct.geometry import Geometry
 from tests.conftest import small_config
 
 RATINGS = Characteristics(4, 1, 6, 4, 4, 1, 1, 5, 4)

@@ -18,9 +18,9 @@ from indexer.train import trainer as trainer_module
 from indexer.train.curriculum import Curriculum, OnlineFilter, augment, difficulty_ranks
 from indexer.train.samples import data_fingerprint
 from indexer.train.trainer import TrainConfig, TrainData, epoch_pool, prepare_data, train
-from model.checkpoint import load_model
-from model.embedder import Embedder
-from model.network import NetworkConfig, NoduleNet
+from model.nn.checkpoint import load_model
+from model.nn.embedder import Embedder
+from model.nn.network import NetworkConfig, NoduleNet
 from model.preprocessing import PatchSpec
 
 TINY = TrainConfig(

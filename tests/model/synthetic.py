@@ -11,10 +11,10 @@ import SimpleITK as sitk
 from scipy import special
 
 from indexer.synth.dicom_export import write_dicom_series
-from model.dicom_io import DicomSeriesSource
-from model.geometry import Geometry
-from model.measure import grow_at
-from model.volume import CTVolume
+from model.clinical.measure import grow_at
+from model.ct.dicom import DicomSeriesSource
+from model.ct.geometry import Geometry
+from model.ct.volume import CTVolume
 
 F64 = npt.NDArray[np.float64]
 

@@ -16,8 +16,8 @@ import pytest
 import SimpleITK as sitk
 from pydicom.uid import generate_uid
 
-from model.ct import load_volume, open_volume
-from model.volume import CTVolume, VolumeReadError, VolumeSource
+from model.ct.open import load_volume, open_volume
+from model.ct.volume import CTVolume, VolumeReadError, VolumeSource
 from tests.model.synthetic import FLIP_Z, make_geometry, write_dicom, write_itk
 
 Reader = Callable[[Path], VolumeSource]

@@ -1,14 +1,14 @@
-"""Measured descriptors (model.descriptors) of known shapes, by formula."""
+"""Measured descriptors (model.clinical.descriptors) of known shapes, by formula."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from model.descriptors import DESCRIPTOR_NAMES, describe, describe_grown
-from model.geometry import Geometry, axis_aligned
-from model.measure import MeasureError
-from model.volume import CTVolume
+from model.clinical.descriptors import DESCRIPTOR_NAMES, describe, describe_grown
+from model.clinical.measure import MeasureError
+from model.ct.geometry import Geometry, axis_aligned
+from model.ct.volume import CTVolume
 
 SOLID_HU, LUNG_HU = 40.0, -850.0
 

@@ -10,16 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from model.dicom_io import DicomSeriesSource
-from model.dicomweb import (
-    DicomwebSeriesSource,
-    Pacs,
-    PacsConfig,
-    PacsUnavailableError,
-    SeriesNotInPacsError,
-)
+from model.ct.dicom import DicomSeriesSource
+from model.ct.dicomweb import DicomwebSeriesSource, Pacs
+from model.ct.pacs import PacsConfig, PacsUnavailableError, SeriesNotInPacsError
+from model.ct.volume import F32Array
 from model.preprocessing import DEFAULT_SPEC, extract_patch
-from model.volume import F32Array
 from tests.orthanc import Orthanc
 
 # Runs a real Orthanc (DICOMweb): make test, not test-fast.

@@ -10,7 +10,7 @@ import SimpleITK as sitk
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from model.geometry import Geometry, GeometryError, itk_index_xyz, spacing_zyx
+from model.ct.geometry import Geometry, GeometryError, itk_index_xyz, spacing_zyx
 
 # Derandomized: CI runs the same 100 examples every time (a fresh clone has no example database).
 SETTINGS = settings(max_examples=100, deadline=None, derandomize=True)

@@ -11,8 +11,8 @@ import pytest
 import SimpleITK as sitk
 
 from indexer.synth.dicom_export import write_dicom_series
-from model.ct import load_volume, open_volume
-from model.volume import CTVolume
+from model.ct.open import load_volume, open_volume
+from model.ct.volume import CTVolume
 from tests.model.synthetic import FLIP_YZ, make_geometry
 
 SHAPE_ZYX = (5, 6, 7)

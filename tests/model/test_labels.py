@@ -1,10 +1,10 @@
-"""Label derivation rules (model/labels.py)."""
+"""Label derivation rules (model/clinical/labels.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from model.labels import Characteristics, ExcludeThree, LabelRule, derive_label
+from model.clinical.labels import Characteristics, ExcludeThree, LabelRule, derive_label
 
 PAPER = LabelRule()
 

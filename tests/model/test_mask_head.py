@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from model.card import compute_fingerprint
-from model.loss import segmentation_loss
-from model.measure import (
+from model.clinical.measure import (
     mask_from_probability,
     measure_patch_mask,
     patch_geometry,
     sphericity,
 )
-from model.network import NetworkConfig, NoduleNet
+from model.nn.card import compute_fingerprint
+from model.nn.loss import segmentation_loss
+from model.nn.network import NetworkConfig, NoduleNet
 from model.preprocessing import PatchSpec, patch_grid_xyz
 
 SPEC = PatchSpec()  # 32^3 voxels of 1.25 mm

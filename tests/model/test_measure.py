@@ -1,4 +1,4 @@
-"""Size, type and Lung-RADS size category of nodule masks (model.measure)."""
+"""Size, type and Lung-RADS size category of nodule masks (model.clinical.measure)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.ct import load_volume
-from model.geometry import Geometry, axis_aligned
-from model.measure import (
+from model.clinical.measure import (
     GROUND_GLASS_MAX_SOLID,
     SOLID_MIN_SOLID,
     MeasureError,
@@ -21,7 +19,9 @@ from model.measure import (
     measure,
     nodule_type,
 )
-from model.volume import CTVolume
+from model.ct.geometry import Geometry, axis_aligned
+from model.ct.open import load_volume
+from model.ct.volume import CTVolume
 
 SOLID_HU, LUNG_HU, GGO_HU = 40.0, -850.0, -650.0
 

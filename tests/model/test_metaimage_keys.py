@@ -17,10 +17,10 @@ import pytest
 import SimpleITK as sitk
 
 from indexer.synth.dicom_export import write_dicom_series
-from model.ct import load_volume, open_volume
-from model.geometry import Geometry
-from model.itk_io import MetaImageRegionSource
-from model.volume import CTVolume, F32Array, VolumeSource
+from model.ct.geometry import Geometry
+from model.ct.itk import MetaImageRegionSource
+from model.ct.open import load_volume, open_volume
+from model.ct.volume import CTVolume, F32Array, VolumeSource
 from tests.conftest import RealSeries
 from tests.model.synthetic import (
     IDENTITY,

@@ -10,11 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model.card import CardError, read_card
-from model.checkpoint import load_model, save_model
-from model.embedder import Embedder, EmbeddingInputError
-from model.loss import hard_mining_loss
-from model.network import (
+from model.nn.card import CardError, read_card
+from model.nn.checkpoint import load_model, save_model
+from model.nn.embedder import Embedder, EmbeddingInputError
+from model.nn.loss import hard_mining_loss
+from model.nn.network import (
     NetworkConfig,
     NoduleNet,
     _central,
@@ -130,7 +130,7 @@ def test_weights_that_do_not_fit_the_card_are_refused(tmp_path: Path) -> None:
     card = json.loads((other / "card.json").read_text())
     card["arch"]["width"] = 4
     card["embedding_dim"] = NetworkConfig(width=4, levels=3).embedding_dim
-    from model.card import compute_fingerprint
+    from model.nn.card import compute_fingerprint
 
     card["fingerprint"] = compute_fingerprint(
         card["weights_sha256"], SPEC, NetworkConfig(width=4, levels=3)
@@ -202,7 +202,7 @@ def _ball(radius_voxels: float, side: int = 16) -> torch.Tensor:
 
 
 def test_size_profile_follows_the_extent_of_a_ball() -> None:
-    from model.network import shell_index, size_profile
+    from model.nn.network import shell_index, size_profile
 
     index = shell_index((16, 16, 16), 8)
     assert index.shape == (16, 16, 16)
@@ -228,7 +228,7 @@ def test_the_search_vector_mixes_features_and_profile_by_weight(tmp_path: Path) 
     with torch.no_grad():
         v, f = network.embed(x), plain.embed(x)
     assert torch.linalg.norm(v, dim=1).tolist() == pytest.approx([1.0, 1.0], abs=1e-5)
-    from model.network import size_profile
+    from model.nn.network import size_profile
 
     p = size_profile(x, 8)
     expected = 0.75 * torch.dot(f[0], f[1]) + 0.25 * torch.dot(p[0], p[1])

@@ -1,4 +1,5 @@
-"""``model.nodule_mask``: the mask branch's mask on the CT's own voxels, or region growing."""
+"""``model.clinical.nodule_mask``: the mask branch's mask on the CT's own voxels, or region
+growing."""
 
 from __future__ import annotations
 
@@ -7,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.card import MaskPolicy, read_card, write_card
-from model.checkpoint import save_model
-from model.embedder import Embedder
-from model.geometry import Geometry
-from model.measure import GROW_METHOD, NETWORK_METHOD, MeasureError
-from model.network import NetworkConfig, NoduleNet
-from model.nodule_mask import find_nodule, network_region
+from model.clinical.measure import GROW_METHOD, NETWORK_METHOD, MeasureError
+from model.clinical.nodule_mask import find_nodule, network_region
+from model.ct.geometry import Geometry
+from model.ct.volume import CTVolume
+from model.nn.card import MaskPolicy, read_card, write_card
+from model.nn.checkpoint import save_model
+from model.nn.embedder import Embedder
+from model.nn.network import NetworkConfig, NoduleNet
 from model.preprocessing import PatchSpec
-from model.volume import CTVolume
 from tests.segmenter import threshold_segmenter
 
 SPEC = PatchSpec()  # the default: 32^3 voxels of 1.25 mm

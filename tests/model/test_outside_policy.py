@@ -10,12 +10,12 @@ import pytest
 import torch
 from scipy import ndimage
 
-from model.card import compute_fingerprint, read_card
-from model.checkpoint import save_model
-from model.geometry import Geometry
-from model.network import NetworkConfig, NoduleNet
+from model.ct.geometry import Geometry
+from model.ct.volume import CTVolume
+from model.nn.card import compute_fingerprint, read_card
+from model.nn.checkpoint import save_model
+from model.nn.network import NetworkConfig, NoduleNet
 from model.preprocessing import PatchSpec, patch_grid_xyz, patch_hu
-from model.volume import CTVolume
 from tests.model.test_patch_sampling import DIRECTIONS
 
 

@@ -9,10 +9,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from model.ct import load_volume
-from model.geometry import Geometry
+from model.ct.geometry import Geometry
+from model.ct.open import load_volume
+from model.ct.volume import CTVolume
 from model.preprocessing import PatchSpec, extract_patch, patch_grid_xyz, patch_hu
-from model.volume import CTVolume
 from tests.model.synthetic import (
     FLIP_YZ,
     FLIP_Z,

@@ -12,10 +12,10 @@ import pytest
 from pydantic import ValidationError
 from scipy import ndimage
 
-from model.card import CardError, read_patch_spec
-from model.geometry import Geometry
+from model.ct.geometry import Geometry
+from model.ct.volume import CTVolume
+from model.nn.card import CardError, read_patch_spec
 from model.preprocessing import PatchSpec, extract_patch, patch_grid_xyz, patch_hu
-from model.volume import CTVolume
 
 DIRECTIONS = {
     "identity": (1, 0, 0, 0, 1, 0, 0, 0, 1),

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model.geometry import Geometry
-from model.preprocessing import PatchSpec
-from model.profile import (
+from model.ct.geometry import Geometry
+from model.ct.volume import CTVolume
+from model.nn.profile import (
     DENSITY_NAMES,
     PROFILE_NAMES,
     SHAPE_NAMES,
@@ -15,7 +15,7 @@ from model.profile import (
     nodule_profile,
     profile_from_hu,
 )
-from model.volume import CTVolume
+from model.preprocessing import PatchSpec
 
 CENTER_XYZ = (10.0, -20.0, -100.0)
 SPEC = PatchSpec(outside="air")

@@ -12,10 +12,10 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from model.ct import load_volume, open_volume
-from model.dicom_io import DicomSeriesSource
+from model.ct.dicom import DicomSeriesSource
+from model.ct.open import load_volume, open_volume
+from model.ct.volume import CTVolume, VolumeReadError
 from model.preprocessing import PatchSpec, extract_patch, patch_hu
-from model.volume import CTVolume, VolumeReadError
 from tests.conftest import REAL_SERIES, RealSeries
 
 # Reads the real LIDC and CPTAC CTs of ../shared/data: make test, not test-fast.

@@ -10,9 +10,10 @@ import numpy.typing as npt
 import pydicom
 import pytest
 
-from model.ct import load_volume, open_volume
-from model.dicom_io import DicomSeriesSource
-from model.itk_io import MetaImageRegionSource
+from model.ct.dicom import DicomSeriesSource
+from model.ct.itk import MetaImageRegionSource
+from model.ct.open import load_volume, open_volume
+from model.ct.volume import CTVolume, VolumeSource
 from model.preprocessing import (
     CoordinateOutsideVolumeError,
     PatchSpec,
@@ -20,7 +21,6 @@ from model.preprocessing import (
     patch_grid_xyz,
     patch_hu,
 )
-from model.volume import CTVolume, VolumeSource
 from tests.model.synthetic import (
     FLIP_Z,
     OBLIQUE,

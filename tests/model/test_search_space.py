@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from model.labels import CHARACTERISTICS
-from model.network import part_similarity_matrix
-from model.profile import PROFILE_NAMES
-from model.search_space import (
+from model.clinical.labels import CHARACTERISTICS
+from model.nn.network import part_similarity_matrix
+from model.nn.profile import PROFILE_NAMES
+from model.nn.search_space import (
     BlockName,
     LearnedProjection,
     SearchSpace,

@@ -1,4 +1,5 @@
-"""The estimated mask as a DICOM SEG (model.seg): it round-trips, and the SR references it."""
+"""The estimated mask as a DICOM SEG (model.clinical.seg): it round-trips, and the SR references
+it."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ import numpy as np
 import pydicom
 import pytest
 
-from model.dicom_io import DicomSeriesSource
-from model.embedder import Embedder
-from model.measure import NoduleRegion, grow_at
-from model.report import SearchOutcome, build_report
-from model.seg import SEGMENT_NUMBER, mask_segmentation
-from model.sr import SimilarCase
+from model.clinical.measure import NoduleRegion, grow_at
+from model.clinical.report import SearchOutcome, build_report
+from model.clinical.seg import SEGMENT_NUMBER, mask_segmentation
+from model.clinical.sr import SimilarCase
+from model.ct.dicom import DicomSeriesSource
+from model.nn.embedder import Embedder
 from tests.conftest import RealSeries
 from tests.model.synthetic import annotated_centers, growable_nodule
 

@@ -1,4 +1,5 @@
-"""The DICOM SR of a search (model.sr): readable, TID 1500's codes, the queried study's own."""
+"""The DICOM SR of a search (model.clinical.sr): readable, TID 1500's codes, the queried study's
+own."""
 
 from __future__ import annotations
 
@@ -14,9 +15,8 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
-from model.dicom_io import DicomSeriesSource
-from model.measure import NoduleMeasurement, ruler_measurement
-from model.sr import (
+from model.clinical.measure import NoduleMeasurement, ruler_measurement
+from model.clinical.sr import (
     DISCLAIMER,
     SearchFindings,
     SimilarCase,
@@ -25,7 +25,8 @@ from model.sr import (
     slice_point,
     state_text,
 )
-from model.vote import match_state
+from model.clinical.vote import match_state
+from model.ct.dicom import DicomSeriesSource
 
 COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
 

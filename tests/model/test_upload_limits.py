@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from app.uploads import parser_environment
+from model.ct.volume import CTVolume, VolumeTooLargeError
 from model.preprocessing import PatchSpec
 from model.upload_worker import EXIT_UNUSABLE, MEMORY_ENV
 from model.uploads import (
@@ -24,7 +25,6 @@ from model.uploads import (
     extract_zip,
     voxel_budget,
 )
-from model.volume import CTVolume, VolumeTooLargeError
 from tests.model.synthetic import IDENTITY, make_geometry, sphere_hu, write_dicom, write_itk
 
 SPEC = PatchSpec(patch_shape_zyx=(16, 16, 16), spacing_mm=1.0)

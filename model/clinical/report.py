@@ -1,4 +1,4 @@
-"""The DICOM objects of one search: the SR (``model.sr``), the estimated mask's SEG (``model.seg``).
+"""The DICOM objects of one search: the SR (``clinical.sr``), the estimated mask's SEG.
 
 One builder for the service (``POST /v1/reports/sr``) and the command line (``nodule-index
 report``): both hand it an opened DICOM series, the query point and what the search found.
@@ -15,15 +15,15 @@ import numpy as np
 import numpy.typing as npt
 from pydicom.dataset import Dataset
 
-from model.card import ModelCard
-from model.dicom_io import HeaderSource, SliceHeaders
-from model.embedder import Embedder
-from model.evidence import ReportHeaderError, check_evidence
-from model.measure import EstimatedBy, NoduleRegion, RulerMeasurement
-from model.nodule_mask import FoundNodule, find_nodule
-from model.seg import mask_segmentation, segment_reference
-from model.sr import SearchFindings, SimilarCase, evidence_for, search_report, slice_point
-from model.vote import UNKNOWN_MATCH, MatchState
+from model.clinical.measure import EstimatedBy, NoduleRegion, RulerMeasurement
+from model.clinical.nodule_mask import FoundNodule, find_nodule
+from model.clinical.seg import mask_segmentation, segment_reference
+from model.clinical.sr import SearchFindings, SimilarCase, evidence_for, search_report, slice_point
+from model.clinical.vote import UNKNOWN_MATCH, MatchState
+from model.ct.dicom import HeaderSource, SliceHeaders
+from model.ct.evidence import ReportHeaderError, check_evidence
+from model.nn.card import ModelCard
+from model.nn.embedder import Embedder
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def build_report(
 ) -> ReportFiles:
     """The SR of a search at ``center_xyz`` (world mm, LPS) of a DICOM series, and its SEG.
 
-    The size and mask come from the service's ``model.nodule_mask.find_nodule`` (the model's
+    The size and mask come from the service's ``clinical.nodule_mask.find_nodule`` (the model's
     mask branch, region growing without one); with ``with_seg`` the mask is a SEG the SR
     references, when one was found. ``patch``: the point's patch, when already cut; ``found``:
     the nodule, when already found (the search's vector needed its size).
@@ -123,11 +123,11 @@ def assemble_report(
 
     ``how``: how ``region`` was found (the SR's method code, the SEG's algorithm).
 
-    ``headers`` must hold the slices the model's patch spans (``model.sr.evidence_for``) and
+    ``headers`` must hold the slices the model's patch spans (``clinical.sr.evidence_for``) and
     those ``region`` covers; ``region``: the measured nodule mask, grown or given (None: none).
 
     Raises:
-        ReportHeaderError: the headers cannot make a report (``model.evidence``, or highdicom's
+        ReportHeaderError: the headers cannot make a report (``model.ct.evidence``, or highdicom's
             own checks); its message names the attribute, never a value.
     """
     evidence = evidence_for(headers, center_xyz, card.preprocessing)

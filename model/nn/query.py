@@ -1,15 +1,15 @@
 """A query's search vector: from its image and one size measurement, never from labels.
 
-The size the measured and learned blocks (``model.search_space``) are read at is, in order:
+The size the measured and learned blocks (``model.nn.search_space``) are read at is, in order:
 
 1. the radiologist's axes (mean of the long and short axis, as Lung-RADS averages them);
 2. the catalogue's recorded diameter, when the queried point is a catalogue nodule (the
    indexer built its stored vector with that same diameter, so the two vectors are equal);
-3. the service's estimate (``model.nodule_mask.find_nodule``);
+3. the service's estimate (``model.clinical.nodule_mask.find_nodule``);
 4. none: the measured and learned blocks are zero and the features alone search.
 
 The indexer, the service (points, uploads, SRs) and ``nodule-index report`` all make their
-vectors here or with ``Embedder.vectors`` on profiles from ``model.profile``.
+vectors here or with ``Embedder.vectors`` on profiles from ``model.nn.profile``.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from model.embedder import Embedder
+from model.ct.volume import VolumeSource
+from model.nn.embedder import Embedder
+from model.nn.profile import PROFILE_NAMES, ProfileError, profile_from_hu, profile_spec
 from model.preprocessing import patch_hu
-from model.profile import PROFILE_NAMES, ProfileError, profile_from_hu, profile_spec
-from model.volume import VolumeSource
 
 SizeSource = Literal["measured", "recorded", "estimated", "none"]
 #: How each size source is named where a user reads it.

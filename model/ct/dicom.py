@@ -27,10 +27,10 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels.processing import apply_modality_lut
 
-from model.evidence import COPIED, EVIDENCE_KEYWORDS, ReportHeaderError
-from model.geometry import Geometry, GeometryError, check_ct_spacing
-from model.itk_io import MAX_DIM, MAX_VOXELS
-from model.volume import CTVolume, F32Array, VolumeReadError, VolumeSource, check_box
+from model.ct.evidence import COPIED, EVIDENCE_KEYWORDS, ReportHeaderError
+from model.ct.geometry import Geometry, GeometryError, check_ct_spacing
+from model.ct.itk import MAX_DIM, MAX_VOXELS
+from model.ct.volume import CTVolume, F32Array, VolumeReadError, VolumeSource, check_box
 
 logger = logging.getLogger(__name__)
 

@@ -30,7 +30,8 @@ direction matrix), so flipped or oblique grids measure the same.
   does -> no mask), opened with a ball of ``CUT_RADIUS_MM`` (1.5 mm, chosen a priori: it cuts
   vessels and bridges under 3 mm thick), the component of the seed, dilated back by the same
   ball within the dense voxels. The seed is the densest voxel within 2 mm of the point.
-- **The network's mask**: ``model.nodule_mask`` takes the mask branch's probabilities from the
+- **The network's mask**: ``model.clinical.nodule_mask`` takes the mask branch's probabilities from
+the
   patch grid (``patch_geometry``) onto the CT's voxels, thresholds them at ``MASK_THRESHOLD``
   and keeps the component nearest the point (none within ``MASK_CENTER_REACH_MM``: no mask),
   then measures it as any mask. ``mask_from_probability`` and ``measure_patch_mask`` do the
@@ -51,9 +52,9 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 from skimage.measure import marching_cubes, mesh_surface_area
 
-from model.geometry import Geometry, axis_aligned, spacing_zyx
+from model.ct.geometry import Geometry, axis_aligned, spacing_zyx
+from model.ct.volume import VolumeSource
 from model.preprocessing import PatchSpec
-from model.volume import VolumeSource
 
 NoduleType = Literal["solid", "part-solid", "ground-glass"]
 LungRadsCategory = Literal["2", "3", "4A", "4B"]
@@ -253,7 +254,7 @@ def measure(
     )
 
 
-#: How the network's mask branch found the nodule (``model.nodule_mask``).
+#: How the network's mask branch found the nodule (``model.clinical.nodule_mask``).
 NETWORK_METHOD = (
     "the network's mask branch (mean of 8 flips, >= 0.5, the component at the point, on the "
     "CT's voxels)"

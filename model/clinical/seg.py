@@ -1,11 +1,12 @@
 """The estimated mask of a queried nodule as a DICOM Segmentation (binary SEG), with highdicom.
 
-The SEG belongs to the queried study like the SR (``model.sr``), which references its one segment:
-source images are the CT slices the mask covers (their headers, ``HeaderSource.slice_headers``),
-one frame per slice that holds any of the mask (highdicom leaves empty frames out). The segment is
-a nodule (SCT) found from the point a user gave (semi-automatic): by the network's mask branch
-(``model.nodule_mask``), by region growing (``model.measure.grow_region``) or given as an uploaded
-mask; the algorithm's name and the content description say which.
+The SEG belongs to the queried study like the SR (``model.clinical.sr``), which references its one
+segment: source images are the CT slices the mask covers (their headers,
+``HeaderSource.slice_headers``), one frame per slice that holds any of the mask (highdicom leaves
+empty frames out). The segment is a nodule (SCT) found from the point a user gave (semi-automatic):
+by the network's mask branch (``model.clinical.nodule_mask``), by region growing
+(``model.clinical.measure.grow_region``) or given as an uploaded mask; the algorithm's name and the
+content description say which.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from model.dicom_io import SliceHeaders, with_copied_type2
-from model.measure import EstimatedBy, NoduleRegion
+from model.clinical.measure import EstimatedBy, NoduleRegion
+from model.ct.dicom import SliceHeaders, with_copied_type2
 
 SEGMENT_NUMBER = 1
 SEGMENT_LABEL = "query nodule (estimate)"

@@ -1,6 +1,6 @@
 """A nodule's profile: size, density and shape numbers read off the CT at a point, given a size.
 
-The measured blocks of the search vector (``model.search_space``). Everything is sampled in
+The measured blocks of the search vector (``model.nn.search_space``). Everything is sampled in
 units of the nodule's radius R (half the given mean diameter), so a 4 mm and a 20 mm nodule are
 described on the same scale; the diameter itself is the size block.
 
@@ -32,8 +32,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
+from model.ct.volume import VolumeSource
 from model.preprocessing import PatchSpec, patch_hu
-from model.volume import VolumeSource
 
 SIZE_NAMES = ("log_diameter_mm",)
 DENSITY_NAMES = (

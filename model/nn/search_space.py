@@ -4,8 +4,8 @@ A card without a ``SearchSpace`` searches by the FP-reduction network's pooled f
 (the paper's mid-features). With one, the stored vector is the concatenation of the blocks the
 space weights above zero, in ``BLOCK_ORDER``:
 
-- ``features``: the network's unit feature vector (``model.network.pool_embedding``);
-- ``size``, ``density``, ``shape``: the nodule's profile (``model.profile``), z-scored with the
+- ``features``: the network's unit feature vector (``model.nn.network.pool_embedding``);
+- ``size``, ``density``, ``shape``: the nodule's profile (``model.nn.profile``), z-scored with the
   statistics of the nodules the space was fitted on;
 - ``learned``: a linear map of the features and the z-scored profile to the readers' 9
   characteristic ratings (z-scored), fitted so that nodules the readers rated alike land close
@@ -31,8 +31,8 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from model.network import EmbeddingPart
-from model.profile import PROFILE_BLOCKS, PROFILE_NAMES
+from model.nn.network import EmbeddingPart
+from model.nn.profile import PROFILE_BLOCKS, PROFILE_NAMES
 
 BlockName = Literal["features", "size", "density", "shape", "learned"]
 BLOCK_ORDER: tuple[BlockName, ...] = ("features", "size", "density", "shape", "learned")

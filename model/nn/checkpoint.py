@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from model.card import (
+from model.nn.card import (
     WEIGHTS_FILE,
     CardError,
     ModelCard,
@@ -19,7 +19,7 @@ from model.card import (
     read_card,
     write_card,
 )
-from model.network import NoduleNet
+from model.nn.network import NoduleNet
 from model.preprocessing import PatchSpec
 
 logger = logging.getLogger(__name__)

@@ -1,8 +1,8 @@
 """Measured descriptors of a nodule mask: the numbers a radiologist reads off a nodule.
 
 Mean diameter (Lung-RADS: (long + short axial axis) / 2), volume, the mean and the 10th / 90th
-percentile HU inside the mask, the solid fraction (of the mask's core, ``model.measure``) and
-the sphericity. The evaluation's *measured descriptors* baseline searches by them (each
+percentile HU inside the mask, the solid fraction (of the mask's core, ``model.clinical.measure``)
+and the sphericity. The evaluation's *measured descriptors* baseline searches by them (each
 z-scored over the catalogue, nearest by Euclidean distance); where no mask is found a nodule
 has none (NaN), never a made-up value.
 """
@@ -14,8 +14,7 @@ from dataclasses import astuple, dataclass, fields
 import numpy as np
 import numpy.typing as npt
 
-from model.geometry import Geometry
-from model.measure import (
+from model.clinical.measure import (
     BoolArray,
     MeasureError,
     NoduleRegion,
@@ -25,7 +24,8 @@ from model.measure import (
     solid_fraction,
     sphericity,
 )
-from model.volume import VolumeSource
+from model.ct.geometry import Geometry
+from model.ct.volume import VolumeSource
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def describe_region(source: VolumeSource, region: NoduleRegion) -> MaskDescripto
 def describe_grown(
     source: VolumeSource, center_xyz: tuple[float, float, float]
 ) -> MaskDescriptors | None:
-    """The descriptors of the region grown at a world point (``model.measure.grow_at``).
+    """The descriptors of the region grown at a world point (``model.clinical.measure.grow_at``).
 
     None when region growing finds no mask there.
 

@@ -27,8 +27,8 @@ import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
 
-from model.geometry import Geometry, GeometryError, check_ct_spacing
-from model.volume import CTVolume, F32Array, VolumeReadError, check_box, check_read_budget
+from model.ct.geometry import Geometry, GeometryError, check_ct_spacing
+from model.ct.volume import CTVolume, F32Array, VolumeReadError, check_box, check_read_budget
 
 logger = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ patient's identifiers go in (neighbours are named by their catalogue id only). I
   (SCOORD3D POINT in the queried series' frame of reference); finding type Nodule, finding site
   Lung; with a size estimate, its mean diameter (Lung-RADS, mm) and volume (mm3), and the type and
   Lung-RADS category as qualitative evaluations; when the estimated mask goes along as a SEG
-  (``model.seg``), the size sits instead in a TID 1411 volumetric group of the same tracking
-  identifier that references the SEG's segment (and the SEG is in the evidence);
+  (``model.clinical.seg``), the size sits instead in a TID 1411 volumetric group of the same
+  tracking identifier that references the SEG's segment (and the SEG is in the evidence);
 - the vote group (TID 1501, the query nodule's tracking identifier): the best similarity and the
   threshold, whether the catalogue holds a close match, and only when the vote is not withheld
-  (``model.vote.MatchState``) the similarity-weighted malignant share and its majority as a
+  (``model.clinical.vote.MatchState``) the similarity-weighted malignant share and its majority as a
   qualitative evaluation. A withheld vote codes neither: the SR never says more than the screen
   does;
 - one TID 1501 group per neighbour, also of the query nodule's tracking identifier (each is a
@@ -28,8 +28,8 @@ patient's identifiers go in (neighbours are named by their catalogue id only). I
 - as text: the search's state in words (close match, or no close match with the best similarity
   and the threshold, the vote withheld) and the decision-support disclaimer.
 
-A size the radiologist measured with the ruler (``model.measure.RulerMeasurement``) goes into
-the query group as long axis, short axis and mean diameter with the method "measured by the
+A size the radiologist measured with the ruler (``model.clinical.measure.RulerMeasurement``) goes
+into the query group as long axis, short axis and mean diameter with the method "measured by the
 user", and its Lung-RADS category as such. It replaces the estimate's diameter and category
 (the SR never holds two sizes or two categories); the estimate's volume and type stay, marked as
 estimates.
@@ -52,10 +52,10 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from model.dicom_io import SliceHeaders, with_copied_type2
-from model.measure import EstimatedBy, NoduleMeasurement, RulerMeasurement
+from model.clinical.measure import EstimatedBy, NoduleMeasurement, RulerMeasurement
+from model.clinical.vote import UNKNOWN_MATCH, MatchState
+from model.ct.dicom import SliceHeaders, with_copied_type2
 from model.preprocessing import PatchSpec, patch_slice_range
-from model.vote import UNKNOWN_MATCH, MatchState
 
 #: This project's private coding scheme (DICOM PS3.16 8.2: designators starting with 99).
 SCHEME = "99NODSRCH"
@@ -152,7 +152,7 @@ class SearchFindings:
     model_fingerprint: str
     index_version: str
     segment: hd.sr.ReferencedSegment | None = None
-    """The estimated mask's segment in a SEG that goes with the report (``model.seg``)."""
+    """The estimated mask's segment in a SEG that goes with the report (``model.clinical.seg``)."""
     match: MatchState = UNKNOWN_MATCH
     """Whether the catalogue holds a close match; a withheld vote is not coded."""
     measured: RulerMeasurement | None = None

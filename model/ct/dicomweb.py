@@ -4,7 +4,7 @@ What is fetched, in order (``dicomweb-client`` over one ``requests`` session):
 
 1. QIDO-RS: the series exists (and which study holds it, when the caller has no study UID);
 2. WADO-RS series metadata: the geometry of every slice, the same header rules as files
-   (``model.dicom_io``: sorting along the normal, spacing from positions, refusal of gaps, mixed
+   (``model.ct.dicom``: sorting along the normal, spacing from positions, refusal of gaps, mixed
    orientations or sizes). Slices whose metadata lacks geometry get their instance metadata, and
    failing that the instance itself, fetched once;
 3. WADO-RS frames, only of the slices a patch covers (picked by position along the normal),
@@ -35,15 +35,21 @@ from dicomweb_client.api import DICOMwebClient
 from pydicom.dataset import Dataset
 from retrying import RetryError  # type: ignore[import-untyped]
 
-from model.dicom_io import (
+from model.ct.dicom import (
     SeriesLayout,
     SliceHeader,
     evidence_header,
     header_from_dataset,
     layout_series,
 )
-from model.geometry import Geometry
-from model.volume import F32Array, VolumeReadError, check_box
+from model.ct.geometry import Geometry
+from model.ct.pacs import (
+    PacsConfig,
+    PacsUnavailableError,
+    SeriesNotInPacsError,
+    check_uid,
+)
+from model.ct.volume import F32Array, VolumeReadError, check_box
 
 logger = logging.getLogger(__name__)
 #: Loggers that write request URLs, which name study, series and instance UIDs, at DEBUG level.
@@ -60,68 +66,6 @@ def quiet_url_loggers() -> None:
 #: cost on our side (Orthanc refuses dicomweb-client's default frame media type).
 FRAME_MEDIA_TYPES = (("application/octet-stream", "1.2.840.10008.1.2.1"),)
 _PIXEL_TAGS = ("Rows", "Columns", "BitsAllocated", "PixelRepresentation")
-
-
-#: How a catalogue records a scan read from a PACS: ``dicomweb:<study UID>/<series UID>``.
-ADDRESS_PREFIX = "dicomweb:"
-
-
-def pacs_address(study_uid: str, series_uid: str) -> str:
-    """The catalogue's ``source_path`` of a series held by a PACS."""
-    return f"{ADDRESS_PREFIX}{study_uid}/{series_uid}"
-
-
-def parse_pacs_address(text: str) -> tuple[str, str] | None:
-    """(study UID, series UID) of a ``dicomweb:`` address, or None for file paths."""
-    if not text.startswith(ADDRESS_PREFIX):
-        return None
-    study, _, series = text[len(ADDRESS_PREFIX) :].partition("/")
-    return (study, series) if study and series else None
-
-
-class PacsError(RuntimeError):
-    """A DICOMweb request that did not give what was asked for."""
-
-
-class SeriesNotInPacsError(PacsError, KeyError):
-    """The PACS does not hold the series (or not in that study)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "series not in the PACS"
-
-
-class PacsUnavailableError(PacsError):
-    """The PACS cannot be reached, timed out, or refused the request (e.g. credentials)."""
-
-
-@dataclass(frozen=True)
-class PacsConfig:
-    """Where the PACS is and how to talk to it.
-
-    Attributes:
-        url: the DICOMweb root, e.g. ``http://pacs:8042/dicom-web``.
-        user / password: HTTP basic authentication (or ``token`` for a bearer token).
-        timeout_s: per-request (connect, read) timeout in seconds.
-        max_attempts: tries per request on 429/503/504 answers (exponential back-off from
-            ``backoff_ms``); connection errors and timeouts are not retried.
-        metadata_cache: series whose metadata is kept.
-        parallel_frames: frame requests of one read in flight at once.
-    """
-
-    url: str
-    user: str | None = None
-    password: str | None = None
-    token: str | None = None
-    timeout_s: float = 10.0
-    max_attempts: int = 2
-    backoff_ms: int = 200
-    metadata_cache: int = 32
-    parallel_frames: int = 4
-    """Frame requests in flight at once for one patch (a PACS answers them concurrently)."""
-
-    def __repr__(self) -> str:
-        # Never print a credential, even by accident in a traceback or a log line.
-        return f"PacsConfig(url={self.url!r}, timeout_s={self.timeout_s}, ...)"
 
 
 @dataclass(frozen=True)
@@ -155,13 +99,6 @@ class StoredInstance:
     series_uid: str
     sop_instance_uid: str
     url: str
-
-
-def check_uid(uid: str, what: str) -> str:
-    """A DICOM UID (digits and dots, at most 64 characters) or VolumeReadError (a 422)."""
-    if not (0 < len(uid) <= 64 and all(c.isdigit() or c == "." for c in uid)):
-        raise VolumeReadError(f"{what} {uid[:80]!r} is not a DICOM UID (digits and dots, <= 64)")
-    return uid
 
 
 class Pacs:
@@ -384,7 +321,7 @@ class DicomwebSeriesSource:
     def slice_headers(self, start_z: int, stop_z: int) -> list[Dataset]:
         """The headers of slices ``start_z <= k < stop_z`` (clipped), from the series metadata.
 
-        Only the groups a report copies (``model.dicom_io.evidence_header``); nothing is fetched.
+        Only the groups a report copies (``model.ct.dicom.evidence_header``); nothing is fetched.
         """
         chosen = self.metadata.layout.headers[max(0, start_z) : max(0, stop_z)]
         return [self.metadata.headers[h.path.name] for h in chosen]

@@ -21,10 +21,10 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch.utils import mkldnn
 
-from model.card import ModelCard
-from model.checkpoint import load_model, resolve_device
-from model.network import NoduleNet, pool_embedding, search_vector
-from model.profile import PROFILE_NAMES
+from model.nn.card import ModelCard
+from model.nn.checkpoint import load_model, resolve_device
+from model.nn.network import NoduleNet, pool_embedding, search_vector
+from model.nn.profile import PROFILE_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -120,11 +120,11 @@ class Embedder:
         """The stored (searched) vectors of patches.
 
         The features, composed with the profiles' blocks when the card has a search space
-        (``model.search_space``).
+        (``model.nn.search_space``).
 
         Args:
             patches: as for ``embed_patches``.
-            profiles: (N, len(PROFILE_NAMES)) ``model.profile`` values, a NaN row for a nodule
+            profiles: (N, len(PROFILE_NAMES)) ``model.nn.profile`` values, a NaN row for a nodule
                 of unknown size; needed when ``uses_profile``.
 
         Raises:

@@ -1,7 +1,7 @@
 """Nodule masks a user sends (NIfTI, MetaImage ``.mha``, DICOM SEG), put on the CT's voxel grid.
 
 A mask may come on its own grid (another spacing, a crop, a SEG of a few frames): it is taken
-to the CT's grid by nearest-neighbour lookup in world coordinates (``model.geometry``), only in
+to the CT's grid by nearest-neighbour lookup in world coordinates (``model.ct.geometry``), only in
 the box of the CT that the mask's nonzero voxels span. Any nonzero voxel is inside the nodule;
 a SEG's segments are merged. Sizes are checked on the header before any voxel is decoded.
 """
@@ -17,10 +17,10 @@ import numpy.typing as npt
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from model.geometry import Geometry, GeometryError
-from model.itk_io import MAX_VOXELS, load_itk_volume
-from model.measure import BoolArray, NoduleRegion, measure
-from model.volume import VolumeReadError, VolumeSource, check_read_budget
+from model.clinical.measure import BoolArray, NoduleRegion, measure
+from model.ct.geometry import Geometry, GeometryError
+from model.ct.itk import MAX_VOXELS, load_itk_volume
+from model.ct.volume import VolumeReadError, VolumeSource, check_read_budget
 
 IMAGE_MASK_SUFFIXES = (".nii", ".nii.gz", ".mha")
 SEG_SUFFIXES = (".dcm",)

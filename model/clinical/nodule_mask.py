@@ -9,9 +9,10 @@ indexer's measured-descriptors baseline, so both measure the same nodule the sam
   validated it), resampled (trilinear, one affine map composed from the two grids' geometries)
   onto the CT's own voxels in the patch's box, thresholded at
   0.5; the component nearest the point, within ``MASK_CENTER_REACH_MM``, is the nodule. Measured
-  on the CT's grid with its HU (``model.measure.measure``), so the axes are those of the CT's own
-  slices and the SEG lies on the series' frames.
-- **Region growing** (``model.measure.grow_at``): for a model without the mask branch, where
+  on the CT's grid with its HU (``model.clinical.measure.measure``), so the axes are those of the
+  CT's own slices and the SEG lies on the series' frames.
+- **Region growing** (``model.clinical.measure.grow_at``): for a model without the mask branch,
+where
   the branch finds nothing at the point, and where the model card's ``mask_policy`` names the
   branch's diameter (and growing finds the nodule). The policy comes from patient-grouped
   cross-validation of the model's recipe (``nodule-index crossval --set-mask-policy``): the
@@ -29,9 +30,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from model.embedder import Embedder
-from model.geometry import Geometry
-from model.measure import (
+from model.clinical.measure import (
     GROW_METHOD,
     MASK_CENTER_REACH_MM,
     MASK_THRESHOLD,
@@ -46,8 +45,10 @@ from model.measure import (
     measure,
     patch_geometry,
 )
+from model.ct.geometry import Geometry
+from model.ct.volume import VolumeSource
+from model.nn.embedder import Embedder
 from model.preprocessing import PatchSpec, extract_patch
-from model.volume import VolumeSource
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class FoundNodule:
 
     region: NoduleRegion
     method: str
-    """``NETWORK_METHOD`` or ``model.measure.GROW_METHOD``."""
+    """``NETWORK_METHOD`` or ``model.clinical.measure.GROW_METHOD``."""
     branch_region: NoduleRegion | None = None
     """The mask branch's own region when it found one, also where the card's mask policy had
     region growing measure instead (the evaluation scores both)."""
@@ -131,7 +132,7 @@ def network_region(
 
     Args:
         embedder: the embedder of a model with the mask branch.
-        source: the CT (any ``model.volume.VolumeSource``).
+        source: the CT (any ``model.ct.volume.VolumeSource``).
         center_xyz: the point, world mm (LPS).
         patch: the patch ``extract_patch`` cut there with the model's spec, when already cut.
 

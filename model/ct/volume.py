@@ -9,7 +9,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from model.geometry import Geometry
+from model.ct.geometry import Geometry
 
 F32Array = npt.NDArray[np.float32]
 

@@ -5,7 +5,7 @@ one patch function, the embedding size, the training record (data fingerprint, s
 FROC) and the code version; ``MODEL_DIR/weights.pt`` holds the state dict. The card's
 ``fingerprint`` hashes (weights, preprocessing, architecture): the index records it, and a card
 whose preprocessing was changed after training no longer matches it. A card with a search
-space (``model.search_space``: which blocks make the stored vector, their weights, the profile
+space (``model.nn.search_space``: which blocks make the stored vector, their weights, the profile
 statistics and the learned projection) hashes it too, since it changes every vector.
 """
 
@@ -19,10 +19,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from model.network import EmbeddingPart, NetworkConfig, embedding_parts
+from model.nn.network import EmbeddingPart, NetworkConfig, embedding_parts
+from model.nn.profile import PROFILE_NAMES
+from model.nn.search_space import SearchSpace
 from model.preprocessing import PatchSpec
-from model.profile import PROFILE_NAMES
-from model.search_space import SearchSpace
 
 CARD_FILE = "card.json"
 WEIGHTS_FILE = "weights.pt"
@@ -93,7 +93,7 @@ class TrainingRecord(BaseModel):
 
 
 class MaskPolicy(BaseModel):
-    """Where region growing's mask replaces the mask branch's (``model.nodule_mask``).
+    """Where region growing's mask replaces the mask branch's (``model.clinical.nodule_mask``).
 
     Chosen by patient-grouped cross-validation of the model's training recipe (``nodule-index
     crossval --set-mask-policy``): the diameter ranges in which region growing's masks agreed

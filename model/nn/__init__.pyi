@@ -1,0 +1,83 @@
+"""The public names of ``model.nn``: read by ``lazy_loader`` and by type checkers."""
+
+from .card import (
+    CardError,
+    DataRecord,
+    FrocResult,
+    MaskPolicy,
+    ModelCard,
+    TrainingRecord,
+    read_card,
+    read_patch_spec,
+    vector_parts,
+    write_card,
+)
+from .checkpoint import load_model, resolve_device, save_model
+from .embedder import Embedder, EmbeddingInputError
+from .loss import hard_mining_loss, segmentation_loss
+from .network import NetworkConfig, NoduleNet, part_similarity_matrix
+from .profile import (
+    CALCIUM_HU,
+    LOW_HU,
+    LUNG_HU,
+    MAX_DIAMETER_MM,
+    MIN_DIAMETER_MM,
+    OPEN_RAY,
+    PROFILE_NAMES,
+    PROFILE_SHAPE_ZYX,
+    PROFILE_SPACING_MM,
+    RAY_REACH,
+    RAY_STEP,
+    ProfileError,
+    nodule_profile,
+    profile_spec,
+)
+from .query import SIZE_SOURCE_TITLES, QuerySize, SizeSource, grid_profile, query_vector
+from .search_space import BLOCK_ORDER, BlockName, LearnedProjection, SearchSpace, Standardizer
+
+__all__ = [
+    "BLOCK_ORDER",
+    "CALCIUM_HU",
+    "LOW_HU",
+    "LUNG_HU",
+    "MAX_DIAMETER_MM",
+    "MIN_DIAMETER_MM",
+    "OPEN_RAY",
+    "PROFILE_NAMES",
+    "PROFILE_SHAPE_ZYX",
+    "PROFILE_SPACING_MM",
+    "RAY_REACH",
+    "RAY_STEP",
+    "SIZE_SOURCE_TITLES",
+    "BlockName",
+    "CardError",
+    "DataRecord",
+    "Embedder",
+    "EmbeddingInputError",
+    "FrocResult",
+    "LearnedProjection",
+    "MaskPolicy",
+    "ModelCard",
+    "NetworkConfig",
+    "NoduleNet",
+    "ProfileError",
+    "QuerySize",
+    "SearchSpace",
+    "SizeSource",
+    "Standardizer",
+    "TrainingRecord",
+    "grid_profile",
+    "hard_mining_loss",
+    "load_model",
+    "nodule_profile",
+    "part_similarity_matrix",
+    "profile_spec",
+    "query_vector",
+    "read_card",
+    "read_patch_spec",
+    "resolve_device",
+    "save_model",
+    "segmentation_loss",
+    "vector_parts",
+    "write_card",
+]
