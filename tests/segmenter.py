@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from model.network import NetworkConfig, NoduleNet
+from model.nn.network import NetworkConfig, NoduleNet
 from model.preprocessing import PatchSpec
 
 
