@@ -13,7 +13,7 @@ import logging
 import time
 
 from app.asgi import ASGIApp, Message, Receive, Scope, Send
-from app.metrics import method_label
+from app.telemetry import method_label
 
 logger = logging.getLogger("app.access")
 

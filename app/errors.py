@@ -1,4 +1,4 @@
-"""Input errors of the HTTP layer (answered 422 with the message) and the triple parser."""
+"""Errors of the HTTP layer's input (422, or 404 for what is not there) and the triple parser."""
 
 from __future__ import annotations
 
@@ -9,6 +9,13 @@ from model.ct.geometry import CT_SPACING_RANGE_MM
 
 class InputError(ValueError):
     """A query parameter or form field that cannot be used; the message says which and why."""
+
+
+class NotFoundError(KeyError):
+    """An unknown series or nodule id (404)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "not found"
 
 
 #: Voxel sizes a CT can have, mm: the readers' own bound (``model.ct.geometry``).

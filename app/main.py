@@ -40,8 +40,7 @@ from app.access import (
     require_access,
 )
 from app.access_log import AccessLogMiddleware
-from app.errors import InputError
-from app.metrics import Metrics
+from app.errors import InputError, NotFoundError
 from app.privacy import quiet_third_party_loggers
 from app.problems import (
     document_problems,
@@ -50,19 +49,20 @@ from app.problems import (
     invalid_request,
     problem_response,
 )
-from app.retrieval import NotFoundError
 from app.routers import admin, health, nodules, reports, scans, search, upload
 from app.settings import AppSettings
 from app.slots import Slots, SlotsBusyError
 from app.state import CatalogUnavailableError, Serving, State, index_dir_problem
-from app.uploads import BodyLimitMiddleware, UploadParser
+from app.telemetry import Metrics
+from app.uploads.limits import BodyLimitMiddleware
+from app.uploads.parse import UnsupportedUploadError, UploadContentError
+from app.uploads.parser import UploadParser
 from model.clinical.measure import MeasureError
 from model.ct.evidence import ReportHeaderError, read_leniently
 from model.ct.pacs import PacsUnavailableError, SeriesNotInPacsError
 from model.ct.volume import VolumeReadError
 from model.nn.embedder import EmbeddingInputError
 from model.preprocessing import CoordinateOutsideVolumeError
-from model.uploads import UnsupportedUploadError, UploadContentError
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def _add_metrics(app: FastAPI) -> None:
     async def metrics_endpoint(request: Request) -> Response:
         """Prometheus text format: requests and latencies per route, catalogue size."""
         serving = request.state.serving
-        metrics.nodules.set(int(serving.retriever().catalog.index.ntotal))
+        metrics.nodules.set(int(serving.served().catalog.index.ntotal))
         return metrics.render()
 
 
@@ -214,9 +214,9 @@ def _add_openapi(app: FastAPI, settings: AppSettings) -> None:
         schema = with_k_maximum(app.openapi(), settings.max_k)
         serving = getattr(request.state, "serving", None)  # None: run without its lifespan
         if settings.access_token is None and serving is not None:
-            retriever = serving.retriever()
+            browser = serving.served().browser
             for path, dicom in _POINT_OPERATIONS:
-                point = retriever.example_point(dicom=dicom)
+                point = browser.example_point(dicom=dicom)
                 if point is not None:
                     with_point_example(schema, path, *point)
         return JSONResponse(schema)

@@ -1,4 +1,4 @@
-"""Stored CTs by series UID: where they lie under the data root, and opened ones kept at hand.
+"""Stored CTs by series UID: where they lie under the data root (the scan door asks here).
 
 Series the catalogue holds are read from the path it recorded. Others are looked up under
 ``NODULE_DATA_DIR``: first by name (``<uid>.mhd``/``.mha``/``.nii(.gz)``, ``subset*/<uid>.mhd``
@@ -14,12 +14,9 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
 from pathlib import Path
 
 from model.ct.dicom import read_series_uid
-from model.ct.open import open_volume
-from model.ct.volume import CTVolume, VolumeReadError, VolumeSource
 
 logger = logging.getLogger(__name__)
 
@@ -154,58 +151,3 @@ def _plausible_uid(series_uid: str) -> bool:
 
 def _dicom_uid(name: str) -> bool:
     return 0 < len(name) <= 64 and all(c.isdigit() or c == "." for c in name)
-
-
-#: Failed opens are answered from memory for this long (seconds), then tried again.
-FAILED_OPEN_TTL_S = 30.0
-_FAILED_CAPACITY = 1024
-
-
-class OpenSources:
-    """A few opened volumes, kept so repeated queries skip header parsing and DICOM scans.
-
-    Keyed by path and modification time: a file replaced on disk is opened afresh. Sources only
-    read, so threads may share one. A path that failed to open is remembered with its error for
-    ``FAILED_OPEN_TTL_S``: repeating a bad request does not re-read a folder of headers.
-    """
-
-    def __init__(self, capacity: int = 16, failed_ttl_s: float = FAILED_OPEN_TTL_S) -> None:
-        self.capacity = capacity
-        self.failed_ttl_s = failed_ttl_s
-        self._items: OrderedDict[tuple[str, str | None, int], VolumeSource] = OrderedDict()
-        self._failed: OrderedDict[tuple[str, str | None, int], tuple[float, str]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def open(self, path: Path, series_uid: str | None) -> VolumeSource:
-        """The opened source of ``path`` (a cached one when the file is unchanged).
-
-        Raises:
-            VolumeReadError: the file or series cannot be read (now, or within the last
-                ``failed_ttl_s`` seconds).
-        """
-        key = (str(path), series_uid, path.stat().st_mtime_ns)
-        with self._lock:
-            source = self._items.get(key)
-            if source is not None:
-                self._items.move_to_end(key)
-                return source
-            failed = self._failed.get(key)
-            if failed is not None and time.monotonic() - failed[0] < self.failed_ttl_s:
-                raise VolumeReadError(failed[1])
-        try:
-            source = open_volume(path, series_uid)
-        except VolumeReadError as e:
-            with self._lock:
-                self._failed[key] = (time.monotonic(), str(e))
-                self._failed.move_to_end(key)
-                while len(self._failed) > _FAILED_CAPACITY:
-                    self._failed.popitem(last=False)
-            raise
-        # Whole volumes in memory (compressed files, NIfTI) are not kept: 16 of them would be
-        # gigabytes. Region sources hold a header and a file map.
-        if self.capacity > 0 and not isinstance(source, CTVolume):
-            with self._lock:
-                self._items[key] = source
-                while len(self._items) > self.capacity:
-                    self._items.popitem(last=False)
-        return source

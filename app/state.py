@@ -5,16 +5,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
 from app.access import FailedAttempts
+from app.catalogue import CatalogueBrowser, CatalogueRows
 from app.privacy import UidHasher
+from app.reports import Reporter
 from app.retrieval import Retriever
-from app.series import OpenSources, SeriesLocator
+from app.scans import OpenSources, ScanDoor
+from app.series import SeriesLocator
 from app.settings import AppSettings
 from app.slots import Slots
-from app.uploads import UploadParser
+from app.uploads.parser import UploadParser
 from model.ct.dicomweb import Pacs
 from model.nn.embedder import Embedder
 from model.store.catalog import Catalog
@@ -80,10 +84,25 @@ def log_data_root(data_dir: Path | None) -> None:
 FALLBACK_RETRY_S = 5.0
 
 
-class Serving:
-    """The retriever being served; ``reload`` swaps it in one assignment.
+@dataclass(frozen=True)
+class Served:
+    """One catalogue version as the service answers from it: search, browsing and reports."""
 
-    A request takes ``retriever()`` once and keeps it for its whole life, so requests in flight
+    retriever: Retriever
+    browser: CatalogueBrowser
+    reporter: Reporter
+    scans: ScanDoor
+
+    @property
+    def catalog(self) -> Catalog:
+        """The opened catalogue version."""
+        return self.retriever.catalog
+
+
+class Serving:
+    """The version being served; ``reload`` swaps it in one assignment.
+
+    A request takes ``served()`` once and keeps it for its whole life, so requests in flight
     during a reload finish on the old version. The old catalogue is not closed by the swap (its
     connections are released when the last request holding it drops it).
 
@@ -107,14 +126,14 @@ class Serving:
         key = settings.log_hash_key
         self.hash_uid = UidHasher(key.get_secret_value().encode() if key is not None else None)
         self.lease = ServingLease(settings.index_dir)
-        self.current = load_retriever(settings, self.locator, self.sources, self.pacs)
+        self.current = load_served(settings, self.locator, self.sources, self.pacs)
         self.lease.hold(self.current.catalog.version)
         self._lock = threading.Lock()
         self._fallback_failed_at: float | None = None
         self._fallback_error = ""
 
-    def retriever(self) -> Retriever:
-        """The retriever to answer a request with (falls back when its version vanished).
+    def served(self) -> Served:
+        """The version to answer a request with (falls back when its version vanished).
 
         Raises:
             CatalogUnavailableError: the served version is gone and ``CURRENT`` cannot be opened.
@@ -124,14 +143,14 @@ class Serving:
             return served
         return self._fall_back(served)
 
-    def _fall_back(self, lost: Retriever) -> Retriever:
+    def _fall_back(self, lost: Served) -> Served:
         with self._lock:
             if self.current is not lost:
                 return self.current  # another request already fell back
             failed_at = self._fallback_failed_at
             if failed_at is None or time.monotonic() - failed_at >= FALLBACK_RETRY_S:
                 try:
-                    fresh = load_retriever(self.settings, self.locator, self.sources, self.pacs)
+                    fresh = load_served(self.settings, self.locator, self.sources, self.pacs)
                 except (OSError, ValueError, RuntimeError) as e:
                     self._fallback_failed_at = time.monotonic()
                     self._fallback_error = str(e)
@@ -149,14 +168,14 @@ class Serving:
                 f"disk and no other could be opened: {self._fallback_error}"
             )
 
-    def _swap(self, fresh: Retriever) -> None:
+    def _swap(self, fresh: Served) -> None:
         self.current = fresh
         self.lease.hold(fresh.catalog.version)
 
-    def reload(self) -> Retriever:
+    def reload(self) -> Served:
         """Open the version ``CURRENT`` names now and start serving it."""
         with self._lock:
-            fresh = load_retriever(self.settings, self.locator, self.sources, self.pacs)
+            fresh = load_served(self.settings, self.locator, self.sources, self.pacs)
             self._swap(fresh)
             return fresh
 
@@ -177,27 +196,26 @@ class State(TypedDict):
     """Report (SR, SEG) and size-estimate work in the server process, bounded."""
 
 
-def load_retriever(
+def load_served(
     settings: AppSettings,
     locator: SeriesLocator | None = None,
     sources: OpenSources | None = None,
     pacs: Pacs | None = None,
-) -> Retriever:
+) -> Served:
     """Open the current catalogue version and its model (or the configured one)."""
     threads = settings.threads()
     threads.apply()
     catalog = Catalog.open(settings.index_dir, gpu=settings.device != "cpu")
     model_dir = settings.model_dir or catalog.manifest.model_dir_at(settings.index_dir)
     embedder = Embedder.from_model_dir(model_dir, settings.device, batch_size=64)
-    retriever = Retriever(
-        embedder,
+    scans = ScanDoor(
         catalog,
         locator or SeriesLocator(settings.data_dir, settings.dicom_rescan_s),
-        settings.max_k,
-        threads=threads,
-        sources=sources or OpenSources(settings.open_volumes),
-        pacs=pacs,
+        sources or OpenSources(settings.open_volumes),
+        pacs,
     )
+    rows = CatalogueRows(catalog)
+    retriever = Retriever(embedder, rows, scans, settings.max_k, threads=threads)
     threshold = retriever.match_threshold
     logger.info(
         "serving catalogue %s (%s nodules), model %s, ready=%s, match threshold %s",
@@ -207,4 +225,5 @@ def load_retriever(
         retriever.ready,
         f"{threshold.value:.4f}" if threshold is not None else "none (version predates it)",
     )
-    return retriever
+    browser = CatalogueBrowser(rows, scans, embedder)
+    return Served(retriever, browser, Reporter(retriever), scans)

@@ -23,8 +23,8 @@ import numpy.typing as npt
 import torch
 
 from bench.common import cpu_model, now_utc, write_results
-from indexer.luna import LunaPoint
-from indexer.metrics import froc
+from indexer.data.luna import LunaPoint
+from indexer.train.froc import froc
 from indexer.train.samples import data_fingerprint
 from indexer.train.trainer import TrainConfig, TrainData, predict, prepare_data, validate
 from model.nn.checkpoint import load_model

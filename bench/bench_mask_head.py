@@ -38,7 +38,7 @@ import torch
 from sklearn.model_selection import GroupKFold
 
 from bench.common import cpu_model, now_utc, write_results
-from indexer.synth.heldout import HELDOUT_PATIENTS
+from indexer.data.synth.heldout import HELDOUT_PATIENTS
 from model.clinical.measure import (
     MASK_CENTER_REACH_MM,
     MeasureError,

@@ -12,7 +12,7 @@ search the VOIs (inverse stereographic block, cosine), patient-grouped: for each
 cross-validation's folds (``nodule-index crossval``'s, subsets dealt round-robin) neither the
 fold's VOIs nor any max slice of a patient of that fold trains its regression.
 
-Held-out patients (``indexer.synth.heldout``) are filtered from the table before any crop is
+Held-out patients (``indexer.data.synth.heldout``) are filtered from the table before any crop is
 unpacked; their files are never extracted.
 
     python -m bench.bench_maxslice_transfer [--shared ../shared/data] [--data data/real-ins]
@@ -38,9 +38,9 @@ import pydicom
 from scipy import ndimage
 
 from bench.common import cpu_model, now_utc, write_results
-from indexer.evaluate.crossval import fold_subsets
+from indexer.crossval.folds import fold_subsets
+from indexer.data.synth.heldout import HELDOUT_PATIENTS
 from indexer.search.data import RatedSet, load_rated
-from indexer.synth.heldout import HELDOUT_PATIENTS
 from model.clinical.labels import CHARACTERISTICS
 from model.ct.open import open_source
 from model.nn.profile import (

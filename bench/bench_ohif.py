@@ -35,7 +35,7 @@ from playwright.sync_api import sync_playwright
 
 from app.ohif import bundle
 from bench.common import cpu_model, now_utc, write_results
-from indexer.realset import REAL_SCANS, extract_scan
+from indexer.data.realset import REAL_SCANS, extract_scan
 from tests.app.live_server import (
     OHIF_RETURNING_USER,
     chromium_path,

@@ -5,7 +5,7 @@ synthetic DICOM series whose every slice carries a large UC text and an OB neste
 (``--payload-mb`` of header bulk in all), after a plain SR upload, and reads the server
 process's resident memory from ``/proc`` (VmRSS before, VmHWM: the peak). The payload must stay
 in the parser process: what the server decodes is bounded by ``model.ct.dicom.evidence_header``
-and ``model.uploads.MAX_HEADERS_JSON_CHARS``.
+and ``app.uploads.parse.MAX_HEADERS_JSON_CHARS``.
 
     python -m bench.bench_report_memory --index index/demo --data data/synth
 

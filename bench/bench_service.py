@@ -29,7 +29,7 @@ import numpy as np
 from app.retrieval import PointOptions
 from app.schemas import Filters
 from app.settings import AppSettings
-from app.state import load_retriever
+from app.state import load_served
 from bench.common import cpu_model, now_utc, whole_volume_patch, write_results
 from model.store.tables import Nodule
 
@@ -71,7 +71,7 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = AppSettings(index_dir=args.index, data_dir=args.data, device="cpu")
-    retriever = load_retriever(settings)
+    retriever = load_served(settings).retriever
     with retriever.catalog.sessions() as session:
         nodules = [(n.series_uid, n.center_xyz) for n in session.query(Nodule).order_by(Nodule.id)]
     queries = [nodules[i % len(nodules)] for i in range(args.queries)]

@@ -131,8 +131,9 @@ def _catalogue_digests(index: Path) -> dict[str, str]:
     with sqlite3.connect(version / "catalog.sqlite") as db:
         tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         for table in sorted(set(tables) - {"builds"}):  # builds: when and by which commit
-            rows = db.execute(f"SELECT * FROM {table}").fetchall()
-            out[f"catalog.{table}"] = _sha(repr(sorted(map(repr, rows))).encode())
+            rows = "\n".join(sorted(map(repr, db.execute(f"SELECT * FROM {table}").fetchall())))
+            (index.parent / f"catalog.{table}.txt").write_text(rows)
+            out[f"catalog.{table}"] = _sha(rows.encode())
     manifest = json.loads((version / "manifest.json").read_text())
     # Which commit built it, when, where the model lay and how long it took: a run's own.
     for key in ("code_version", "created_at", "model_dir", "timings_s"):
@@ -158,7 +159,9 @@ def _report_digests(report: Path, index: Path) -> dict[str, str]:
     for name in ("report.json", "report.md"):
         text = (report / name).read_text()
         if name.endswith(".json"):
-            text = json.dumps(_without(json.loads(text), "elapsed_s"), indent=1, sort_keys=True)
+            # How long the run took and which commit ran it are the run's own.
+            kept = _without(_without(json.loads(text), "elapsed_s"), "code_version")
+            text = json.dumps(kept, indent=1, sort_keys=True)
         out[name] = _normalise_text(text, index, version)
     return out
 
@@ -180,8 +183,9 @@ def _service_digests(index: Path, data: Path, n_queries: int, dumps: Path) -> di
     version = _version_dir(index).name
     out: dict[str, str] = {}
     with TestClient(create_app(settings), base_url="http://localhost") as client:
-        document = client.get("/openapi.json").json()
-        out["openapi"] = _sha(json.dumps(document, sort_keys=True).encode())
+        document = json.dumps(client.get("/openapi.json").json(), indent=1, sort_keys=True)
+        (dumps / "openapi.json").write_text(document)
+        out["openapi"] = _sha(document.encode())
         for i, row in enumerate(rows):
             query = {
                 "series_uid": row["seriesuid"],

@@ -1,8 +1,8 @@
 """``nodule-index``: the offline batch job's command line.
 
-The parser is built from light modules only (``indexer.arguments``, ``indexer.*.arguments``,
-``indexer.bootstrap``), so ``--help`` and usage errors answer without importing torch, faiss,
-SimpleITK, DICOM or plotting libraries. A command's implementation is imported when it runs
+The parser is built from light modules only (each command's ``indexer.*.arguments``), so
+``--help`` and usage errors answer without importing torch, faiss, SimpleITK, DICOM or plotting
+libraries. A command's implementation is imported when it runs
 (``RUNNERS``), after its path options were checked (``indexer.cli_paths``): a wrong path is
 answered at once, in one line.
 """
@@ -16,12 +16,15 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import cast
 
-from indexer import arguments, bootstrap
-from indexer.arguments import parse_center_xyz
+from indexer.bootstrap import arguments as bootstrap_arguments
 from indexer.build import arguments as build_arguments
 from indexer.cli_paths import check_paths
+from indexer.crossval import arguments as crossval_arguments
+from indexer.data import arguments as data_arguments
+from indexer.data.arguments import parse_center_xyz
 from indexer.evaluate import arguments as evaluate_arguments
 from indexer.labels import arguments as labels_arguments
+from indexer.sr import arguments as sr_arguments
 from indexer.train import arguments as train_arguments
 
 __all__ = ["RUNNERS", "build_parser", "main", "parse_center_xyz"]
@@ -39,10 +42,10 @@ EPILOG = (
 
 #: Where each command runs, as ``module:function``; the module is imported only then.
 RUNNERS: dict[str, str] = {
-    "synth": "indexer.data_command:run_synth",
-    "patch": "indexer.data_command:run_patch",
-    "import-crops": "indexer.data_command:run_import_crops",
-    "real-set": "indexer.data_command:run_real_set",
+    "synth": "indexer.data.command:run_synth",
+    "patch": "indexer.data.command:run_patch",
+    "import-crops": "indexer.data.command:run_import_crops",
+    "real-set": "indexer.data.command:run_real_set",
     "labels": "indexer.labels.command:run",
     "train": "indexer.train.command:run",
     "build": "indexer.build.command:run_build",
@@ -50,11 +53,11 @@ RUNNERS: dict[str, str] = {
     "verify": "indexer.build.command:run_verify",
     "versions": "indexer.build.command:run_versions",
     "rollback": "indexer.build.command:run_rollback",
-    "bootstrap": "indexer.bootstrap:run",
+    "bootstrap": "indexer.bootstrap.command:run",
     "evaluate": "indexer.evaluate.command:run",
-    "report": "indexer.report_command:run",
-    "crossval": "indexer.evaluate.crossval_command:run",
-    "describe": "indexer.data_command:run_describe",
+    "report": "indexer.sr.command:run",
+    "crossval": "indexer.crossval.command:run",
+    "describe": "indexer.data.command:run_describe",
 }
 
 #: The commands whose runner also takes the settings (the synth sources, PACS credentials).
@@ -66,18 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nodule-index", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
-    arguments.add_synth(sub)
-    arguments.add_patch(sub)
-    arguments.add_import_crops(sub)
-    arguments.add_real_set(sub)
+    data_arguments.add_synth(sub)
+    data_arguments.add_patch(sub)
+    data_arguments.add_import_crops(sub)
+    data_arguments.add_real_set(sub)
     labels_arguments.add_parser(sub)
     train_arguments.add_parser(sub)
     build_arguments.add_parsers(sub)
-    bootstrap.add_parser(sub)
+    bootstrap_arguments.add_parser(sub)
     evaluate_arguments.add_evaluate(sub)
-    arguments.add_report(sub)
-    evaluate_arguments.add_crossval(sub)
-    arguments.add_describe(sub)
+    sr_arguments.add_report(sub)
+    crossval_arguments.add_crossval(sub)
+    data_arguments.add_describe(sub)
     return parser
 
 

@@ -146,7 +146,7 @@ def _contents_problem(folder: Path, kind: Kind, what: str) -> tuple[str, str] | 
         return "holds no catalogue", f"{what}, which holds {CATALOGUE_CONTENTS}"
     if kind is Kind.MODEL and not (folder / CARD_FILE).is_file():
         return f"holds no {CARD_FILE}", f"{what}: {CARD_FILE}, weights.pt"
-    # The same test as indexer.luna.find_series; any() stops at the first scan.
+    # The same test as indexer.data.luna.find_series; any() stops at the first scan.
     if kind is Kind.LUNA and not any(folder.glob("subset*/*.mhd")):
         return "holds no subset*/<seriesuid>.mhd scans", f"{what}: {LUNA_CONTENTS}"
     return None

@@ -21,7 +21,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from app.ohif.bundle import OHIF
-from indexer.realset import REAL_SCANS, extract_scan
+from indexer.data.realset import REAL_SCANS, extract_scan
 from tests.app.live_server import live_process
 from tests.orthanc import Orthanc
 

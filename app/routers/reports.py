@@ -6,13 +6,14 @@ import logging
 import secrets
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 
 from app.problems import Problem
-from app.retrieval import EncodedReport, PointOptions
-from app.routers.deps import ReportSlotsDep, RetrieverDep, UidHasherDep
+from app.reports import EncodedReport
+from app.retrieval import PointOptions
+from app.routers.deps import ParserDep, ReporterDep, ReportSlotsDep, RetrieverDep, UidHasherDep
 from app.schemas import CoordinateQuery, Filters
-from app.uploads import (
+from app.uploads.forms import (
     UPLOAD_ERRORS,
     ExcludePatientField,
     KField,
@@ -69,7 +70,7 @@ def multipart_related(parts: list[bytes]) -> tuple[bytes, str]:
 )
 def report_sr(
     query: CoordinateQuery,
-    retriever: RetrieverDep,
+    reporter: ReporterDep,
     slots: ReportSlotsDep,
     hash_uid: UidHasherDep,
     store: Annotated[
@@ -99,9 +100,9 @@ def report_sr(
     With ``store=true`` the same bytes are stored in the PACS (201, ``Location``: the SR).
     """
     if store:
-        retriever.check_can_store()  # refused before any search work
+        reporter.check_can_store()  # refused before any search work
     with slots.hold():
-        report = retriever.report_sr(
+        report = reporter.report_sr(
             query.series_uid,
             query.center_xyz,
             PointOptions.of(query),
@@ -111,7 +112,7 @@ def report_sr(
     status = 200
     headers = {}
     if store:
-        stored = retriever.store_report(report)
+        stored = reporter.store_report(report)
         headers["Location"] = stored[0].url
         status = 201
     logger.info(
@@ -150,8 +151,9 @@ def _dicom_response(
     },
 )
 def report_upload(
-    request: Request,
     retriever: RetrieverDep,
+    reporter: ReporterDep,
+    parser: ParserDep,
     slots: ReportSlotsDep,
     file: Annotated[UploadFile, File(description="a .zip of the DICOM CT series")],
     center_xyz: Annotated[
@@ -174,14 +176,14 @@ def report_upload(
     its limits. Nothing is stored: the upload is not from the PACS.
     """
     received = receive_upload(
-        request.state.parser,
+        parser,
         retriever.embedder.card.preprocessing,
         UploadForm(file=file, mask=mask, center_xyz=center_xyz, series_uid=series_uid, report=True),
         profile=retriever.embedder.uses_profile,
     )
     filters = Filters(exclude_patient_id=exclude_patient_id, labelled_only=labelled_only)
     with slots.hold():
-        report = retriever.report_upload(received.patch, k, filters, with_seg=seg)
+        report = reporter.report_upload(received.patch, k, filters, with_seg=seg)
     logger.info(
         "SR of an upload search (%s, %.1f MB; %d objects)",
         received.what,

@@ -16,7 +16,13 @@ from app.preview import (
     zoom_png,
 )
 from app.problems import Problem
-from app.routers.deps import MAX_SQLITE_INT, DisplayWindowDep, RetrieverDep, SettingsDep
+from app.routers.deps import (
+    MAX_SQLITE_INT,
+    BrowserDep,
+    DisplayWindowDep,
+    ScanDoorDep,
+    SettingsDep,
+)
 from app.schemas import MapOut, ScanList, ScanOut, ViewerLink
 
 router = APIRouter(prefix="/v1", tags=["scans"])
@@ -30,18 +36,18 @@ PNG: dict[int | str, dict[str, Any]] = {
 
 @router.get("/scans", response_model=ScanList)
 def list_scans(
-    retriever: RetrieverDep,
+    browser: BrowserDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     offset: Annotated[int, Query(ge=0, le=MAX_SQLITE_INT)] = 0,
 ) -> ScanList:
     """The catalogue's scans (series UID, patient, number of indexed nodules), by series UID."""
-    return retriever.scans(limit, offset)
+    return browser.scan_page(limit, offset)
 
 
 @router.get("/scans/{series_uid}", response_model=ScanOut, responses={404: {"model": Problem}})
-def get_scan(series_uid: str, retriever: RetrieverDep) -> ScanOut:
+def get_scan(series_uid: str, browser: BrowserDep) -> ScanOut:
     """A stored series: its world extent (mm, LPS), voxel size and the catalogue nodules in it."""
-    return retriever.scan(series_uid)
+    return browser.scan(series_uid)
 
 
 @router.get(
@@ -51,7 +57,7 @@ def get_scan(series_uid: str, retriever: RetrieverDep) -> ScanOut:
 )
 def ohif_link(
     series_uid: str,
-    retriever: RetrieverDep,
+    browser: BrowserDep,
     settings: SettingsDep,
     center_xyz: Annotated[str, Query(description="x,y,z world mm (LPS)", max_length=100)],
 ) -> ViewerLink:
@@ -64,13 +70,13 @@ def ohif_link(
     center = parse_triple(center_xyz, "center_xyz")
     if center is None:
         raise InputError("center_xyz is required (x,y,z in mm)")
-    return retriever.viewer_link(series_uid, (center[0], center[1], center[2]), settings.ohif_url)
+    return browser.viewer_link(series_uid, (center[0], center[1], center[2]), settings.ohif_url)
 
 
 @router.get("/scans/{series_uid}/axial.png", response_class=Response, responses=PNG)
 def axial_view(
     series_uid: str,
-    retriever: RetrieverDep,
+    scans: ScanDoorDep,
     window: DisplayWindowDep,
     z: Annotated[float, Query(description="world z, mm (LPS)")],
     pixel_mm: Annotated[
@@ -89,7 +95,7 @@ def axial_view(
     Pixel (row r, column c) is world (extent_min_x + c * p, extent_min_y + r * p, z) with p the
     ``X-Pixel-MM`` header; at most 768 pixels a side. ``X-Window`` echoes width/level (HU).
     """
-    source = retriever.open_series(series_uid)
+    source = scans.open(series_uid)
     png, pixel = axial_view_png(source, z, pixel_mm, window)
     headers = {
         "X-Pixel-MM": repr(pixel),
@@ -101,7 +107,7 @@ def axial_view(
 @router.get("/scans/{series_uid}/preview.png", response_class=Response, responses=PNG)
 def point_preview(
     series_uid: str,
-    retriever: RetrieverDep,
+    scans: ScanDoorDep,
     window: DisplayWindowDep,
     center_xyz: Annotated[str, Query(description="x,y,z world mm (LPS)", max_length=100)],
 ) -> Response:
@@ -109,7 +115,7 @@ def point_preview(
     center = parse_triple(center_xyz, "center_xyz")
     if center is None:
         raise InputError("center_xyz is required (x,y,z in mm)")
-    source = retriever.open_series(series_uid)
+    source = scans.open(series_uid)
     png = preview_png(source, (center[0], center[1], center[2]), window)
     return Response(png, media_type="image/png")
 
@@ -117,7 +123,7 @@ def point_preview(
 @router.get("/scans/{series_uid}/zoom.png", response_class=Response, responses=PNG)
 def zoomed_view(
     series_uid: str,
-    retriever: RetrieverDep,
+    scans: ScanDoorDep,
     window: DisplayWindowDep,
     center_xyz: Annotated[str, Query(description="x,y,z world mm (LPS)", max_length=100)],
     fov_mm: Annotated[
@@ -138,12 +144,12 @@ def zoomed_view(
     center = parse_triple(center_xyz, "center_xyz")
     if center is None:
         raise InputError("center_xyz is required (x,y,z in mm)")
-    source = retriever.open_series(series_uid)
+    source = scans.open(series_uid)
     png, pixel = zoom_png(source, (center[0], center[1], center[2]), fov_mm, window)
     return Response(png, media_type="image/png", headers={"X-Pixel-MM": repr(pixel)})
 
 
 @router.get("/map", response_model=MapOut)
-def catalogue_map(retriever: RetrieverDep) -> MapOut:
+def catalogue_map(browser: BrowserDep) -> MapOut:
     """Every nodule's position on the catalogue's 2-D map (t-SNE computed at build time)."""
-    return retriever.map_points()
+    return browser.map_points()

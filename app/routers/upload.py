@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import base64
 import logging
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 
-from app.preview import patch_preview_png
-from app.routers.deps import RetrieverDep
+from app.routers.deps import ParserDep, RetrieverDep
 from app.schemas import (
     Filters,
     SearchResponse,
-    SizeEstimate,
 )
-from app.uploads import (
+from app.uploads.forms import (
     UPLOAD_ERRORS,
     ExcludePatientField,
     KField,
@@ -39,8 +36,8 @@ UPLOAD_PATH = "/v1/search/upload"
     },
 )
 def search_upload(
-    request: Request,
     retriever: RetrieverDep,
+    parser: ParserDep,
     file: Annotated[
         UploadFile, File(description=".npy/.npz, .nii(.gz), .mha, or .zip (DICOM or .mhd+.raw)")
     ],
@@ -63,7 +60,7 @@ def search_upload(
 ) -> SearchResponse:
     """Similar nodules to the one at ``center_xyz`` (or the mask's centroid) in an upload."""
     received = receive_upload(
-        request.state.parser,
+        parser,
         retriever.embedder.card.preprocessing,
         UploadForm(
             file=file,
@@ -75,20 +72,10 @@ def search_upload(
         ),
         profile=retriever.embedder.uses_profile,
     )
-    cut = received.patch
     filters = Filters(exclude_patient_id=exclude_patient_id, labelled_only=labelled_only)
-    query: dict[str, Any] = {"center_xyz": cut.center_xyz, "index_zyx": cut.index_zyx}
-    if preview:
-        query["preview_png_base64"] = base64.b64encode(patch_preview_png(cut.patch)).decode()
-    found = None
-    if cut.size is not None and cut.size_method is not None:
-        found = SizeEstimate.of(cut.size, cut.size_method)
     # A catalogue series uploaded (named by series_uid) leaves out what a point query in it does.
-    exclusions = retriever.upload_exclusions(series_uid, cut.center_xyz)
-    query["nodule_id"] = exclusions.query_nodule_id
-    vector, size = retriever.upload_vector(cut, exclusions)
-    response = retriever.respond(
-        vector, k, filters, query, exclusions, size_estimate=found, size=size
+    response = retriever.search_patch(
+        received.patch, k, filters, series_uid=series_uid, preview=preview
     )
     logger.info(
         "upload search (%s, %.1f MB): %d neighbours, %d labelled",

@@ -18,8 +18,8 @@ from indexer.build.builder import build_catalog, rollback
 from indexer.build.plan import BuildError, BuildLockedError
 from indexer.build.publish import BuildResult
 from indexer.build.sources import collect_current, collect_data, collect_pacs
+from indexer.data.luna import LunaLayoutError
 from indexer.labels.errors import LabelSourceError
-from indexer.luna import LunaLayoutError
 from indexer.settings import IndexerSettings
 from indexer.train.samples import data_fingerprint
 from model.clinical.labels import LabelRule

@@ -1,7 +1,7 @@
 """The build's second stage: cut and embed the nodules the plan left without a vector.
 
 An ``EmbedExecutor`` does it and fills ``NoduleEntry.vector`` in place. ``LocalExecutor`` runs
-the readers in a pool of local processes (``indexer.patches.iter_scan_patches``);
+the readers in a pool of local processes (``indexer.data.patches.iter_scan_patches``);
 ``indexer.build.ray_executor.RayExecutor`` runs the same unit of work on a Ray cluster.
 """
 
@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from indexer import failpoints
 from indexer.build.plan import BuildError, BuildPlan, OnError
-from indexer.patches import ScanJob, iter_scan_patches
+from indexer.data.patches import ScanJob, iter_scan_patches
 from model.ct.pacs import PacsConfig
 from model.nn.embedder import Embedder
 

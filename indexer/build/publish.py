@@ -27,8 +27,8 @@ from sqlalchemy.orm import Session
 
 from indexer import failpoints
 from indexer.build.embed import EmbedOutcome
+from indexer.build.maps import embedding_map
 from indexer.build.plan import BuildError, BuildPlan, NoduleEntry, ScanEntry
-from indexer.maps import embedding_map
 from indexer.version import code_version
 from model.clinical.labels import CHARACTERISTICS
 from model.ct.dicomweb import Pacs

@@ -1,6 +1,6 @@
 """The build's embedding stage on a Ray cluster (Ray Data): crop tasks feeding an embed actor pool.
 
-The unit of work is the local executor's: ``indexer.patches.cut_scan`` (open one scan, read the
+The unit of work is the local executor's: ``indexer.data.patches.cut_scan`` (open one scan, read the
 regions its nodules need, the one patch function) then ``Embedder.embed_patches`` on that scan's
 patches. Here the first runs as Ray Data ``map_batches`` tasks (one scan per task, bounded
 retries: Ray's default would retry a crashing reader forever), the second in an actor pool
@@ -39,7 +39,7 @@ import numpy.typing as npt
 from indexer import failpoints
 from indexer.build.embed import EmbedOutcome, scan_jobs
 from indexer.build.plan import BuildError, BuildPlan, NoduleEntry, ScanEntry
-from indexer.patches import ScanJob, cut_scan
+from indexer.data.patches import ScanJob, cut_scan
 from model.ct.pacs import PacsConfig
 from model.nn.embedder import Embedder
 from model.preprocessing import PatchSpec

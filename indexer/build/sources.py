@@ -10,9 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from indexer.build.plan import NoduleEntry, ScanEntry
+from indexer.data.luna import LunaLayoutError, find_series, read_annotations
 from indexer.labels.build import label_nodules_with_reads, read_labels
 from indexer.labels.synthetic_reads import READS_FILE, read_synthetic_reads
-from indexer.luna import LunaLayoutError, find_series, read_annotations
 from indexer.train.samples import load_patients
 from model.clinical.labels import (
     CHARACTERISTICS,

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from indexer.evaluate.metrics import Neighbors
+from indexer.evaluate.scores import Neighbors
 from model.clinical.labels import CHARACTERISTICS, RATING_RANGES, Characteristics
 
 F64 = npt.NDArray[np.float64]

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
-from indexer.evaluate.metrics import bootstrap
+from indexer.evaluate.scores import bootstrap
 from model.clinical.measure import (
     GROW_METHOD,
     BoolArray,

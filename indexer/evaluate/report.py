@@ -6,8 +6,7 @@ What is measured (``docs/protocol.md``):
   exact cosine search on the stored vectors — the vectors the service searches);
 * Recall@1..4 for the binary (1-2 vs 4-5) and 4-class (1/2/4/5) labels, with hits / queries;
 * the service's kNN vote (``model.clinical.vote``): majority accuracy and the AUC of the
-similarity-weighted
-  malignant probability, with percentile-bootstrap 95% intervals over queries;
+  similarity-weighted malignant probability, with percentile-bootstrap 95% intervals over queries;
 * all of it again with neighbours of the query's own patient excluded;
 * the same numbers for three baselines on the same nodules in the same run: raw intensities (the
   windowed patch from the one patch function, 2x average-pooled, flattened, L2-normalised), the
@@ -37,6 +36,8 @@ import torch
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from indexer.build.maps import embedding_map
+from indexer.data.patches import ScanJob, iter_scan_patches
 from indexer.evaluate import figures, tables
 from indexer.evaluate.alike import (
     RATED,
@@ -56,7 +57,16 @@ from indexer.evaluate.mask_quality import (
     score_nodule,
 )
 from indexer.evaluate.mask_quality import summarize as summarize_masks
-from indexer.evaluate.metrics import (
+from indexer.evaluate.records import (
+    EvaluationReport,
+    FeatureResult,
+    FpReduction,
+    LooksAlike,
+    PairedDifference,
+    RecallCount,
+    RetrievalSection,
+)
+from indexer.evaluate.scores import (
     Interval,
     Neighbors,
     VoteScores,
@@ -73,17 +83,6 @@ from indexer.evaluate.metrics import (
     vote_accuracy,
     vote_auc,
 )
-from indexer.evaluate.records import (
-    EvaluationReport,
-    FeatureResult,
-    FpReduction,
-    LooksAlike,
-    PairedDifference,
-    RecallCount,
-    RetrievalSection,
-)
-from indexer.maps import embedding_map
-from indexer.patches import ScanJob, iter_scan_patches
 from indexer.search.data import profiles_at
 from indexer.version import code_version
 from model.clinical.descriptors import DESCRIPTOR_NAMES, describe_region

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from indexer.data.luna import LunaPoint
 from indexer.labels.errors import LabelSourceError
 from indexer.labels.grouping import Mark, ReadGroup, group_reads, match_annotations
-from indexer.luna import LunaPoint
 from model.clinical.labels import (
     CHARACTERISTICS,
     CHARACTERISTICS_COLUMN,

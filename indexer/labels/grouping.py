@@ -19,7 +19,7 @@ import numpy.typing as npt
 from scipy.cluster.hierarchy import DisjointSet
 from scipy.spatial import cKDTree
 
-from indexer.luna import LunaPoint
+from indexer.data.luna import LunaPoint
 from model.clinical.labels import Read, ReadKind
 
 #: Radius given to reads without an outline size, so that coincident marks still group.

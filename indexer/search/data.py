@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from indexer.data.luna import find_series
+from indexer.data.patches import ScanJob, iter_scan_patches
+from indexer.data.synth.heldout import HELDOUT_PATIENTS
 from indexer.evaluate.alike import mean_ratings, reader_matrix
 from indexer.labels.build import read_labels
-from indexer.luna import find_series
-from indexer.patches import ScanJob, iter_scan_patches
-from indexer.synth.heldout import HELDOUT_PATIENTS
 from model.ct.open import open_source
 from model.nn.profile import PROFILE_NAMES, ProfileError, nodule_profile
 from model.preprocessing import PatchSpec
@@ -55,7 +55,7 @@ def load_rated(data_dir: Path, labels: Path | None = None) -> RatedSet:
 
     ``labels``: the labels file (default ``data_dir/labels.csv``).
 
-    The held-out patients (``indexer.synth.heldout``) are left out whatever the set holds:
+    The held-out patients (``indexer.data.synth.heldout``) are left out whatever the set holds:
     they judge the work from outside, so no search space is ever fitted or chosen on them.
     """
     series = find_series(data_dir)

@@ -7,7 +7,7 @@ import logging
 
 from pydantic import ValidationError
 
-from indexer.luna import LunaLayoutError
+from indexer.data.luna import LunaLayoutError
 from indexer.train.arguments import RECIPE_OPTIONS
 from indexer.train.samples import data_fingerprint
 from indexer.train.trainer import TrainConfig, prepare_data, train

@@ -20,15 +20,15 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
-from indexer.labels.geometry_sources import read_patient_map
-from indexer.luna import (
+from indexer.data.luna import (
     NODULE_MASKS_DIR,
     candidates_path,
     find_series,
     nodule_mask_path,
     read_candidates,
 )
-from indexer.patches import ScanJob, iter_scan_patches
+from indexer.data.patches import ScanJob, iter_scan_patches
+from indexer.labels.geometry_sources import read_patient_map
 from model.preprocessing import PatchSpec, mask_spec
 
 logger = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def load_patients(data_dir: Path) -> dict[str, str]:
 class PatchCache:
     """Float16 patches of every sample, ``margin`` voxels larger than the model's on each side.
 
-    Nodules whose scan has a mask (``indexer.luna.nodule_mask_path``) also get the mask cut on
+    Nodules whose scan has a mask (``indexer.data.luna.nodule_mask_path``) also get the mask cut on
     the same grid by the same function (``masks.npy``; ``mask_rows.npy`` maps a sample to its
     row there, -1 for none).
     """

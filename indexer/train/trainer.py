@@ -24,8 +24,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
-from indexer.luna import LunaPoint, read_annotations
-from indexer.metrics import froc, roc_auc
+from indexer.data.luna import LunaPoint, read_annotations
 from indexer.train.curriculum import (
     Curriculum,
     OnlineFilter,
@@ -33,6 +32,7 @@ from indexer.train.curriculum import (
     center_intensity,
     difficulty_ranks,
 )
+from indexer.train.froc import froc, roc_auc
 from indexer.train.samples import (
     PatchCache,
     Sample,

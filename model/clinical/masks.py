@@ -46,7 +46,7 @@ class Mask:
 
 
 def read_mask(path: Path, kind: str, max_read_bytes: int | None = None) -> Mask:
-    """The mask in a file of ``kind`` (``image`` or ``seg``, ``model.uploads.mask_kind``).
+    """The mask in a file of ``kind`` (``image`` or ``seg``: the service tells them by suffix).
 
     Raises:
         VolumeReadError: the file is unusable (a 422 that says why).

@@ -31,8 +31,7 @@ direction matrix), so flipped or oblique grids measure the same.
   vessels and bridges under 3 mm thick), the component of the seed, dilated back by the same
   ball within the dense voxels. The seed is the densest voxel within 2 mm of the point.
 - **The network's mask**: ``model.clinical.nodule_mask`` takes the mask branch's probabilities from
-the
-  patch grid (``patch_geometry``) onto the CT's voxels, thresholds them at ``MASK_THRESHOLD``
+  the patch grid (``patch_geometry``) onto the CT's voxels, thresholds them at ``MASK_THRESHOLD``
   and keeps the component nearest the point (none within ``MASK_CENTER_REACH_MM``: no mask),
   then measures it as any mask. ``mask_from_probability`` and ``measure_patch_mask`` do the
   same on the patch grid itself (the benchmark's Dice against the readers' masks there).
@@ -259,7 +258,7 @@ NETWORK_METHOD = (
     "the network's mask branch (mean of 8 flips, >= 0.5, the component at the point, on the "
     "CT's voxels)"
 )
-#: How an uploaded mask was measured (``model.uploads``).
+#: How an uploaded mask was measured (the service's upload parser).
 MASK_METHOD = "from the uploaded mask, on the CT's grid"
 #: The method of an estimate in two words (answers, the viewer, the SR and SEG name it).
 EstimatedBy = Literal["network mask", "region growing", "uploaded mask"]

@@ -12,8 +12,7 @@ indexer's measured-descriptors baseline, so both measure the same nodule the sam
   on the CT's grid with its HU (``model.clinical.measure.measure``), so the axes are those of the
   CT's own slices and the SEG lies on the series' frames.
 - **Region growing** (``model.clinical.measure.grow_at``): for a model without the mask branch,
-where
-  the branch finds nothing at the point, and where the model card's ``mask_policy`` names the
+  where the branch finds nothing at the point, and where the model card's ``mask_policy`` names the
   branch's diameter (and growing finds the nodule). The policy comes from patient-grouped
   cross-validation of the model's recipe (``nodule-index crossval --set-mask-policy``): the
   ranges where region growing's masks overlapped the reference masks better with a diameter no

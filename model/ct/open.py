@@ -41,26 +41,35 @@ def _kind(path: Path) -> str:
     raise VolumeReadError(f"{path.name}: unsupported file type {suffix!r}; expected {SUPPORTED}")
 
 
-def load_volume(path: Path, series_uid: str | None = None) -> CTVolume:
+def load_volume(
+    path: Path, series_uid: str | None = None, max_read_bytes: int | None = None
+) -> CTVolume:
     """Read a whole CT volume.
 
     Args:
         path: a ``.mhd``/``.mha``/``.nii``/``.nii.gz`` file or a folder holding a DICOM series.
         series_uid: for DICOM folders with several CT series, which one to read.
+        max_read_bytes: refuse an image file whose decoded voxels would take more (untrusted
+            uploads); None: no bound.
 
     Raises:
         VolumeReadError: the file or series cannot be read; the message says which and why.
     """
     if _kind(path) == "dicom":
         return load_dicom_series(path, series_uid)
-    return load_itk_volume(path)
+    return load_itk_volume(path, max_read_bytes)
 
 
-def open_volume(path: Path, series_uid: str | None = None) -> VolumeSource:
-    """Open a CT file or DICOM folder for region reads (only the box a patch needs, if it can)."""
+def open_volume(
+    path: Path, series_uid: str | None = None, max_read_bytes: int | None = None
+) -> VolumeSource:
+    """Open a CT file or DICOM folder for region reads (only the box a patch needs, if it can).
+
+    ``max_read_bytes``: as ``load_volume``'s, for image files read whole.
+    """
     if _kind(path) == "dicom":
         return DicomSeriesSource(path, series_uid)
-    return open_itk_source(path)
+    return open_itk_source(path, max_read_bytes)
 
 
 def open_source(
@@ -82,4 +91,16 @@ def open_source(
         return open_volume(Path(address), series_uid)
     if pacs is None:
         raise VolumeReadError("a series held by a PACS, but no PACS is configured")
-    return DicomwebSeriesSource(pacs, parsed[0], parsed[1])
+    return open_pacs_series(pacs, parsed[0], parsed[1])
+
+
+def open_pacs_series(pacs: Pacs, study_uid: str | None, series_uid: str) -> VolumeSource:
+    """A series the PACS holds, for region reads.
+
+    ``study_uid`` None: the PACS is asked which study holds the series.
+
+    Raises:
+        SeriesNotInPacsError / PacsUnavailableError: from the PACS.
+        VolumeReadError: a UID that is not one.
+    """
+    return DicomwebSeriesSource(pacs, study_uid, series_uid)

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from app.main import create_app, open_access_problem
-from app.series import OpenSources
+from app.scans import OpenSources
 from app.settings import AppSettings
 from model.ct.volume import VolumeReadError
 from model.store.catalog import Catalog
@@ -152,11 +152,11 @@ def test_failed_opens_are_remembered_for_a_while(
 ) -> None:
     calls = []
 
-    def refuse(path: Path, series_uid: str | None = None) -> object:
+    def refuse(path: Path, pacs: object = None, series_uid: str | None = None) -> object:
         calls.append(path)
         raise VolumeReadError(f"{path.name}: no CT image series found")
 
-    monkeypatch.setattr("app.series.open_volume", refuse)
+    monkeypatch.setattr("app.scans.open_source", refuse)
     folder = tmp_path / "1.2.3"
     folder.mkdir()
     sources = OpenSources(capacity=4, failed_ttl_s=60)

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from app.retrieval import Retriever
+from app.reports import Reporter
 from app.settings import AppSettings
 from model.clinical.sr import DISCLAIMER
 from model.ct.dicom import DicomSeriesSource
@@ -290,14 +290,14 @@ def test_report_and_size_work_is_bounded(
 ) -> None:
     """With every report slot taken, SRs and size estimates get 503 + Retry-After; others pass."""
     release, started = threading.Event(), threading.Event()
-    real = Retriever.report_sr
+    real = Reporter.report_sr
 
-    def held(self: Retriever, *args: Any, **kwargs: Any) -> Any:
+    def held(self: Reporter, *args: Any, **kwargs: Any) -> Any:
         started.set()
         release.wait(30)
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(Retriever, "report_sr", held)
+    monkeypatch.setattr(Reporter, "report_sr", held)
     settings = AppSettings(
         index_dir=app_index, data_dir=synth_set, device="cpu", max_reports=1, report_wait_s=0.1
     )

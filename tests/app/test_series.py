@@ -14,7 +14,8 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.privacy import UidHasher
-from app.series import OpenSources, SeriesLocator
+from app.scans import OpenSources
+from app.series import SeriesLocator
 from app.settings import AppSettings
 from tests.conftest import RealSeries
 

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import AppSettings
-from app.uploads import UploadParser
+from app.uploads.parser import UploadParser
 from model.ct.open import load_volume
 from model.store.catalog import Catalog
 from model.store.tables import Nodule

@@ -15,7 +15,7 @@ from indexer.evaluate.alike import (
     reader_distance,
     relevance_matrix,
 )
-from indexer.evaluate.metrics import Neighbors, bootstrap
+from indexer.evaluate.scores import Neighbors, bootstrap
 from model.clinical.labels import CHARACTERISTICS, RATING_RANGES
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.luna import find_series
+from indexer.data.luna import find_series
 from indexer.train.samples import PatchCache, Sample
 from model.ct.open import open_volume
 from model.preprocessing import DEFAULT_SPEC, extract_patch

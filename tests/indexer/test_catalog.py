@@ -21,7 +21,7 @@ from app.main import create_app
 from app.settings import AppSettings
 from indexer.build.builder import build_lock
 from indexer.cli import main
-from indexer.synth.generate import generate
+from indexer.data.synth.generate import generate
 from model.nn.checkpoint import save_model
 from model.nn.network import NetworkConfig, NoduleNet
 from model.preprocessing import PatchSpec

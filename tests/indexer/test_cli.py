@@ -19,11 +19,11 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.settings import AppSettings
 from indexer import cli_paths
-from indexer.arguments import CROP_COLUMNS
 from indexer.build.arguments import INDEX_TYPES
 from indexer.cli import RUNNERS, build_parser, main, parse_center_xyz
+from indexer.data.arguments import CROP_COLUMNS
+from indexer.data.luna import find_series, read_annotations
 from indexer.labels.arguments import EXCLUDE_THREE
-from indexer.luna import find_series, read_annotations
 from indexer.train.arguments import RECIPE_OPTIONS
 from model.ct.open import open_volume
 from model.preprocessing import DEFAULT_SPEC, PatchSpec, extract_patch
@@ -294,7 +294,7 @@ def test_every_command_runner_resolves() -> None:
 
 
 def test_light_copies_match_their_heavy_originals() -> None:
-    from indexer.crops import CropColumns
+    from indexer.data.crops import CropColumns
     from indexer.train.trainer import TrainConfig
     from model.clinical.labels import ExcludeThree
     from model.nn.card import CARD_FILE

@@ -11,16 +11,16 @@ import pytest
 import SimpleITK as sitk
 
 from indexer.cli import main as nodule_index
-from indexer.crops import (
+from indexer.data.crops import (
     CropColumns,
     CropImportError,
     import_crops,
     patient_subset,
     read_crop_table,
 )
+from indexer.data.luna import find_series, nodule_mask_path, read_annotations
+from indexer.data.synth.heldout import HELDOUT_PATIENTS
 from indexer.labels.build import read_labels
-from indexer.luna import find_series, nodule_mask_path, read_annotations
-from indexer.synth.heldout import HELDOUT_PATIENTS
 from model.ct.open import load_volume
 
 HEADER = ["patient_id", "coordX", "coordY", "coordZ", "diameter_mm", "dlwpt_mal_details", "image"]

@@ -13,7 +13,8 @@ from PIL import Image
 from indexer.cli import main as nodule_index
 from indexer.evaluate import figures
 from indexer.evaluate.alike import RATED, TERTILES
-from indexer.evaluate.metrics import (
+from indexer.evaluate.report import BASELINES, LOWER_IS_BETTER, PAIRED_METRICS
+from indexer.evaluate.scores import (
     bootstrap,
     hits_at_1,
     knn_vote,
@@ -25,7 +26,6 @@ from indexer.evaluate.metrics import (
     vote_accuracy,
     vote_auc,
 )
-from indexer.evaluate.report import BASELINES, LOWER_IS_BETTER, PAIRED_METRICS
 from model.clinical.vote import majority, malignant_probability
 from model.store.catalog import Catalog
 from model.store.tables import Nodule

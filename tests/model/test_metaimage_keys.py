@@ -16,7 +16,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from indexer.synth.dicom_export import write_dicom_series
+from indexer.data.synth.dicom_export import write_dicom_series
 from model.ct.geometry import Geometry
 from model.ct.itk import MetaImageRegionSource
 from model.ct.open import load_volume, open_volume

@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.stats import rankdata
 
-from indexer.luna import LunaPoint
+from indexer.data.luna import LunaPoint
 from model.nn.card import FrocResult
 
 #: LUNA16's operating points, false positives per scan.

@@ -23,7 +23,6 @@ import numpy as np
 import numpy.typing as npt
 
 from indexer.evaluate.alike import RatedRows
-from indexer.evaluate.metrics import Neighbors, loo_neighbors, loo_neighbors_of_queries
 from indexer.evaluate.report import (
     BASELINES,
     CatalogNodules,
@@ -34,6 +33,7 @@ from indexer.evaluate.report import (
     _Searched,
     paired_difference,
 )
+from indexer.evaluate.scores import Neighbors, loo_neighbors, loo_neighbors_of_queries
 from indexer.search.choose import (
     Candidate,
     NestedChoice,

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.synth.phantom import F64, Canvas, segment_distance, soft_step
-from indexer.synth.profiles import NoduleProfile
-from indexer.synth.shape import ShapeField, consensus_field
+from indexer.data.synth.phantom import F64, Canvas, segment_distance, soft_step
+from indexer.data.synth.profiles import NoduleProfile
+from indexer.data.synth.shape import ShapeField, consensus_field
 
 MORPHOLOGIES = (
     "solid",

@@ -26,11 +26,12 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from indexer.crossval.search_vectors import SearchInputs, search_report
+from indexer.data.luna import find_series
+from indexer.data.synth.heldout import HELDOUT_PATIENTS
 from indexer.evaluate.alike import RatedRows, reader_matrix
-from indexer.evaluate.crossval_search import SearchInputs, search_report
 from indexer.evaluate.mask_quality import NoduleMaskScore
 from indexer.evaluate.mask_quality import summarize as summarize_masks
-from indexer.evaluate.metrics import Neighbors, hits_at_1, loo_neighbors
 from indexer.evaluate.report import (
     BASELINES,
     CatalogNodules,
@@ -44,10 +45,9 @@ from indexer.evaluate.report import (
     paired_difference,
     rows_network_descriptors,
 )
+from indexer.evaluate.scores import Neighbors, hits_at_1, loo_neighbors
 from indexer.labels.build import read_labels
-from indexer.luna import find_series
 from indexer.search.data import RatedCut, RatedSet, RatedSetError, cut_rated, load_rated
-from indexer.synth.heldout import HELDOUT_PATIENTS
 from model.nn.checkpoint import load_model
 from model.nn.embedder import Embedder
 from model.nn.network import NoduleNet
@@ -86,7 +86,7 @@ class LabelledNodules:
 def load_labelled(data_dir: Path) -> LabelledNodules:
     """``labels.csv`` nodules with a binary label, in file order, and their scans.
 
-    Never the held-out patients' (``indexer.synth.heldout``): nothing is chosen on them.
+    Never the held-out patients' (``indexer.data.synth.heldout``): nothing is chosen on them.
     """
     series = find_series(data_dir)
     labels = [
@@ -207,7 +207,7 @@ class CrossValOptions:
     size_profile_weights: tuple[float, ...] = (0.0,)
     search_blocks: bool = False
     """Also choose the search vector's blocks by nested CV and score the choice
-    (``indexer.evaluate.crossval_search``)."""
+    (``indexer.crossval.search_vectors``)."""
     evaluate: EvaluateOptions = field(
         default_factory=lambda: EvaluateOptions(exclude_same_patient=True)
     )

@@ -19,8 +19,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from indexer.cli_paths import check_paths
+from indexer.crossval.folds import CrossValidationError, CrossValOptions, cross_validate
 from indexer.evaluate import tables
-from indexer.evaluate.crossval import CrossValidationError, CrossValOptions, cross_validate
 from indexer.evaluate.mask_quality import MaskQuality, group_name
 from indexer.evaluate.records import LooksAlike, PairedDifference
 from indexer.evaluate.report import (

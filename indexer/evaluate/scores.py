@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from indexer.metrics import roc_auc
+from indexer.train.froc import roc_auc
 from model.clinical.vote import majority, malignant_probability
 
 F64 = npt.NDArray[np.float64]

@@ -41,8 +41,8 @@ from model.clinical.measure import (
 )
 from model.ct.dicom import DicomSeriesSource, HeaderSnapshot, evidence_header
 from model.ct.geometry import Geometry, axis_aligned
-from model.ct.itk import MAX_DIM, MAX_VOXELS, load_itk_volume, open_itk_source, suffix_of
-from model.ct.open import open_volume
+from model.ct.itk import MAX_DIM, MAX_VOXELS, suffix_of
+from model.ct.open import load_volume, open_volume
 from model.ct.volume import CTVolume, VolumeReadError, VolumeSource, check_read_budget
 from model.nn.profile import PROFILE_SHAPE_ZYX, PROFILE_SPACING_MM, profile_spec
 from model.preprocessing import PatchSpec, extract_patch, patch_hu, patch_slice_range
@@ -322,7 +322,7 @@ def _open_upload(job: UploadJob, max_read_bytes: int | None) -> VolumeSource:
     if job.kind == "array":
         return read_array(job.path, job.spacing_zyx, max_read_bytes)
     if job.kind == "image":
-        volume = load_itk_volume(job.path, max_read_bytes)
+        volume = load_volume(job.path, max_read_bytes=max_read_bytes)
         _check_hu(volume.hu_zyx, "the image")
         return volume
     target = extract_zip(job.path, job.workdir / "zip")
@@ -335,7 +335,7 @@ def _open_upload(job: UploadJob, max_read_bytes: int | None) -> VolumeSource:
         return source
     if job.series_uid is not None:
         raise UploadContentError("series_uid names a DICOM series, but the zip holds a .mhd")
-    return open_itk_source(target, max_read_bytes)
+    return open_volume(target, max_read_bytes=max_read_bytes)
 
 
 def _size_of(

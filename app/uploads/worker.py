@@ -1,4 +1,4 @@
-"""``python -m model.upload_worker``: parse one untrusted upload in its own process.
+"""``python -m app.uploads.worker``: parse one untrusted upload in its own process.
 
 The service starts this for every upload with a time limit; the process limits its own address
 space (``NODULE_WORKER_MEMORY_BYTES``) and core dumps before importing any reader, so whatever a
@@ -28,16 +28,16 @@ def main() -> int:
     # Imported only now: the limits above must already hold while the readers load.
     from pathlib import Path
 
-    from model.ct.evidence import read_leniently
-    from model.ct.volume import VolumeReadError
-    from model.preprocessing import CoordinateOutsideVolumeError
-    from model.uploads import (
+    from app.uploads.parse import (
         UploadContentError,
         UploadJob,
         cut_upload,
         voxel_budget,
         write_result,
     )
+    from model.ct.evidence import read_leniently
+    from model.ct.volume import VolumeReadError
+    from model.preprocessing import CoordinateOutsideVolumeError
 
     read_leniently()
     request = json.loads(sys.stdin.read())

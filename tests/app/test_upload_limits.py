@@ -14,17 +14,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.uploads import parser_environment
-from model.ct.volume import CTVolume, VolumeTooLargeError
-from model.preprocessing import PatchSpec
-from model.upload_worker import EXIT_UNUSABLE, MEMORY_ENV
-from model.uploads import (
+from app.uploads.parse import (
     UploadContentError,
     UploadJob,
     cut_upload,
     extract_zip,
     voxel_budget,
 )
+from app.uploads.parser import parser_environment
+from app.uploads.worker import EXIT_UNUSABLE, MEMORY_ENV
+from model.ct.volume import CTVolume, VolumeTooLargeError
+from model.preprocessing import PatchSpec
 from tests.model.synthetic import IDENTITY, make_geometry, sphere_hu, write_dicom, write_itk
 
 SPEC = PatchSpec(patch_shape_zyx=(16, 16, 16), spacing_mm=1.0)
@@ -95,7 +95,7 @@ def _worker_peak(request: dict[str, object], memory_bytes: int) -> tuple[int, st
     probe = (
         "import runpy, sys\n"
         "try:\n"
-        "    runpy.run_module('model.upload_worker', run_name='__main__')\n"
+        "    runpy.run_module('app.uploads.worker', run_name='__main__')\n"
         "except SystemExit as e:\n"
         "    code = e.code\n"
         "peak = open('/proc/self/status').read().split('VmPeak:')[1].split()[0]\n"

@@ -6,7 +6,7 @@ The same report as the service's ``POST /v1/reports/sr`` (``model.clinical.sr``)
 line: the catalogue's current version and its model, a DICOM folder, a world point (mm, LPS). As in
 the service, a catalogue scan's nodule at the point and (unless ``--include-own-patient``) its
 patient's nodules are left out, and a search with no close match codes no vote. Its arguments are
-registered by ``indexer.arguments.add_report``.
+registered by ``indexer.sr.arguments.add_report``.
 """
 
 from __future__ import annotations

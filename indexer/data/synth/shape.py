@@ -19,7 +19,7 @@ import numpy.typing as npt
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from indexer.synth.profiles import NoduleShape, ReaderOutline
+from indexer.data.synth.profiles import NoduleShape, ReaderOutline
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]

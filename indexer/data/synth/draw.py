@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from indexer.synth.profiles import NoduleProfile
+from indexer.data.synth.profiles import NoduleProfile
 
 logger = logging.getLogger(__name__)
 

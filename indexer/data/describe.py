@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.luna import candidates_path, find_series, read_annotations, read_candidates
+from indexer.data.luna import candidates_path, find_series, read_annotations, read_candidates
 from model.ct.open import open_volume
 from model.ct.volume import VolumeReadError
 from model.preprocessing import CoordinateOutsideVolumeError, PatchSpec, patch_hu

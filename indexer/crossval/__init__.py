@@ -1,0 +1,1 @@
+"""``nodule-index crossval``: patient-grouped cross-validation of training recipes and vectors."""

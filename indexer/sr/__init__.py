@@ -1,0 +1,1 @@
+"""``nodule-index report``: a similar-case search at a point of a DICOM series, as a DICOM SR."""
