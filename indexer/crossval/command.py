@@ -20,16 +20,12 @@ from pydantic import ValidationError
 
 from indexer.cli_paths import check_paths
 from indexer.crossval.folds import CrossValidationError, CrossValOptions, cross_validate
-from indexer.evaluate import tables
+from indexer.evaluate import markdown
+from indexer.evaluate.baselines import BASELINE_NAMES, BASELINES
+from indexer.evaluate.loading import EvaluateOptions
 from indexer.evaluate.mask_quality import MaskQuality, group_name
+from indexer.evaluate.protocol import ALIKE_METRICS, LABEL_METRICS
 from indexer.evaluate.records import LooksAlike, PairedDifference
-from indexer.evaluate.report import (
-    ALIKE_METRICS,
-    BASELINE_NAMES,
-    BASELINES,
-    LABEL_METRICS,
-    EvaluateOptions,
-)
 from indexer.search.data import RatedSetError, cut_rated, load_rated
 from indexer.search.fit import FitError, fit_space
 from indexer.train import arguments as train_arguments
@@ -67,8 +63,8 @@ def _row(name: str, section: dict[str, Any]) -> str:
     """A table row: binary and 4-class Recall@1 and the vote's AUC of one section."""
     r = section["recall_at_k"]
     return (
-        f"| {name} | {tables.fmt(r['binary']['1'])} | {tables.fmt(r['four_class']['1'])} | "
-        f"{tables.fmt(section['auc'])} |"
+        f"| {name} | {markdown.fmt(r['binary']['1'])} | {markdown.fmt(r['four_class']['1'])} | "
+        f"{markdown.fmt(section['auc'])} |"
     )
 
 
@@ -102,16 +98,16 @@ def render_markdown(report: dict[str, Any], title: str) -> str:
         "network (cross-validated)": net,
         **{BASELINE_NAMES[name]: report["baselines"][name] for name in BASELINES},
     }
-    lines += tables.looks_alike_lines(
+    lines += markdown.looks_alike_lines(
         [(name, _looks_alike(section)) for name, section in sections.items()]
     )
     paired = _paired(report["paired_vs_baselines"])
-    lines += tables.paired_lines(paired, BASELINE_NAMES, LABEL_METRICS, ALIKE_METRICS)
+    lines += markdown.paired_lines(paired, BASELINE_NAMES, LABEL_METRICS, ALIKE_METRICS)
     if report.get("search"):
         lines += ["", *search_lines(report["search"], report)]
     quality = report.get("mask_quality")
     masks = MaskQuality.model_validate(quality) if quality else None
-    lines += ["", *tables.mask_quality_lines(masks)]
+    lines += ["", *markdown.mask_quality_lines(masks)]
     lines += ["", f"Size-profile weight per fold: {report['size_profile_weight_per_fold']}", ""]
     return "\n".join(lines)
 
@@ -146,7 +142,7 @@ def search_lines(search: dict[str, Any], report: dict[str, Any]) -> list[str]:
     ]
     mine, other = _looks_alike(recorded), _looks_alike(report["baselines"]["diameter_density"])
     if mine is not None and other is not None:
-        closer = tables.closer_characteristics(mine, other)
+        closer = markdown.closer_characteristics(mine, other)
         lines += [
             f"Top-1 neighbours closer in the readers' ratings than diameter + density's on "
             f"{len(closer)} of 8 characteristics" + (f" ({', '.join(closer)})." if closer else "."),
@@ -162,21 +158,21 @@ def search_lines(search: dict[str, Any], report: dict[str, Any]) -> list[str]:
     ]
     for c in choice["candidates"]:
         lines.append(
-            f"| {c['name']} | {tables.fmt(c['plain_cv_binary_r1'])} | "
-            f"{tables.fmt(c['plain_cv_four_class_r1'])} | {tables.fmt(c['inner_binary_r1'])} | "
-            f"{tables.fmt(c['inner_four_class_r1'])} |"
+            f"| {c['name']} | {markdown.fmt(c['plain_cv_binary_r1'])} | "
+            f"{markdown.fmt(c['plain_cv_four_class_r1'])} | {markdown.fmt(c['inner_binary_r1'])} | "
+            f"{markdown.fmt(c['inner_four_class_r1'])} |"
         )
     names = {"network": "network features alone", **BASELINE_NAMES}
     paired = _paired(search["paired"])
     lines += [
         "",
-        *tables.paired_lines(paired, names, LABEL_METRICS, ALIKE_METRICS, "chosen vector"),
+        *markdown.paired_lines(paired, names, LABEL_METRICS, ALIKE_METRICS, "chosen vector"),
     ]
     estimated_paired = _paired(search["paired_estimated"])
     lines += [
         "With estimated sizes (the click-only path), chosen vector minus:",
         "",
-        *tables.paired_table(estimated_paired, names, LABEL_METRICS),
+        *markdown.paired_table(estimated_paired, names, LABEL_METRICS),
     ]
     return lines
 
@@ -234,7 +230,7 @@ def set_mask_policy(model_dir: Path, report: dict[str, Any], cv_json: Path) -> b
     masks = MaskQuality.model_validate(quality)
     ranges = tuple(masks.policy_region_growing_mm)
     facts = "; ".join(
-        f"{group}: region growing minus branch Dice {tables.fmt(c.grown_minus_network_dice)}"
+        f"{group}: region growing minus branch Dice {markdown.fmt(c.grown_minus_network_dice)}"
         for group, c in masks.by_branch_diameter.items()
         if c.region_growing_better
     )

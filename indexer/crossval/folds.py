@@ -30,21 +30,19 @@ from indexer.crossval.search_vectors import SearchInputs, search_report
 from indexer.data.luna import find_series
 from indexer.data.synth.heldout import HELDOUT_PATIENTS
 from indexer.evaluate.alike import RatedRows, reader_matrix
-from indexer.evaluate.mask_quality import NoduleMaskScore
-from indexer.evaluate.mask_quality import summarize as summarize_masks
-from indexer.evaluate.report import (
-    BASELINES,
+from indexer.evaluate.baselines import BASELINES, baseline_searches
+from indexer.evaluate.loading import (
     CatalogNodules,
     CutRows,
     EvaluateOptions,
     EvaluationError,
     NeighborSearch,
-    _evaluate_features,
-    baseline_searches,
     cut_patches,
-    paired_difference,
     rows_network_descriptors,
 )
+from indexer.evaluate.mask_quality import NoduleMaskScore
+from indexer.evaluate.mask_quality import summarize as summarize_masks
+from indexer.evaluate.protocol import evaluate_features, paired_difference
 from indexer.evaluate.scores import Neighbors, hits_at_1, loo_neighbors
 from indexer.labels.build import read_labels
 from indexer.search.data import RatedCut, RatedSet, RatedSetError, cut_rated, load_rated
@@ -317,11 +315,11 @@ def cross_validate(
     rows = np.arange(len(nodules.ids), dtype=np.int64)
     opts = options.evaluate
     rated_rows = RatedRows.of(nodules.reader_ratings, nodules.diameter_mm)
-    network_section, mine = _evaluate_features(network_search, nodules, rows, opts, rated_rows)
+    network_section, mine = evaluate_features(network_search, nodules, rows, opts, rated_rows)
     searches = baseline_searches(cut, first, nodules.diameter_mm, opts.seed)
     baselines, paired, found_by = {}, {}, {}
     for name in BASELINES:
-        baselines[name], found = _evaluate_features(searches[name], nodules, rows, opts, rated_rows)
+        baselines[name], found = evaluate_features(searches[name], nodules, rows, opts, rated_rows)
         found_by[name] = found
         paired[name] = paired_difference(mine, found, nodules, rows, rated_rows, opts)
     report: dict[str, object] = {

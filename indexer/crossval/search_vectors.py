@@ -23,16 +23,9 @@ import numpy as np
 import numpy.typing as npt
 
 from indexer.evaluate.alike import RatedRows
-from indexer.evaluate.report import (
-    BASELINES,
-    CatalogNodules,
-    CutRows,
-    EvaluateOptions,
-    NeighborSearch,
-    _evaluate_features,
-    _Searched,
-    paired_difference,
-)
+from indexer.evaluate.baselines import BASELINES
+from indexer.evaluate.loading import CatalogNodules, CutRows, EvaluateOptions, NeighborSearch
+from indexer.evaluate.protocol import Searched, evaluate_features, paired_difference
 from indexer.evaluate.scores import Neighbors, loo_neighbors, loo_neighbors_of_queries
 from indexer.search.choose import (
     Candidate,
@@ -188,8 +181,8 @@ def search_report(
     inputs: SearchInputs,
     nodules: CatalogNodules,
     fold: I64,
-    network: _Searched,
-    baselines: dict[str, _Searched],
+    network: Searched,
+    baselines: dict[str, Searched],
     options: EvaluateOptions,
     rated_rows: RatedRows,
 ) -> dict[str, Any]:
@@ -218,10 +211,10 @@ def search_report(
     )
     vectors = fold_vectors(data, choice, profiles)
     rows = np.arange(len(nodules.ids), dtype=np.int64)
-    recorded, found = _evaluate_features(
+    recorded, found = evaluate_features(
         fold_search(vectors.recorded, vectors.recorded, fold), nodules, rows, options, rated_rows
     )
-    by_estimate, found_estimated = _evaluate_features(
+    by_estimate, found_estimated = evaluate_features(
         fold_search(vectors.estimated, vectors.recorded, fold), nodules, rows, options, rated_rows
     )
     against = {"network": network, **{name: baselines[name] for name in BASELINES}}

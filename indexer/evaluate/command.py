@@ -9,7 +9,9 @@ import argparse
 import logging
 import sys
 
-from indexer.evaluate.report import EvaluateOptions, EvaluationError, evaluate, render_markdown
+from indexer.evaluate.evaluation import evaluate
+from indexer.evaluate.loading import EvaluateOptions, EvaluationError
+from indexer.evaluate.render import render_markdown
 from model.clinical.labels import ExcludeThree, LabelRule
 from model.nn.card import CardError
 from model.store.layout import LayoutError

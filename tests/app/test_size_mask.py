@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import AppSettings
-from indexer.evaluate.report import cut_patches, load_nodules
+from indexer.evaluate.loading import cut_patches, load_nodules
 from model.clinical.descriptors import DESCRIPTOR_NAMES
 from model.clinical.measure import NETWORK_METHOD
 from model.nn.embedder import Embedder

@@ -13,7 +13,8 @@ from PIL import Image
 from indexer.cli import main as nodule_index
 from indexer.evaluate import figures
 from indexer.evaluate.alike import RATED, TERTILES
-from indexer.evaluate.report import BASELINES, LOWER_IS_BETTER, PAIRED_METRICS
+from indexer.evaluate.baselines import BASELINES
+from indexer.evaluate.protocol import LOWER_IS_BETTER, PAIRED_METRICS
 from indexer.evaluate.scores import (
     bootstrap,
     hits_at_1,

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.evaluate import tables
+from indexer.evaluate import markdown
+from indexer.evaluate.loading import cut_patches, load_nodules
 from indexer.evaluate.mask_quality import (
     NoduleMaskScore,
     read_reference,
@@ -18,7 +19,6 @@ from indexer.evaluate.mask_quality import (
     region_dice,
     summarize,
 )
-from indexer.evaluate.report import cut_patches, load_nodules
 from model.clinical.measure import NoduleRegion, measure
 from model.clinical.nodule_mask import find_nodule
 from model.ct.geometry import Geometry
@@ -81,14 +81,14 @@ def test_a_refusal_counts_zero_and_region_growing_better_is_named_by_group() -> 
     # 9 mm nodule the branch calls 10 mm joins the 10-20 mm group, which still favours growing.
     assert quality.by_branch_diameter["10-20 mm"].n_grown == 3
     assert quality.policy_region_growing_mm == [(10.0, 20.0)]
-    text = "\n".join(tables.mask_quality_lines(quality))
+    text = "\n".join(markdown.mask_quality_lines(quality))
     assert "a diameter-error interval not above zero): 10-20 mm." in text
     assert (
         "The mask policy this supports (region growing where the branch measures): 10-20 mm."
         in text
     )
     assert summarize([]) is None
-    assert tables.mask_quality_lines(None) == []
+    assert markdown.mask_quality_lines(None) == []
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +182,7 @@ def test_the_policy_is_measured_on_each_fold_as_its_other_folds_chose_it() -> No
     # Per fold: growing's .90/.85/.88 for the 10-20 mm nodules, the branch's .8 for the 4 mm.
     assert nested.dice_median == pytest.approx(0.865)
     assert nested.share_with_mask == 1.0
-    assert "chosen on the other folds" in "\n".join(tables.mask_quality_lines(quality))
+    assert "chosen on the other folds" in "\n".join(markdown.mask_quality_lines(quality))
     # Outside crossval (no folds) there is no such row.
     plain = summarize([replace(s, fold=None) for s in scores])
     assert plain is not None

@@ -10,7 +10,8 @@ import numpy as np
 
 from indexer.cli import main as nodule_index
 from indexer.data.synth.heldout import HELDOUT_PATIENTS
-from indexer.evaluate.report import EvaluateOptions, evaluate
+from indexer.evaluate.evaluation import evaluate
+from indexer.evaluate.loading import EvaluateOptions
 from indexer.search.data import load_rated
 
 

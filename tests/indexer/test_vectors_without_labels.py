@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from indexer.cli import main as nodule_index
-from indexer.evaluate.report import load_nodules
+from indexer.evaluate.loading import load_nodules
 from model.store.catalog import Catalog
 
 
