@@ -30,7 +30,7 @@ from app.schemas import (
     SizeEstimate,
     ViewerLink,
 )
-from model.clinical.labels import CHARACTERISTICS
+from model.clinical.labels import CHARACTERISTICS, texture_type
 from model.clinical.nodule_mask import find_nodule
 from model.clinical.sr import slice_point
 from model.ct.dicomweb import DicomwebSeriesSource
@@ -203,8 +203,12 @@ class CatalogueBrowser:
             found = find_nodule(self.embedder, source, nodule.center_xyz)
             if found is not None:
                 size = SizeEstimate.of(found.region.measurement, found.method)
+        texture = characteristics.get("texture") if characteristics else None
         return NoduleDetail(
-            **nodule.model_dump(), characteristics=characteristics, size_estimate=size
+            **nodule.model_dump(),
+            characteristics=characteristics,
+            size_estimate=size,
+            texture_type=texture_type(texture) if texture is not None else None,
         )
 
     def scan_page(self, limit: int, offset: int) -> ScanList:

@@ -49,7 +49,7 @@ from app.problems import (
     invalid_request,
     problem_response,
 )
-from app.routers import admin, health, nodules, reports, scans, search, upload
+from app.routers import admin, health, nodules, reports, scans, search, upload, vocabulary
 from app.settings import AppSettings
 from app.slots import Slots, SlotsBusyError
 from app.state import CatalogUnavailableError, Serving, State, index_dir_problem
@@ -150,6 +150,7 @@ def _add_routes(app: FastAPI, settings: AppSettings) -> None:
     app.include_router(admin.router)
     app.include_router(scans.router, dependencies=guarded)
     app.include_router(reports.router, dependencies=guarded)
+    app.include_router(vocabulary.router, dependencies=guarded)
     # The viewer: files shipped inside the package, nothing fetched from elsewhere at runtime.
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

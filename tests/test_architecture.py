@@ -225,3 +225,35 @@ def _strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
                         break
                 components.append(sorted(component))
     return components
+
+
+def test_tests_mirror_the_wings() -> None:
+    for wing in WING_MAY_IMPORT:
+        folder = ROOT / "tests" / "model" / wing
+        assert (folder / "__init__.py").is_file(), folder
+        assert any(folder.glob("test_*.py")), folder
+
+
+def test_test_modules_import_helpers_not_one_another() -> None:
+    """Shared test code lives in tests/helpers; a test module is never imported for its parts."""
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        for imported in _imports_full(path):
+            if not imported.startswith("tests."):
+                continue
+            where = f"{path.relative_to(ROOT)} imports {imported}; shared code is in tests/helpers"
+            assert imported.startswith("tests.helpers"), where
+            assert not imported.rsplit(".", 1)[-1].startswith("test_"), where
+
+
+def _imports_full(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names |= {
+                f"{node.module}.{alias.name}" for alias in node.names if node.module == "tests"
+            }
+    return names

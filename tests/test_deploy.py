@@ -17,7 +17,7 @@ import yaml
 
 from app.settings import AppSettings
 from indexer.cli import main as nodule_index
-from tests.conftest import PROJECT_ROOT
+from tests.helpers.data import PROJECT_ROOT
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
 DOCKERFILE = PROJECT_ROOT / "Dockerfile"

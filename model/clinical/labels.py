@@ -39,6 +39,48 @@ CHARACTERISTICS = (
 RATING_RANGES = {name: (1, 6 if name == "calcification" else 5) for name in CHARACTERISTICS}
 RATING_RANGES["internalStructure"] = (1, 4)
 
+#: What each value of a characteristic means on the LIDC-IDRI readers' scales (value 1 first).
+SCALES: dict[str, tuple[str, ...]] = {
+    "subtlety": (
+        "extremely subtle",
+        "moderately subtle",
+        "fairly subtle",
+        "moderately obvious",
+        "obvious",
+    ),
+    "internalStructure": ("soft tissue", "fluid", "fat", "air"),
+    "calcification": ("popcorn", "laminated", "solid", "non-central", "central", "absent"),
+    "sphericity": ("linear", "ovoid/linear", "ovoid", "ovoid/round", "round"),
+    "margin": ("poorly defined", "near poorly defined", "medium margin", "near sharp", "sharp"),
+    "lobulation": ("none", "nearly none", "medium", "near marked", "marked"),
+    "spiculation": ("none", "nearly none", "medium", "near marked", "marked"),
+    "texture": ("non-solid/GGO", "non-solid/mixed", "part solid/mixed", "solid/mixed", "solid"),
+    "malignancy": (
+        "highly unlikely",
+        "moderately unlikely",
+        "indeterminate",
+        "moderately suspicious",
+        "highly suspicious",
+    ),
+}
+#: Each characteristic in words ("internalStructure" -> "internal structure").
+TITLES = {name: "internal structure" if name == "internalStructure" else name for name in SCALES}
+
+#: A nodule's type, as the service's estimate and the readers' texture both name it.
+TextureType = Literal["ground-glass", "part-solid", "solid"]
+
+
+def texture_type(texture: float) -> TextureType:
+    """The nodule type a Texture rating stands for: 1-2 ground-glass, 3-4 part-solid, 5 solid.
+
+    The one rule (docs/protocol.md) the viewer, the synthetic set and the benchmarks share.
+    ``texture`` may be a median between two ratings: up to 2 is ground-glass, anything short
+    of 5 part-solid (a median of 4.5 had readers call it part-solid as well as solid).
+    """
+    if texture <= 2:
+        return "ground-glass"
+    return "part-solid" if texture < 5 else "solid"
+
 
 class ReadKind(StrEnum):
     """What a reader marked: LIDC keeps nodules >= 3 mm, nodules < 3 mm and non-nodules apart."""

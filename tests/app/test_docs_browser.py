@@ -16,15 +16,13 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Page, Route, sync_playwright
 
-from tests.app import test_viewer_browser as viewer_browser
-from tests.app.live_server import chromium_path
+from tests.helpers.live_server import ROOT, chromium_path
 
 # Drives Chromium: make test, not test-fast.
 pytestmark = pytest.mark.slow
 
-ROOT = viewer_browser.ROOT
+
 #: The viewer test's module fixture: nodule-api on loopback over the small synthetic catalogue.
-server = viewer_browser.server
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 OPERATION = ("POST", "/v1/search/coordinate")
 

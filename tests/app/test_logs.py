@@ -19,7 +19,7 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from tests.app.live_server import live_api
+from tests.helpers.live_server import live_api
 
 # Runs nodule-api as a server process and reads its whole log: make test, not test-fast.
 pytestmark = pytest.mark.slow

@@ -28,15 +28,15 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from app.ohif import bundle
 from model.clinical.sr import slice_point
 from model.ct.dicom import DicomSeriesSource
-from tests.app.live_server import (
+from tests.helpers.data import RealSeries
+from tests.helpers.live_server import (
     OHIF_RETURNING_USER,
     chromium_path,
     free_port,
     live_api,
     live_process,
 )
-from tests.conftest import RealSeries
-from tests.orthanc import Orthanc
+from tests.helpers.orthanc import Orthanc
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 

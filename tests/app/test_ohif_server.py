@@ -302,7 +302,9 @@ def test_the_pin_is_a_sha512_of_the_released_package() -> None:
 
 
 def test_the_server_imports_no_network_or_index_library() -> None:
-    """A static server and two proxies: torch and FAISS stay out of its process."""
-    code = "import sys, app.ohif.server; print(sorted({'torch', 'faiss'} & set(sys.modules)))"
+    """A static server and two proxies: the network, FAISS and every CT reader stay out of its
+    process (its PACS settings come from model.ct.pacs, which imports no DICOM client)."""
+    heavy = "{'torch', 'faiss', 'SimpleITK', 'pydicom', 'dicomweb_client', 'highdicom'}"
+    code = f"import sys, app.ohif.server; print(sorted({heavy} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

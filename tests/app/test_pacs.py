@@ -15,9 +15,9 @@ from pydantic import SecretStr
 
 from app.main import create_app
 from app.settings import AppSettings
-from tests.app.test_reports import multipart_parts, referenced_instances
-from tests.model.synthetic import growable_nodule
-from tests.orthanc import Orthanc
+from tests.helpers.dicom import multipart_parts, referenced_instances
+from tests.helpers.orthanc import Orthanc
+from tests.helpers.synthetic import growable_nodule
 
 # Runs a real Orthanc (DICOMweb): make test, not test-fast.
 pytestmark = pytest.mark.slow

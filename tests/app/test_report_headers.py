@@ -21,7 +21,7 @@ from pydicom.uid import generate_uid
 
 from model.ct.dicom import evidence_header
 from model.ct.evidence import ReportHeaderError, check_evidence
-from tests.model.synthetic import growable_nodule
+from tests.helpers.synthetic import growable_nodule
 
 Edit = Callable[[Dataset, int], None]
 

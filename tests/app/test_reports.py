@@ -20,9 +20,14 @@ from app.settings import AppSettings
 from model.clinical.sr import DISCLAIMER
 from model.ct.dicom import DicomSeriesSource
 from model.ct.open import open_volume
-from tests.app.test_search import _serving_edited_copy
-from tests.model.synthetic import growable_nodule
-from tests.model.test_seg import SEGMENTATION_STORAGE, content_items
+from tests.helpers.catalogue import serving_edited_copy
+from tests.helpers.dicom import (
+    SEGMENTATION_STORAGE,
+    content_items,
+    multipart_parts,
+    referenced_instances,
+)
+from tests.helpers.synthetic import growable_nodule
 
 
 def _dicom_series(synth_set: Path) -> tuple[str, tuple[float, float, float], pydicom.Dataset]:
@@ -61,13 +66,6 @@ def test_an_sr_needs_a_dicom_series(client: TestClient, app_index: Path, synth_s
     answer = client.post("/v1/reports/sr", json=body)
     assert answer.status_code == 422
     assert "DICOM" in answer.json()["detail"]
-
-
-def multipart_parts(answer_content: bytes, content_type: str) -> list[bytes]:
-    """The bodies of a multipart/related answer."""
-    boundary = content_type.split("boundary=")[1].encode()
-    chunks = answer_content.split(b"--" + boundary)[1:-1]
-    return [c.split(b"\r\n\r\n", 1)[1][: -len(b"\r\n")] for c in chunks]
 
 
 def test_with_seg_the_estimated_mask_rides_along(client: TestClient, synth_set: Path) -> None:
@@ -109,15 +107,6 @@ def _measurements(sr: pydicom.Dataset) -> list[tuple[str, float]]:
         for i in content_items(sr.ContentSequence)
         if i.ValueType == "NUM"
     ]
-
-
-def referenced_instances(sr: pydicom.Dataset) -> set[str]:
-    return {
-        str(instance.ReferencedSOPInstanceUID)
-        for study in sr.CurrentRequestedProcedureEvidenceSequence
-        for series in study.ReferencedSeriesSequence
-        for instance in series.ReferencedSOPSequence
-    }
 
 
 def test_the_sr_of_an_uploaded_series_is_the_sr_of_the_stored_one(
@@ -209,7 +198,7 @@ def test_the_sr_says_what_the_screen_says(
     entry = {"value": threshold, "percentile": 5.0, "n_queries": 3, "n_nodules": 3}
     source, center = growable_nodule(synth_set)
     body = {"series_uid": source.series_uid, "center_xyz": list(center), "k": 3}
-    with _serving_edited_copy(app_index, synth_set, tmp_path, entry) as service:
+    with serving_edited_copy(app_index, synth_set, tmp_path, entry) as service:
         screen = service.post("/v1/search/coordinate", json=body).json()
         answer = service.post("/v1/reports/sr", json=body)
     assert answer.status_code == 200, answer.text

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +16,9 @@ from model.ct.open import open_volume
 from model.nn.embedder import Embedder
 from model.preprocessing import extract_patch
 from model.store.catalog import Catalog
-from model.store.layout import IndexLayout, LayoutError
+from model.store.layout import LayoutError
 from model.store.tables import Nodule
+from tests.helpers.catalogue import serving_edited_copy
 
 
 def _first_nodule(app_index: Path) -> tuple[int, str, tuple[float, float, float], str | None]:
@@ -436,29 +433,6 @@ def test_plain_lung_points_can_have_no_close_match(
     assert flagged >= 1
 
 
-@contextmanager
-def _serving_edited_copy(
-    app_index: Path, synth_set: Path, tmp_path: Path, threshold: object
-) -> Iterator[TestClient]:
-    """A client on a copy of the catalogue with another manifest ``match_threshold``.
-
-    ``None`` removes it, as in versions built before thresholds were recorded.
-    """
-    index = tmp_path / "index"
-    shutil.copytree(app_index, index)
-    version = IndexLayout(index).current() or ""
-    path = IndexLayout(index).version_dir(version) / "manifest.json"
-    manifest = json.loads(path.read_text())
-    if threshold is None:
-        del manifest["match_threshold"]
-    else:
-        manifest["match_threshold"] = threshold
-    path.write_text(json.dumps(manifest))
-    settings = AppSettings(index_dir=index, data_dir=synth_set, device="cpu")
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
-
-
 def _cube_upload() -> bytes:
     hu = np.full((40, 40, 40), -800, dtype=np.int16)
     hu[15:25, 15:25, 15:25] = 30
@@ -471,7 +445,7 @@ def test_versions_without_a_threshold_still_serve(
     app_index: Path, synth_set: Path, tmp_path: Path
 ) -> None:
     _, series_uid, center, _ = _first_nodule(app_index)
-    with _serving_edited_copy(app_index, synth_set, tmp_path, None) as old:
+    with serving_edited_copy(app_index, synth_set, tmp_path, None) as old:
         assert old.get("/v1/index").json()["match_threshold"] is None
         body = {"series_uid": series_uid, "center_xyz": list(center), "k": 3}
         result = old.post("/v1/search/coordinate", json=body).json()
@@ -489,7 +463,7 @@ def test_the_threshold_applies_to_every_kind_of_search(
     """With a threshold above every similarity but a nodule's own, all three searches flag."""
     strict = {"value": 0.99999, "percentile": 5.0, "n_queries": 3, "n_nodules": 3}
     nodule_id, series_uid, center, _ = _first_nodule(app_index)
-    with _serving_edited_copy(app_index, synth_set, tmp_path, strict) as service:
+    with serving_edited_copy(app_index, synth_set, tmp_path, strict) as service:
         shifted = [center[0] + 6.0, center[1], center[2]]
         answers = {
             "coordinate": service.post(
@@ -523,7 +497,7 @@ def test_the_threshold_applies_to_every_kind_of_search(
 def test_a_close_match_shows_the_vote(app_index: Path, synth_set: Path, tmp_path: Path) -> None:
     lenient = {"value": -1.0, "percentile": 5.0, "n_queries": 3, "n_nodules": 3}
     _, series_uid, center, _ = _first_nodule(app_index)
-    with _serving_edited_copy(app_index, synth_set, tmp_path, lenient) as service:
+    with serving_edited_copy(app_index, synth_set, tmp_path, lenient) as service:
         result = service.post(
             "/v1/search/coordinate",
             json={"series_uid": series_uid, "center_xyz": list(center), "k": 3},
@@ -539,7 +513,7 @@ def test_a_malformed_threshold_is_refused_at_load(
 ) -> None:
     with (
         pytest.raises(LayoutError, match="match_threshold"),
-        _serving_edited_copy(app_index, synth_set, tmp_path, entry),
+        serving_edited_copy(app_index, synth_set, tmp_path, entry),
     ):
         pass
 
@@ -553,7 +527,7 @@ def test_the_cards_outside_policy_and_size_profile_reach_the_service(
     from indexer.cli import main as nodule_index
     from model.nn.checkpoint import save_model
     from model.nn.network import NetworkConfig, NoduleNet
-    from tests.conftest import APP_SPEC
+    from tests.helpers.data import APP_SPEC
 
     torch.manual_seed(1)
     config = NetworkConfig(width=4, levels=3, size_profile_weight=0.25, size_profile_shells=8)

@@ -172,7 +172,7 @@ def test_the_sr_holds_the_similarities_the_screen_shows(
     import pydicom
 
     from model.ct.dicom import DicomSeriesSource
-    from tests.model.test_seg import content_items
+    from tests.helpers.dicom import content_items
 
     folder = next((synth_set / "dicom").iterdir())
     source = DicomSeriesSource(folder)

@@ -17,7 +17,7 @@ from app.privacy import UidHasher
 from app.scans import OpenSources
 from app.series import SeriesLocator
 from app.settings import AppSettings
-from tests.conftest import RealSeries
+from tests.helpers.data import RealSeries
 
 
 def _synthetic_dicom(synth_set: Path) -> tuple[str, Path]:

@@ -24,8 +24,8 @@ from app.uploads.parser import UploadParser
 from model.ct.open import load_volume
 from model.store.catalog import Catalog
 from model.store.tables import Nodule
-from tests.conftest import RealSeries
-from tests.model.synthetic import metaimage_header, metaimage_via_dicom, metaimage_via_nifti
+from tests.helpers.data import RealSeries
+from tests.helpers.synthetic import metaimage_header, metaimage_via_dicom, metaimage_via_nifti
 
 
 def _identity_nodule(

@@ -25,7 +25,7 @@ from app.uploads.parser import parser_environment
 from app.uploads.worker import EXIT_UNUSABLE, MEMORY_ENV
 from model.ct.volume import CTVolume, VolumeTooLargeError
 from model.preprocessing import PatchSpec
-from tests.model.synthetic import IDENTITY, make_geometry, sphere_hu, write_dicom, write_itk
+from tests.helpers.synthetic import IDENTITY, make_geometry, sphere_hu, write_dicom, write_itk
 
 SPEC = PatchSpec(patch_shape_zyx=(16, 16, 16), spacing_mm=1.0)
 SHAPE = (40, 40, 40)  # 64,000 voxels: 448 KB to read as an int16 array

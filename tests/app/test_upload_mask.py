@@ -23,7 +23,7 @@ from model.clinical.seg import mask_segmentation
 from model.ct.dicom import DicomSeriesSource
 from model.ct.geometry import Geometry
 from model.ct.volume import CTVolume
-from tests.model.synthetic import OBLIQUE, make_geometry, sphere_hu, voxel_world_xyz, write_dicom
+from tests.helpers.synthetic import OBLIQUE, make_geometry, sphere_hu, voxel_world_xyz, write_dicom
 
 CENTER_XYZ = np.array([4.0, -6.0, 10.0])
 RADIUS_MM = 5.0

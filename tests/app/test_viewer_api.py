@@ -16,10 +16,12 @@ from app.preview import (
     MAX_VIEW_PX,
     MIN_DEFAULT_VIEW_PX,
     TILE_PX,
+    WINDOW_LEVEL_RANGE,
     WINDOW_PRESETS,
+    WINDOW_WIDTH_RANGE,
     axial_view_png,
 )
-from model.clinical.labels import CHARACTERISTICS
+from model.clinical.labels import CHARACTERISTICS, SCALES, texture_type
 from model.ct.geometry import Geometry
 from model.ct.open import load_volume
 from model.ct.volume import CTVolume
@@ -317,8 +319,31 @@ def test_a_nodules_detail_has_its_readers_characteristics(client: TestClient) ->
             assert d["characteristics"]["malignancy"] == pytest.approx(
                 float(np.median(d["labels"]["ratings"]))
             )
+        # The readers' texture as a type, by the service's one rule (the viewer shows it).
+        assert d["texture_type"] == texture_type(d["characteristics"]["texture"])
+    assert all(d["texture_type"] is None for d in details if not d["characteristics"])
     assert all(d["size_estimate"] is None for d in details)
     sized = client.get(f"/v1/nodules/{read[0]['id']}", params={"estimate_size": "true"}).json()
     if sized["size_estimate"] is not None:
         assert sized["size_estimate"]["mean_diameter_mm"] > 0
     assert client.get("/v1/nodules/999999").status_code == 404
+
+
+def test_vocabulary_serves_the_domain_terms_the_viewer_shows(client: TestClient) -> None:
+    """Window presets and bounds, the LIDC scales and the texture types, from their one source."""
+    terms = client.get("/v1/vocabulary").json()
+    presets = {p["name"]: (p["width"], p["level"]) for p in terms["window_presets"]}
+    assert presets == {n: (w.width, w.level) for n, w in WINDOW_PRESETS.items()}
+    assert tuple(terms["window_width_range"]) == WINDOW_WIDTH_RANGE
+    assert tuple(terms["window_level_range"]) == WINDOW_LEVEL_RANGE
+    assert [c["name"] for c in terms["characteristics"]] == list(CHARACTERISTICS)
+    scales = {c["name"]: c["scale"] for c in terms["characteristics"]}
+    assert scales["calcification"][-1] == "absent"
+    assert scales == {name: list(scale) for name, scale in SCALES.items()}
+    assert {t["texture"]: t["type"] for t in terms["texture_types"]} == {
+        1: "ground-glass",
+        2: "ground-glass",
+        3: "part-solid",
+        4: "part-solid",
+        5: "solid",
+    }

@@ -22,7 +22,6 @@ import re
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,26 +31,12 @@ from playwright.sync_api import Page, Route, sync_playwright
 
 from model.ct.open import load_volume
 from model.preprocessing import PatchSpec, patch_hu
-from tests.app.live_server import chromium_path, live_api
+from tests.helpers.live_server import ROOT, chromium_path, get_json
 
 # Drives Chromium: make test, not test-fast.
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 K = 4
-
-
-@pytest.fixture(scope="module")
-def server(
-    app_index: Path, synth_set: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    env = {
-        "NODULE_INDEX_DIR": str(app_index),
-        "NODULE_DATA_DIR": str(synth_set),
-        "NODULE_DEVICE": "cpu",
-    }
-    with live_api(env, tmp_path_factory.mktemp("server") / "server.log") as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
@@ -82,11 +67,6 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 def _xyz(row: dict[str, str]) -> tuple[float, float, float]:
     return (float(row["coordX"]), float(row["coordY"]), float(row["coordZ"]))
-
-
-def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=30) as response:
-        return json.load(response)
 
 
 def _post(url: str, body: dict[str, Any]) -> Any:
@@ -171,7 +151,7 @@ def _compare(
     zooms: list[str] = []
     page.on("request", lambda r: zooms.append(r.url) if "/zoom.png" in r.url else None)
     card = page.locator("[data-testid=neighbor-card]").nth(1)
-    neighbor = _get(f"{server}/v1/nodules/{card.get_attribute('data-id')}")
+    neighbor = get_json(f"{server}/v1/nodules/{card.get_attribute('data-id')}")
     card.click()
     page.locator("[data-testid=compare]").wait_for(state="visible")
     shown = "w => document.getElementById('compare-' + w + '-img').dataset.offset === '0.0'"
@@ -179,10 +159,10 @@ def _compare(
         page.wait_for_function(shown, arg=which)
     assert page.eval_on_selector("[data-testid=compare-neighbor-img]", "i => i.naturalWidth") == 256
     assert "readers' malignancy" in page.inner_text("[data-testid=compare-neighbor-details]")
-    levels = _get(f"{server}/v1/nodules/{neighbor['id']}/similar?k=1")["query"]["levels"]
+    levels = get_json(f"{server}/v1/nodules/{neighbor['id']}/similar?k=1")["query"]["levels"]
     assert page.locator("[data-testid=why-level]").count() == len(levels)
     step = max(
-        _get(f"{server}/v1/scans/{u}")["spacing_xyz"][2]
+        get_json(f"{server}/v1/scans/{u}")["spacing_xyz"][2]
         for u in (query_uid, neighbor["series_uid"])
     )
     box = page.locator("[data-testid=compare-neighbor-img]").bounding_box()
@@ -263,7 +243,7 @@ def test_viewer_in_chromium(server: str, synth_set: Path, artifacts: Path, tmp_p
 
             # (c) A typed z moves the slice to that height; one outside the scan is named.
             uid = page.input_value("[data-testid=scan-select]")
-            scan = _get(f"{server}/v1/scans/{uid}")
+            scan = get_json(f"{server}/v1/scans/{uid}")
             low, high = scan["extent_min_xyz"][2], scan["extent_max_xyz"][2]
             typed = round(low + 0.3 * (high - low), 2)
             before = page.get_attribute("#axial", "src")

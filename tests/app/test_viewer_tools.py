@@ -23,9 +23,7 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Route, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
-from tests.app import test_viewer_browser as viewer_browser
-from tests.app.live_server import chromium_path
-from tests.app.test_viewer_browser import ROOT, _get
+from tests.helpers.live_server import ROOT, chromium_path, get_json
 
 # Drives Chromium: make test, not test-fast.
 pytestmark = pytest.mark.slow
@@ -76,7 +74,6 @@ class Viewer:
 
 
 #: The viewer test's live service on the synthetic catalogue (one per module).
-server = viewer_browser.server
 
 
 @pytest.fixture(scope="module")
@@ -130,12 +127,12 @@ def _console_error(errors: list[str], message: ConsoleMessage) -> None:
 
 
 def scan_info(server: str, uid: str) -> dict[str, Any]:
-    result: dict[str, Any] = _get(f"{server}/v1/scans/{uid}")
+    result: dict[str, Any] = get_json(f"{server}/v1/scans/{uid}")
     return result
 
 
 def scans(server: str) -> list[dict[str, Any]]:
-    listed: list[dict[str, Any]] = _get(f"{server}/v1/scans?limit=1000")["scans"]
+    listed: list[dict[str, Any]] = get_json(f"{server}/v1/scans?limit=1000")["scans"]
     return listed
 
 
@@ -388,7 +385,7 @@ def test_comparison_brackets_stand_outside_the_nodule(viewer: Viewer) -> None:
     page = viewer.page
     search(page)
     open_first_comparison(page)
-    neighbour = _get(
+    neighbour = get_json(
         f"{viewer.server}/v1/nodules/"
         + (page.locator("[data-testid=neighbor-card]").first.get_attribute("data-id") or "")
     )
@@ -454,7 +451,7 @@ def test_map_click_opens_the_nodule_scan_at_its_slice(viewer: Viewer, artifacts:
     page = viewer.page
     shown = page.input_value("[data-testid=scan-select]")
     for point in page.locator("[data-testid=map-point]").all():
-        nodule = _get(f"{viewer.server}/v1/nodules/{point.get_attribute('data-id')}")
+        nodule = get_json(f"{viewer.server}/v1/nodules/{point.get_attribute('data-id')}")
         if nodule["series_uid"] != shown:
             break
     else:
@@ -478,7 +475,7 @@ def test_lidc_ratings_show_their_meaning(viewer: Viewer, artifacts: Path) -> Non
     search(page)
     open_first_comparison(page)
     neighbour_id = page.locator("[data-testid=neighbor-card]").first.get_attribute("data-id")
-    ratings = _get(f"{viewer.server}/v1/nodules/{neighbour_id}")["characteristics"]
+    ratings = get_json(f"{viewer.server}/v1/nodules/{neighbour_id}")["characteristics"]
     assert ratings, "the first neighbour has no readers' ratings"
     checked = 0
     for name, value in ratings.items():
@@ -499,7 +496,7 @@ def test_why_similar_levels_in_a_readers_words(viewer: Viewer) -> None:
     search(page)
     open_first_comparison(page)
     neighbour_id = page.locator("[data-testid=neighbor-card]").first.get_attribute("data-id")
-    levels = _get(f"{viewer.server}/v1/nodules/{neighbour_id}/similar?k=1")["query"]["levels"]
+    levels = get_json(f"{viewer.server}/v1/nodules/{neighbour_id}/similar?k=1")["query"]["levels"]
     shown = page.locator("[data-testid=why-level]")
     assert shown.count() == len(levels)
     for i, technical in enumerate(levels):
@@ -576,7 +573,7 @@ def test_own_patient_choice_goes_into_the_sr_request(viewer: Viewer) -> None:
 def test_indexed_nodule_search_leaves_its_patient_out(viewer: Viewer) -> None:
     page = viewer.page
     point = page.locator("[data-testid=map-point]").first
-    nodule = _get(f"{viewer.server}/v1/nodules/{point.get_attribute('data-id')}")
+    nodule = get_json(f"{viewer.server}/v1/nodules/{point.get_attribute('data-id')}")
     with page.expect_request("**/v1/nodules/*/similar*") as request:
         point.click()
     assert f"exclude_patient_id={nodule['patient_id']}" in request.value.url

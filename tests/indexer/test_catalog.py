@@ -35,7 +35,7 @@ from model.store.layout import IndexLayout, LayoutError
 from model.store.manifest import Manifest
 from model.store.tables import Label, Nodule, NoduleRead, Scan
 from model.store.vector_index import build_index
-from tests.conftest import small_config
+from tests.helpers.data import small_config
 
 SPEC = PatchSpec(patch_shape_zyx=(16, 16, 16), spacing_mm=2.5)
 ROOT = Path(__file__).resolve().parents[2]

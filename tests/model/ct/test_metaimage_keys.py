@@ -21,8 +21,9 @@ from model.ct.geometry import Geometry
 from model.ct.itk import MetaImageRegionSource
 from model.ct.open import load_volume, open_volume
 from model.ct.volume import CTVolume, F32Array, VolumeSource
-from tests.conftest import RealSeries
-from tests.model.synthetic import (
+from tests.helpers.data import RealSeries
+from tests.helpers.readers import READERS, Reader, header, raw_bytes, small_volume
+from tests.helpers.synthetic import (
     IDENTITY,
     OBLIQUE,
     make_geometry,
@@ -31,7 +32,6 @@ from tests.model.synthetic import (
     metaimage_via_nifti,
     to_sitk,
 )
-from tests.model.test_bad_files import READERS, Reader, header, raw_bytes, small_volume
 
 SHAPE_ZYX = (6, 8, 10)
 COMMENTS = "POST CONTRAST\r\nArterial phase: 35 s\r\nsecond reader"

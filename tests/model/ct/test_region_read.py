@@ -21,7 +21,7 @@ from model.preprocessing import (
     patch_grid_xyz,
     patch_hu,
 )
-from tests.model.synthetic import (
+from tests.helpers.synthetic import (
     FLIP_Z,
     OBLIQUE,
     assert_patch_matches_reference,

@@ -210,3 +210,14 @@ def growable_nodule(synth_set: Path) -> tuple[DicomSeriesSource, tuple[float, fl
             if grow_at(source, center) is not None:
                 return source, center
     raise AssertionError("no synthetic DICOM nodule grows a mask")
+
+
+DIRECTIONS = {
+    "identity": (1, 0, 0, 0, 1, 0, 0, 0, 1),
+    "flip_yz": (1, 0, 0, 0, -1, 0, 0, 0, -1),
+    "permuted": (0, 1, 0, 0, 0, -1, 1, 0, 0),
+    "permuted_flipped": (0, 0, -1, 1, 0, 0, 0, -1, 0),
+    "oblique": tuple(
+        np.linalg.qr(np.random.default_rng(7).normal(size=(3, 3)))[0].reshape(-1).tolist()
+    ),
+}

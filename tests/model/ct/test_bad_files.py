@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import struct
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,21 +17,12 @@ import SimpleITK as sitk
 from pydicom.uid import generate_uid
 
 from model.ct.open import load_volume, open_volume
-from model.ct.volume import CTVolume, VolumeReadError, VolumeSource
-from tests.model.synthetic import FLIP_Z, make_geometry, write_dicom, write_itk
+from model.ct.volume import VolumeReadError
+from tests.helpers.readers import READERS, SHAPE_ZYX, Reader, header, raw_bytes, small_volume
+from tests.helpers.synthetic import write_dicom, write_itk
 
-Reader = Callable[[Path], VolumeSource]
-READERS = [pytest.param(load_volume, id="load"), pytest.param(open_volume, id="open")]
-
-SHAPE_ZYX = (6, 8, 10)
 CT_UID = "1.2.826.0.1.3680043.10.100"
 PATIENT_ID = "PATIENT-SECRET-4711"
-
-
-def small_volume() -> CTVolume:
-    geometry = make_geometry(SHAPE_ZYX, (0.7, 0.8, 2.0), (-10.0, 20.0, -30.0), FLIP_Z)
-    hu = np.random.default_rng(0).integers(-1000, 1000, SHAPE_ZYX).astype(np.float32)
-    return CTVolume(hu_zyx=hu, geometry=geometry)
 
 
 def dicom_folder(folder: Path, series_uid: str = CT_UID) -> list[Path]:
@@ -70,18 +61,6 @@ def _allocates_at_most(limit_bytes: int) -> Iterator[None]:
 
 
 # --- MetaImage ----------------------------------------------------------------------------
-
-
-def header(dims: str = "10 8 6", data_file: str = "ct.raw", extra: str = "") -> str:
-    return (
-        "ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n"
-        f"Offset = 0 0 0\nElementSpacing = 1 1 1\nDimSize = {dims}\n{extra}"
-        f"ElementType = MET_SHORT\nElementDataFile = {data_file}\n"
-    )
-
-
-def raw_bytes() -> bytes:
-    return small_volume().hu_zyx.astype("<i2").tobytes()
 
 
 def test_hand_written_header_is_readable(tmp_path: Path) -> None:

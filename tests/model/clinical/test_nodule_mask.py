@@ -17,7 +17,7 @@ from model.nn.checkpoint import save_model
 from model.nn.embedder import Embedder
 from model.nn.network import NetworkConfig, NoduleNet
 from model.preprocessing import PatchSpec
-from tests.segmenter import threshold_segmenter
+from tests.helpers.segmenter import threshold_segmenter
 
 SPEC = PatchSpec()  # the default: 32^3 voxels of 1.25 mm
 CENTER_XYZ = (10.0, -20.0, 30.0)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from model.clinical.labels import Characteristics, ExcludeThree, LabelRule, derive_label
+from model.clinical.labels import (
+    CHARACTERISTICS,
+    RATING_RANGES,
+    SCALES,
+    Characteristics,
+    ExcludeThree,
+    LabelRule,
+    derive_label,
+    texture_type,
+)
 
 PAPER = LabelRule()
 
@@ -60,3 +69,27 @@ def test_bad_ratings_are_refused() -> None:
         Characteristics(3, 1, 7, 3, 3, 3, 3, 3, 3)
     with pytest.raises(ValueError, match="malignancy"):
         Characteristics(3, 1, 6, 3, 3, 3, 3, 3, 6)
+
+
+@pytest.mark.parametrize(
+    ("texture", "kind"),
+    [
+        (1, "ground-glass"),
+        (2, "ground-glass"),
+        (2.5, "part-solid"),
+        (3, "part-solid"),
+        (4, "part-solid"),
+        (4.5, "part-solid"),
+        (5, "solid"),
+    ],
+)
+def test_texture_type_is_the_protocols_rule(texture: float, kind: str) -> None:
+    """1-2 ground-glass, 3-4 part-solid, 5 solid (docs/protocol.md); medians fall in between."""
+    assert texture_type(texture) == kind
+
+
+def test_every_characteristic_has_its_scale() -> None:
+    assert list(SCALES) == list(CHARACTERISTICS)
+    for name, (low, high) in RATING_RANGES.items():
+        assert low == 1
+        assert len(SCALES[name]) == high, name

@@ -13,7 +13,7 @@ import SimpleITK as sitk
 from indexer.data.synth.dicom_export import write_dicom_series
 from model.ct.open import load_volume, open_volume
 from model.ct.volume import CTVolume
-from tests.model.synthetic import FLIP_YZ, make_geometry
+from tests.helpers.synthetic import FLIP_YZ, make_geometry
 
 SHAPE_ZYX = (5, 6, 7)
 

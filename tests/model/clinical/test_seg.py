@@ -19,10 +19,9 @@ from model.clinical.seg import SEGMENT_NUMBER, mask_segmentation
 from model.clinical.sr import SimilarCase
 from model.ct.dicom import DicomSeriesSource
 from model.nn.embedder import Embedder
-from tests.conftest import RealSeries
-from tests.model.synthetic import annotated_centers, growable_nodule
-
-SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+from tests.helpers.data import RealSeries
+from tests.helpers.dicom import SEGMENTATION_STORAGE, content_items
+from tests.helpers.synthetic import annotated_centers, growable_nodule
 
 
 def _read_back(source: DicomSeriesSource, region: NoduleRegion, encoded: bytes) -> np.ndarray:
@@ -97,15 +96,6 @@ def test_the_sr_references_the_segs_segment(synth_set: Path, app_model: Path) ->
     assert seg.SOPInstanceUID in evidence
     without = build_report(source, center, outcome, Embedder.from_model_dir(app_model, "cpu"), "v1")
     assert without.seg is None
-
-
-def content_items(items: pydicom.Sequence) -> list[pydicom.Dataset]:
-    out = []
-    for item in items:
-        out.append(item)
-        if "ContentSequence" in item:
-            out += content_items(item.ContentSequence)
-    return out
 
 
 def test_dciodvfy_finds_no_error_in_the_seg(synth_set: Path, tmp_path: Path) -> None:

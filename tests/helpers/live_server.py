@@ -3,16 +3,19 @@ tests and the log scan), and the browser they drive."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,3 +95,11 @@ def chromium_path() -> str:
             "do), or point NODULE_CHROMIUM at a Chromium binary"
         )
     return found
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.load(response)

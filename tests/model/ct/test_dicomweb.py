@@ -15,7 +15,7 @@ from model.ct.dicomweb import DicomwebSeriesSource, Pacs
 from model.ct.pacs import PacsConfig, PacsUnavailableError, SeriesNotInPacsError
 from model.ct.volume import F32Array
 from model.preprocessing import DEFAULT_SPEC, extract_patch
-from tests.orthanc import Orthanc
+from tests.helpers.orthanc import Orthanc
 
 # Runs a real Orthanc (DICOMweb): make test, not test-fast.
 pytestmark = pytest.mark.slow

@@ -16,7 +16,7 @@ from model.ct.dicom import DicomSeriesSource
 from model.ct.open import load_volume, open_volume
 from model.ct.volume import CTVolume, VolumeReadError
 from model.preprocessing import PatchSpec, extract_patch, patch_hu
-from tests.conftest import REAL_SERIES, RealSeries
+from tests.helpers.data import REAL_SERIES, RealSeries
 
 # Reads the real LIDC and CPTAC CTs of ../shared/data: make test, not test-fast.
 pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
