@@ -73,7 +73,7 @@ TextureType = Literal["ground-glass", "part-solid", "solid"]
 def texture_type(texture: float) -> TextureType:
     """The nodule type a Texture rating stands for: 1-2 ground-glass, 3-4 part-solid, 5 solid.
 
-    The one rule (docs/protocol.md) the viewer, the synthetic set and the benchmarks share.
+    The one rule (docs/measurement.md) the viewer, the synthetic set and the benchmarks share.
     ``texture`` may be a median between two ratings: up to 2 is ground-glass, anything short
     of 5 part-solid (a median of 4.5 had readers call it part-solid as well as solid).
     """
