@@ -1,4 +1,7 @@
-"""Shared kernel of nodule-search: geometry, CT reading, the one patch function, the network.
+"""Shared kernel of nodule-search, in four wings and three top-level modules.
 
-Never imports ``app`` or ``indexer``. Import submodules directly; nothing heavy runs at import.
+``ct`` (CT in and out, one door from an address to a volume), ``nn`` (the network and the search
+vector), ``clinical`` (measurements, labels, the vote, SR and SEG), ``store`` (the catalogue on
+disk); ``preprocessing`` (the one patch function), ``settings``, ``threads``. Never imports
+``app`` or ``indexer``; nothing heavy runs at import (docs/architecture.md).
 """
