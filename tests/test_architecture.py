@@ -16,15 +16,26 @@ FORBIDDEN = {
 }
 
 
-def _imports(path: Path) -> set[str]:
+def _imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, dotted in full (any depth, TYPE_CHECKING blocks included).
+
+    ``from tests import test_x`` names the module ``tests.test_x``.
+    """
     tree = ast.parse(path.read_text(encoding="utf-8"))
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names |= {alias.name.split(".")[0] for alias in node.names}
+            names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
+            names.add(node.module)
+            if node.module == "tests":
+                names |= {f"tests.{alias.name}" for alias in node.names}
     return names
+
+
+def _imports(path: Path) -> set[str]:
+    """The top-level packages a file imports."""
+    return {name.split(".")[0] for name in _imported_modules(path)}
 
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
@@ -97,15 +108,8 @@ def _module_name(path: Path) -> str:
 
 
 def _project_imports(path: Path) -> set[str]:
-    """Every first-party module a file imports (any depth, TYPE_CHECKING blocks included)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-    return {n for n in names if n.split(".")[0] in FORBIDDEN}
+    """Every first-party module a file imports."""
+    return {n for n in _imported_modules(path) if n.split(".")[0] in FORBIDDEN}
 
 
 def _allowed(imported: str, prefixes: frozenset[str]) -> bool:
@@ -237,23 +241,9 @@ def test_tests_mirror_the_wings() -> None:
 def test_test_modules_import_helpers_not_one_another() -> None:
     """Shared test code lives in tests/helpers; a test module is never imported for its parts."""
     for path in sorted((ROOT / "tests").rglob("*.py")):
-        for imported in _imports_full(path):
+        for imported in _imported_modules(path):
             if not imported.startswith("tests."):
                 continue
             where = f"{path.relative_to(ROOT)} imports {imported}; shared code is in tests/helpers"
             assert imported.startswith("tests.helpers"), where
             assert not imported.rsplit(".", 1)[-1].startswith("test_"), where
-
-
-def _imports_full(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-            names |= {
-                f"{node.module}.{alias.name}" for alias in node.names if node.module == "tests"
-            }
-    return names
