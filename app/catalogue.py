@@ -19,6 +19,7 @@ from sqlalchemy.orm import selectinload
 from app.errors import InputError, NotFoundError
 from app.scans import ScanDoor, from_pacs, is_dicom_source
 from app.schemas import (
+    XYZ,
     LabelOut,
     MapOut,
     MapPoint,
@@ -38,8 +39,6 @@ from model.nn.embedder import Embedder
 from model.preprocessing import CoordinateOutsideVolumeError
 from model.store.catalog import Catalog, ScanNodules
 from model.store.tables import Nodule, NoduleRead, Scan
-
-XYZ = tuple[float, float, float]
 
 #: Catalogue rows kept in memory per served version (a few hundred bytes each).
 ROWS_CACHED = 100_000

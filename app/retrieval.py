@@ -14,11 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from app.catalogue import XYZ, CatalogueRows, NoduleRow
+from app.catalogue import CatalogueRows, NoduleRow
 from app.errors import InputError
 from app.preview import patch_preview_png
 from app.scans import ScanDoor
 from app.schemas import (
+    XYZ,
     CoordinateQuery,
     Filters,
     MeasuredAxes,
