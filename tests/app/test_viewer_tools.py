@@ -15,15 +15,14 @@ import math
 import os
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Route, sync_playwright
-from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import Browser, Page, Route
 
-from tests.helpers.live_server import ROOT, chromium_path, get_json
+from tests.helpers.live_server import ROOT, get_json
+from tests.helpers.viewer_page import Viewer, chromium, open_viewer, search, wait_for_slice
 
 # Drives Chromium: make test, not test-fast.
 pytestmark = pytest.mark.slow
@@ -31,7 +30,7 @@ pytestmark = pytest.mark.slow
 WIDTH, HEIGHT = 1440, 900
 #: The viewer's Page Up/Down step, in slices.
 PAGE_SLICES = 10
-#: The field of view of the comparison's zoomed views (viewer.js COMPARE_FOV_MM).
+#: The field of view of the comparison's zoomed views (app/static/viewer/compare.js).
 COMPARE_FOV_MM = 64.0
 #: LIDC scales, value 1 first (what the readers' median ratings mean).
 LIDC_MEANINGS: dict[str, list[str]] = {
@@ -59,33 +58,10 @@ LIDC_MEANINGS: dict[str, list[str]] = {
 }
 
 
-@dataclass
-class Viewer:
-    """A loaded viewer page, and what went wrong in it (uncaught errors, console errors)."""
-
-    page: Page
-    server: str
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def scan(self) -> dict[str, Any]:
-        """The scan shown now, as the API describes it."""
-        return scan_info(self.server, self.page.input_value("[data-testid=scan-select]"))
-
-
-#: The viewer test's live service on the synthetic catalogue (one per module).
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=chromium_path(), args=["--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")
@@ -99,28 +75,8 @@ def artifacts() -> Path:
 @pytest.fixture
 def viewer(server: str, browser: Browser) -> Iterator[Viewer]:
     """The page at 1440x900 with its first scan loaded; uncaught errors are collected."""
-    context = browser.new_context(
-        viewport={"width": WIDTH, "height": HEIGHT}, accept_downloads=True
-    )
-    page = context.new_page()
-    opened = Viewer(page, server)
-    page.on("pageerror", lambda error: opened.errors.append(f"pageerror: {error}"))
-    page.on("console", lambda message: _console_error(opened.errors, message))
-    try:
-        page.goto(server + "/")
-        try:
-            page.wait_for_selector("body[data-ready=true]", timeout=30_000)
-            page.wait_for_function("document.getElementById('axial').naturalWidth > 0")
-        except PlaywrightError as error:
-            pytest.fail(f"the page did not load ({error.message.splitlines()[0]}): {opened.errors}")
+    with open_viewer(browser, server, WIDTH, HEIGHT) as opened:
         yield opened
-    finally:
-        context.close()
-
-
-def _console_error(errors: list[str], message: ConsoleMessage) -> None:
-    if message.type == "error":
-        errors.append(f"console: {message.text}")
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -140,12 +96,6 @@ def slice_z(page: Page) -> float:
     return float(page.get_attribute("#axial", "data-z") or "nan")
 
 
-def wait_for_slice(page: Page, z: float) -> None:
-    page.wait_for_function(
-        "z => document.getElementById('axial').dataset.z === z", arg=f"{z:.2f}", timeout=10_000
-    )
-
-
 def open_scan(page: Page, uid: str) -> None:
     """Choose a scan in the list (unless it is open); wait until its slice at the point is drawn."""
     if page.input_value("[data-testid=scan-select]") != uid:
@@ -162,20 +112,6 @@ def set_point(page: Page, xyz: tuple[float, float, float] | list[float]) -> None
     for axis, value in zip("xyz", xyz, strict=True):
         page.fill(f"[data-testid={axis}]", f"{value:.2f}")
     wait_for_slice(page, round(xyz[2], 2))
-
-
-def search(page: Page) -> dict[str, Any]:
-    """Run the point search; the request body it sent. Waits for the answer to be drawn."""
-    with page.expect_request("**/v1/search/coordinate") as request:
-        page.click("[data-testid=search-point]")
-    body = request.value.post_data_json
-    assert isinstance(body, dict)
-    page.wait_for_function(
-        "document.querySelector('[data-testid=loading]').hidden"
-        " && !document.querySelector('[data-testid=results]').hidden",
-        timeout=30_000,
-    )
-    return body
 
 
 def save_sr(page: Page) -> dict[str, Any]:
