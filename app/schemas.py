@@ -559,7 +559,9 @@ class TextureTypeOut(BaseModel):
     """The nodule type one value of the readers' Texture rating stands for."""
 
     texture: int = Field(description="the rating, 1 to 5")
-    type: Literal["ground-glass", "part-solid", "solid"]
+    type: Literal["ground-glass", "part-solid", "solid"] = Field(
+        description="the nodule type it stands for"
+    )
 
 
 class Vocabulary(BaseModel):
@@ -568,10 +570,12 @@ class Vocabulary(BaseModel):
     Served so that a client (the viewer) writes none of them itself.
     """
 
-    window_presets: list[WindowPresetOut]
+    window_presets: list[WindowPresetOut] = Field(description="standard CT display windows")
     window_width_range: tuple[float, float] = Field(description="allowed window widths, HU")
     window_level_range: tuple[float, float] = Field(description="allowed window centres, HU")
-    characteristics: list[CharacteristicOut]
+    characteristics: list[CharacteristicOut] = Field(
+        description="the 9 LIDC characteristics, in the LIDC XML's order, with their scales"
+    )
     texture_types: list[TextureTypeOut] = Field(
         description="each Texture rating's nodule type; a median between two ratings is "
         "ground-glass up to 2, part-solid below 5 (NoduleDetail.texture_type applies it)"
