@@ -36,8 +36,15 @@ def _search(base: str) -> dict[str, Any]:
     with urllib.request.urlopen(request, timeout=60) as response:
         answer = json.load(response)
     neighbors = [(n["id"], round(n["similarity"], 5)) for n in answer["neighbors"]]
-    if not neighbors or neighbors[0][1] < 0.999:
-        raise SystemExit(f"the search found {neighbors}, not the nodule itself first")
+    # The catalogue nodule at the point is the query: recognised, and never its own neighbour
+    # (a one-epoch model's similarities say nothing, so they are only checked for order).
+    if answer["query"]["nodule_id"] != nodule["id"]:
+        raise SystemExit(f"the search did not take nodule {nodule['id']} as the query")
+    similarities = [s for _, s in neighbors]
+    if not neighbors or nodule["id"] in {i for i, _ in neighbors}:
+        raise SystemExit(f"the search found {neighbors} for nodule {nodule['id']}")
+    if similarities != sorted(similarities, reverse=True) or not -1.0 <= similarities[-1] <= 1.0:
+        raise SystemExit(f"the neighbours {neighbors} are not ranked by cosine similarity")
     return {
         "ready": readiness,
         "version": index["version"],
