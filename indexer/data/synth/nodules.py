@@ -73,14 +73,15 @@ def design_nodule(
     radius = profile.diameter_mm / 2.0
 
     core_hu, core_fraction = 0.0, 0.0
+    kind = texture_type(texture)
     if calcification <= 5.5:
         morphology = "calcified"
         hu = rng.uniform(250, 600) if calcification in (3.0, 3.5) else rng.uniform(20, 60)
         core_hu, core_fraction = rng.uniform(400, 900), rng.uniform(0.3, 0.6)
-    elif texture_type(texture) == "ground-glass":
+    elif kind == "ground-glass":
         morphology = "ground_glass"
         hu = rng.uniform(-700, -480)
-    elif texture_type(texture) == "part-solid":
+    elif kind == "part-solid":
         morphology = "part_solid"
         hu = rng.uniform(-650, -450)
         core_hu, core_fraction = rng.uniform(-20, 50), rng.uniform(0.3, 0.55)
